@@ -1,0 +1,2 @@
+"""ganforge: generative adversarial networks on images."""
+__version__ = "0.1.0"
