@@ -18,6 +18,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 
+DEFAULT_MINUTES = 5.0  # budget used when no steps/kimg/epochs/minutes is given
+
+
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the message names the key."""
 
@@ -41,11 +44,10 @@ class DataConfig:
 class ModelConfig:
     arch: str = "dcgan"  # registry name: dcgan | mlp
     z_dim: int = 100
-    g_width: int = 64  # generator base width (DCGAN: channels of the last hidden layer; MLP: first hidden layer)
-    d_width: int = 64  # discriminator base width
+    g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, mlp 256)
+    d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, mlp 256)
     g_norm: str = "batch"  # batch | none
     d_norm: str = "batch"  # batch | none | spectral
-    num_classes: int = 0  # 0 = unconditional
 
 
 @dataclass
@@ -145,12 +147,10 @@ class Config:
 
         _choice("model.arch", m.arch, MODELS.names())
         _positive("model.z_dim", m.z_dim)
-        _positive("model.g_width", m.g_width)
-        _positive("model.d_width", m.d_width)
+        _positive("model.g_width", m.g_width, allow_none=True)
+        _positive("model.d_width", m.d_width, allow_none=True)
         _choice("model.g_norm", m.g_norm, ["batch", "none"])
         _choice("model.d_norm", m.d_norm, ["batch", "none", "spectral"])
-        if m.num_classes < 0:
-            raise ConfigError(f"model.num_classes: expected 0 (unconditional) or more, got {m.num_classes}")
 
         _choice("loss.name", lo.name, LOSSES.names())
         if lo.gp_weight is None:
@@ -190,6 +190,8 @@ class Config:
             raise ConfigError(f"train.device: expected cpu, cuda, cuda:N, mps or auto, got {t.device!r}")
         if t.seed < 0:
             raise ConfigError(f"train.seed: expected a non-negative integer, got {t.seed}")
+        if not self.has_budget():
+            t.minutes = DEFAULT_MINUTES
 
     def has_budget(self) -> bool:
         t = self.train

@@ -1,0 +1,272 @@
+"""``ganforge`` command line: train | sample | interpolate | info | presets.
+
+Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the
+last line of its standard output (everything else goes to standard error).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ValueError):
+    """A bad command-line argument found after parsing."""
+
+
+def _user_errors():
+    from ganforge.config import ConfigError
+    from ganforge.data import DataError
+    from ganforge.training import RunError, TrainingError
+
+    return (ConfigError, DataError, RunError, TrainingError)
+
+
+# ---- train --------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganforge.api import resume_config
+    from ganforge.config import ConfigError, resolve
+    from ganforge.training.trainer import Trainer
+
+    preset, overrides = None, []
+    for item in args.items:
+        if "=" in item:
+            overrides.append(item)
+        elif preset is None:
+            preset = item
+        else:
+            raise ConfigError(f"unexpected argument {item!r}: give one PRESET and then key=value overrides")
+    if args.minutes is not None:
+        overrides.append(f"train.minutes={args.minutes}")
+    if args.resume:
+        if preset:
+            raise ConfigError("--resume continues a run with its own config; do not give a PRESET too")
+        cfg = resume_config(args.resume, overrides)
+    else:
+        cfg = resolve(preset or "default", overrides)
+    if args.dry_run:
+        print(cfg.to_yaml(), end="")
+        Trainer(cfg, dry_run=True).run()
+        return 0
+    trainer = Trainer(cfg, runs_dir=args.runs_dir, resume=args.resume)
+    try:
+        run_dir = trainer.run()
+    except KeyboardInterrupt:
+        print(trainer.run_dir, flush=True)
+        return EXIT_INTERRUPTED
+    print(run_dir, flush=True)
+    return 0
+
+
+# ---- sample -------------------------------------------------------------------------------
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ganforge.api import load_generator
+    from ganforge.training.monitor import make_grid_uint8, save_png
+
+    g = load_generator(args.run_dir, checkpoint=args.checkpoint, ema=not args.no_ema)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npz", "") and not out.is_dir():
+        raise UsageError(f"--out {out}: expected a .png file (grid), a .npz file, or a folder")
+    imgs = g.sample_uint8(args.n, seed=args.seed)  # [N, C, H, W]
+    if out.suffix.lower() == ".png":
+        save_png(make_grid_uint8(imgs, nrow=args.nrow), out)
+    elif out.suffix.lower() == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, arr_0=imgs.permute(0, 2, 3, 1).numpy())  # [N, H, W, C] uint8
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, im in enumerate(imgs):
+            save_png(im.permute(1, 2, 0).numpy(), out / f"{i:06d}.png")
+    print(f"wrote {args.n} samples from {g.checkpoint_path} (step {g.step}) to {out}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+# ---- interpolate ------------------------------------------------------------------------
+def slerp(a, b, t):
+    import torch
+
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+
+    from ganforge.api import load_generator
+    from ganforge.training.monitor import make_grid_uint8, save_png, to_uint8
+
+    g = load_generator(args.run_dir, checkpoint=args.checkpoint)
+    if args.steps < 2 or args.rows < 1:
+        raise UsageError("--steps must be >= 2 and --rows >= 1")
+    ends = g.noise(2 * args.rows, args.seed)
+    a, b = ends[: args.rows], ends[args.rows :]
+    ts = torch.linspace(0, 1, args.steps)
+    zs = []
+    for t in ts:  # [rows, z] per t
+        zs.append(slerp(a, b, t) if not args.linear else torch.lerp(a, b, t))
+    z = torch.stack(zs, 1).reshape(args.rows * args.steps, -1)  # row-major: each row one path
+    imgs = to_uint8(g.generate(z))
+    out = Path(args.out) if args.out else Path(args.run_dir) / "interpolation.png"
+    if out.suffix.lower() == ".gif":
+        frames = []
+        per_t = imgs.view(args.rows, args.steps, *imgs.shape[1:]).transpose(0, 1)  # [steps, rows, C, H, W]
+        seq = list(per_t) + list(per_t.flip(0))[1:-1]  # there and back, endpoints once
+        for f in seq:
+            grid = make_grid_uint8(f, nrow=args.rows)
+            frames.append(Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frames[0].save(out, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    elif out.suffix.lower() == ".png":
+        save_png(make_grid_uint8(imgs, nrow=args.steps), out)
+    else:
+        raise UsageError(f"--out {out}: expected a .png (grid) or .gif (animation) path")
+    print(out)
+    return 0
+
+
+# ---- info -------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from ganforge.config import load_preset
+    from ganforge.training import checkpoint as ckpt
+
+    run = Path(args.run_dir)
+    ckpt.find_checkpoint(run, "last") if (run / "checkpoints").exists() else None
+    if not ckpt.is_run_dir(run):
+        raise ckpt.RunError(f"'{run}' is not a ganforge run folder (no config.yaml); pass a folder made by 'ganforge train'")
+    cfg = load_preset(str(run / "config.yaml"))
+    cks = ckpt.list_checkpoints(run)
+    metrics = run / "metrics.jsonl"
+    last = None
+    if metrics.exists():
+        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+        if lines:
+            last = json.loads(lines[-1])
+    info = {
+        "run": str(run),
+        "model": cfg.get("model", {}),
+        "data": cfg.get("data", {}),
+        "loss": cfg.get("loss", {}).get("name"),
+        "checkpoints": [ckpt.read_json(p / "meta.json") | {"path": str(p)} for p in cks],
+        "best": str(run / "checkpoints" / "best") if (run / "checkpoints" / "best" / "meta.json").exists() else None,
+        "last_metrics": last,
+        "samples": str(run / "samples" / "latest.png") if (run / "samples" / "latest.png").exists() else None,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    m = info["model"]
+    print(f"run        {run}")
+    print(f"model      {m.get('arch')} z_dim={m.get('z_dim')} loss={info['loss']}")
+    d = info["data"]
+    print(f"data       {d.get('dataset')} root={d.get('root')} size={d.get('size')} channels={d.get('channels')}")
+    for c in info["checkpoints"]:
+        print(f"checkpoint step {c['step']:>8}  {c['kimg']:8.1f} kimg  {c['elapsed_s'] / 60:6.1f} min  {c['path']}")
+    if not cks:
+        print("checkpoint none yet")
+    if last:
+        print("last log   " + "  ".join(f"{k}={v}" for k, v in last.items()))
+    if info["samples"]:
+        print(f"samples    {info['samples']}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from ganforge.config import load_preset, preset_names
+
+    for name in preset_names():
+        first = ""
+        from importlib import resources
+
+        text = (resources.files("ganforge") / "assets" / "presets" / f"{name}.yaml").read_text()
+        for line in text.splitlines():
+            if line.startswith("#"):
+                first = line.lstrip("# ").strip()
+                break
+        load_preset(name)
+        print(f"{name:16s} {first}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ganforge", description="Train, watch, measure and use GANs on images.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a GAN (default: DCGAN on the embedded MNIST, 5 minutes)",
+                       description="Train a GAN. PRESET is a shipped preset name (see 'ganforge presets') or a "
+                                   "YAML file; key=value items override config keys, e.g. train.steps=2000.")
+    t.add_argument("items", nargs="*", metavar="[PRESET] [key=value ...]")
+    t.add_argument("--minutes", type=float, help="wall-clock budget (same as train.minutes=M)")
+    t.add_argument("--runs-dir", default="runs", help="where numbered run folders are made (default: runs)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config, run one step, write nothing")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="generate images from a trained run")
+    s.add_argument("run_dir")
+    s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="a .png grid, a .npz (uint8 arr_0 [N,H,W,C]) or a folder of PNGs")
+    s.add_argument("--nrow", type=int, default=None, help="images per row in a .png grid")
+    s.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
+    s.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA copy")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("interpolate", help="latent-space interpolation grid (.png) or animation (.gif)")
+    i.add_argument("run_dir")
+    i.add_argument("--out", help="output .png or .gif (default RUN_DIR/interpolation.png)")
+    i.add_argument("--rows", type=int, default=8, help="number of paths (default 8)")
+    i.add_argument("--steps", type=int, default=10, help="images per path (default 10)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--linear", action="store_true", help="linear instead of spherical interpolation")
+    i.add_argument("--checkpoint", default="last")
+    i.set_defaults(func=cmd_interpolate)
+
+    n = sub.add_parser("info", help="describe a run folder: config, checkpoints, last metrics")
+    n.add_argument("run_dir")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_info)
+
+    pr = sub.add_parser("presets", help="list the shipped presets")
+    pr.set_defaults(func=cmd_presets)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from ganforge import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

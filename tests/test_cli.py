@@ -1,0 +1,109 @@
+"""The command line as a user meets it: outputs, exit codes, and one-line errors."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganforge.cli import main
+from ganforge.training import checkpoint as ckpt
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from tests.conftest import TINY
+
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", *TINY, "train.steps=4", "--runs-dir", str(runs)]) == 0
+    return next(runs.iterdir())
+
+
+def test_train_prints_run_folder_last(tmp_path, tiny_overrides, capsys):
+    assert main(["train", "default", *tiny_overrides, "train.steps=2", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == str(tmp_path / "00000-mnist-dcgan")
+
+
+def test_dry_run_prints_config_and_writes_nothing(tmp_path, tiny_overrides, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *tiny_overrides, "--dry-run"]) == 0
+    cap = capsys.readouterr()
+    assert "batch_size: 16" in cap.out and "dry run: one step OK" in cap.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_png_folder_npz(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--n", "10", "--seed", "1", "--out", str(tmp_path / "g.png")]) == 0
+    im = Image.open(tmp_path / "g.png")
+    assert im.mode == "L" and im.size == (4 * 30 + 2, 3 * 30 + 2)  # 10 images of 28 px in a 4-wide grid, 2 px padding
+    assert main(["sample", str(run_dir), "--n", "3", "--out", str(tmp_path / "many")]) == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert main(["sample", str(run_dir), "--n", "6", "--seed", "1", "--out", str(tmp_path / "s.npz")]) == 0
+    arr = np.load(tmp_path / "s.npz")["arr_0"]
+    assert arr.dtype == np.uint8 and arr.shape == (6, 28, 28, 1)
+    # the same seed gives the same first images in every form
+    first = np.asarray(Image.open(tmp_path / "g.png"))[2:30, 2:30]
+    assert np.array_equal(first, arr[0, :, :, 0])
+
+
+def test_interpolate_and_info(run_dir, tmp_path, capsys):
+    assert main(["interpolate", str(run_dir), "--rows", "2", "--steps", "5", "--out", str(tmp_path / "i.png")]) == 0
+    assert Image.open(tmp_path / "i.png").size == (5 * 30 + 2, 2 * 30 + 2)
+    assert main(["interpolate", str(run_dir), "--rows", "2", "--steps", "3", "--out", str(tmp_path / "i.gif")]) == 0
+    assert Image.open(tmp_path / "i.gif").n_frames == 4  # 3 there, 1 back (endpoints once)
+    capsys.readouterr()
+    assert main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "dcgan" in out and "step        4" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "train.bogus=1"], "unknown config key 'train.bogus'; allowed keys in 'train': "),
+        (["train", "train.batch_size=-3"], "train.batch_size: expected a positive number, got -3"),
+        (["train", "data.size=30", "train.steps=1"], "dcgan cannot be built for 30x30"),
+        (["train", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+        (["train", "data.dataset=folder", "data.root=/no/such/folder"], "/no/such/folder"),
+        (["sample", "/no/such/run", "--out", "x.png"], "run folder '/no/such/run' does not exist"),
+        (["train", "--resume", "."], "is not a ganforge run folder"),
+    ],
+)
+def test_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_sample_rejects_unknown_output_kind(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.jpg")]) == 2
+    assert "expected a .png file (grid), a .npz file, or a folder" in capsys.readouterr().err
+
+
+def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path, tiny_overrides):
+    """SIGINT mid-run: a checkpoint at the current step, exit code 130, run path last on stdout."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "ganforge.cli", "train", *tiny_overrides, "train.checkpoint_every=100000",
+           "train.sample_every=100000", "train.steps=100000", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    run = tmp_path / "00000-mnist-dcgan"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.strip().splitlines()[-1] == str(run)
+    assert "Traceback" not in err and "--resume" in err
+    cks = ckpt.list_checkpoints(run)
+    assert len(cks) == 1 and ckpt.step_of(cks[0]) > 0
+    step = ckpt.step_of(cks[0])
+    assert main(["train", "--resume", str(run), f"train.steps={step + 2}"]) == 0
+    assert ckpt.step_of(ckpt.list_checkpoints(run)[-1]) == step + 2

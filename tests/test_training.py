@@ -1,0 +1,137 @@
+"""The training run: folder layout, exact resume, determinism, atomic checkpoints, errors."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ganforge
+from ganforge.api import load_generator
+from ganforge.config import ConfigError
+from ganforge.training import RunError
+from ganforge.training import checkpoint as ckpt
+
+
+def weights(run, which="last"):
+    folder = ckpt.find_checkpoint(run, which)
+    out = {}
+    for key, fname in ckpt.WEIGHT_FILES.items():
+        out.update({f"{key}.{k}": v for k, v in load_file(folder / fname).items()})
+    return out, ckpt.load_state(folder)
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_run_folder_contents(tmp_path, tiny_overrides):
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=6", "train.tensorboard=true"], runs_dir=tmp_path)
+    assert run.name == "00000-mnist-dcgan"
+    for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "samples/latest.png", "samples/step-00000000.png",
+                 "samples/step-00000004.png", "samples/step-00000006.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4, 6]
+    assert {"loss_d", "loss_g", "d_real", "d_fake", "img_per_s", "kimg"} <= lines[0].keys()
+    cks = ckpt.list_checkpoints(run)
+    assert [ckpt.step_of(p) for p in cks] == [4, 6]
+    meta = json.loads((cks[-1] / "meta.json").read_text())
+    assert meta["step"] == 6 and meta["kimg"] == pytest.approx(6 * 16 / 1000)
+    # numbered folders
+    run2 = ganforge.train(overrides=tiny_overrides + ["train.steps=1"], runs_dir=tmp_path)
+    assert run2.name == "00001-mnist-dcgan"
+
+
+@pytest.mark.parametrize("extra", [[], ["loss.name=wgan-gp", "model.d_norm=none", "train.n_critic=2"],
+                                   ["loss.r1_gamma=1", "loss.r1_every=2", "data.hflip=true"]])
+def test_resume_is_exact(tmp_path, tiny_overrides, extra):
+    """An interrupted and resumed run ends bit-for-bit where an uninterrupted one does."""
+    o = tiny_overrides + extra
+    full = ganforge.train(overrides=o + ["train.steps=10"], runs_dir=tmp_path / "a")
+    part = ganforge.train(overrides=o + ["train.steps=5"], runs_dir=tmp_path / "b")
+    resumed = ganforge.train(resume=part, overrides=["train.steps=10"])
+    assert resumed == part
+    wa, sa = weights(full)
+    wb, sb = weights(resumed)
+    assert_same(wa, wb)
+    assert sa["step"] == sb["step"] == 10
+    assert torch.equal(sa["noise_gen"], sb["noise_gen"])
+    for k in ("exp_avg", "exp_avg_sq"):
+        for i in sa["opt_g"]["state"]:
+            assert torch.equal(sa["opt_g"]["state"][i][k], sb["opt_g"]["state"][i][k])
+    # the metric lines continue without gaps or duplicates
+    steps = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+def test_seed_determines_run_and_changes_it(tmp_path, tiny_overrides):
+    a = ganforge.train(overrides=tiny_overrides + ["train.steps=3"], runs_dir=tmp_path)
+    b = ganforge.train(overrides=tiny_overrides + ["train.steps=3"], runs_dir=tmp_path)
+    c = ganforge.train(overrides=tiny_overrides + ["train.steps=3", "train.seed=1"], runs_dir=tmp_path)
+    assert_same(weights(a)[0], weights(b)[0])
+    wa, wc = weights(a)[0], weights(c)[0]
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_crash_while_writing_keeps_last_good_checkpoint(tmp_path, tiny_overrides, monkeypatch):
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=4"], runs_dir=tmp_path)
+    good, _ = weights(run)
+
+    def broken_save(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        ganforge.train(resume=run, overrides=["train.steps=8"])
+    monkeypatch.undo()
+    assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(run)] == [4]
+    assert_same(weights(run)[0], good)
+    # and the run resumes from it
+    ganforge.train(resume=run, overrides=["train.steps=8"])
+    assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(run)] == [4, 8]
+
+
+def test_budgets(tmp_path, tiny_overrides):
+    run = ganforge.train(overrides=tiny_overrides + ["train.kimg=0.1"], runs_dir=tmp_path)
+    assert ckpt.read_json(ckpt.find_checkpoint(run) / "meta.json")["step"] == 7  # ceil(100 / 16)
+    run = ganforge.train(overrides=tiny_overrides + ["train.epochs=0.5"], runs_dir=tmp_path)
+    assert ckpt.read_json(ckpt.find_checkpoint(run) / "meta.json")["step"] == 8  # 128 images / 16
+    run = ganforge.train(overrides=tiny_overrides + ["train.minutes=0.002"], runs_dir=tmp_path)
+    assert ckpt.read_json(ckpt.find_checkpoint(run) / "meta.json")["elapsed_s"] >= 0.12
+
+
+def test_resume_refuses_changes_to_the_model(tmp_path, tiny_overrides):
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=2"], runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot change 'model\.z_dim' when resuming"):
+        ganforge.train(resume=run, overrides=["model.z_dim=4"])
+
+
+def test_load_generator_and_sample(tmp_path, tiny_overrides):
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=4"], runs_dir=tmp_path)
+    g = load_generator(run)
+    a, b = g.sample_uint8(5, seed=3), g.sample_uint8(5, seed=3)
+    assert a.dtype == torch.uint8 and a.shape == (5, 1, 28, 28)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, g.sample_uint8(5, seed=4))
+    assert g.step == 4
+    raw = load_generator(run, ema=False)
+    assert not torch.equal(raw.sample(2, 0), g.sample(2, 0))
+
+
+def test_not_a_run(tmp_path):
+    with pytest.raises(RunError, match="is not a ganforge run folder"):
+        load_generator(tmp_path)
+    with pytest.raises(RunError, match="does not exist"):
+        load_generator(tmp_path / "nope")
+    (tmp_path / "config.yaml").write_text("{}\n")
+    with pytest.raises(RunError, match="has no complete checkpoint"):
+        load_generator(tmp_path)
+
+
+def test_state_file_loads_with_weights_only(tmp_path, tiny_overrides):
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=2"], runs_dir=tmp_path)
+    state = torch.load(ckpt.find_checkpoint(run) / "state.pt", weights_only=True)
+    assert state["step"] == 2
