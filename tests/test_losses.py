@@ -79,3 +79,14 @@ def test_r1_penalty_of_linear_critic():
     real = torch.randn(3, 1, 2, 2).requires_grad_(True)
     logits = (real * w).flatten(1).sum(1)
     assert r1_penalty(logits, real).item() == pytest.approx(9.0, rel=1e-6)
+
+
+def test_one_sided_label_smoothing_matches_bce():
+    from ganforge.losses import d_logistic_smoothed
+
+    r, f = torch.tensor(REAL, dtype=torch.float64), torch.tensor(FAKE, dtype=torch.float64)
+    t = 0.9
+    expected = mean([-(t * math.log(sig(x)) + (1 - t) * math.log(1 - sig(x))) for x in REAL]) + \
+        mean([-math.log(1 - sig(x)) for x in FAKE])
+    assert d_logistic_smoothed(r, f, 0.1).item() == pytest.approx(expected, rel=1e-12)
+    assert d_logistic_smoothed(r, f, 0.0).item() == pytest.approx(EXPECTED["minimax"][0], rel=1e-12)

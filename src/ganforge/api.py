@@ -21,6 +21,10 @@ from ganforge.training.monitor import to_uint8
 ConfigLike = Union[Config, Dict[str, Any], None]
 
 
+class LabelError(ValueError):
+    """Class labels that do not fit the generator (unknown class, labels for an unconditional model)."""
+
+
 def train(
     config: ConfigLike = None,
     *,
@@ -71,15 +75,16 @@ def resume_config(run_dir: Union[str, Path], overrides: Sequence[str] = ()) -> C
 
 
 class GeneratorHandle:
-    """A trained generator with what is needed to use it: sizes, noise, sampling."""
+    """A trained generator with what is needed to use it: sizes, classes, noise, sampling."""
 
     def __init__(self, module: nn.Module, model_config: Dict[str, Any], checkpoint_path: Path, run_dir: Optional[Path], meta: Dict[str, Any]):
         self.module = module.eval()
         self.config = Config.from_dict(model_config["config"])
         self.img_shape = tuple(model_config["img_shape"])
-        self.class_names = list(model_config.get("class_names", []))
         self.z_dim = self.config.model.z_dim
-        self.num_classes = 0
+        self.num_classes = self.config.model.num_classes if self.config.model.conditional else 0
+        names = list(model_config.get("class_names", []))
+        self.class_names = names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
         self.checkpoint_path = Path(checkpoint_path)
         self.run_dir = run_dir
         self.step = int(meta.get("step", 0))
@@ -89,27 +94,64 @@ class GeneratorHandle:
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
+    def class_index(self, c: Union[int, str]) -> int:
+        """A class given by index or by name -> its index (clear error otherwise)."""
+        if not self.num_classes:
+            raise LabelError("this generator is unconditional: it takes no class")
+        if isinstance(c, str) and c in self.class_names:
+            return self.class_names.index(c)
+        try:
+            i = int(c)
+        except (TypeError, ValueError):
+            i = -1
+        if not 0 <= i < self.num_classes:
+            raise LabelError(f"class {c!r}: expected an index 0..{self.num_classes - 1} or one of the names: "
+                             f"{', '.join(self.class_names)}")
+        return i
+
+    def labels_for(self, n: int, labels=None) -> Optional[torch.Tensor]:
+        """Class labels [n]: None for unconditional models; an int/name for one class; a sequence
+        or tensor of n labels; or (default) the classes in turn 0, 1, ..., K-1, 0, 1, ..."""
+        if not self.num_classes:
+            if labels is not None:
+                raise LabelError("this generator is unconditional: it takes no class labels")
+            return None
+        if labels is None:
+            return torch.arange(n) % self.num_classes
+        if isinstance(labels, (int, str)):
+            return torch.full((n,), self.class_index(labels), dtype=torch.long)
+        y = torch.as_tensor([self.class_index(int(v)) for v in labels], dtype=torch.long)
+        if y.shape != (n,):
+            raise LabelError(f"expected {n} labels, got {tuple(y.shape)}")
+        return y
+
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """The latent vectors ``sample(n, seed)`` uses: [n, z_dim], on CPU."""
         return torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Images in [-1, 1], float [N, C, H, W], for latent vectors ``z``."""
-        out = [self.module(chunk.to(self.device)).float().cpu() for chunk in z.split(batch_size)]
+    def generate(self, z: torch.Tensor, labels=None, batch_size: int = 256) -> torch.Tensor:
+        """Images in [-1, 1], float [N, C, H, W], for latent vectors ``z`` (and labels if conditional)."""
+        y = self.labels_for(z.shape[0], labels)
+        out = []
+        for i in range(0, z.shape[0], batch_size):
+            zc = z[i : i + batch_size].to(self.device)
+            if y is None:
+                out.append(self.module(zc).float().cpu())
+            else:
+                out.append(self.module(zc, y[i : i + batch_size].to(self.device)).float().cpu())
         return torch.cat(out) if out else torch.empty(0, *self.img_shape)
 
-    def sample(self, n: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
-        return self.generate(self.noise(n, seed), batch_size)
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
+        return self.generate(self.noise(n, seed), labels, batch_size)
 
     def sample_uint8(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
-        """uint8 [n, C, H, W]; the same ``seed`` gives the same images."""
-        if labels is not None:
-            raise ValueError("this generator is unconditional: it takes no class labels")
-        return to_uint8(self.sample(n, seed, batch_size))
+        """uint8 [n, C, H, W]; the same ``seed`` (and labels) gives the same images."""
+        return to_uint8(self.sample(n, seed, batch_size, labels))
 
     def __repr__(self) -> str:
-        return (f"GeneratorHandle({self.config.model.arch}, {'x'.join(map(str, self.img_shape))}, "
+        cond = f", {self.num_classes} classes" if self.num_classes else ""
+        return (f"GeneratorHandle({self.config.model.arch}, {'x'.join(map(str, self.img_shape))}{cond}, "
                 f"step {self.step}, {self.checkpoint_path})")
 
 

@@ -20,11 +20,12 @@ class UsageError(ValueError):
 
 
 def _user_errors():
+    from ganforge.api import LabelError
     from ganforge.config import ConfigError
     from ganforge.data import DataError
     from ganforge.training import RunError, TrainingError
 
-    return (ConfigError, DataError, RunError, TrainingError)
+    return (ConfigError, DataError, RunError, TrainingError, LabelError)
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -66,27 +67,73 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ---- sample -------------------------------------------------------------------------------
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from ganforge.api import load_generator
     from ganforge.training.monitor import make_grid_uint8, save_png
 
     g = load_generator(args.run_dir, checkpoint=args.checkpoint, ema=not args.no_ema)
     out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".npz", "") and not out.is_dir():
+    kind = out.suffix.lower()
+    if kind not in (".png", ".npz", "") and not out.is_dir():
         raise UsageError(f"--out {out}: expected a .png file (grid), a .npz file, or a folder")
-    imgs = g.sample_uint8(args.n, seed=args.seed)  # [N, C, H, W]
-    if out.suffix.lower() == ".png":
-        save_png(make_grid_uint8(imgs, nrow=args.nrow), out)
-    elif out.suffix.lower() == ".npz":
+    if args.n < 1:
+        raise UsageError("--n must be at least 1")
+    labels = None
+    if args.cls is not None:
+        if not g.num_classes:
+            raise UsageError(f"--class: the run '{args.run_dir}' trained an unconditional model; it has no classes "
+                             "(train with model.conditional=true)")
+        if args.cls == "all":  # n per class, class after class
+            labels = torch.arange(g.num_classes).repeat_interleave(args.n)
+        else:
+            labels = torch.full((args.n,), g.class_index(args.cls), dtype=torch.long)
+    n = labels.shape[0] if labels is not None else args.n
+    imgs = g.sample_uint8(n, seed=args.seed, labels=labels)  # [N, C, H, W]
+    if kind == ".png":
+        if args.cls == "all":
+            save_png(labelled_rows(imgs, g.class_names, args.n), out)
+        else:
+            save_png(make_grid_uint8(imgs, nrow=args.nrow), out)
+    elif kind == ".npz":
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, arr_0=imgs.permute(0, 2, 3, 1).numpy())  # [N, H, W, C] uint8
+        arrays = {"arr_0": imgs.permute(0, 2, 3, 1).numpy()}  # [N, H, W, C] uint8
+        if g.num_classes:
+            arrays["arr_1"] = g.labels_for(n, labels).numpy()  # class labels, as guided-diffusion writes them
+        np.savez(out, **arrays)
     else:
         out.mkdir(parents=True, exist_ok=True)
+        ys = g.labels_for(n, labels)
         for i, im in enumerate(imgs):
-            save_png(im.permute(1, 2, 0).numpy(), out / f"{i:06d}.png")
-    print(f"wrote {args.n} samples from {g.checkpoint_path} (step {g.step}) to {out}", file=sys.stderr)
+            suffix = f"_{g.class_names[int(ys[i])]}" if ys is not None else ""
+            save_png(im.permute(1, 2, 0).numpy(), out / f"{i:06d}{_safe(suffix)}.png")
+    print(f"wrote {n} samples from {g.checkpoint_path} (step {g.step}) to {out}", file=sys.stderr)
     print(out)
     return 0
+
+
+def _safe(s: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", s)
+
+
+def labelled_rows(imgs, names, per_row: int):
+    """A grid with one row per class and the class name written at the left of each row."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from ganforge.training.monitor import make_grid_uint8
+
+    grid = make_grid_uint8(imgs, nrow=per_row)
+    h = imgs.shape[2]
+    margin = max(8 * max(len(str(n)) for n in names) + 8, 24)
+    canvas = Image.new("RGB", (grid.shape[1] + margin, grid.shape[0]), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).convert("RGB"), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(names):
+        draw.text((4, 2 + r * (h + 2) + h // 2 - 5), str(name), fill=(0, 0, 0))
+    return np.asarray(canvas)
 
 
 # ---- interpolate ------------------------------------------------------------------------
@@ -116,7 +163,14 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     for t in ts:  # [rows, z] per t
         zs.append(slerp(a, b, t) if not args.linear else torch.lerp(a, b, t))
     z = torch.stack(zs, 1).reshape(args.rows * args.steps, -1)  # row-major: each row one path
-    imgs = to_uint8(g.generate(z))
+    labels = None
+    if g.num_classes:  # row r shows class r mod K, or the class asked for
+        row_cls = torch.arange(args.rows) % g.num_classes if args.cls is None else \
+            torch.full((args.rows,), g.class_index(args.cls), dtype=torch.long)
+        labels = row_cls.repeat_interleave(args.steps)
+    elif args.cls is not None:
+        raise UsageError("--class: this run trained an unconditional model; it has no classes")
+    imgs = to_uint8(g.generate(z, labels))
     out = Path(args.out) if args.out else Path(args.run_dir) / "interpolation.png"
     if out.suffix.lower() == ".gif":
         frames = []
@@ -222,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=int, default=None, help="images per row in a .png grid")
     s.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA copy")
+    s.add_argument("--class", dest="cls", metavar="C",
+                   help="conditional runs: a class index or name, or 'all' (--n per class; a .png gets one labelled row per class)")
     s.set_defaults(func=cmd_sample)
 
     i = sub.add_parser("interpolate", help="latent-space interpolation grid (.png) or animation (.gif)")
@@ -232,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--linear", action="store_true", help="linear instead of spherical interpolation")
     i.add_argument("--checkpoint", default="last")
+    i.add_argument("--class", dest="cls", metavar="C", help="conditional runs: keep every path in this class")
     i.set_defaults(func=cmd_interpolate)
 
     n = sub.add_parser("info", help="describe a run folder: config, checkpoints, last metrics")

@@ -42,12 +42,17 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "dcgan"  # registry name: dcgan | mlp
+    arch: str = "dcgan"  # registry name: dcgan | mlp | resnet
     z_dim: int = 100
-    g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, mlp 256)
-    d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, mlp 256)
+    g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, resnet 64, mlp 256)
+    d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     g_norm: str = "batch"  # batch | none
     d_norm: str = "batch"  # batch | none | spectral
+    conditional: bool = False  # class-conditional G and D; labels come from the dataset
+    num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
+    g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
+    d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)
+    mbstd: bool = False  # minibatch standard-deviation feature in D (Karras et al. 2018)
 
 
 @dataclass
@@ -56,6 +61,10 @@ class LossConfig:
     gp_weight: Optional[float] = None  # gradient penalty weight; None -> 10 for wgan-gp, else 0
     r1_gamma: float = 0.0  # R1 penalty weight on real images (0 = off)
     r1_every: int = 1  # apply R1 every k discriminator steps (lazy regularisation)
+    label_smoothing: float = 0.0  # one-sided: real targets 1 - s for the logistic D loss (Salimans et al. 2016)
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
+    instance_noise_steps: int = 0  # anneal the noise linearly to 0 over this many steps (0 = constant)
+    acgan_weight: float = 1.0  # weight of the auxiliary classification loss (d_cond=acgan)
 
 
 @dataclass
@@ -92,6 +101,28 @@ class TrainConfig:
 
 
 @dataclass
+class AugmentConfig:
+    policy: str = ""  # DiffAugment (Zhao et al. 2020) applied to every D input: comma list of color,translation,cutout
+    translation: float = 0.125  # max shift as a fraction of the image size
+    cutout: float = 0.5  # cutout square side as a fraction of the image size
+
+
+@dataclass
+class WatchdogConfig:
+    enabled: bool = True  # watch for collapse and divergence while training
+    action: str = "rollback"  # warn | rollback (to the last good checkpoint, lower the learning rates) | stop
+    patience: int = 200  # steps a symptom must persist before it counts
+    d_fake_min: float = 0.02  # D(G(z)) below this (D dominates) ...
+    d_real_min: float = 0.98  # ... while D(x) is above this
+    g_grad_min: float = 1e-4  # generator gradient norm below this = vanishing
+    fid_rise: float = 1.5  # in-training FID above this factor x the best so far
+    coverage_drop: int = 2  # classes covered falling this many below the best so far
+    lr_factor: float = 0.5  # learning rates are multiplied by this on each rollback
+    max_rollbacks: int = 3  # then stop with a diagnosis
+    check_every: int = 10  # steps between checks of the cheap signals
+
+
+@dataclass
 class Config:
     name: Optional[str] = None  # run folder suffix; default "<dataset>-<arch>"
     data: DataConfig = field(default_factory=DataConfig)
@@ -100,6 +131,8 @@ class Config:
     g_optim: OptimConfig = field(default_factory=OptimConfig)
     d_optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -152,12 +185,26 @@ class Config:
         _choice("model.g_norm", m.g_norm, ["batch", "none"])
         _choice("model.d_norm", m.d_norm, ["batch", "none", "spectral"])
 
+        _choice("model.g_cond", m.g_cond, ["cbn", "embed"])
+        _choice("model.d_cond", m.d_cond, ["projection", "acgan"])
+        if m.num_classes < 0:
+            raise ConfigError(f"model.num_classes: expected 0 or more, got {m.num_classes}")
+
         _choice("loss.name", lo.name, LOSSES.names())
         if lo.gp_weight is None:
             lo.gp_weight = 10.0 if lo.name == "wgan-gp" else 0.0
         _nonneg("loss.gp_weight", lo.gp_weight)
         _nonneg("loss.r1_gamma", lo.r1_gamma)
         _positive("loss.r1_every", lo.r1_every)
+        if not 0.0 <= lo.label_smoothing < 0.5:
+            raise ConfigError(f"loss.label_smoothing: expected a value in [0, 0.5), got {lo.label_smoothing}")
+        if lo.label_smoothing > 0 and lo.name not in ("minimax", "non-saturating"):
+            raise ConfigError(
+                f"loss.label_smoothing: applies to the logistic losses (minimax, non-saturating), not {lo.name!r}"
+            )
+        _nonneg("loss.instance_noise", lo.instance_noise)
+        _nonneg("loss.instance_noise_steps", lo.instance_noise_steps)
+        _nonneg("loss.acgan_weight", lo.acgan_weight)
         if lo.name == "wgan-gp" and lo.gp_weight == 0:
             raise ConfigError("loss.gp_weight: wgan-gp needs a gradient penalty > 0 (10 is standard)")
         if lo.name == "wgan-gp" and m.d_norm == "batch":
@@ -190,6 +237,23 @@ class Config:
             raise ConfigError(f"train.device: expected cpu, cuda, cuda:N, mps or auto, got {t.device!r}")
         if t.seed < 0:
             raise ConfigError(f"train.seed: expected a non-negative integer, got {t.seed}")
+        a = self.augment
+        ops = [p.strip() for p in a.policy.split(",") if p.strip()]
+        for op in ops:
+            _choice("augment.policy", op, ["color", "translation", "cutout"])
+        a.policy = ",".join(ops)
+        if not 0 < a.translation < 1 or not 0 < a.cutout < 1:
+            raise ConfigError("augment.translation and augment.cutout: expected fractions in (0, 1)")
+
+        w = self.watchdog
+        _choice("watchdog.action", w.action, ["warn", "rollback", "stop"])
+        for k in ("patience", "max_rollbacks", "check_every"):
+            _positive(f"watchdog.{k}", getattr(w, k))
+        if not 0 < w.lr_factor < 1:
+            raise ConfigError(f"watchdog.lr_factor: expected a value in (0, 1), got {w.lr_factor}")
+        if w.fid_rise <= 1:
+            raise ConfigError(f"watchdog.fid_rise: expected a factor > 1, got {w.fid_rise}")
+
         if not self.has_budget():
             t.minutes = DEFAULT_MINUTES
 

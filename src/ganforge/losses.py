@@ -92,3 +92,12 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real data; ``real`` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def d_logistic_smoothed(real: Tensor, fake: Tensor, smoothing: float) -> Tensor:
+    """One-sided label smoothing (Salimans et al. 2016): real targets are 1 - s, fake stay 0.
+
+    Binary cross-entropy with target t on logit r is t * softplus(-r) + (1 - t) * softplus(r).
+    """
+    t = 1.0 - smoothing
+    return (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean() + F.softplus(fake).mean()

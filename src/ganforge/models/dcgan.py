@@ -7,47 +7,51 @@ ends in a linear layer that returns one logit per image.
 Examples (ngf = 64):   28x28 -> base 7x7,  k=2: [128,7,7] -> [64,14,14] -> [C,28,28]
                        32x32 -> base 4x4,  k=3: [256,4,4] -> [128,8,8] -> [64,16,16] -> [C,32,32]
                        48x64 -> base 3x4,  k=4: [512,3,4] -> ... -> [C,48,64]
+
+Class-conditional variants (``num_classes > 0``): G sees the label through conditional BatchNorm
+(``g_cond="cbn"``, Miyato & Koyama 2018) or a label embedding joined to z (``g_cond="embed"``);
+D through a projection head (``d_cond="projection"``, Miyato & Koyama 2018) or an auxiliary
+classifier (``d_cond="acgan"``, Odena et al. 2017). ``mbstd=True`` adds a minibatch-stddev map
+(Karras et al. 2018) before D's head. Unconditional parameter names are unchanged.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ganforge.models import MODELS
-from ganforge.models.layers import init_dcgan_weights, maybe_sn, norm2d
+from ganforge.models.layers import (
+    CondSequential,
+    LabelEmbedding,
+    MinibatchStd,
+    ModelBuildError,
+    ModelSizeError,
+    check_labels,
+    cond_norm,
+    init_dcgan_weights,
+    label_head,
+    maybe_sn,
+    nearest_size,
+    norm2d,
+)
+from ganforge.models.layers import plan_stages as _plan_stages
+
+if TYPE_CHECKING:
+    from ganforge.config import ModelConfig
+
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "ModelSizeError", "ModelBuildError", "plan_stages", "build_dcgan"]
 
 MAX_MULT = 8  # widest layer = width * 8 (as in the DCGAN paper)
 
 
-class ModelSizeError(ValueError):
-    """The architecture cannot be built for the requested image size."""
-
-
 def plan_stages(h: int, w: int) -> Tuple[int, int, int]:
     """Return (k, base_h, base_w): the most 2x stages with an integer base of at least 3."""
-    k = 0
-    while h % 2 ** (k + 1) == 0 and w % 2 ** (k + 1) == 0 and min(h, w) // 2 ** (k + 1) >= 3:
-        k += 1
-    bh, bw = h // 2**k, w // 2**k
-    if k < 2 or max(bh, bw) > 16:
-        raise ModelSizeError(
-            f"dcgan cannot be built for {h}x{w}: height and width must both be b * 2^k with k >= 2 "
-            f"and 3 <= b <= 16 (e.g. 28, 32, 48, 64, 96, 128, or 48x64); "
-            f"set data.size to a nearby size such as {_nearest(h)}x{_nearest(w)}"
-        )
-    return k, bh, bw
+    return _plan_stages(h, w, "dcgan")
 
 
-def _nearest(n: int) -> int:
-    best = None
-    for k in range(2, 10):
-        for b in range(3, 17):
-            s = b * 2**k
-            if best is None or abs(s - n) < abs(best - n):
-                best = s
-    return best
+_nearest = nearest_size
 
 
 def _widths(width: int, k: int) -> List[int]:
@@ -56,39 +60,66 @@ def _widths(width: int, k: int) -> List[int]:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, img_shape: Tuple[int, int, int], z_dim: int = 100, width: int = 64, norm: str = "batch"):
+    def __init__(
+        self,
+        img_shape: Tuple[int, int, int],
+        z_dim: int = 100,
+        width: int = 64,
+        norm: str = "batch",
+        num_classes: int = 0,
+        cond: str = "cbn",
+    ):
         super().__init__()
         c, h, w = img_shape
         k, self.bh, self.bw = plan_stages(h, w)
         chans = _widths(width, k)
-        self.z_dim, self.img_shape = z_dim, tuple(img_shape)
+        self.z_dim, self.img_shape, self.num_classes = z_dim, tuple(img_shape), num_classes
         self.c0 = chans[0]
-        # z [N, z_dim] -> [N, c0 * bh * bw]; bias is redundant before BN
-        self.project = nn.Linear(z_dim, chans[0] * self.bh * self.bw, bias=norm != "batch")
-        self.project_act = nn.Sequential(norm2d(norm, chans[0]), nn.ReLU(True))
-        blocks = []
+        if num_classes > 0 and cond not in ("cbn", "embed"):
+            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
+        self.cond = cond if num_classes > 0 else ""
+        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
+        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
+        cbn_classes = num_classes if self.cond == "cbn" else 0
+        z_in = z_dim * 2 if self.cond == "embed" else z_dim
+        # z [N, z_in] -> [N, c0 * bh * bw]; bias is redundant before BN
+        self.project = nn.Linear(z_in, chans[0] * self.bh * self.bw, bias=norm != "batch")
+        self.project_act = CondSequential(cond_norm(norm, chans[0], cbn_classes), nn.ReLU(True))
+        blocks: List[nn.Module] = []
         for i in range(k - 1):  # [N, chans[i], r, r] -> [N, chans[i+1], 2r, 2r]
             blocks += [
                 nn.ConvTranspose2d(chans[i], chans[i + 1], 4, 2, 1, bias=norm != "batch"),
-                norm2d(norm, chans[i + 1]),
+                cond_norm(norm, chans[i + 1], cbn_classes),
                 nn.ReLU(True),
             ]
         blocks += [nn.ConvTranspose2d(chans[-1], c, 4, 2, 1), nn.Tanh()]  # -> [N, C, H, W]
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = CondSequential(*blocks)
         init_dcgan_weights(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        check_labels(y, self.num_classes, z.shape[0], "dcgan generator")
+        if self.label_embed is not None:
+            z = self.label_embed(z, y)  # [N, 2 * z_dim]
         x = self.project(z).view(z.shape[0], self.c0, self.bh, self.bw)  # [N, c0, bh, bw]
-        return self.blocks(self.project_act(x))  # [N, C, H, W] in [-1, 1]
+        return self.blocks(self.project_act(x, y), y)  # [N, C, H, W] in [-1, 1]
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, img_shape: Tuple[int, int, int], width: int = 64, norm: str = "batch"):
+    def __init__(
+        self,
+        img_shape: Tuple[int, int, int],
+        width: int = 64,
+        norm: str = "batch",
+        num_classes: int = 0,
+        cond: str = "projection",
+        mbstd: bool = False,
+    ):
         super().__init__()
         c, h, w = img_shape
         k, bh, bw = plan_stages(h, w)
         chans = list(reversed(_widths(width, k)))  # finest first: width, 2*width, ...
-        self.img_shape = tuple(img_shape)
+        self.img_shape, self.num_classes = tuple(img_shape), num_classes
+        self.aux = num_classes > 0 and cond == "acgan"
         layers: List[nn.Module] = [maybe_sn(nn.Conv2d(c, chans[0], 4, 2, 1), norm), nn.LeakyReLU(0.2, True)]
         for i in range(k - 1):  # [N, chans[i], r, r] -> [N, chans[i+1], r/2, r/2]
             layers += [
@@ -97,15 +128,38 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
         self.features = nn.Sequential(*layers)  # -> [N, chans[-1], bh, bw]
-        self.head = maybe_sn(nn.Linear(chans[-1] * bh * bw, 1), norm)  # -> [N, 1]
+        self.mbstd = MinibatchStd() if mbstd else None  # -> [N, chans[-1] + 1, bh, bw]
+        feat = (chans[-1] + int(mbstd)) * bh * bw
+        self.head = maybe_sn(nn.Linear(feat, 1), norm)  # [N, feat] -> [N, 1]
+        self.label_head = label_head(feat, num_classes, cond, norm)  # projection [N] | class logits [N, K]
         init_dcgan_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1)).squeeze(1)  # logits [N]
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)  # [N, chans[-1], bh, bw]
+        if self.mbstd is not None:
+            h = self.mbstd(h)  # [N, chans[-1] + 1, bh, bw]
+        return h.flatten(1)  # [N, feat]
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.aux:  # acgan D takes (and ignores) labels
+            check_labels(y, self.num_classes, x.shape[0], "dcgan discriminator")
+        h = self._features(x)  # [N, feat]
+        out = self.head(h).squeeze(1)  # logits [N]
+        if self.num_classes > 0 and not self.aux:
+            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
+        return out  # logits [N]
+
+    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
+        if not self.aux:
+            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
+        h = self._features(x)  # [N, feat]
+        return self.head(h).squeeze(1), self.label_head(h)  # [N], [N, K]
 
 
 @MODELS.register("dcgan")
-def build_dcgan(cfg, img_shape):
-    g = DCGANGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm)
-    d = DCGANDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm)
+def build_dcgan(cfg: "ModelConfig", img_shape: Tuple[int, int, int]) -> Tuple[DCGANGenerator, DCGANDiscriminator]:
+    k = cfg.num_classes if cfg.conditional else 0
+    g = DCGANGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm, k, cfg.g_cond)
+    d = DCGANDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)
     return g, d

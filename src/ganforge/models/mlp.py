@@ -1,57 +1,125 @@
 """The fully connected GAN of the original papers (Goodfellow et al. 2014, as popularised
 by Keras-GAN): Dense + BatchNorm + LeakyReLU(0.2) generator with a tanh output, and a
 Dense + LeakyReLU discriminator returning one logit per image. Works for any image size.
+
+Class-conditional variants (``num_classes > 0``, Mirza & Osindero 2014): G sees the label through
+conditional BatchNorm (``g_cond="cbn"``) or a label embedding joined to z (``g_cond="embed"``);
+D through a projection head (Miyato & Koyama 2018) or an AC-GAN classifier (Odena et al. 2017).
+``mbstd=True`` appends the minibatch std (Karras et al. 2018) as one extra feature to D's last
+hidden layer. Unconditional parameter names are unchanged.
 """
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ganforge.models import MODELS
-from ganforge.models.layers import maybe_sn, norm1d
+from ganforge.models.layers import (
+    CondSequential,
+    LabelEmbedding,
+    MinibatchStd,
+    ModelBuildError,
+    check_labels,
+    cond_norm,
+    label_head,
+    maybe_sn,
+    norm1d,
+)
+
+if TYPE_CHECKING:
+    from ganforge.config import ModelConfig
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, img_shape: Tuple[int, int, int], z_dim: int = 100, width: int = 256, norm: str = "batch"):
+    def __init__(
+        self,
+        img_shape: Tuple[int, int, int],
+        z_dim: int = 100,
+        width: int = 256,
+        norm: str = "batch",
+        num_classes: int = 0,
+        cond: str = "cbn",
+    ):
         super().__init__()
-        self.z_dim, self.img_shape = z_dim, tuple(img_shape)
-        dims = [z_dim, width, width * 2, width * 4]
-        layers = []
+        self.z_dim, self.img_shape, self.num_classes = z_dim, tuple(img_shape), num_classes
+        if num_classes > 0 and cond not in ("cbn", "embed"):
+            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
+        self.cond = cond if num_classes > 0 else ""
+        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
+        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
+        cbn_classes = num_classes if self.cond == "cbn" else 0
+        dims = [z_dim * 2 if self.cond == "embed" else z_dim, width, width * 2, width * 4]
+        layers: List[nn.Module] = []
         for i in range(3):  # [N, dims[i]] -> [N, dims[i+1]]; no norm on the first layer, as in the classic
             layers += [nn.Linear(dims[i], dims[i + 1])]
             if i > 0:
-                layers += [norm1d(norm, dims[i + 1])]
+                layers += [cond_norm(norm, dims[i + 1], cbn_classes, dim=1)]
             layers += [nn.LeakyReLU(0.2, True)]
         layers += [nn.Linear(dims[-1], math.prod(img_shape)), nn.Tanh()]  # -> [N, C*H*W]
-        self.net = nn.Sequential(*layers)
+        self.net = CondSequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.img_shape)  # [N, C, H, W] in [-1, 1]
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        check_labels(y, self.num_classes, z.shape[0], "mlp generator")
+        if self.label_embed is not None:
+            z = self.label_embed(z, y)  # [N, 2 * z_dim]
+        return self.net(z, y).view(z.shape[0], *self.img_shape)  # [N, C, H, W] in [-1, 1]
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, img_shape: Tuple[int, int, int], width: int = 256, norm: str = "none"):
+    def __init__(
+        self,
+        img_shape: Tuple[int, int, int],
+        width: int = 256,
+        norm: str = "none",
+        num_classes: int = 0,
+        cond: str = "projection",
+        mbstd: bool = False,
+    ):
         super().__init__()
-        self.img_shape = tuple(img_shape)
+        self.img_shape, self.num_classes = tuple(img_shape), num_classes
+        self.aux = num_classes > 0 and cond == "acgan"
         n = math.prod(img_shape)
-        self.net = nn.Sequential(  # [N, C*H*W] -> [N, 2w] -> [N, w] -> [N, 1]
+        feat = width + int(mbstd)  # last hidden layer, plus the minibatch std feature
+        self.net = nn.Sequential(  # [N, C*H*W] -> [N, 2w] -> [N, w] (-> [N, w + 1] with mbstd) -> [N, 1]
             maybe_sn(nn.Linear(n, width * 2), norm),
             nn.LeakyReLU(0.2, True),
             maybe_sn(nn.Linear(width * 2, width), norm),
             norm1d(norm, width),
             nn.LeakyReLU(0.2, True),
-            maybe_sn(nn.Linear(width, 1), norm),
+            maybe_sn(nn.Linear(feat, 1), norm),  # the head: net[-1]
         )
+        self.mbstd = MinibatchStd() if mbstd else None
+        self.label_head = label_head(feat, num_classes, cond, norm)  # projection [N] | class logits [N, K]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1)).squeeze(1)  # logits [N]
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net[:-1](x.flatten(1))  # [N, w]
+        if self.mbstd is not None:
+            h = self.mbstd(h)  # [N, w + 1]
+        return h
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.aux:  # acgan D takes (and ignores) labels
+            check_labels(y, self.num_classes, x.shape[0], "mlp discriminator")
+        h = self._features(x)  # [N, feat]
+        out = self.net[-1](h).squeeze(1)  # logits [N]
+        if self.num_classes > 0 and not self.aux:
+            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
+        return out  # logits [N]
+
+    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
+        if not self.aux:
+            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
+        h = self._features(x)  # [N, feat]
+        return self.net[-1](h).squeeze(1), self.label_head(h)  # [N], [N, K]
 
 
 @MODELS.register("mlp")
-def build_mlp(cfg, img_shape):
-    g = MLPGenerator(img_shape, cfg.z_dim, cfg.g_width or 256, cfg.g_norm)
-    d = MLPDiscriminator(img_shape, cfg.d_width or 256, cfg.d_norm)
+def build_mlp(cfg: "ModelConfig", img_shape: Tuple[int, int, int]) -> Tuple[MLPGenerator, MLPDiscriminator]:
+    k = cfg.num_classes if cfg.conditional else 0
+    g = MLPGenerator(img_shape, cfg.z_dim, cfg.g_width or 256, cfg.g_norm, k, cfg.g_cond)
+    d = MLPDiscriminator(img_shape, cfg.d_width or 256, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)
     return g, d

@@ -17,22 +17,25 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ganforge import __version__
 from ganforge.config import Config, ConfigError
-from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
+from ganforge.losses import LOSSES, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.models import build_models
-from ganforge.models.dcgan import ModelSizeError
+from ganforge.models.layers import ModelBuildError
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.augment import diff_augment
 from ganforge.training.monitor import MetricsLog, TensorBoard, make_grid_uint8, plot_curves, save_png, to_uint8
+from ganforge.training.watchdog import Event, Watchdog
 
 
 class TrainingError(RuntimeError):
@@ -124,7 +127,8 @@ class Trainer:
     ):
         self.cfg, self.dry_run = cfg, dry_run
         self._log_fn = log
-        t = cfg.train
+        self.run_dir: Optional[Path] = None
+        t, m = cfg.train, cfg.model
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = resolve_device(t.device)
@@ -144,16 +148,32 @@ class Trainer:
             raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
         self.img_shape = tuple(self.data.images.shape[1:])
         self.images = self.data.images.to(self.device)
+        self.labels: Optional[torch.Tensor] = None
+        if m.conditional:
+            k = len(getattr(self.data, "class_names", []) or [])
+            if self.data.labels is None or k < 2:
+                raise ConfigError(
+                    f"model.conditional=true needs labelled data with at least 2 classes; {self.data.name!r} has "
+                    f"{'no labels' if self.data.labels is None else f'{k} class'} (an image folder needs one subfolder per class)"
+                )
+            if m.num_classes not in (0, k):
+                raise ConfigError(f"model.num_classes={m.num_classes} but the dataset has {k} classes; leave it at 0")
+            m.num_classes = k
+            self.labels = self.data.labels.to(self.device)
+        elif m.num_classes:
+            raise ConfigError("model.num_classes is set but model.conditional=false; set model.conditional=true")
+        self.K = m.num_classes
 
         torch.manual_seed(t.seed)
         try:
-            self.G, self.D = build_models(cfg.model, self.img_shape)
-        except ModelSizeError as e:
-            raise ConfigError(f"model.arch={cfg.model.arch}: {e}") from None
+            self.G, self.D = build_models(m, self.img_shape)
+        except ModelBuildError as e:
+            raise ConfigError(f"model.arch={m.arch}: {e}") from None
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.joint_d = not has_batchnorm(self.D)
+        self.aux = bool(getattr(self.D, "aux", False))
+        self.joint_d = not has_batchnorm(self.D) and not self.aux and not m.mbstd  # mbstd groups must not mix real and fake
         self.loss = LOSSES.get(cfg.loss.name)
         self.opt_g = self._optimizer(self.G, cfg.g_optim)
         self.opt_d = self._optimizer(self.D, cfg.d_optim)
@@ -161,10 +181,12 @@ class Trainer:
 
         self.batcher = Batcher(n, t.batch_size, t.seed + 1)
         self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
-        self.fixed_z = torch.randn(t.sample_count, cfg.model.z_dim, generator=torch.Generator().manual_seed(t.seed + 3)).to(self.device)
+        self.fixed_z = torch.randn(t.sample_count, m.z_dim, generator=torch.Generator().manual_seed(t.seed + 3)).to(self.device)
+        self.fixed_y = (torch.arange(t.sample_count) % self.K).to(self.device) if self.K else None
         self.step, self.d_steps, self.images_seen, self.elapsed = 0, 0, 0, 0.0
+        self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
+        self.evaluator = None
 
-        self.run_dir: Optional[Path] = None
         if dry_run:
             return
         if resume is not None:
@@ -215,49 +237,86 @@ class Trainer:
 
         return call
 
-    # ---- one step ---------------------------------------------------------------------------
-    def _real_batch(self) -> torch.Tensor:
-        x = self.images[self.batcher.next().to(self.device)].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
+    # ---- what goes into the networks --------------------------------------------------------
+    def _real_batch(self):
+        idx = self.batcher.next().to(self.device)
+        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
         if self.cfg.data.hflip:
             flip = torch.rand(x.shape[0], device=self.device, generator=self.noise_gen) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x
+        return x, (self.labels[idx] if self.K else None)
 
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.z_dim, device=self.device, generator=self.noise_gen)
 
+    def _fake_labels(self, n: int) -> Optional[torch.Tensor]:
+        """Labels for generated images, drawn with the data's class frequencies."""
+        if not self.K:
+            return None
+        return self.labels[torch.randint(self.labels.shape[0], (n,), device=self.device, generator=self.noise_gen)]
+
+    def _g(self, z, y):
+        return self.G_fwd(z, y) if self.K else self.G_fwd(z)
+
+    def _d(self, x, y):
+        """(real/fake logits [N], class logits [N, K] or None) for what D is shown."""
+        if self.aux:
+            r, c = self.D.forward_aux(x)
+            return r.float(), c.float()
+        return (self.D_fwd(x, y) if self.K else self.D_fwd(x)).float(), None
+
+    def _d_in(self, x: torch.Tensor) -> torch.Tensor:
+        """D's view of an image batch: DiffAugment, then instance noise (both from the seeded generator)."""
+        a, lo = self.cfg.augment, self.cfg.loss
+        if a.policy:
+            x = diff_augment(x, a.policy, a.translation, a.cutout, generator=self.noise_gen)
+        std = lo.instance_noise
+        if std > 0 and lo.instance_noise_steps > 0:
+            std *= max(0.0, 1.0 - self.step / lo.instance_noise_steps)
+        if std > 0:
+            x = x + std * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=self.noise_gen)
+        return x
+
+    def _d_loss(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.loss.label_smoothing
+        return d_logistic_smoothed(r, f, s) if s > 0 else self.loss.d(r, f)
+
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
 
-    def _d_logits(self, real: torch.Tensor, fake: torch.Tensor):
-        if self.joint_d:
-            r, f = self.D_fwd(torch.cat([real, fake])).float().split([real.shape[0], fake.shape[0]])
-            return r, f
-        return self.D_fwd(real).float(), self.D_fwd(fake).float()
-
+    # ---- one step ---------------------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
         cfg, B = self.cfg, self.cfg.train.batch_size
         lo = cfg.loss
         stats: Dict[str, float] = {}
         reuse = cfg.train.n_critic == 1
-        for i in range(cfg.train.n_critic):
-            real = self._real_batch()
+        for _ in range(cfg.train.n_critic):
+            real, y_real = self._real_batch()
+            y_fake = self._fake_labels(B)
             with self._autocast():
                 if reuse:
-                    fake = self.G_fwd(self._z(B))
+                    fake = self._g(self._z(B), y_fake)
                 else:
                     with torch.no_grad():
-                        fake = self.G_fwd(self._z(B))
+                        fake = self._g(self._z(B), y_fake)
                 r1_now = lo.r1_gamma > 0 and self.d_steps % lo.r1_every == 0
                 if r1_now:
                     real.requires_grad_(True)
-                    r, f = self.D_fwd(real).float(), self.D_fwd(fake.detach()).float()
+                d_real, d_fake = self._d_in(real), self._d_in(fake.detach())
+                if self.joint_d and not r1_now:  # one pass through D for both halves
+                    y = torch.cat([y_real, y_fake]) if self.K else None
+                    r, f = self._d(torch.cat([d_real, d_fake]), y)[0].split([B, B])
+                    cr = cf = None
                 else:
-                    r, f = self._d_logits(real, fake.detach())
-                loss_d = self.loss.d(r, f)
+                    (r, cr), (f, cf) = self._d(d_real, y_real), self._d(d_fake, y_fake)
+                loss_d = self._d_loss(r, f)
                 total_d = loss_d
+                if self.aux:
+                    cls = F.cross_entropy(cr, y_real) + F.cross_entropy(cf, y_fake)
+                    total_d = total_d + lo.acgan_weight * cls
+                    stats["d_cls"] = cls.item()
                 if lo.gp_weight > 0:
-                    gp = gradient_penalty(self.D_fwd, real, fake.float(), generator=self.noise_gen)
+                    gp = gradient_penalty(lambda x: self._d(x, y_real)[0], real, fake.float(), generator=self.noise_gen)
                     total_d = total_d + lo.gp_weight * gp
                     stats["gp"] = gp.item()
                 if r1_now:
@@ -272,34 +331,30 @@ class Trainer:
         self.D.requires_grad_(False)
         with self._autocast():
             if not reuse:
-                fake = self.G_fwd(self._z(B))
-            f_g = self.D_fwd(fake).float()
+                y_fake = self._fake_labels(B)
+                fake = self._g(self._z(B), y_fake)
+            f_g, cf_g = self._d(self._d_in(fake), y_fake)
             loss_g = self.loss.g(f_g)
+            total_g = loss_g + (lo.acgan_weight * F.cross_entropy(cf_g, y_fake) if self.aux else 0.0)
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total_g.backward()
+        self.step += 1
+        if self.watchdog and self.step % self.cfg.watchdog.check_every == 0:
+            norms = [p.grad.detach().norm() for p in self.G.parameters() if p.grad is not None]
+            stats["g_grad"] = torch.stack(norms).norm().item()
         self.opt_g.step()
         self.D.requires_grad_(True)
-        self.step += 1
         t = cfg.train
-        if t.ema_decay > 0:
-            decay = t.ema_decay
-            if self.step <= t.ema_warmup:
-                decay = min(decay, (1 + self.step) / (10 + self.step))
-            ema_update(self.G_ema, self.G, decay)
-        else:
-            ema_update(self.G_ema, self.G, 0.0)
+        decay = t.ema_decay
+        if decay > 0 and self.step <= t.ema_warmup:
+            decay = min(decay, (1 + self.step) / (10 + self.step))
+        ema_update(self.G_ema, self.G, decay)
         with torch.no_grad():
             stats.update(
                 loss_d=loss_d.item(),
                 loss_g=loss_g.item(),
                 d_real=torch.sigmoid(r.detach()).mean().item(),
                 d_fake=torch.sigmoid(f.detach()).mean().item(),
-            )
-        if not all(math.isfinite(v) for v in stats.values()):
-            bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
-            raise TrainingError(
-                f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
-                "try lower learning rates (g_optim.lr, d_optim.lr) or a more stable loss (loss.name=hinge)"
             )
         return stats
 
@@ -333,12 +388,13 @@ class Trainer:
     @torch.no_grad()
     def sample_fixed(self) -> torch.Tensor:
         out = []
-        for z in self.fixed_z.split(256):
-            out.append(to_uint8(self.G_ema(z)))
+        ys = self.fixed_y.split(256) if self.K else [None] * len(self.fixed_z.split(256))
+        for z, y in zip(self.fixed_z.split(256), ys):
+            out.append(to_uint8(self.G_ema(z, y) if self.K else self.G_ema(z)))
         return torch.cat(out)
 
     def snapshot(self) -> None:
-        grid = make_grid_uint8(self.sample_fixed())
+        grid = make_grid_uint8(self.sample_fixed(), nrow=self.K or None)  # conditional: one column per class
         save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
         save_png(grid, self.run_dir / "samples" / "latest.png")
         self.tb.image("samples", grid, self.step)
@@ -352,7 +408,8 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
 
-    def save(self) -> Path:
+    def save(self, name: Optional[str] = None) -> Path:
+        """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``)."""
         state = {
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -364,29 +421,88 @@ class Trainer:
             "d_steps": self.d_steps,
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
+            "watchdog": self.watchdog.state_dict() if self.watchdog else {},
         }
         meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
                 "elapsed_s": round(self.elapsed, 3)}
-        folder = self.run_dir / "checkpoints" / f"step-{self.step:08d}"
+        folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
         weights = {"g": self.G.state_dict(), "g_ema": self.G_ema.state_dict(), "d": self.D.state_dict()}
         ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
-        ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+        if name is None:
+            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+            if self._rollback_on() and self.watchdog.healthy():
+                ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, self.model_config(), state, meta)
         return folder
 
-    def _load(self, folder: Path) -> None:
+    def _load(self, folder: Path, restore_rng: bool = True) -> None:
         for key, net in (("g", self.G), ("g_ema", self.G_ema), ("d", self.D)):
             net.load_state_dict(ckpt.load_weights(folder, key))
         s = ckpt.load_state(folder)
         self.opt_g.load_state_dict(s["opt_g"])
         self.opt_d.load_state_dict(s["opt_d"])
+        self.step, self.d_steps = int(s["step"]), int(s["d_steps"])
+        self.images_seen = int(s["images_seen"])
+        if not restore_rng:  # a rollback: same weights, but new batches and noise from here on
+            return
+        self.elapsed = float(s["elapsed"])
         self.batcher.load_state_dict(s["batcher"])
         self.noise_gen.set_state(s["noise_gen"])
         torch.set_rng_state(s["torch_rng"])
         if self.device.type == "cuda" and s.get("cuda_rng"):
             torch.cuda.set_rng_state_all(s["cuda_rng"])
-        self.step, self.d_steps = int(s["step"]), int(s["d_steps"])
-        self.images_seen, self.elapsed = int(s["images_seen"]), float(s["elapsed"])
+        if self.watchdog and s.get("watchdog"):
+            self.watchdog.load_state_dict(s["watchdog"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
+    # ---- the watchdog ---------------------------------------------------------------------
+    def _rollback_on(self) -> bool:
+        return self.watchdog is not None and self.cfg.watchdog.action == "rollback"
+
+    def _watch(self, stats: Dict[str, float]) -> None:
+        finite = all(math.isfinite(v) for v in stats.values())
+        if self.watchdog is None:
+            if not finite:
+                bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
+                raise TrainingError(
+                    f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
+                    "try lower learning rates (g_optim.lr, d_optim.lr) or a more stable loss (loss.name=hinge)")
+            return
+        if finite and self.step % self.cfg.watchdog.check_every != 0:
+            return
+        event = self.watchdog.observe_step(self.step, stats)
+        if event:
+            self._act(event)
+
+    def _act(self, event: Event) -> None:
+        w = self.cfg.watchdog
+        self.log(str(event))
+        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": event.kind,
+                             "message": event.message})
+        if w.action == "warn" and event.kind != "nonfinite":
+            return
+        good = self.run_dir / "checkpoints" / "good"
+        if w.action == "stop" or w.action == "warn" or self.watchdog.rollbacks >= w.max_rollbacks \
+                or not (good / "meta.json").is_file():
+            why = "" if w.action != "rollback" else (
+                f" after {self.watchdog.rollbacks} rollback(s)" if self.watchdog.rollbacks else " (no healthy checkpoint)")
+            raise TrainingError(f"stopped by the watchdog{why} at step {self.step}: {event.message}")
+        self.watchdog.rollbacks += 1
+        lrs = [(g["lr"]) for opt in (self.opt_g, self.opt_d) for g in opt.param_groups]
+        self._load(good, restore_rng=False)
+        # keep the learning rates already lowered by earlier rollbacks, then lower them again:
+        # D's alone when D dominates (weaken the winner), both otherwise
+        groups = [g for opt in (self.opt_g, self.opt_d) for g in opt.param_groups]
+        for g, lr in zip(groups, lrs):
+            g["lr"] = lr
+        for opt in ((self.opt_d,) if event.kind == "d_dominates" else (self.opt_g, self.opt_d)):
+            for group in opt.param_groups:
+                group["lr"] *= w.lr_factor
+        self.watchdog.reset_symptoms()
+        msg = (f"[watchdog] rolled back to step {self.step} (rollback {self.watchdog.rollbacks}/{w.max_rollbacks}); "
+               f"learning rates now G {self.opt_g.param_groups[0]['lr']:.2e}, D {self.opt_d.param_groups[0]['lr']:.2e}")
+        self.log(msg)
+        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback",
+                             "message": msg})
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> Path:
@@ -401,11 +517,13 @@ class Trainer:
             return self.run_dir
         self.log(
             f"training {self.cfg.model.arch} on {self.data.name} {self.images.shape[0]} images "
-            f"{'x'.join(map(str, self.img_shape))}, loss {self.cfg.loss.name}, batch {t.batch_size}, "
-            f"device {self.device}, {torch.get_num_threads()} threads; run folder {self.run_dir}"
+            f"{'x'.join(map(str, self.img_shape))}{f' ({self.K} classes)' if self.K else ''}, loss {self.cfg.loss.name}, "
+            f"batch {t.batch_size}, device {self.device}, {torch.get_num_threads()} threads; run folder {self.run_dir}"
         )
         if self.step == 0:
             self.snapshot()
+            if self._rollback_on():
+                self.save("good")
 
         interrupted = {"n": 0}
 
@@ -416,7 +534,7 @@ class Trainer:
             self.log("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
 
         old_handler = None
-        if threading_is_main():
+        if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, on_sigint)
         bar = self._progress()
         window: Dict[str, float] = {}
@@ -432,23 +550,21 @@ class Trainer:
                 now = time.perf_counter()
                 self.elapsed += now - t_last
                 t_last = now
+                step_before = self.step
+                self._watch(stats)
+                if self.step != step_before:  # rolled back
+                    window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
+                    if bar is not None:
+                        bar.n = self.step
+                    t_last = time.perf_counter()
+                    continue
                 for k, v in stats.items():
                     window[k] = window.get(k, 0.0) + v
                 win_steps += 1
                 if bar is not None:
                     bar.update(1)
                 if self.step % t.log_every == 0:
-                    dt = max(now - win_t0, 1e-9)
-                    rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                           "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
-                    rec.update({k: round(v / win_steps, 5) for k, v in window.items()})
-                    rec["img_per_s"] = round((self.images_seen - win_imgs) / dt, 1)
-                    self.metrics.append(rec)
-                    self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k not in ("step",)}, self.step)
-                    if bar is not None:
-                        bar.set_postfix_str(
-                            f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} D(x) {rec['d_real']:.2f} "
-                            f"D(G(z)) {rec['d_fake']:.2f} {rec['img_per_s']:.0f} img/s", refresh=False)
+                    self._log_window(window, win_steps, now - win_t0, self.images_seen - win_imgs, bar)
                     window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
                 if self.step % t.sample_every == 0:
                     self.snapshot()
@@ -472,16 +588,24 @@ class Trainer:
                  f"samples {self.run_dir / 'samples' / 'latest.png'}")
         return self.run_dir
 
+    def _log_window(self, window: Dict[str, float], steps: int, seconds: float, images: int, bar) -> None:
+        rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
+               "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
+        rec.update({k: round(v / steps, 5) for k, v in window.items() if k != "g_grad"})
+        if "g_grad" in window:
+            rec["g_grad"] = window["g_grad"]  # measured once per check interval, not every step
+        rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
+        self.metrics.append(rec)
+        self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k != "step"}, self.step)
+        if bar is not None:
+            bar.set_postfix_str(
+                f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} D(x) {rec['d_real']:.2f} "
+                f"D(G(z)) {rec['d_fake']:.2f} {rec['img_per_s']:.0f} img/s", refresh=False)
+
     def _progress(self):
         if not self.cfg.train.progress:
             return None
         from tqdm import tqdm
 
         return tqdm(total=self._expected_steps(), initial=self.step, unit="step", dynamic_ncols=True,
-                    file=sys.stderr, mininterval=0.5, disable=None if not os.environ.get("CI") else True)
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+                    file=sys.stderr, mininterval=0.5, disable=True if os.environ.get("CI") else None)

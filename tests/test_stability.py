@@ -1,0 +1,85 @@
+"""Stabilisers are applied when switched on, and the watchdog notices and recovers collapse."""
+import pytest
+import torch
+
+from ganforge.config import resolve
+from ganforge.training.trainer import Trainer, ema_update
+
+
+def trainer(tiny, extra, data=None):
+    cfg = resolve(None, tiny + ["train.steps=3"] + extra)
+    return Trainer(cfg, dry_run=True, data=data)
+
+
+def capture_d_inputs(tr):
+    seen = []
+    tr.D.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    return seen
+
+
+def test_diffaugment_changes_what_d_sees(tiny_overrides):
+    plain = trainer(tiny_overrides, ["model.d_norm=none"])
+    aug = trainer(tiny_overrides, ["model.d_norm=none", "augment.policy=cutout"])
+    a, b = capture_d_inputs(plain), capture_d_inputs(aug)
+    plain.train_step(), aug.train_step()
+    # same seed, same real batch: only the augmentation differs; cutout zeroes (-1 is black, 0 is grey) whole squares
+    assert a[0].shape == b[0].shape
+    assert not torch.equal(a[0][:16], b[0][:16])
+    zeros = (b[0][:16] == 0).flatten(1).sum(1)  # no MNIST pixel maps to exactly 0: zeros are cutout
+    assert zeros.min() >= 7 * 7 and zeros.max() == 14 * 14  # a 14x14 square, clipped at the border as in the paper
+
+
+def test_instance_noise_is_added_and_annealed(tiny_overrides):
+    clean = trainer(tiny_overrides, [])
+    noisy = trainer(tiny_overrides, ["loss.instance_noise=0.5", "loss.instance_noise_steps=2"])
+    a, b = capture_d_inputs(clean), capture_d_inputs(noisy)
+    clean.train_step(), noisy.train_step()
+    diff = b[0] - a[0]  # D's first input is the real batch in both
+    assert diff.std().item() == pytest.approx(0.5, rel=0.1)
+    noisy.train_step(), noisy.train_step()  # step 2: the noise has annealed to 0
+    clean.train_step(), clean.train_step()
+    assert torch.equal(a[-3], b[-3])
+
+
+def test_label_smoothing_is_the_d_loss(tiny_overrides):
+    from ganforge.losses import d_logistic, d_logistic_smoothed
+
+    tr = trainer(tiny_overrides, ["loss.label_smoothing=0.2"])
+    outs = []
+    tr.D.register_forward_hook(lambda mod, args, out: outs.append(out.detach().clone()))
+    s = tr.train_step()
+    real, fake = outs[0], outs[1]  # D has BatchNorm: real and fake go through separately
+    assert s["loss_d"] == pytest.approx(d_logistic_smoothed(real, fake, 0.2).item(), rel=1e-6)
+    assert s["loss_d"] != pytest.approx(d_logistic(real, fake).item(), rel=1e-3)
+
+
+def test_r1_and_gp_are_computed(tiny_overrides):
+    s = trainer(tiny_overrides, ["loss.r1_gamma=10", "loss.gp_weight=1"]).train_step()
+    assert s["r1"] > 0 and s["gp"] >= 0
+
+
+def test_two_time_scale_learning_rates(tiny_overrides):
+    tr = trainer(tiny_overrides, ["g_optim.lr=1e-4", "d_optim.lr=4e-4", "d_optim.beta1=0", "d_optim.beta2=0.9"])
+    assert tr.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert tr.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4)
+    assert tr.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
+
+
+def test_ema_warmup(tiny_overrides):
+    tr = trainer(tiny_overrides, ["train.ema_decay=0.999", "train.ema_warmup=100"])
+    before = [p.detach().clone() for p in tr.G_ema.parameters()]
+    tr.train_step()
+    # step 1 of the warm-up: decay = min(0.999, 2/11), so EMA = 2/11 * old + 9/11 * new
+    for pe, p0, p in zip(tr.G_ema.parameters(), before, tr.G.parameters()):
+        assert torch.allclose(pe, p0 + (p.detach() - p0) * (1 - 2 / 11), atol=1e-6)
+    g = torch.nn.Linear(2, 2)
+    e = torch.nn.Linear(2, 2)
+    ema_update(e, g, 0.0)
+    assert torch.equal(e.weight, g.weight)
+
+
+def test_minibatch_std_and_spectral_norm_are_in_d(tiny_overrides):
+    tr = trainer(tiny_overrides, ["model.mbstd=true", "model.d_norm=spectral"])
+    names = [type(m).__name__ for m in tr.D.modules()]
+    assert "MinibatchStd" in names
+    assert any(hasattr(m, "parametrizations") for m in tr.D.modules())
