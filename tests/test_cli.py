@@ -28,6 +28,11 @@ def test_train_prints_run_folder_last(tmp_path, tiny_overrides, capsys):
     assert out[-1] == str(tmp_path / "00000-mnist-dcgan")
 
 
+def test_overrides_may_follow_options(tmp_path, tiny_overrides, capsys):
+    assert main(["train", "--runs-dir", str(tmp_path), *tiny_overrides, "--minutes", "1", "train.steps=1"]) == 0
+    assert (tmp_path / "00000-mnist-dcgan" / "checkpoints" / "step-00000001").is_dir()
+
+
 def test_dry_run_prints_config_and_writes_nothing(tmp_path, tiny_overrides, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", *tiny_overrides, "--dry-run"]) == 0

@@ -86,7 +86,7 @@ class TrainConfig:
     n_critic: int = 1  # discriminator steps per generator step
     seed: int = 0
     ema_decay: float = 0.999  # EMA of generator weights used for samples (0 = off)
-    ema_warmup: int = 0  # steps of warm-up: decay ramps as min(decay, (1+t)/(10+t)) until then
+    ema_warmup: bool = True  # warm-up: the decay at step t is min(ema_decay, (1+t)/(10+t)), so early samples are not stale
     log_every: int = 50  # steps between metric lines
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints
@@ -117,7 +117,7 @@ class WatchdogConfig:
     g_grad_min: float = 1e-4  # generator gradient norm below this = vanishing
     fid_rise: float = 1.5  # in-training FID above this factor x the best so far
     coverage_drop: int = 2  # classes covered falling this many below the best so far
-    lr_factor: float = 0.5  # learning rates are multiplied by this on each rollback
+    lr_factor: float = 0.25  # learning rates are multiplied by this on each rollback (only D's when D dominates)
     max_rollbacks: int = 3  # then stop with a diagnosis
     check_every: int = 10  # steps between checks of the cheap signals
 
@@ -229,7 +229,6 @@ class Config:
         _positive("train.n_critic", t.n_critic)
         if not 0.0 <= t.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {t.ema_decay}")
-        _nonneg("train.ema_warmup", t.ema_warmup)
         for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_count"):
             _positive(f"train.{k}", getattr(t, k))
         _positive("train.threads", t.threads, allow_none=True)

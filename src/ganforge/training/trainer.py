@@ -346,7 +346,7 @@ class Trainer:
         self.D.requires_grad_(True)
         t = cfg.train
         decay = t.ema_decay
-        if decay > 0 and self.step <= t.ema_warmup:
+        if decay > 0 and t.ema_warmup:
             decay = min(decay, (1 + self.step) / (10 + self.step))
         ema_update(self.G_ema, self.G, decay)
         with torch.no_grad():
@@ -558,8 +558,10 @@ class Trainer:
                         bar.n = self.step
                     t_last = time.perf_counter()
                     continue
+                counts = window.setdefault("_counts", {})
                 for k, v in stats.items():
                     window[k] = window.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
                 win_steps += 1
                 if bar is not None:
                     bar.update(1)
@@ -591,9 +593,8 @@ class Trainer:
     def _log_window(self, window: Dict[str, float], steps: int, seconds: float, images: int, bar) -> None:
         rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
                "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
-        rec.update({k: round(v / steps, 5) for k, v in window.items() if k != "g_grad"})
-        if "g_grad" in window:
-            rec["g_grad"] = window["g_grad"]  # measured once per check interval, not every step
+        counts = window.pop("_counts", {})
+        rec.update({k: round(v / counts.get(k, steps), 5) for k, v in window.items()})  # means over the interval
         rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
         self.metrics.append(rec)
         self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k != "step"}, self.step)
