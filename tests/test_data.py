@@ -535,3 +535,20 @@ def test_data_memory_check(tmp_path, monkeypatch):
         load_dataset(cfg(size=[32, 32]))
     monkeypatch.setattr(transform, "available_memory", lambda: None)
     assert load_dataset(folder_cfg(tmp_path, size=[64, 64])).shape == (1, 64, 64)
+
+
+def test_heldout_split_matches_the_classifier_split():
+    import torch
+
+    from ganforge.config import DataConfig
+    from ganforge.data import heldout_split, load_dataset
+
+    full = load_dataset(DataConfig())
+    train = load_dataset(DataConfig(heldout=2000, part="train"))
+    held = load_dataset(DataConfig(heldout=2000, part="heldout"))
+    assert len(train) == 8000 and len(held) == 2000
+    perm = torch.randperm(10000, generator=torch.Generator().manual_seed(0))  # the classifier script's rule
+    assert torch.equal(held.images, full.images[perm[8000:].sort().values])
+    assert torch.equal(train.labels, full.labels[heldout_split(10000, 2000, 0)[0]])
+    with pytest.raises(DataError, match="data.heldout=20000: the dataset has only 10000 images"):
+        load_dataset(DataConfig(heldout=20000, part="train"))

@@ -135,3 +135,39 @@ def test_state_file_loads_with_weights_only(tmp_path, tiny_overrides):
     run = ganforge.train(overrides=tiny_overrides + ["train.steps=2"], runs_dir=tmp_path)
     state = torch.load(ckpt.find_checkpoint(run) / "state.pt", weights_only=True)
     assert state["step"] == 2
+
+
+def test_in_training_evaluation_logs_fid_and_keeps_best(tmp_path, tiny_overrides):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = ganforge.train(overrides=tiny_overrides + ["train.steps=16", "eval.every_kimg=0.08", "eval.samples=64",
+                                                     "train.tensorboard=true"], runs_dir=tmp_path)
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"fid"' in x]
+    assert [e["step"] for e in evals] == [5, 10, 15]  # every 80 images at 16 per step
+    assert all(e["eval_features"] == "mnist" and e["fid"] > 0 and 0 <= e["classes_covered"] <= 10 for e in evals)
+    best = ckpt.find_checkpoint(run, "best")
+    best_step = min(evals, key=lambda e: e["fid"])["step"]
+    assert ckpt.read_json(best / "meta.json")["step"] == best_step
+    assert load_generator(run, checkpoint="best").step == best_step
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("eval/fid")] == [5, 10, 15]
+    assert "samples" in acc.Tags()["images"]
+    assert "FID" in (run / "log.txt").read_text()
+
+
+def test_inception_features_without_weights_fail_before_training(tmp_path, tiny_overrides, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.delenv("GANFORGE_INCEPTION_WEIGHTS", raising=False)
+    with pytest.raises(ConfigError, match=r"eval\.features=inception: .*(weights|Inception)"):
+        ganforge.train(overrides=tiny_overrides + ["train.steps=2", "eval.features=inception"], runs_dir=tmp_path)
+    assert not list(tmp_path.glob("0000*"))  # nothing was written
+
+
+@pytest.mark.parametrize("preset", ["default", "mnist-mlp", "wgan-gp", "dcgan-classic", "dcgan-stable", "sngan",
+                                    "small-data", "mnist-cond"])
+def test_every_gan_preset_trains(preset, tmp_path, tiny_overrides):
+    extra = ["data.size=32"] if preset == "dcgan-classic" else []  # 64x64 is the recipe; keep the test small
+    run = ganforge.train(preset=preset, overrides=tiny_overrides + extra + ["train.steps=2", "train.n_critic=1"],
+                         runs_dir=tmp_path)
+    assert load_generator(run).sample_uint8(2).shape[0] == 2

@@ -1,4 +1,4 @@
-"""``ganforge`` command line: train | sample | interpolate | info | presets.
+"""``ganforge`` command line: train | sample | interpolate | eval | info | presets.
 
 Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the
 last line of its standard output (everything else goes to standard error).
@@ -23,9 +23,10 @@ def _user_errors():
     from ganforge.api import LabelError
     from ganforge.config import ConfigError
     from ganforge.data import DataError
+    from ganforge.metrics import EvalError
     from ganforge.training import RunError, TrainingError
 
-    return (ConfigError, DataError, RunError, TrainingError, LabelError)
+    return (ConfigError, DataError, RunError, TrainingError, LabelError, EvalError)
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -235,6 +236,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ganforge.metrics import cli_eval
+
+    return cli_eval(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from ganforge.config import load_preset, preset_names
 
@@ -295,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("run_dir")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_info)
+
+    from ganforge.metrics.cli import EVAL_DESCRIPTION
+
+    e = sub.add_parser("eval", help="FID, KID, IS, precision/recall of a run or of image files",
+                       description=EVAL_DESCRIPTION)
+    from ganforge.metrics import add_eval_arguments
+
+    add_eval_arguments(e)
+    e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("presets", help="list the shipped presets")
     pr.set_defaults(func=cmd_presets)

@@ -38,6 +38,9 @@ class DataConfig:
     hflip: bool = False  # random horizontal flips of whole batches while training
     skip_bad: bool = False  # skip unreadable image files (and report how many) instead of failing
     limit: Optional[int] = None  # use only the first N images (after sorting)
+    heldout: int = 0  # keep this many images (a seeded random choice) out of training ...
+    part: str = "all"  # ... and use: all | train (without the held-out images) | heldout (only them)
+    split_seed: int = 0  # seed of the held-out choice (0 matches the shipped MNIST classifier's split)
 
 
 @dataclass
@@ -108,6 +111,27 @@ class AugmentConfig:
 
 
 @dataclass
+class InpaintConfig:
+    arch: str = "gated"  # completion network: gated (gated convolutions, Yu et al. 2019) | partial (Liu et al. 2018)
+    width: int = 32  # U-Net base channels
+    d_width: int = 32  # PatchGAN discriminator base channels
+    masks: str = "mixed"  # random training masks made on the fly: box | free (strokes) | mixed
+    hole_min: float = 0.1  # smallest missing fraction of the image
+    hole_max: float = 0.5  # largest missing fraction of the image
+    l1_hole: float = 6.0  # L1 weight inside the hole (Liu et al. 2018)
+    l1_valid: float = 1.0  # L1 weight on the known pixels
+    adv_weight: float = 0.1  # adversarial (PatchGAN, hinge) weight
+
+
+@dataclass
+class EvalConfig:
+    every_kimg: float = 50.0  # evaluate while training every N thousand real images (0 = off)
+    features: str = "auto"  # auto (mnist for 1-channel data, else off) | mnist | inception | none
+    samples: int = 2000  # generated images per in-training evaluation
+    inception_weights: Optional[str] = None  # local Inception weights file (features=inception offline)
+
+
+@dataclass
 class WatchdogConfig:
     enabled: bool = True  # watch for collapse and divergence while training
     action: str = "rollback"  # warn | rollback (to the last good checkpoint, lower the learning rates) | stop
@@ -125,6 +149,7 @@ class WatchdogConfig:
 @dataclass
 class Config:
     name: Optional[str] = None  # run folder suffix; default "<dataset>-<arch>"
+    task: str = "gan"  # gan (generate images) | inpaint (train a completion network)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -132,6 +157,8 @@ class Config:
     d_optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     # ---- construction -------------------------------------------------------------------
@@ -156,7 +183,7 @@ class Config:
         ds = {"mnist-embedded": "mnist"}.get(self.data.dataset, self.data.dataset)
         if self.data.dataset == "folder" and self.data.root:
             ds = Path(self.data.root).name or "folder"
-        return f"{ds}-{self.model.arch}"
+        return f"{ds}-{self.model.arch if self.task == 'gan' else 'inpaint-' + self.inpaint.arch}"
 
     # ---- checks ---------------------------------------------------------------------------
     def validate(self) -> None:
@@ -177,6 +204,11 @@ class Config:
         if d.dataset == "folder" and not d.root:
             raise ConfigError("data.root: the 'folder' dataset needs data.root=PATH (a folder of images)")
         _positive("data.limit", d.limit, allow_none=True)
+        _nonneg("data.heldout", d.heldout)
+        _choice("data.part", d.part, ["all", "train", "heldout"])
+        if d.part != "all" and d.heldout == 0:
+            raise ConfigError(f"data.part={d.part} needs data.heldout=N (how many images to hold out)")
+        _nonneg("data.split_seed", d.split_seed)
 
         _choice("model.arch", m.arch, MODELS.names())
         _positive("model.z_dim", m.z_dim)
@@ -243,6 +275,23 @@ class Config:
         a.policy = ",".join(ops)
         if not 0 < a.translation < 1 or not 0 < a.cutout < 1:
             raise ConfigError("augment.translation and augment.cutout: expected fractions in (0, 1)")
+
+        _choice("task", self.task, ["gan", "inpaint"])
+        ip = self.inpaint
+        _choice("inpaint.arch", ip.arch, ["gated", "partial"])
+        _choice("inpaint.masks", ip.masks, ["box", "free", "mixed"])
+        _positive("inpaint.width", ip.width)
+        _positive("inpaint.d_width", ip.d_width)
+        if not 0 < ip.hole_min <= ip.hole_max < 1:
+            raise ConfigError(f"inpaint.hole_min/hole_max: expected 0 < min <= max < 1, got {ip.hole_min}, {ip.hole_max}")
+        for k in ("l1_hole", "l1_valid", "adv_weight"):
+            _nonneg(f"inpaint.{k}", getattr(ip, k))
+
+        e = self.eval
+        _nonneg("eval.every_kimg", e.every_kimg)
+        _choice("eval.features", e.features, ["auto", "mnist", "inception", "none"])
+        if e.samples < 2:
+            raise ConfigError(f"eval.samples: expected at least 2, got {e.samples}")
 
         w = self.watchdog
         _choice("watchdog.action", w.action, ["warn", "rollback", "stop"])

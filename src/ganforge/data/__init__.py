@@ -38,7 +38,32 @@ def load_dataset(cfg: "DataConfig") -> ImageData:
         loader = DATASETS.get(cfg.dataset)
     except KeyError as e:
         raise DataError(f"data.dataset: {e.args[0]}") from None
-    return prepare(loader(cfg), cfg)
+    return select_part(prepare(loader(cfg), cfg), cfg)
+
+
+def heldout_split(n: int, heldout: int, seed: int):
+    """(train indices, held-out indices): a seeded permutation, the last ``heldout`` held out.
+
+    The same rule as ``scripts/train_mnist_classifier.py``, so with seed 0 and 2,000 held out the
+    held-out digits are exactly the ones the shipped classifier never saw.
+    """
+    import torch
+
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: n - heldout].sort().values, perm[n - heldout :].sort().values
+
+
+def select_part(data: ImageData, cfg: "DataConfig") -> ImageData:
+    """Apply ``heldout``/``part`` (after ``limit``)."""
+    if cfg.part == "all" or cfg.heldout == 0:
+        return data
+    n = len(data)
+    if cfg.heldout >= n:
+        raise DataError(f"data.heldout={cfg.heldout}: the dataset has only {n} images; hold out fewer")
+    train, held = heldout_split(n, cfg.heldout, cfg.split_seed)
+    idx = train if cfg.part == "train" else held
+    labels = None if data.labels is None else data.labels[idx]
+    return ImageData(data.images[idx].contiguous(), labels, data.class_names, data.name, data.source, data.skipped)
 
 
 def dataset_fingerprint(data: ImageData) -> str:

@@ -97,7 +97,7 @@ def plot_curves(records: List[Dict[str, Any]], path: Path) -> None:
         ax = axes[0].twinx()
         ax.plot([r["kimg"] for r in evals], [r["fid"] for r in evals], "k.--", label="FID")
         ax.set_ylabel("FID")
-        ax.legend(loc="upper right")
+        ax.legend(loc="center right")
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, dpi=90)

@@ -185,7 +185,7 @@ class Trainer:
         self.fixed_y = (torch.arange(t.sample_count) % self.K).to(self.device) if self.K else None
         self.step, self.d_steps, self.images_seen, self.elapsed = 0, 0, 0, 0.0
         self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
-        self.evaluator = None
+        self.evaluator = None if dry_run else self._make_evaluator()
 
         if dry_run:
             return
@@ -200,6 +200,26 @@ class Trainer:
         self.tb = TensorBoard(self.run_dir / "tb", t.tensorboard, purge_step=self.step if resume else None)
 
     # ---- set-up helpers -------------------------------------------------------------------
+    def _make_evaluator(self):
+        """The in-training evaluator (FID/KID/coverage), or None when evaluation is off."""
+        e = self.cfg.eval
+        features = e.features
+        if features == "auto":
+            features = "mnist" if self.img_shape[0] == 1 else "none"
+        if features == "none" or e.every_kimg <= 0:
+            return None
+        from ganforge.metrics import EvalError, TrainingEvaluator
+
+        ev = TrainingEvaluator(self.data, features=features, num_samples=e.samples, seed=self.cfg.train.seed,
+                               every_kimg=e.every_kimg, device=str(self.device), inception_weights=e.inception_weights)
+        try:
+            ev.space  # load the extractor now: missing Inception weights fail before training starts
+        except EvalError as err:
+            raise ConfigError(f"eval.features={features}: {err} (or set eval.features=none)") from None
+        # class coverage is only meaningful when the classifier knows the data's classes (MNIST digits)
+        self.coverage_meaningful = features == "mnist" and self.cfg.data.dataset in ("mnist-embedded", "mnist")
+        return ev
+
     def log(self, msg: str) -> None:
         if self._log_fn:
             self._log_fn(msg)
@@ -422,6 +442,7 @@ class Trainer:
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
             "watchdog": self.watchdog.state_dict() if self.watchdog else {},
+            "evaluator": self.evaluator.state_dict() if self.evaluator else {},
         }
         meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
                 "elapsed_s": round(self.elapsed, 3)}
@@ -452,7 +473,43 @@ class Trainer:
             torch.cuda.set_rng_state_all(s["cuda_rng"])
         if self.watchdog and s.get("watchdog"):
             self.watchdog.load_state_dict(s["watchdog"])
+        if self.evaluator and s.get("evaluator"):
+            self.evaluator.load_state_dict(s["evaluator"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
+    # ---- in-training evaluation ---------------------------------------------------------
+    @torch.no_grad()
+    def _eval_samples(self, n: int) -> torch.Tensor:
+        """n images from the EMA generator with fixed noise (so evaluations differ only by the weights)."""
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 4)
+        z = torch.randn(n, self.cfg.model.z_dim, generator=gen).to(self.device)
+        y = (torch.arange(n) % self.K).to(self.device) if self.K else None
+        out = []
+        for i in range(0, n, 500):
+            zc = z[i : i + 500]
+            out.append(to_uint8(self.G_ema(zc, y[i : i + 500]) if self.K else self.G_ema(zc)).cpu())
+        return torch.cat(out)
+
+    def _evaluate(self) -> None:
+        kimg = self.images_seen / 1000
+        res = self.evaluator(self._eval_samples, kimg=kimg)
+        covered = res.get("classes_covered") if self.coverage_meaningful else None
+        rec = {"step": self.step, "kimg": round(kimg, 3), "fid": round(res["fid"], 4), "kid": round(res["kid"], 6),
+               "eval_features": res["features"], "eval_samples": res["num_samples"], "eval_s": res["seconds"]}
+        if covered is not None:
+            rec.update(classes_covered=covered, kl_class=round(res["kl_class"], 5))
+        self.metrics.append(rec)
+        self.tb.scalars({f"eval/{k}": v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"},
+                        self.step)
+        cov = f", classes covered {covered}/10, KL to the real class mix {res['kl_class']:.3f}" if covered is not None else ""
+        self.log(f"eval at {kimg:.0f} kimg: FID {res['fid']:.2f} ({res['features']} features, {res['num_samples']} "
+                 f"samples){cov}{' (best so far)' if res['is_best'] else ''}")
+        if res["is_best"]:
+            self.save("best")
+        if self.watchdog:
+            event = self.watchdog.observe_eval(self.step, res["fid"], covered)
+            if event:
+                self._act(event)
 
     # ---- the watchdog ---------------------------------------------------------------------
     def _rollback_on(self) -> bool:
@@ -547,32 +604,33 @@ class Trainer:
                 if reason or interrupted["n"]:
                     break
                 stats = self.train_step()
-                now = time.perf_counter()
-                self.elapsed += now - t_last
-                t_last = now
                 step_before = self.step
                 self._watch(stats)
-                if self.step != step_before:  # rolled back
+                if self.step == step_before:
+                    counts = window.setdefault("_counts", {})
+                    for k, v in stats.items():
+                        window[k] = window.get(k, 0.0) + v
+                        counts[k] = counts.get(k, 0) + 1
+                    win_steps += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if self.step % t.log_every == 0:
+                        dt = time.perf_counter() - win_t0
+                        self._log_window(window, win_steps, dt, self.images_seen - win_imgs, bar)
+                        window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
+                    if self.step % t.sample_every == 0:
+                        self.snapshot()
+                    if self.step % t.checkpoint_every == 0:
+                        self.save()
+                    if self.evaluator is not None and self.evaluator.due(self.images_seen / 1000):
+                        self._evaluate()
+                if self.step != step_before:  # the watchdog rolled back: start a fresh metrics window
                     window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
                     if bar is not None:
                         bar.n = self.step
-                    t_last = time.perf_counter()
-                    continue
-                counts = window.setdefault("_counts", {})
-                for k, v in stats.items():
-                    window[k] = window.get(k, 0.0) + v
-                    counts[k] = counts.get(k, 0) + 1
-                win_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                if self.step % t.log_every == 0:
-                    self._log_window(window, win_steps, now - win_t0, self.images_seen - win_imgs, bar)
-                    window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
-                if self.step % t.sample_every == 0:
-                    self.snapshot()
-                if self.step % t.checkpoint_every == 0:
-                    self.save()
-                t_last = time.perf_counter()  # outputs are not training time
+                now = time.perf_counter()  # the budget is wall-clock: outputs and evaluation count too
+                self.elapsed += now - t_last
+                t_last = now
         finally:
             if bar is not None:
                 bar.close()

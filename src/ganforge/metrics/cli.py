@@ -1,0 +1,214 @@
+"""The ``ganforge eval`` subcommand: :func:`add_eval_arguments` and :func:`cli_eval`.
+
+    ganforge eval RUN_DIR [--metrics fid,kid,is,pr] [--samples 10000] [--reference train|test|FOLDER|NPZ]
+                          [--features inception|mnist] [--floor] [--json]
+    ganforge eval --real FOLDER|NPZ|STATS.npz --fake FOLDER|NPZ [...]
+
+Errors the user can fix raise :class:`EvalError` with a one-line message (the CLI prints it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ganforge.metrics.errors import EvalError
+
+EVAL_DESCRIPTION = (
+    "Measure generated images the way the field does: FID, KID, IS, precision/recall via torch-fidelity, "
+    "in Inception space (needs torch-fidelity's InceptionV3 weights) or in the shipped MNIST classifier's "
+    "space (--features mnist, offline). Give a run folder, or --real and --fake."
+)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ganforge.metrics.features import FEATURES
+
+    parser.add_argument("run_dir", nargs="?", default=None, help="a ganforge run folder (samples its generator)")
+    parser.add_argument("--checkpoint", default="last", help="last | best | a step number | a checkpoint folder (default: last)")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
+    parser.add_argument("--fake", default=None, metavar="FOLDER|NPZ",
+                        help="generated images: a folder or an .npz (uint8 arr_0 [N,H,W,C]) instead of a run")
+    parser.add_argument("--real", default=None, metavar="FOLDER|NPZ|STATS.npz",
+                        help="real images (folder or .npz) or FID statistics (.npz with mu, sigma)")
+    parser.add_argument("--reference", default=None, metavar="train|test|FOLDER|NPZ",
+                        help="reference for a run: its dataset's train or test split (default: the split it trained on), "
+                             "a folder, an .npz of images or of statistics")
+    parser.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated: fid, kid, is, pr (default: all)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="images to generate (default 10000); for --fake, use only the first N")
+    parser.add_argument("--features", default="auto", choices=["auto", *FEATURES.names()],
+                        help="feature space: inception (standard, needs weights) or mnist (shipped classifier); "
+                             "auto (default): mnist for a grayscale run, inception otherwise")
+    parser.add_argument("--inception-weights", default=None, metavar="PATH",
+                        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (else its cache or download)")
+    parser.add_argument("--inception-sha256", default=None, metavar="HEX", help="expected SHA-256 of the weights file")
+    parser.add_argument("--floor", action="store_true", default=True,
+                        help="print each metric between two disjoint halves of the real data at the same sample "
+                             "count next to the score (the default)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the real-vs-real floor")
+    parser.add_argument("--seed", type=int, default=0, help="sampling / subset seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="reference-statistics cache (default $GANFORGE_CACHE/refstats or ~/.cache/ganforge/refstats)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write cached reference statistics")
+    parser.add_argument("--out", default=None, metavar="PATH",
+                        help="write the JSON result here (a run's result also goes to RUN_DIR/eval/)")
+    parser.add_argument("--no-save", action="store_true", help="do not write the result into the run folder")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def cli_eval(args: argparse.Namespace) -> int:
+    """Run ``ganforge eval`` for parsed ``args``; returns the exit code (0), raises EvalError."""
+    from ganforge.metrics.evaluation import evaluate, load_run, write_json
+
+    if args.reference is not None and args.real is not None:
+        raise EvalError("give either --reference or --real, not both")
+    if args.run_dir is not None and args.fake is not None:
+        raise EvalError("give either a run folder or --fake, not both")
+    if args.run_dir is None and args.fake is None:
+        raise EvalError("nothing to evaluate: give a run folder (ganforge eval RUN_DIR) or --fake FOLDER|NPZ with --real")
+    if args.fake is not None and args.real is None and args.reference is None:
+        raise EvalError("--fake needs --real FOLDER|NPZ|STATS.npz (the real images or their statistics)")
+    if args.samples is not None and args.samples < 2:
+        raise EvalError(f"--samples must be at least 2, got {args.samples}")
+    if args.batch_size < 1:
+        raise EvalError(f"--batch-size must be positive, got {args.batch_size}")
+    _check_device(args.device)
+
+    log = None if args.quiet else (lambda msg: print(f"[eval] {msg}", file=sys.stderr, flush=True))
+    ema = not args.no_ema
+    if args.run_dir is not None:
+        fake: Any = load_run(args.run_dir, args.checkpoint, ema, args.device)
+    else:
+        fake = args.fake
+    reference = args.real if args.real is not None else args.reference
+    if args.features == "auto":  # decided by the data, never by which weights happen to be installed
+        grey = args.run_dir is not None and fake.img_shape[0] == 1
+        args.features = "mnist" if grey else "inception"
+        if log:
+            log(f"features: {args.features} ({'grayscale run' if grey else 'colour run or image files'}; "
+                "--features to choose)")
+
+    result = evaluate(
+        fake, reference, metrics=args.metrics, num_samples=args.samples, features=args.features,
+        seed=args.seed, floor=args.floor, batch_size=args.batch_size, device=args.device,
+        inception_weights=args.inception_weights, inception_sha256=args.inception_sha256,
+        cache=not args.no_cache, cache_dir=args.cache_dir, ema=ema, out=args.out, log=log,
+    )
+    saved = []
+    if args.out:
+        saved.append(str(Path(args.out).expanduser()))
+    if args.run_dir is not None and not args.no_save:
+        p = _save_in_run(result, fake, args.features, write_json)
+        if p:
+            saved.append(p)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print(format_result(result))
+        for p in saved:
+            print(f"results written to {p}")
+    return 0
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EvalError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        return
+    raise EvalError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
+
+
+def _save_in_run(result: Dict[str, Any], handle, features: str, write_json) -> Optional[str]:
+    """RUN_DIR/eval/<checkpoint>-<features>-<n>.json, plus one line in RUN_DIR/eval/results.jsonl."""
+    run_dir = getattr(handle, "run_dir", None)
+    if run_dir is None:
+        return None
+    folder = Path(run_dir) / "eval"
+    name = f"{Path(handle.checkpoint_path).name}-{features}-{result['provenance']['num_fake']}.json"
+    try:
+        p = write_json(result, folder / name)
+        with open(folder / "results.jsonl", "a") as f:
+            f.write(json.dumps(result, allow_nan=False) + "\n")
+    except (EvalError, OSError) as e:
+        print(f"[eval] warning: could not save the result in the run folder: {e}", file=sys.stderr)
+        return None
+    return str(p)
+
+
+def _fmt(v: Optional[float], std: Optional[float] = None) -> str:
+    if v is None:
+        return "n/a"
+    s = f"{v:.6g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    if std is not None:
+        s += f" ± {std:.2g}"
+    return s
+
+
+NAMES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall"}
+
+
+def format_result(r: Dict[str, Any]) -> str:
+    """The human-readable table: metric, value, floor; then coverage and notes."""
+    p = r["provenance"]
+    lines = []
+    src = p["fake"]
+    if p.get("step") is not None:
+        src += f" (step {p['step']}{', EMA' if p.get('ema') else ''})"
+    lines.append(f"generated: {src}")
+    lines.append(f"reference: {p['reference']}")
+    lines.append(f"features:  {p['features']} (weights sha256 {str(p['weights_sha256'])[:16]}), "
+                 f"{p['num_fake']} generated vs {p['num_real']} real, seed {p['seed']}")
+    lines.append("")
+    floor = r.get("floor")
+    head = f"{'metric':<10} {'value':<22}"
+    if floor is not None:
+        head += f" floor (real vs real, {floor['num_samples']} each)"
+    lines.append(head)
+    for rec in r["results"]:
+        row = f"{NAMES.get(rec['metric'], rec['metric']):<10} {_fmt(rec['value'], rec.get('std')):<22}"
+        if floor is not None:
+            fv = rec.get("floor")
+            row += f" {_fmt(fv)}" + (f" (real, {floor.get('is_num_samples')} images)" if rec["metric"] == "is" and fv is not None else "")
+        lines.append(row)
+    for m, why in (r.get("skipped") or {}).items():
+        lines.append(f"{m:<10} skipped: {why}")
+    cov = r.get("coverage")
+    if cov:
+        kl = f"KL(fake || real) = {cov['kl_fake_to_real']:.4g}"
+        if cov.get("kl_floor") is not None:
+            kl += f" (real vs real {cov['kl_floor']:.2g})"
+        lines.append("")
+        lines.append(f"coverage:  {cov['classes_covered']}/{cov['num_classes']} classes covered; {kl}")
+        hist = " | ".join(f"{c}: {100 * f:.1f}%" for c, f in zip(cov["classes"], cov["fraction"]))
+        lines.append(f"classes:   {hist}")
+        if cov["missing_classes"]:
+            lines.append(f"missing:   {', '.join(cov['missing_classes'])} (under 10% of their real share)")
+    for n in r.get("notes") or []:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point (``python -m ganforge.metrics.cli``), for use before the CLI wires it."""
+    parser = add_eval_arguments(argparse.ArgumentParser(prog="ganforge eval", description=EVAL_DESCRIPTION))
+    args = parser.parse_args(argv)
+    try:
+        return cli_eval(args)
+    except EvalError as e:
+        print(f"ganforge eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

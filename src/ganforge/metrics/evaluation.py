@@ -1,0 +1,446 @@
+"""``evaluate``: IS / FID / KID / precision-recall of generated images against a reference.
+
+    from ganforge.metrics import evaluate
+    r = evaluate("runs/0003-mnist-dcgan", features="mnist", num_samples=10000, floor=True)
+    r["fid"], r["floor"]["fid"], r["coverage"]["classes_covered"]
+
+Fake images: a run folder, a ``GeneratorHandle``, a uint8 tensor [N, C, H, W], an ``ImageData``, a
+folder of images, an ``.npz`` sample file, or a callable ``n -> uint8 [n, C, H, W]``.
+Reference: ``"train"`` / ``"test"`` (the run's dataset and preprocessing, that split), an
+``ImageData``, a uint8 tensor, a folder, an ``.npz`` sample file or an ``.npz`` statistics file.
+
+Features are extracted once per image set; every metric is derived from them with torch-fidelity's
+functions (:mod:`ganforge.metrics.compute`). Reference features are cached on disk
+(:mod:`ganforge.metrics.refstats`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ganforge.metrics import compute as C
+from ganforge.metrics.errors import EvalError
+from ganforge.metrics.features import FeatureSpace, get_feature_space
+from ganforge.metrics.refstats import reference_features
+from ganforge.metrics.sources import Statistics, is_stats_file, load_images, load_stats
+
+DEFAULT_NUM_SAMPLES = 10000
+SAMPLE_CHUNK = 10000  # generated images are drawn and featurised in chunks of this many (seed + i * 1000003)
+FLOOR_KIND = "real vs real: two disjoint random subsets of the reference, m images each"
+IS_FLOOR_KIND = "IS of m real reference images (a reference value, not a floor)"
+
+
+@dataclasses.dataclass
+class _Fake:
+    description: str
+    images: Optional[torch.Tensor] = None  # fixed set
+    sampler: Optional[Callable[[int, int], torch.Tensor]] = None  # (n, seed) -> uint8
+    handle: Any = None  # GeneratorHandle when from a run
+
+
+@dataclasses.dataclass
+class _Real:
+    label: str
+    images: Optional[torch.Tensor] = None
+    stats: Optional[Statistics] = None
+
+
+def evaluate(
+    fake,
+    reference=None,
+    *,
+    metrics: Union[str, Sequence[str]] = "fid,kid,is,pr",
+    num_samples: Optional[int] = None,
+    features: str = "inception",
+    seed: int = 0,
+    floor: bool = False,
+    coverage: bool = True,
+    batch_size: int = 256,
+    device: str = "cpu",
+    inception_weights: Optional[str] = None,
+    inception_sha256: Optional[str] = None,
+    cache: bool = True,
+    cache_dir: Union[str, Path, None] = None,
+    checkpoint: str = "last",
+    ema: bool = True,
+    out: Union[str, Path, None] = None,
+    feature_space: Optional[FeatureSpace] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> Dict[str, Any]:
+    """Measure generated images against a reference; returns the result object (see module doc).
+
+    ``num_samples``: images to generate (default 10,000), or the first N of a fixed set (default: all).
+    ``floor``: also compute each metric between two disjoint real subsets of the same size.
+    ``out``: write the result as JSON there. Raises :class:`EvalError` with a one-line message for
+    anything the user can fix (missing weights, bad paths, not a run, channel mismatch...).
+    """
+    t_start = time.perf_counter()
+    say = log or (lambda msg: None)
+    wanted = C.parse_metrics(metrics)
+    if num_samples is not None and num_samples < 2:
+        raise EvalError(f"--samples must be at least 2, got {num_samples}")
+    timings: Dict[str, float] = {}
+
+    fk = _resolve_fake(fake, checkpoint=checkpoint, ema=ema, device=device)
+    rl = _resolve_reference(reference, fk)
+
+    t = time.perf_counter()
+    space = feature_space or get_feature_space(
+        features, weights_path=inception_weights if features == "inception" else None,
+        sha256=inception_sha256, device=device,
+    )
+    timings["load_extractor_s"] = time.perf_counter() - t
+
+    notes: List[str] = []
+    skipped: Dict[str, str] = {}
+
+    # ---- reference side ------------------------------------------------------------------
+    t = time.perf_counter()
+    ref_feats = ref_logits = None
+    ref_cache = None
+    if rl.stats is not None:
+        st = rl.stats
+        ref_stats = {"mu": st.mu, "sigma": st.sigma}
+        ref_feats, ref_logits = st.features, st.logits
+        ref_hash = st.meta.get("data_sha256")
+        num_real = st.num_samples
+        real_shape = st.meta.get("shape", [None] * 4)[1:] if st.meta.get("shape") else None
+        if st.meta.get("features") and st.meta["features"] != space.name:
+            raise EvalError(f"statistics file {st.path} was computed with features {st.meta['features']!r}, "
+                            f"not {space.name!r}; use --features {st.meta['features']} or other statistics")
+        if st.mu.shape[0] != space.feature_dim:
+            raise EvalError(f"statistics file {st.path} has {st.mu.shape[0]}-d statistics but features "
+                            f"{space.name!r} give {space.feature_dim}-d features; use statistics from the same extractor")
+        ref_cache = st.path
+    else:
+        _check_images(rl.images, f"reference {rl.label}")
+        say(f"reference: {rl.label}: {len(rl.images)} images, features {space.name}")
+        ref = reference_features(rl.images, space, batch_size=batch_size, cache=cache, cache_dir=cache_dir)
+        ref_stats, ref_feats, ref_logits = ref.stats, ref.features, ref.logits
+        ref_hash, num_real = ref.data_sha256, ref.num_samples
+        real_shape = list(rl.images.shape[1:])
+        ref_cache = str(ref.path) if ref.path else None
+        if ref.from_cache:
+            say(f"reference statistics loaded from cache {ref.path}")
+    timings["reference_s"] = time.perf_counter() - t
+
+    # ---- fake side -----------------------------------------------------------------------
+    t = time.perf_counter()
+    fake_out, fake_shape, n_fake, t_sample = _fake_features(fk, space, num_samples, seed, batch_size, notes, say)
+    timings["sample_s"] = t_sample
+    timings["fake_features_s"] = time.perf_counter() - t - t_sample
+
+    if real_shape and real_shape[0] is not None:
+        if int(real_shape[0]) != int(fake_shape[0]):
+            raise EvalError(
+                f"channels differ: generated images have {fake_shape[0]} channel(s), the reference has {real_shape[0]}; "
+                "compare like with like (e.g. a reference with the run's data.channels)"
+            )
+        if list(real_shape[1:]) != list(fake_shape[1:]):
+            notes.append(f"image sizes differ: generated {fake_shape[1]}x{fake_shape[2]}, reference "
+                         f"{real_shape[1]}x{real_shape[2]}; both are resized by the feature extractor")
+
+    # ---- metrics -------------------------------------------------------------------------
+    t = time.perf_counter()
+    ff, fl = fake_out["features"], fake_out["logits"]
+    values: Dict[str, Dict[str, Any]] = {}
+    if "fid" in wanted:
+        values["fid"] = {"value": C.fid_from_statistics(C.fid_statistics(ff), ref_stats)}
+    for m in ("kid", "pr"):
+        if m in wanted and ref_feats is None:
+            skipped[m] = "the reference is a statistics file without features (mu/sigma only)"
+    if "kid" in wanted and ref_feats is not None:
+        k = C.kid(ff, ref_feats, seed=seed)
+        values["kid"] = {"value": k["mean"], "std": k["std"], "kid_subset_size": k["subset_size"], "kid_subsets": k["subsets"]}
+    if "is" in wanted:
+        s = C.inception_score(fl, seed=seed)
+        values["is"] = {"value": s["mean"], "std": s["std"], "isc_splits": s["splits"]}
+    if "pr" in wanted and ref_feats is not None:
+        p = C.precision_recall(ff, ref_feats)
+        values["precision"] = {"value": p["precision"], "f_score": p["f_score"], "prc_neighborhood": p["neighborhood"]}
+        values["recall"] = {"value": p["recall"], "f_score": p["f_score"], "prc_neighborhood": p["neighborhood"]}
+    timings["metrics_s"] = time.perf_counter() - t
+
+    # ---- real-vs-real floor ---------------------------------------------------------------
+    floors: Optional[Dict[str, Any]] = None
+    if floor:
+        t = time.perf_counter()
+        floors = _floors(wanted, ref_feats, ref_logits, n_fake, seed, notes, skipped)
+        timings["floor_s"] = time.perf_counter() - t
+
+    # ---- coverage -------------------------------------------------------------------------
+    cov = None
+    if coverage and space.is_domain_classifier:
+        if ref_logits is None:
+            notes.append("coverage: the reference has no classifier outputs (statistics only): real class distribution unknown")
+        else:
+            cov = C.coverage(fl, ref_logits, space.class_names)
+            if floors is not None and floors.get("_idx") is not None:
+                a, b = floors["_idx"]
+                cov["kl_floor"] = C.coverage(ref_logits[a], ref_logits, space.class_names)["kl_fake_to_real"]
+
+    # ---- result ---------------------------------------------------------------------------
+    handle = fk.handle
+    prov = {
+        **space.describe(),
+        "num_fake": n_fake,
+        "num_real": num_real,
+        "reference": rl.label,
+        "reference_sha256": ref_hash,
+        "reference_cache": ref_cache,
+        "fake": fk.description,
+        "fake_shape": [int(v) for v in fake_shape],
+        "real_shape": [int(v) for v in real_shape] if real_shape and real_shape[0] is not None else None,
+        "seed": int(seed),
+        "checkpoint": str(handle.checkpoint_path) if handle is not None else None,
+        "step": int(handle.step) if handle is not None else None,
+        "kimg": float(getattr(handle, "kimg", 0.0)) if handle is not None else None,
+        "run_dir": str(handle.run_dir) if handle is not None and handle.run_dir is not None else None,
+        "ema": bool(ema) if handle is not None else None,
+        "device": str(device),
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if floors:
+        floors.pop("_idx", None)  # internal: the subsets used
+    records = []
+    for name, v in values.items():
+        rec = {"metric": name, "value": v["value"], "std": v.get("std")}
+        if floors is not None:
+            key = name
+            rec["floor"] = floors.get(key)
+            rec["floor_num_samples"] = floors.get("num_samples")
+            rec["floor_kind"] = IS_FLOOR_KIND if name == "is" else FLOOR_KIND
+        rec.update({k: val for k, val in v.items() if k not in ("value", "std")})
+        rec.update({k: prov[k] for k in ("features", "weights_sha256", "num_real", "num_fake", "reference",
+                                         "resize", "seed", "checkpoint", "step")})
+        records.append(rec)
+
+    result: Dict[str, Any] = {}
+    for name, v in values.items():
+        result[name] = v["value"]
+        if v.get("std") is not None:
+            result[f"{name}_std"] = v["std"]
+    result.update({
+        "metrics": list(wanted),
+        "results": records,
+        "floor": floors,
+        "coverage": cov,
+        "skipped": skipped,
+        "notes": notes,
+        "provenance": prov,
+    })
+    timings["total_s"] = time.perf_counter() - t_start
+    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    result = _clean(result)
+    if out is not None:
+        write_json(result, out)
+    return result
+
+
+def write_json(result: Dict[str, Any], path: Union[str, Path]) -> Path:
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    except OSError as e:
+        raise EvalError(f"cannot write results to {p}: {e.strerror or e}") from None
+    return p
+
+
+# ------------------------------------------------------------------------------------------
+# internals
+
+
+def _versions() -> Dict[str, str]:
+    import ganforge
+
+    try:
+        import torch_fidelity
+
+        tf = torch_fidelity.__version__
+    except Exception:  # pragma: no cover
+        tf = "unknown"
+    return {"ganforge": getattr(ganforge, "__version__", "unknown"), "torch": torch.__version__, "torch_fidelity": tf}
+
+
+def _check_images(x: torch.Tensor, what: str) -> None:
+    if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] not in (1, 3, 4):
+        desc = f"{x.dtype} {list(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise EvalError(f"{what}: expected uint8 images [N, C, H, W] with C in 1, 3, got {desc}")
+    if x.shape[0] < 2:
+        raise EvalError(f"{what}: needs at least 2 images, got {x.shape[0]}")
+
+
+def _is_handle(obj) -> bool:
+    return hasattr(obj, "sample_uint8") and hasattr(obj, "config")
+
+
+def _looks_like_run(p: Path) -> bool:
+    return (p / "config.yaml").is_file() or (p / "checkpoints").is_dir()
+
+
+def load_run(run_dir, checkpoint: str = "last", ema: bool = True, device: str = "cpu"):
+    """``ganforge.api.load_generator`` with its errors turned into one-line :class:`EvalError`."""
+    p = Path(run_dir).expanduser()
+    if not p.exists():
+        raise EvalError(f"run folder {p} does not exist")
+    if not p.is_dir():
+        raise EvalError(f"{p} is not a folder (expected a ganforge run folder)")
+    from ganforge.api import load_generator
+
+    try:
+        return load_generator(p, checkpoint=checkpoint, ema=ema, device=device)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        msg = str(e.args[0]) if e.args else type(e).__name__
+        raise EvalError(f"cannot load a generator from {p}: {msg}") from None
+
+
+def _resolve_fake(fake, checkpoint: str, ema: bool, device: str) -> _Fake:
+    if _is_handle(fake):
+        return _Fake(description=f"generator {fake.checkpoint_path}", sampler=_handle_sampler(fake), handle=fake)
+    if hasattr(fake, "images") and torch.is_tensor(getattr(fake, "images")):  # ImageData
+        return _Fake(description=f"images {getattr(fake, 'name', '')} ({getattr(fake, 'source', '')})".strip(),
+                     images=fake.images)
+    if torch.is_tensor(fake):
+        return _Fake(description=f"tensor {list(fake.shape)}", images=fake)
+    if isinstance(fake, (str, Path)):
+        p = Path(fake).expanduser()
+        if p.is_dir() and _looks_like_run(p):
+            h = load_run(p, checkpoint, ema, device)
+            return _Fake(description=f"generator {h.checkpoint_path}", sampler=_handle_sampler(h), handle=h)
+        if p.is_file() and is_stats_file(p):
+            raise EvalError(f"fake: {p} holds FID statistics, not images; the generated side needs images or a run")
+        imgs, desc = load_images(p, "fake")
+        return _Fake(description=desc, images=imgs)
+    if callable(fake):
+        return _Fake(description=f"callable {getattr(fake, '__name__', type(fake).__name__)}",
+                     sampler=lambda n, seed: fake(n))
+    raise EvalError(f"fake: expected a run folder, GeneratorHandle, uint8 tensor, ImageData, folder or .npz, "
+                    f"got {type(fake).__name__}")
+
+
+def _handle_sampler(h):
+    return lambda n, seed: h.sample_uint8(n, seed=seed)
+
+
+def _resolve_reference(reference, fk: _Fake) -> _Real:
+    if reference is None or (isinstance(reference, str) and reference in ("train", "test")):
+        if fk.handle is None:
+            raise EvalError("a reference is needed: give real images (a folder, an .npz sample file) or a statistics "
+                            ".npz; 'train'/'test' only work for a run folder")
+        cfg = fk.handle.config.data
+        split = reference or cfg.split
+        from ganforge.data import load_dataset
+
+        try:
+            data = load_dataset(dataclasses.replace(cfg, split=split))
+        except (ValueError, OSError, KeyError) as e:
+            raise EvalError(f"reference '{split}' of run {fk.handle.run_dir}: {e}") from None
+        label = f"{split} ({data.name}, {cfg.dataset})"
+        return _Real(label=label, images=data.images)
+    if hasattr(reference, "images") and torch.is_tensor(getattr(reference, "images")):
+        return _Real(label=f"{getattr(reference, 'name', 'images')}", images=reference.images)
+    if torch.is_tensor(reference):
+        return _Real(label=f"tensor {list(reference.shape)}", images=reference)
+    if isinstance(reference, Statistics):
+        return _Real(label=f"statistics {reference.path}", stats=reference)
+    if isinstance(reference, (str, Path)):
+        p = Path(reference).expanduser()
+        if not p.exists():
+            raise EvalError(f"reference: no such file or folder: {p} (expected train, test, a folder, an .npz of "
+                            "images or an .npz of statistics)")
+        if p.is_file() and is_stats_file(p):
+            return _Real(label=f"statistics {p}", stats=load_stats(p))
+        imgs, desc = load_images(p, "reference")
+        return _Real(label=desc, images=imgs)
+    raise EvalError(f"reference: expected train, test, a path, ImageData or a uint8 tensor, got {type(reference).__name__}")
+
+
+def _fake_features(fk: _Fake, space: FeatureSpace, num_samples, seed, batch_size, notes, say):
+    t_sample = 0.0
+    if fk.images is not None:
+        imgs = fk.images
+        _check_images(imgs, "fake")
+        if num_samples is not None and num_samples < len(imgs):
+            imgs = imgs[:num_samples]
+        elif num_samples is not None and num_samples > len(imgs):
+            notes.append(f"asked for {num_samples} samples but the generated set has {len(imgs)}; using all")
+        say(f"fake: {len(imgs)} images, features {space.name}")
+        return space.extract(imgs, batch_size), list(imgs.shape[1:]), int(len(imgs)), 0.0
+    n = int(num_samples or DEFAULT_NUM_SAMPLES)
+    feats, logits, shape = [], [], None
+    for i, start in enumerate(range(0, n, SAMPLE_CHUNK)):
+        k = min(SAMPLE_CHUNK, n - start)
+        say(f"sampling {start + k}/{n} images (seed {seed})")
+        t = time.perf_counter()
+        try:
+            imgs = fk.sampler(k, int(seed) + i * 1000003)
+        except (ValueError, RuntimeError) as e:
+            raise EvalError(f"sampling from {fk.description} failed: {e}") from None
+        t_sample += time.perf_counter() - t
+        _check_images(imgs, "generated samples")
+        if imgs.shape[0] != k:
+            raise EvalError(f"the generator returned {imgs.shape[0]} images, {k} were asked for")
+        if shape is not None and list(imgs.shape[1:]) != shape:
+            raise EvalError("the generator returned images of changing shape")
+        shape = list(imgs.shape[1:])
+        out = space.extract(imgs.cpu(), batch_size)
+        feats.append(out["features"])
+        logits.append(out["logits"])
+    return {"features": torch.cat(feats), "logits": torch.cat(logits)}, shape, n, t_sample
+
+
+def _floors(wanted, ref_feats, ref_logits, n_fake, seed, notes, skipped) -> Optional[Dict[str, Any]]:
+    if ref_feats is None:
+        for m in wanted:
+            skipped[f"floor_{m}"] = "the reference is a statistics file without features"
+        return None
+    n_real = int(ref_feats.shape[0])
+    a, b = C.split_real(n_real, n_fake, seed)
+    m = len(a)
+    if m < 2:
+        notes.append("floor: the reference has fewer than 4 images; no floor")
+        return None
+    if m < n_fake:
+        notes.append(f"floor: the reference has {n_real} images, so the real-vs-real floor uses two disjoint "
+                     f"subsets of {m} (not {n_fake}); FID is biased upwards at smaller sample counts")
+    out: Dict[str, Any] = {"num_samples": m, "kind": FLOOR_KIND, "_idx": (a, b)}
+    fa, fb = ref_feats[a], ref_feats[b]
+    if "fid" in wanted:
+        out["fid"] = C.fid(fa, fb)
+    if "kid" in wanted:
+        out["kid"] = C.kid(fa, fb, seed=seed)["mean"]
+    if "pr" in wanted and m > C.PRC_NEIGHBORHOOD:
+        p = C.precision_recall(fa, fb)
+        out["precision"], out["recall"] = p["precision"], p["recall"]
+    if "is" in wanted and ref_logits is not None:
+        k = min(n_fake, n_real)
+        perm = torch.randperm(n_real, generator=torch.Generator().manual_seed(int(seed) + 104729))[:k]
+        out["is"] = C.inception_score(ref_logits[perm], seed=seed)["mean"]
+        out["is_num_samples"] = k
+    return out
+
+
+def _clean(obj):
+    """JSON-safe: tensors/arrays to lists, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if torch.is_tensor(obj):
+        return _clean(obj.tolist())
+    return obj

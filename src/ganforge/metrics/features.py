@@ -1,0 +1,247 @@
+"""Feature spaces for the metrics: a registry of named feature extractors.
+
+``FEATURES`` maps a name to a builder returning a :class:`FeatureSpace`:
+
+* ``mnist``     the classifier that ships with ganforge (``assets/mnist_classifier.safetensors``);
+                FID/KID/PR on its 128-d penultimate layer, IS on its 10 logits (the "MNIST score").
+* ``inception`` torch-fidelity's ``inception-v3-compat`` (the TF-FID InceptionV3): FID/KID/PR on the
+                2048-d pool features, IS on ``logits_unbiased`` -- the numbers papers report.
+
+Both are torch-fidelity ``FeatureExtractorBase`` objects (see :mod:`ganforge.metrics.fidelity_bridge`);
+a FeatureSpace runs one over uint8 images in batches and returns every layer the metrics need, so
+features are computed once per image set.
+
+Inception weights are found in this order: an explicit path (``--inception-weights``), the
+``GANFORGE_INCEPTION_WEIGHTS`` environment variable, torch-fidelity's own cache
+(``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``), then torch-fidelity's
+download URL. Files are loaded with ``torch.load(weights_only=True)`` (no code runs) and their
+SHA-256 is recorded; give an expected SHA-256 to have it checked.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from ganforge.metrics.errors import EvalError
+from ganforge.registry import Registry
+
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_RESIZE = "grey->RGB by channel repeat, then TF1.x-compatible bilinear to 299x299 (torch-fidelity)"
+
+
+@dataclass
+class FeatureSpace:
+    """A feature extractor ready to run, plus what the metrics and the provenance need to know."""
+
+    name: str  # ganforge name: "mnist" | "inception"
+    extractor: torch.nn.Module  # a torch_fidelity FeatureExtractorBase
+    feature_layer: str  # layer for FID / KID / precision-recall
+    logits_layer: str  # layer for IS (and class histograms when the space is a classifier of the data)
+    weights_sha256: str
+    resize: str  # how images are brought to the extractor's input
+    torch_fidelity_name: str  # the name it is registered under in torch-fidelity
+    feature_dim: int  # size of the FID/KID/PR features
+    class_names: List[str] = field(default_factory=list)  # non-empty: logits are classes of the data domain
+    device: str = "cpu"
+
+    @property
+    def is_domain_classifier(self) -> bool:
+        return bool(self.class_names)
+
+    def layers(self) -> List[str]:
+        return [self.feature_layer, self.logits_layer]
+
+    def describe(self) -> Dict[str, object]:
+        return {
+            "features": self.name,
+            "torch_fidelity_extractor": self.torch_fidelity_name,
+            "feature_layer": self.feature_layer,
+            "feature_dim": self.feature_dim,
+            "logits_layer": self.logits_layer,
+            "weights_sha256": self.weights_sha256,
+            "resize": self.resize,
+        }
+
+    @torch.no_grad()
+    def extract(self, images: torch.Tensor, batch_size: int = 256) -> Dict[str, torch.Tensor]:
+        """uint8 [N, C, H, W] -> {"features": float32 [N, D], "logits": float32 [N, K]}."""
+        if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
+            raise EvalError(f"images must be a uint8 tensor [N, C, H, W], got {_describe(images)}")
+        if images.shape[1] not in (1, 3, 4):
+            raise EvalError(f"images must have 1, 3 or 4 channels, got {images.shape[1]} (shape {list(images.shape)})")
+        if batch_size < 1:
+            raise EvalError(f"batch size must be positive, got {batch_size}")
+        feats, logits = [], []
+        for chunk in images.split(batch_size):
+            if self.name == "inception":
+                chunk = _to_rgb(chunk)
+            out = self.extractor(chunk.to(self.device))
+            d = self.extractor.convert_features_tuple_to_dict(out)
+            feats.append(d[self.feature_layer].float().cpu())
+            logits.append(d[self.logits_layer].float().cpu())
+        if not feats:
+            raise EvalError("no images to extract features from")
+        return {"features": torch.cat(feats), "logits": torch.cat(logits)}
+
+
+def _to_rgb(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x.repeat(1, 3, 1, 1)
+    return x[:, :3].contiguous()
+
+
+def _describe(x) -> str:
+    return f"{x.dtype} tensor of shape {list(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+
+
+FEATURES: Registry[Callable[..., FeatureSpace]] = Registry("feature extractor")
+
+
+@FEATURES.register("mnist")
+def build_mnist(weights_path: Optional[str] = None, device: str = "cpu", **_: object) -> FeatureSpace:
+    """The shipped MNIST classifier (or another safetensors file of the same architecture)."""
+    from ganforge.metrics import fidelity_bridge as fb
+    from ganforge.metrics.mnist_classifier import CLASS_NAMES, RESIZE_METHOD
+
+    fb.register_torch_fidelity()
+    try:
+        ext = fb.FeatureExtractorGanforgeMNIST(
+            fb.MNIST_NAME, ["128", "logits"], feature_extractor_weights_path=weights_path
+        )
+    except FileNotFoundError as e:
+        raise EvalError(str(e)) from None
+    ext.requires_grad_(False).eval().to(device)
+    return FeatureSpace(
+        name="mnist", extractor=ext, feature_layer="128", logits_layer="logits",
+        weights_sha256=ext.weights_sha256, resize=RESIZE_METHOD, torch_fidelity_name=fb.MNIST_NAME,
+        feature_dim=int(ext.net.fc1.out_features), class_names=list(CLASS_NAMES), device=str(device),
+    )
+
+
+@FEATURES.register("inception")
+def build_inception(
+    weights_path: Optional[str] = None,
+    sha256: Optional[str] = None,
+    device: str = "cpu",
+    random_weights: bool = False,
+    allow_download: bool = True,
+    **_: object,
+) -> FeatureSpace:
+    """torch-fidelity's InceptionV3 (``inception-v3-compat``), weights loaded safely.
+
+    ``random_weights=True`` builds the network untrained: for throughput measurements only,
+    its metric values mean nothing (``weights_sha256`` says ``random-init``).
+    """
+    from ganforge.metrics import fidelity_bridge as fb
+
+    fb.register_torch_fidelity()
+    if random_weights:
+        state, digest = fb.RANDOM_INIT, "random-init (throughput only; metric values are meaningless)"
+    else:
+        state, digest = load_inception_state(weights_path, sha256, allow_download=allow_download)
+    try:
+        ext = fb.GanforgeInceptionV3(fb.INCEPTION_NAME, ["2048", "logits_unbiased"], ganforge_state_dict=state)
+    except RuntimeError as e:  # strict load_state_dict: wrong keys or shapes
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EvalError(
+            f"the Inception weights file does not match torch-fidelity's InceptionV3 ({first}); it needs "
+            f"{INCEPTION_FILE} (pytorch-fid's pt_inception-*.pth has a different layout)"
+        ) from None
+    ext.requires_grad_(False).eval().to(device)
+    return FeatureSpace(
+        name="inception", extractor=ext, feature_layer="2048", logits_layer="logits_unbiased",
+        weights_sha256=digest, resize=INCEPTION_RESIZE, torch_fidelity_name=fb.INCEPTION_NAME,
+        feature_dim=2048, class_names=[], device=str(device),
+    )
+
+
+def get_feature_space(name: str, **options) -> FeatureSpace:
+    """Build the feature space registered as ``name`` (options: weights_path, device, ...)."""
+    try:
+        builder = FEATURES.get(name)
+    except KeyError as e:
+        raise EvalError(str(e.args[0])) from None
+    return builder(**options)
+
+
+# ------------------------------------------------------------------------------------------
+# Inception weights
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inception_cache_path() -> Path:
+    """Where torch-fidelity itself caches the weights (torch hub's checkpoint folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+_MISSING_HELP = (
+    "Inception weights are not available: {why}. Standard IS/FID/KID need torch-fidelity's InceptionV3 weights "
+    f"({INCEPTION_FILE}, from {INCEPTION_URL}). Download that file on a machine with internet access and pass "
+    "--inception-weights PATH (or set GANFORGE_INCEPTION_WEIGHTS, or put it in {cache}); "
+    "or measure offline in the shipped domain feature space with --features mnist."
+)
+
+
+def find_inception_weights(weights_path: Optional[str] = None) -> Optional[Path]:
+    """An existing weights file (explicit path, env var, torch-fidelity's cache) or None."""
+    if weights_path:
+        p = Path(weights_path).expanduser()
+        if not p.is_file():
+            raise EvalError(f"--inception-weights: no such file: {p}")
+        return p
+    env = os.environ.get("GANFORGE_INCEPTION_WEIGHTS")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise EvalError(f"GANFORGE_INCEPTION_WEIGHTS points to a missing file: {p}")
+        return p
+    p = inception_cache_path()
+    return p if p.is_file() else None
+
+
+def load_inception_state(
+    weights_path: Optional[str] = None, sha256: Optional[str] = None, allow_download: bool = True
+):
+    """(state_dict, sha256 hex) of the Inception weights; EvalError with a how-to when unavailable."""
+    path = find_inception_weights(weights_path)
+    if path is None:
+        if not allow_download:
+            raise EvalError(_MISSING_HELP.format(why="no local file and downloading is off", cache=inception_cache_path()))
+        target = inception_cache_path()
+        try:  # torch-fidelity's own download location and URL
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(INCEPTION_URL, str(target), progress=False)
+        except Exception as e:  # no network, proxy, disk...
+            msg = str(getattr(e, "reason", e)) or type(e).__name__
+            raise EvalError(
+                _MISSING_HELP.format(why=f"no local file and the download failed ({msg})", cache=target)
+            ) from None
+        path = target
+    digest = sha256_file(path)
+    if sha256 and digest.lower() != sha256.strip().lower():
+        raise EvalError(f"Inception weights {path}: SHA-256 is {digest}, expected {sha256.strip().lower()}")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)  # tensors only: no code runs
+    except Exception as e:
+        raise EvalError(
+            f"Inception weights {path}: cannot be read as a plain tensor state dict ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise EvalError(f"Inception weights {path}: expected a state dict of tensors")
+    return state, digest
