@@ -171,3 +171,25 @@ def test_every_gan_preset_trains(preset, tmp_path, tiny_overrides):
     run = ganforge.train(preset=preset, overrides=tiny_overrides + extra + ["train.steps=2", "train.n_critic=1"],
                          runs_dir=tmp_path)
     assert load_generator(run).sample_uint8(2).shape[0] == 2
+
+
+def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
+    """amp needs CUDA and compile may fail: both fall back to plain float32 eager training, with a message."""
+    from ganforge.config import resolve
+    from ganforge.training.trainer import Trainer
+
+    def broken_compile(module):
+        def fails(*args):
+            raise RuntimeError("no compiler")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    msgs = []
+    tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true", "train.compile=true"]), dry_run=True, log=msgs.append)
+    stats = tr.train_step()
+    assert all(v == v for v in stats.values())  # finite numbers from the eager fallback
+    assert any("needs a CUDA device" in m for m in msgs)
+    assert any("torch.compile failed on first use" in m for m in msgs)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            Trainer(resolve(None, tiny_overrides + ["train.device=cuda"]), dry_run=True)
