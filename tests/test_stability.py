@@ -140,3 +140,16 @@ def test_rollback_recovers_a_run_that_otherwise_ends_as_noise(tmp_path):
     fid_off, fid_on = _fid_to_data(off), _fid_to_data(on)
     # without the watchdog the samples stay noise; with it they move towards digits
     assert fid_on < 0.5 * fid_off, (fid_on, fid_off)
+
+
+def test_rollback_rescues_the_saturating_minimax_loss(tmp_path):
+    """Original-paper loss + a fast D: without the watchdog G never recovers (no gradient); with it, the
+    rollback moves G to the non-saturating loss and the run leaves the collapse."""
+    import ganforge
+
+    o = UNSTABLE + ["loss.name=minimax"]
+    off = ganforge.train(overrides=o + ["watchdog.enabled=false"], runs_dir=tmp_path)
+    on = ganforge.train(overrides=o, runs_dir=tmp_path)
+    msgs = [e["message"] for e in _events(on) if e["event"] == "rollback"]
+    assert msgs and "non-saturating" in msgs[0]
+    assert _fid_to_data(on) < 0.5 * _fid_to_data(off)

@@ -62,3 +62,9 @@ def test_state_round_trip():
     w2 = Watchdog(WatchdogConfig(patience=50), "non-saturating")
     w2.load_state_dict(w.state_dict())
     assert w2.state_dict() == w.state_dict()
+
+
+def test_minimax_domination_advises_the_non_saturating_loss():
+    w = Watchdog(WatchdogConfig(patience=20), "minimax")
+    ev = feed(w, range(0, 40, 10), d_real=0.999, d_fake=0.001)
+    assert ev and "loss.name=non-saturating" in ev[0].message

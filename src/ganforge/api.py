@@ -48,6 +48,8 @@ def train(
     else:
         base = config.to_dict() if isinstance(config, Config) else (config or {})
         cfg = resolve(preset, overrides, base=base)
+    if cfg.task == "inpaint":
+        from ganforge.training.inpaint_trainer import InpaintTrainer as Trainer  # noqa: F811
     trainer = Trainer(cfg, runs_dir=runs_dir, resume=resume, data=data)
     return trainer.run()
 

@@ -143,6 +143,7 @@ class WatchdogConfig:
     coverage_drop: int = 2  # classes covered falling this many below the best so far
     lr_factor: float = 0.25  # learning rates are multiplied by this on each rollback (only D's when D dominates)
     max_rollbacks: int = 3  # then stop with a diagnosis
+    switch_minimax: bool = True  # when D dominates a minimax run, a rollback also moves G to the non-saturating loss
     check_every: int = 10  # steps between checks of the cheap signals
 
 

@@ -473,6 +473,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(s["cuda_rng"])
         if self.watchdog and s.get("watchdog"):
             self.watchdog.load_state_dict(s["watchdog"])
+            if self.watchdog.loss_override:
+                self.loss = LOSSES.get(self.watchdog.loss_override)
         if self.evaluator and s.get("evaluator"):
             self.evaluator.load_state_dict(s["evaluator"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
@@ -555,8 +557,15 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] *= w.lr_factor
         self.watchdog.reset_symptoms()
+        switched = ""
+        if event.kind == "d_dominates" and w.switch_minimax and self.watchdog.loss_name == "minimax":
+            # the saturating log(1 - D(G(z))) has no gradient once D wins; -log D(G(z)) has (same D loss)
+            self.loss = LOSSES.get("non-saturating")
+            self.watchdog.loss_override = self.watchdog.loss_name = "non-saturating"
+            switched = "; G now uses the non-saturating loss -log D(G(z)) instead of the saturating minimax loss"
         msg = (f"[watchdog] rolled back to step {self.step} (rollback {self.watchdog.rollbacks}/{w.max_rollbacks}); "
-               f"learning rates now G {self.opt_g.param_groups[0]['lr']:.2e}, D {self.opt_d.param_groups[0]['lr']:.2e}")
+               f"learning rates now G {self.opt_g.param_groups[0]['lr']:.2e}, D {self.opt_d.param_groups[0]['lr']:.2e}"
+               f"{switched}")
         self.log(msg)
         self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback",
                              "message": msg})

@@ -43,12 +43,14 @@ class Event:
 class Watchdog:
     def __init__(self, cfg, loss_name: str):
         self.cfg = cfg
+        self.loss_name = loss_name
         self.watch_domination = loss_name in ("minimax", "non-saturating", "hinge")
         self.dom_since: Optional[int] = None
         self.vanish_since: Optional[int] = None
         self.best_fid: Optional[float] = None
         self.best_covered: Optional[int] = None
         self.rollbacks = 0
+        self.loss_override: Optional[str] = None  # set when a rollback replaced G's minimax loss
 
     # ---- cheap signals --------------------------------------------------------------------
     def observe_step(self, step: int, stats: Dict[str, float]) -> Optional[Event]:
@@ -57,6 +59,10 @@ class Watchdog:
             return Event("nonfinite", step, f"{', '.join(bad)} became NaN/inf; the run has diverged. "
                                             f"Advice: {ADVICE['nonfinite']}")
         c = self.cfg
+        advice = ADVICE["d_dominates"]
+        if self.loss_name == "minimax":
+            advice = ("the saturating minimax loss gives G almost no gradient once D wins: use "
+                      "loss.name=non-saturating (the standard fix, from the same paper); or " + advice)
         if self.watch_domination and "d_fake" in stats:
             dominated = stats["d_fake"] < c.d_fake_min and stats["d_real"] > c.d_real_min
             self.dom_since = (self.dom_since if self.dom_since is not None else step) if dominated else None
@@ -66,7 +72,7 @@ class Watchdog:
                 return Event("d_dominates", step,
                              f"the discriminator has won since step {since}: D(x)={stats['d_real']:.3f}, "
                              f"D(G(z))={stats['d_fake']:.3f}, so the generator learns nothing and its samples "
-                             f"stop improving. Advice: {ADVICE['d_dominates']}")
+                             f"stop improving. Advice: {advice}")
         if "g_grad" in stats:
             vanishing = stats["g_grad"] < c.g_grad_min
             self.vanish_since = (self.vanish_since if self.vanish_since is not None else step) if vanishing else None
@@ -105,9 +111,12 @@ class Watchdog:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"dom_since": self.dom_since, "vanish_since": self.vanish_since, "best_fid": self.best_fid,
-                "best_covered": self.best_covered, "rollbacks": self.rollbacks}
+                "best_covered": self.best_covered, "rollbacks": self.rollbacks, "loss_override": self.loss_override}
 
     def load_state_dict(self, s: Dict[str, Any]) -> None:
         self.dom_since, self.vanish_since = s.get("dom_since"), s.get("vanish_since")
         self.best_fid, self.best_covered = s.get("best_fid"), s.get("best_covered")
         self.rollbacks = int(s.get("rollbacks", 0))
+        self.loss_override = s.get("loss_override")
+        if self.loss_override:
+            self.loss_name = self.loss_override
