@@ -50,6 +50,8 @@ def torchvision_mnist_root(tmp: Path) -> Path:
         src = resources.files("ganforge") / "assets" / "mnist" / f"{name}.gz"
         with src.open("rb") as f, gzip.open(f) as g, open(raw / name, "wb") as out:
             shutil.copyfileobj(g, out)
+        # torchvision checks that the train files exist too; the baseline reads the test split (train=False)
+        shutil.copyfile(raw / name, raw / name.replace("t10k", "train"))
     return tmp
 
 

@@ -1,4 +1,4 @@
-"""``ganforge`` command line: train | sample | interpolate | eval | info | presets.
+"""``ganforge`` command line: train | sample | interpolate | eval | inpaint | info | presets.
 
 Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the
 last line of its standard output (everything else goes to standard error).
@@ -23,10 +23,11 @@ def _user_errors():
     from ganforge.api import LabelError
     from ganforge.config import ConfigError
     from ganforge.data import DataError
+    from ganforge.apps.inpaint import InpaintError
     from ganforge.metrics import EvalError
     from ganforge.training import RunError, TrainingError
 
-    return (ConfigError, DataError, RunError, TrainingError, LabelError, EvalError)
+    return (ConfigError, DataError, RunError, TrainingError, LabelError, EvalError, InpaintError)
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -51,11 +52,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = resolve(preset or "default", overrides)
+    trainer_cls = Trainer
+    if cfg.task == "inpaint":
+        from ganforge.training.inpaint_trainer import InpaintTrainer as trainer_cls
     if args.dry_run:
         print(cfg.to_yaml(), end="")
-        Trainer(cfg, dry_run=True).run()
+        trainer_cls(cfg, dry_run=True).run()
         return 0
-    trainer = Trainer(cfg, runs_dir=args.runs_dir, resume=args.resume)
+    trainer = trainer_cls(cfg, runs_dir=args.runs_dir, resume=args.resume)
     try:
         run_dir = trainer.run()
     except KeyboardInterrupt:
@@ -196,17 +200,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     from ganforge.training import checkpoint as ckpt
 
     run = Path(args.run_dir)
-    ckpt.find_checkpoint(run, "last") if (run / "checkpoints").exists() else None
+    if not run.is_dir():
+        raise ckpt.RunError(f"run folder '{run}' does not exist")
     if not ckpt.is_run_dir(run):
         raise ckpt.RunError(f"'{run}' is not a ganforge run folder (no config.yaml); pass a folder made by 'ganforge train'")
     cfg = load_preset(str(run / "config.yaml"))
     cks = ckpt.list_checkpoints(run)
     metrics = run / "metrics.jsonl"
-    last = None
+    last = last_eval = None
     if metrics.exists():
-        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-        if lines:
-            last = json.loads(lines[-1])
+        recs = []
+        for ln in metrics.read_text().splitlines():
+            try:
+                recs.append(json.loads(ln))
+            except json.JSONDecodeError:
+                continue
+        last = next((r for r in reversed(recs) if "loss_d" in r), None)
+        last_eval = next((r for r in reversed(recs) if "fid" in r), None)
     info = {
         "run": str(run),
         "model": cfg.get("model", {}),
@@ -215,6 +225,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "checkpoints": [ckpt.read_json(p / "meta.json") | {"path": str(p)} for p in cks],
         "best": str(run / "checkpoints" / "best") if (run / "checkpoints" / "best" / "meta.json").exists() else None,
         "last_metrics": last,
+        "last_eval": last_eval,
         "samples": str(run / "samples" / "latest.png") if (run / "samples" / "latest.png").exists() else None,
     }
     if args.json:
@@ -229,8 +240,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"checkpoint step {c['step']:>8}  {c['kimg']:8.1f} kimg  {c['elapsed_s'] / 60:6.1f} min  {c['path']}")
     if not cks:
         print("checkpoint none yet")
+    if info["best"]:
+        b = ckpt.read_json(Path(info["best"]) / "meta.json")
+        print(f"best       step {b['step']:>8}  {b['kimg']:8.1f} kimg  (lowest in-training FID)  {info['best']}")
     if last:
         print("last log   " + "  ".join(f"{k}={v}" for k, v in last.items()))
+    if last_eval:
+        print("last eval  " + "  ".join(f"{k}={v}" for k, v in last_eval.items()))
     if info["samples"]:
         print(f"samples    {info['samples']}")
     return 0
@@ -240,6 +256,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ganforge.metrics import cli_eval
 
     return cli_eval(args)
+
+
+def cmd_inpaint(args: argparse.Namespace) -> int:
+    from ganforge.apps.inpaint_cli import cli_inpaint
+
+    return cli_inpaint(args)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -311,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_arguments(e)
     e.set_defaults(func=cmd_eval)
+
+    from ganforge.apps.inpaint_cli import add_inpaint_arguments
+
+    ip = sub.add_parser("inpaint", help="fill in missing regions of images with a trained GAN or completion network",
+                        description="Complete the missing (white in --mask, or --box) part of an image, or of every "
+                                    "image in a folder, with a GAN run (latent optimisation) or a completion network "
+                                    "run (ganforge train task=inpaint).")
+    add_inpaint_arguments(ip)
+    ip.set_defaults(func=cmd_inpaint)
 
     pr = sub.add_parser("presets", help="list the shipped presets")
     pr.set_defaults(func=cmd_presets)

@@ -1,0 +1,28 @@
+"""Applications: load a saved model and do one job with one call.
+
+    from ganforge.apps import inpaint
+    out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))   # PIL.Image
+
+``inpaint`` / ``inpaint_folder`` / ``InpaintError`` live in :mod:`ganforge.apps.inpaint`; they are
+imported on first use, so importing this package loads nothing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "inpaint": "ganforge.apps.inpaint",
+    "inpaint_detailed": "ganforge.apps.inpaint",
+    "inpaint_folder": "ganforge.apps.inpaint",
+    "InpaintError": "ganforge.apps.inpaint",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ganforge.apps' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""``ganforge inpaint``: fill the missing region of an image (or a folder of images).
+
+    ganforge inpaint --model RUN_DIR --image in.png --mask mask.png --out out.png
+    ganforge inpaint --model RUN_DIR --image in.png --box 7,7,14,14 --out out.png --compare cmp.png
+    ganforge inpaint --model RUN_DIR --image photos/ --mask masks/ --out filled/ [--compare cmp/]
+
+A GAN run completes by latent optimisation (Yeh et al. 2017); a ``task=inpaint`` run with its
+completion network. ``cli.py`` wires this in with one ``sub.add_parser("inpaint")`` plus
+:func:`add_inpaint_arguments` and :func:`cli_inpaint`; ``python -m ganforge.apps.inpaint_cli``
+runs it on its own. Problems are reported as one line ``error: ...`` with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+INPAINT_DESCRIPTION = (
+    "Fill the missing region of an image. --model is a run folder: a GAN run completes by latent "
+    "optimisation (Yeh et al. 2017: the generator's latent is searched to match the known pixels, kept "
+    "realistic by the discriminator), a 'task=inpaint' run with its trained completion network. The mask is "
+    "white where pixels are missing (or give --box x,y,w,h). The result has the input's size and mode and "
+    "its known pixels unchanged. If --image is a folder, --mask is a folder of masks with the same file "
+    "names (or one --box for all) and --out a folder."
+)
+
+
+def add_inpaint_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``ganforge inpaint``."""
+    from ganforge.apps.blend import BLENDS
+    from ganforge.apps.inpaint import DEFAULT_RESTARTS, DEFAULT_STEPS, METHODS
+
+    parser.add_argument("--model", required=True, metavar="RUN_DIR", help="run folder from 'ganforge train' (GAN or task=inpaint)")
+    parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
+    parser.add_argument("--mask", metavar="PATH", help="mask image, white = missing (a folder of masks in folder mode)")
+    parser.add_argument("--box", metavar="X,Y,W,H", help="fill this rectangle instead of a mask (left, top, width, height)")
+    parser.add_argument("--out", required=True, metavar="PATH", help="output image (.png keeps known pixels exact), or folder")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="auto (default): the network for a task=inpaint run, latent optimisation for a GAN run")
+    parser.add_argument("--compare", metavar="PATH", help="also write masked | completed | original side by side (a folder in folder mode)")
+    parser.add_argument("--original", metavar="PATH", help="the intact image, shown in the comparison (single image only)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"latent method: optimisation steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS,
+                        help=f"latent method: random starts optimised together, the best kept (default {DEFAULT_RESTARTS})")
+    parser.add_argument("--seed", type=int, default=0, help="latent method: seed of the starting points")
+    parser.add_argument("--class", dest="cls", metavar="C",
+                        help="conditional GAN runs: the class (index or name); default: try every class, keep the best")
+    parser.add_argument("--blend", choices=BLENDS, default="poisson", help="how the fill meets the known pixels (default poisson)")
+    parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    return parser
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    from ganforge.apps.inpaint import InpaintError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InpaintError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise InpaintError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+
+
+def cli_inpaint(args: argparse.Namespace) -> int:
+    """Run ``ganforge inpaint`` for parsed ``args``; raises InpaintError / RunError with one-line messages."""
+    from ganforge.apps.inpaint import InpaintError, inpaint_detailed, inpaint_folder, load_completer
+
+    _check_device(args.device)
+    if args.steps < 0 or args.restarts < 1:
+        raise InpaintError(f"--steps must be >= 0 and --restarts >= 1 (got {args.steps}, {args.restarts})")
+    image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
+    options = dict(steps=args.steps, restarts=args.restarts, seed=args.seed, class_=args.cls, blend=args.blend)
+    if image.is_dir():
+        if args.mask is not None and not Path(args.mask).is_dir():
+            raise InpaintError(f"--image is a folder, so --mask must be a folder of masks named like the images; "
+                               f"'{args.mask}' is not a folder")
+        if out.exists() and not out.is_dir():
+            raise InpaintError(f"--image is a folder, so --out must be a folder; '{out}' is a file")
+        if args.original is not None:
+            raise InpaintError("--original applies to a single image, not to folder mode")
+
+        def progress(i: int, n: int, res) -> None:
+            print(f"[{i + 1}/{n}] {res.path}: {res.describe()}", file=sys.stderr, flush=True)
+
+        results = inpaint_folder(args.model, image, args.mask, out, args.compare, box=args.box, method=args.method,
+                                 checkpoint=args.checkpoint, device=args.device, progress=progress, **options)
+        print(f"completed {len(results)} image(s) into {out}", file=sys.stderr)
+        print(out)
+        return 0
+    if args.mask is not None and Path(args.mask).is_dir():
+        raise InpaintError(f"--mask '{args.mask}' is a folder; with a single --image give a mask file")
+    if out.is_dir():
+        out = out / f"{image.stem}.png"
+    if out.suffix.lower() in (".jpg", ".jpeg", ".webp"):
+        print(f"warning: {out.suffix} is a lossy format: the known pixels will not stay exact (use .png)",
+              file=sys.stderr)
+    comp = load_completer(args.model, args.method, checkpoint=args.checkpoint, device=args.device)
+    res = inpaint_detailed(comp, image, mask=args.mask, box=args.box, compare=args.compare,
+                           original=args.original, **options)
+    from ganforge.apps.inpaint import save_image
+
+    save_image(res.image, out)
+    print(f"completed {image} -> {out}: {res.describe()}", file=sys.stderr)
+    if res.compare_path is not None:
+        print(f"comparison: {res.compare_path}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser (``python -m ganforge.apps.inpaint_cli``), the same options as ``ganforge inpaint``."""
+    p = argparse.ArgumentParser(prog="ganforge inpaint", description=INPAINT_DESCRIPTION)
+    return add_inpaint_arguments(p)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse, run, and turn user errors into one line ``error: ...`` with exit status 2."""
+    from ganforge.api import LabelError
+    from ganforge.apps.inpaint import InpaintError
+    from ganforge.config import ConfigError
+    from ganforge.training.checkpoint import RunError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return cli_inpaint(args)
+    except (InpaintError, RunError, ConfigError, LabelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

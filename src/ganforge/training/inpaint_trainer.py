@@ -1,0 +1,468 @@
+"""Training a completion network (``ganforge train task=inpaint``).
+
+Each step draws a batch of real images and a batch of random masks (boxes and/or free-form
+strokes, :mod:`ganforge.training.masks`), lets the completion network fill the holes, then
+
+- updates the PatchGAN on real images against composites (prediction in the hole, real pixels
+  elsewhere) with the hinge loss (SN-PatchGAN, Yu et al. 2019), and
+- updates the completion network with ``l1_hole * L1(hole) + l1_valid * L1(known) + adv_weight * hinge_G``
+  (the hole/valid split of Liu et al. 2018; each L1 is the mean absolute error over that region's
+  pixels in [-1, 1] units, taken on the network's unbounded output so overshooting is penalised;
+  the discriminator sees the output clamped to [-1, 1]). With ``inpaint.adv_weight=0`` the
+  discriminator is skipped.
+
+The run folder, budgets, checkpoints, Ctrl-C handling and exact resume behave as in
+:class:`ganforge.training.trainer.Trainer`; the sample grids show a fixed validation batch with
+fixed masks (rows: masked input | completion | original) and log its hole L1 as ``val_l1_hole``.
+All randomness (batches, flips, masks) comes from seeded generators whose states are
+checkpointed, so on CPU a resumed run ends bit for bit where an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ganforge import __version__
+from ganforge.config import Config, ConfigError
+from ganforge.losses import d_hinge, g_hinge
+from ganforge.models.inpaint import build_inpainter
+from ganforge.models.layers import ModelBuildError
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.masks import random_masks
+from ganforge.training.monitor import MetricsLog, TensorBoard, make_grid_uint8, save_png, to_uint8
+from ganforge.training.trainer import Batcher, TrainingError, next_run_dir, resolve_device
+
+OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1] (see train_step)
+GRID_MAX = 32  # images in the validation grid (at most)
+GRID_COLS = 8
+
+
+def completion_grid(masked: torch.Tensor, completed: torch.Tensor, original: torch.Tensor,
+                    ncol: int = GRID_COLS) -> np.ndarray:
+    """uint8 [N, C, H, W] x 3 -> HxWxC grid: for each group of ``ncol`` images, a row of masked inputs,
+    a row of completions and a row of originals."""
+    n = masked.shape[0]
+    ncol = max(1, min(ncol, n))
+    rows = []
+    for i in range(0, n, ncol):
+        group = [t[i : i + ncol] for t in (masked, completed, original)]
+        k = group[0].shape[0]
+        if k < ncol:  # pad the last group with black images so the rows stay aligned
+            group = [torch.cat([g, torch.zeros(ncol - k, *g.shape[1:], dtype=g.dtype)]) for g in group]
+        rows += group
+    return make_grid_uint8(torch.cat(rows), nrow=ncol)
+
+
+def plot_inpaint_curves(records: List[Dict[str, Any]], path: Path) -> None:
+    """Reconstruction losses (train and validation hole L1) and adversarial losses against kimg, as PNG."""
+    rows = [r for r in records if "l1_hole" in r]
+    vals = [r for r in records if "val_l1_hole" in r]
+    if not rows and not vals:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = [r["kimg"] for r in rows]
+    if rows:
+        axes[0].plot(x, [r["l1_hole"] for r in rows], label="L1 in the hole")
+        axes[0].plot(x, [r["l1_valid"] for r in rows], label="L1 on known pixels")
+    if vals:
+        axes[0].plot([r["kimg"] for r in vals], [r["val_l1_hole"] for r in vals], "k.--", label="validation L1 in the hole")
+    axes[0].set_xlabel("kimg (thousands of images shown)")
+    axes[0].set_title("reconstruction ([-1, 1] units)")
+    axes[0].set_yscale("log")
+    axes[0].legend()
+    adv = [r for r in rows if "loss_d" in r]
+    if adv:
+        xa = [r["kimg"] for r in adv]
+        axes[1].plot(xa, [r["loss_d"] for r in adv], label="D hinge loss")
+        axes[1].plot(xa, [r["adv_g"] for r in adv], label="G adversarial loss")
+        axes[1].legend()
+    else:
+        axes[1].text(0.5, 0.5, "no adversarial loss (inpaint.adv_weight=0)", ha="center", va="center")
+    axes[1].set_xlabel("kimg")
+    axes[1].set_title("PatchGAN (hinge)")
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class InpaintTrainer:
+    """Builds the completion network and PatchGAN from a :class:`Config` (``task=inpaint``) and trains them.
+
+    Same arguments and behaviour as :class:`~ganforge.training.trainer.Trainer`: ``run()`` returns
+    the run folder (``runs/NNNNN-<data>-inpaint-<arch>``); ``resume`` continues a run folder;
+    ``data`` may be an ``ImageData`` already in memory; ``dry_run`` runs one step and writes nothing.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        runs_dir: Path | str = "runs",
+        resume: Optional[Path | str] = None,
+        data=None,
+        log: Optional[Callable[[str], None]] = None,
+        dry_run: bool = False,
+    ):
+        if cfg.task != "inpaint":
+            raise ConfigError(f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}")
+        self.cfg, self.dry_run = cfg, dry_run
+        self._log_fn = log
+        self.run_dir: Optional[Path] = None
+        t, ip = cfg.train, cfg.inpaint
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        self.amp = bool(t.amp and self.device.type == "cuda")
+        if t.amp and not self.amp:
+            self.log("train.amp=true needs a CUDA device: training in float32")
+        if t.compile:
+            self.log("train.compile is not used when training a completion network: running eagerly")
+
+        if data is None:
+            from ganforge.data import load_dataset
+
+            data = load_dataset(cfg.data)
+        self.data = data
+        if getattr(self.data, "skipped", None):
+            self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
+        n = self.data.images.shape[0]
+        if t.batch_size > n:
+            raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
+        self.img_shape = tuple(int(s) for s in self.data.images.shape[1:])
+        self.images = self.data.images.to(self.device)
+
+        torch.manual_seed(t.seed)
+        try:
+            self.G, self.D = build_inpainter(cfg, self.img_shape)
+        except ModelBuildError as e:
+            raise ConfigError(f"inpaint.arch={ip.arch}: {e}") from None
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.opt_g = self._optimizer(self.G, cfg.g_optim)
+        self.opt_d = self._optimizer(self.D, cfg.d_optim)
+
+        self.batcher = Batcher(n, t.batch_size, t.seed + 1)
+        self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # flips
+        self.mask_gen = torch.Generator().manual_seed(t.seed + 5)  # training masks (made on the CPU)
+        # the fixed validation batch of the sample grids: seeded images and masks
+        k = min(t.sample_count, GRID_MAX, n)
+        k = k - k % min(GRID_COLS, k)
+        idx = torch.randperm(n, generator=torch.Generator().manual_seed(t.seed + 3))[:k]
+        self.val_x = self.data.images[idx].float().div(127.5).sub(1.0).to(self.device)  # [k, C, H, W]
+        _, h, w = self.img_shape
+        self.val_m = random_masks(k, h, w, ip.masks, ip.hole_min, ip.hole_max,
+                                  generator=torch.Generator().manual_seed(t.seed + 4), device=self.device)
+        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+
+        if dry_run:
+            return
+        if resume is not None:
+            self.run_dir = Path(resume)
+            self._load(ckpt.find_checkpoint(self.run_dir, "last"))
+        else:
+            self.run_dir = next_run_dir(Path(runs_dir), cfg.run_name())
+            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
+        self.tb = TensorBoard(self.run_dir / "tb", t.tensorboard, purge_step=self.step if resume else None)
+
+    # ---- set-up helpers -------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self._log_fn:
+            self._log_fn(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+        if self.run_dir is not None and not self.dry_run:
+            with open(self.run_dir / "log.txt", "a") as f:
+                f.write(msg + "\n")
+
+    @staticmethod
+    def _optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
+        if o.name == "adam":
+            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    # ---- one step ---------------------------------------------------------------------------
+    def _real_batch(self) -> torch.Tensor:
+        idx = self.batcher.next().to(self.device)
+        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
+        if self.cfg.data.hflip:
+            flip = torch.rand(x.shape[0], device=self.device, generator=self.noise_gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def _masks(self, n: int) -> torch.Tensor:
+        ip = self.cfg.inpaint
+        _, h, w = self.img_shape
+        return random_masks(n, h, w, ip.masks, ip.hole_min, ip.hole_max, generator=self.mask_gen, device=self.device)
+
+    @staticmethod
+    def l1_parts(out: torch.Tensor, x: torch.Tensor, m: torch.Tensor):
+        """(mean |out - x| over the hole pixels, the same over the known pixels), all channels counted."""
+        diff = (out - x).abs()  # [B, C, H, W]
+        c = x.shape[1]
+        hole = (diff * m).sum() / (m.sum() * c).clamp(min=1.0)
+        valid = (diff * (1 - m)).sum() / ((1 - m).sum() * c).clamp(min=1.0)
+        return hole, valid
+
+    def train_step(self) -> Dict[str, float]:
+        ip, B = self.cfg.inpaint, self.cfg.train.batch_size
+        x = self._real_batch()  # [B, C, H, W]
+        m = self._masks(B)  # [B, 1, H, W], 1 = missing
+        with self._autocast():
+            raw = self.G.raw(x * (1 - m), m).float()  # [B, C, H, W] unbounded prediction
+        out = raw + (raw.clamp(-1.0, 1.0) - raw).detach()  # clamped forward, identity backward
+        overshoot = (raw.abs() - 1.0).relu().mean()  # keeps the unbounded output from drifting
+        comp = out * m + x * (1 - m)  # the completed image: prediction in the hole only
+        stats: Dict[str, float] = {}
+        adv = ip.adv_weight > 0
+        if adv:
+            with self._autocast():  # real and composite in one pass (no normalisation layers in D)
+                logits = self.D(torch.cat([x, comp.detach()]), torch.cat([m, m])).float()  # [2B, 1, h', w']
+            r, f = logits.split(B)
+            loss_d = d_hinge(r, f)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            stats["loss_d"] = loss_d.item()
+        l1_hole, l1_valid = self.l1_parts(out, x, m)
+        loss_g = ip.l1_hole * l1_hole + ip.l1_valid * l1_valid + OVERSHOOT_WEIGHT * overshoot
+        if adv:
+            self.D.requires_grad_(False)
+            with self._autocast():
+                adv_g = g_hinge(self.D(comp, m).float())
+            loss_g = loss_g + ip.adv_weight * adv_g
+            stats["adv_g"] = adv_g.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        if adv:
+            self.D.requires_grad_(True)
+        self.step += 1
+        self.images_seen += B
+        stats.update(l1_hole=l1_hole.item(), l1_valid=l1_valid.item(), loss_g=loss_g.item())
+        return stats
+
+    # ---- budget -------------------------------------------------------------------------
+    def _done(self) -> Optional[str]:
+        t = self.cfg.train
+        n = self.images.shape[0]
+        if t.steps is not None and self.step >= t.steps:
+            return f"{t.steps} steps"
+        if t.kimg is not None and self.images_seen >= t.kimg * 1000:
+            return f"{t.kimg:g} kimg"
+        if t.epochs is not None and self.images_seen >= t.epochs * n:
+            return f"{t.epochs:g} epochs"
+        if t.minutes is not None and self.elapsed >= t.minutes * 60:
+            return f"{t.minutes:g} minutes"
+        return None
+
+    def _expected_steps(self) -> Optional[int]:
+        t = self.cfg.train
+        cands = []
+        if t.steps is not None:
+            cands.append(t.steps)
+        if t.kimg is not None:
+            cands.append(math.ceil(t.kimg * 1000 / t.batch_size))
+        if t.epochs is not None:
+            cands.append(math.ceil(t.epochs * self.images.shape[0] / t.batch_size))
+        return min(cands) if cands else None
+
+    # ---- outputs --------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self):
+        """(masked, completed, original) uint8 of the fixed validation batch, and its hole L1."""
+        was_training = self.G.training
+        self.G.eval()
+        x, m = self.val_x, self.val_m
+        out = self.G(x * (1 - m), m).float()
+        self.G.train(was_training)
+        comp = torch.where(m > 0.5, out, x)
+        l1_hole, _ = self.l1_parts(out, x, m)
+        return (to_uint8(x * (1 - m)).cpu(), to_uint8(comp).cpu(), to_uint8(x).cpu()), l1_hole.item()
+
+    def snapshot(self) -> None:
+        (masked, comp, orig), l1 = self.validate()
+        grid = completion_grid(masked, comp, orig)
+        save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+        save_png(grid, self.run_dir / "samples" / "latest.png")
+        self.tb.image("samples", grid, self.step)
+        rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3), "val_l1_hole": round(l1, 5)}
+        self.metrics.append(rec)
+        self.tb.scalars({"val/l1_hole": l1}, self.step)
+        plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
+
+    def model_config(self) -> Dict[str, Any]:
+        return {
+            "ganforge_version": __version__,
+            "task": "inpaint",
+            "img_shape": list(self.img_shape),
+            "class_names": [],
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self, name: Optional[str] = None) -> Path:
+        """Write a checkpoint (``step-N`` by default): weights ``g`` (completion network) and ``d`` (PatchGAN)."""
+        state = {
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "batcher": self.batcher.state_dict(),
+            "noise_gen": self.noise_gen.get_state(),
+            "mask_gen": self.mask_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "elapsed": self.elapsed,
+        }
+        meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
+                "elapsed_s": round(self.elapsed, 3)}
+        folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
+        weights = {"g": self.G.state_dict(), "d": self.D.state_dict()}
+        ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
+        if name is None:
+            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+        return folder
+
+    def _load(self, folder: Path) -> None:
+        for key, net in (("g", self.G), ("d", self.D)):
+            try:
+                net.load_state_dict(ckpt.load_weights(folder, key))
+            except RuntimeError as e:
+                raise ckpt.RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
+        s = ckpt.load_state(folder)
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
+        self.elapsed = float(s["elapsed"])
+        self.batcher.load_state_dict(s["batcher"])
+        self.noise_gen.set_state(s["noise_gen"])
+        self.mask_gen.set_state(s["mask_gen"])
+        torch.set_rng_state(s["torch_rng"])
+        if self.device.type == "cuda" and s.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
+        self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self) -> Path:
+        if self.dry_run:
+            stats = self.train_step()
+            self.log("dry run: one step OK  " + "  ".join(f"{k}={v:.4f}" for k, v in stats.items()))
+            return Path(".")
+        t, ip = self.cfg.train, self.cfg.inpaint
+        stop_reason = self._done()
+        if stop_reason:
+            self.log(f"nothing to do: the budget ({stop_reason}) is already reached at step {self.step}")
+            return self.run_dir
+        n_g = sum(p.numel() for p in self.G.parameters())
+        self.log(
+            f"training completion network {ip.arch} (width {ip.width}, {self.G.levels} levels, {n_g / 1e6:.2f}M "
+            f"parameters) on {self.data.name} {self.images.shape[0]} images {'x'.join(map(str, self.img_shape))}, "
+            f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}, batch {t.batch_size}, device {self.device}, "
+            f"{torch.get_num_threads()} threads; run folder {self.run_dir}"
+        )
+        if self.step == 0:
+            self.snapshot()
+
+        interrupted = {"n": 0}
+
+        def on_sigint(signum, frame):
+            interrupted["n"] += 1
+            if interrupted["n"] > 1:
+                raise KeyboardInterrupt
+            self.log("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
+
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGINT, on_sigint)
+        bar = self._progress()
+        window: Dict[str, float] = {}
+        win_steps, win_t0, win_imgs = 0, time.perf_counter(), self.images_seen
+        t_last = time.perf_counter()
+        reason = None
+        try:
+            while True:
+                reason = self._done()
+                if reason or interrupted["n"]:
+                    break
+                stats = self.train_step()
+                if not all(math.isfinite(v) for v in stats.values()):
+                    bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
+                    raise TrainingError(
+                        f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
+                        "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight")
+                for k, v in stats.items():
+                    window[k] = window.get(k, 0.0) + v
+                win_steps += 1
+                if bar is not None:
+                    bar.update(1)
+                if self.step % t.log_every == 0:
+                    dt = time.perf_counter() - win_t0
+                    self._log_window(window, win_steps, dt, self.images_seen - win_imgs, bar)
+                    window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
+                t_out = time.perf_counter()
+                if self.step % t.sample_every == 0:
+                    self.snapshot()
+                if self.step % t.checkpoint_every == 0:
+                    self.save()
+                win_t0 += time.perf_counter() - t_out  # images/s counts training only (the budget counts all)
+                now = time.perf_counter()  # the budget is wall-clock: outputs count too
+                self.elapsed += now - t_last
+                t_last = now
+        finally:
+            if bar is not None:
+                bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if self.step % t.sample_every != 0:
+            self.snapshot()
+        plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
+        folder = self.save()
+        self.tb.close()
+        if interrupted["n"]:
+            self.log(f"interrupted at step {self.step}; checkpoint {folder}. Continue with: ganforge train --resume {self.run_dir}")
+            raise KeyboardInterrupt
+        last = next((r["val_l1_hole"] for r in reversed(self.metrics.records) if "val_l1_hole" in r), None)
+        self.log(f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
+                 f"validation L1 in the hole {last:.4f}; samples {self.run_dir / 'samples' / 'latest.png'}")
+        return self.run_dir
+
+    def _log_window(self, window: Dict[str, float], steps: int, seconds: float, images: int, bar) -> None:
+        rec: Dict[str, Any] = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
+                               "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
+        rec.update({k: round(v / max(steps, 1), 5) for k, v in window.items()})  # means over the interval
+        rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
+        self.metrics.append(rec)
+        self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k != "step"}, self.step)
+        if bar is not None:
+            adv = f" D {rec['loss_d']:.3f} G adv {rec['adv_g']:.3f}" if "loss_d" in rec else ""
+            bar.set_postfix_str(f"L1 hole {rec['l1_hole']:.4f} valid {rec['l1_valid']:.4f}{adv} "
+                                f"{rec['img_per_s']:.0f} img/s", refresh=False)
+
+    def _progress(self):
+        if not self.cfg.train.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self._expected_steps(), initial=self.step, unit="step", dynamic_ncols=True,
+                    file=sys.stderr, mininterval=0.5, disable=True if os.environ.get("CI") else None)
