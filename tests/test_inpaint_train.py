@@ -33,7 +33,7 @@ def train(overrides, runs_dir=None, resume=None, **kw):
 def weights(run):
     folder = ckpt.find_checkpoint(run, "last")
     out = {}
-    for key in ("g", "d"):
+    for key in ("g", "g_ema", "d"):
         out.update({f"{key}.{k}": v for k, v in load_file(folder / ckpt.WEIGHT_FILES[key]).items()})
     return out, ckpt.load_state(folder)
 
@@ -58,7 +58,8 @@ def test_run_folder_contents(tmp_path):
     cks = ckpt.list_checkpoints(run)
     assert [ckpt.step_of(p) for p in cks] == [4, 6]
     files = sorted(p.name for p in cks[-1].iterdir())
-    assert files == ["config.json", "discriminator.safetensors", "generator.safetensors", "meta.json", "state.pt"]
+    assert files == ["config.json", "discriminator.safetensors", "generator.safetensors", "generator_ema.safetensors",
+                     "meta.json", "state.pt"]
     mc = json.loads((cks[-1] / "config.json").read_text())
     assert mc["task"] == "inpaint" and mc["img_shape"] == [1, 28, 28] and mc["config"]["task"] == "inpaint"
     meta = json.loads((cks[-1] / "meta.json").read_text())
@@ -114,6 +115,21 @@ def test_training_lowers_the_hole_error(tmp_path):
     err_net = (h.complete(x, m).float() - x.float()).abs()[hole].mean()
     err_black = x.float()[hole].mean()
     assert err_net < err_black
+
+
+def test_ema_weights_are_kept_and_optional(tmp_path):
+    run = train(["train.steps=4", "train.ema_decay=0.9"], tmp_path)
+    h, raw = load_inpainter(run), load_inpainter(run, ema=False)
+    assert h.ema and not raw.ema
+    wh = [p.detach().clone() for p in h.module.parameters()]
+    wr = [p.detach().clone() for p in raw.module.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(wh, wr))
+    run = train(["train.steps=4", "train.ema_decay=0"], tmp_path)
+    assert not (ckpt.find_checkpoint(run) / ckpt.WEIGHT_FILES["g_ema"]).exists()
+    h = load_inpainter(run)  # falls back to the trained weights
+    assert not h.ema
+    sd, saved = h.module.state_dict(), load_file(ckpt.find_checkpoint(run) / "generator.safetensors")
+    assert sd.keys() == saved.keys() and all(torch.equal(sd[k], saved[k]) for k in saved)
 
 
 def test_budgets(tmp_path):
