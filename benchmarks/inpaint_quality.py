@@ -167,6 +167,9 @@ def train_net(overrides: List[str], runs_dir: Path, what: str) -> Path:
 
 PHOTO_TEST = ("astronaut", "coffee", "chelsea")
 PHOTO_TRAIN = ("rocket", "hubble_deep_field", "immunohistochemistry", "china", "flower")
+# the larger training set of --make-photo-set (for a network trained on a GPU): every colour
+# photograph shipped with scikit-image / scikit-learn except the three test photographs
+PHOTO_TRAIN_LARGE = PHOTO_TRAIN + ("stereo_motorcycle", "retina")
 
 
 def _photo(name: str) -> np.ndarray:
@@ -176,7 +179,8 @@ def _photo(name: str) -> np.ndarray:
         return load_sample_image(f"{name}.jpg")
     import skimage.data
 
-    return getattr(skimage.data, name)()
+    img = getattr(skimage.data, name)()
+    return img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
 
 
 def photo_patches(names, size: int = 64, stride: int = 64, scales=(1.0,), cap: int = 0, seed: int = 0) -> torch.Tensor:
@@ -200,13 +204,27 @@ def photo_patches(names, size: int = 64, stride: int = 64, scales=(1.0,), cap: i
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-def train_photo_net(minutes: float, runs_dir: Path, overrides: List[str]) -> Path:
+def write_patches(patches: torch.Tensor, folder: Path) -> Path:
     from PIL import Image
 
-    folder = Path(tempfile.mkdtemp(prefix="photo_patches_", dir=runs_dir))
-    patches = photo_patches(PHOTO_TRAIN, stride=32, scales=(1.0, 0.5), cap=600)
+    folder.mkdir(parents=True, exist_ok=True)
     for i, p in enumerate(patches):
         Image.fromarray(p.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def make_photo_set(folder: Path) -> None:
+    """The larger colour training set: 64x64 patches at stride 16 and three scales of every
+    photograph in PHOTO_TRAIN_LARGE (none of the test photographs), up to 4,000 per photograph."""
+    patches = photo_patches(PHOTO_TRAIN_LARGE, stride=16, scales=(1.0, 0.75, 0.5), cap=4000)
+    write_patches(patches, folder)
+    print(f"# {len(patches)} training patches of {', '.join(PHOTO_TRAIN_LARGE)} in {folder}", flush=True)
+
+
+def train_photo_net(minutes: float, runs_dir: Path, overrides: List[str]) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="photo_patches_", dir=runs_dir))
+    patches = photo_patches(PHOTO_TRAIN, stride=32, scales=(1.0, 0.5), cap=600)
+    write_patches(patches, folder)
     print(f"# {len(patches)} training patches of {', '.join(PHOTO_TRAIN)} in {folder}", flush=True)
     return train_net(["data.dataset=folder", f"data.root={folder}", "data.channels=3", "data.hflip=true",
                       f"train.minutes={minutes}", "name=photos-inpaint", *overrides], runs_dir, "colour")
@@ -246,11 +264,18 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=250, help="images per latent-optimisation batch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-photos", action="store_true", help="skip the colour photograph part")
+    ap.add_argument("--no-mnist", action="store_true", help="skip the MNIST part (photographs only)")
     ap.add_argument("--photo-overrides", default="inpaint.width=16 train.batch_size=32",
                     help="config overrides for the colour network the benchmark trains (default: a narrower U-Net, "
                          "so a few CPU minutes are hundreds of steps)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--make-photo-set", metavar="DIR",
+                    help="only write the larger colour training set (patches of the non-test photographs) to DIR "
+                         "as PNGs, for training a colour network with ganforge train task=inpaint, and exit")
     args = ap.parse_args()
+    if args.make_photo_set:
+        make_photo_set(Path(args.make_photo_set))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
 
@@ -263,66 +288,68 @@ def main() -> None:
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    gan = Path(args.gan) if args.gan else (train_gan(args.minutes, runs_dir) if args.minutes else None)
+    gan = Path(args.gan) if args.gan else (train_gan(args.minutes, runs_dir) if args.minutes and not args.no_mnist else None)
     import importlib.util
 
     have_net_module = importlib.util.find_spec("ganforge.models.inpaint") is not None
     if not have_net_module:
         print("# ganforge.models.inpaint is absent: no completion-network figures", flush=True)
     net = Path(args.net) if args.net else None
-    if net is None and args.minutes and have_net_module:
+    if net is None and args.minutes and have_net_module and not args.no_mnist:
         net = train_net(["data.heldout=2000", "data.part=train", f"train.minutes={args.minutes}"], runs_dir, "MNIST")
     net_rgb = Path(args.net_rgb) if args.net_rgb else None
     if net_rgb is None and args.minutes and have_net_module and not args.no_photos:
         net_rgb = train_photo_net(args.minutes, runs_dir, args.photo_overrides.split())
 
     # ---- MNIST ----
-    held = load_dataset(DataConfig(heldout=2000, part="heldout"))
-    n = min(args.n, len(held))
-    x, y = held.images[:n].contiguous(), held.labels[:n]
-    _, h, w = held.shape
-    space = get_feature_space("mnist")
-    ref = space.extract(held.images)["features"]
-    orig = space.extract(x)
-    acc_orig = float((orig["logits"].argmax(1) == y).float().mean())
-    fid_floor = fid(orig["features"], ref)
-    print(f"# MNIST: {n} held-out digits, FID reference: all {len(held)} held-out originals (mnist classifier "
-          f"features, {space.feature_dim}-d)", flush=True)
-    emit("mnist", "-", "originals", "FID", fid_floor)
-    emit("mnist", "-", "originals", "accuracy", acc_orig)
-    masks = make_masks(n, h, w, 14, args.seed)
+    res: Dict = {}
+    if not args.no_mnist:
+        held = load_dataset(DataConfig(heldout=2000, part="heldout"))
+        n = min(args.n, len(held))
+        x, y = held.images[:n].contiguous(), held.labels[:n]
+        _, h, w = held.shape
+        space = get_feature_space("mnist")
+        ref = space.extract(held.images)["features"]
+        orig = space.extract(x)
+        acc_orig = float((orig["logits"].argmax(1) == y).float().mean())
+        fid_floor = fid(orig["features"], ref)
+        print(f"# MNIST: {n} held-out digits, FID reference: all {len(held)} held-out originals (mnist classifier "
+              f"features, {space.feature_dim}-d)", flush=True)
+        emit("mnist", "-", "originals", "FID", fid_floor)
+        emit("mnist", "-", "originals", "accuracy", acc_orig)
+        masks = make_masks(n, h, w, 14, args.seed)
 
-    methods: Dict[str, Callable] = {"mean": mean_fill,
-                                    "telea": lambda a, m: opencv_fill(a, m, "telea"),
-                                    "navier-stokes": lambda a, m: opencv_fill(a, m, "ns")}
-    latent_opts = dict(steps=args.steps, restarts=args.restarts, seed=args.seed)
-    if gan is not None:
-        comp = load_completer(gan, "latent")
-        print(f"# latent: {comp.checkpoint_path}, {args.restarts} restarts x {args.steps} steps, blend {args.blend}",
-              flush=True)
+        methods: Dict[str, Callable] = {"mean": mean_fill,
+                                        "telea": lambda a, m: opencv_fill(a, m, "telea"),
+                                        "navier-stokes": lambda a, m: opencv_fill(a, m, "ns")}
+        latent_opts = dict(steps=args.steps, restarts=args.restarts, seed=args.seed)
+        if gan is not None:
+            comp = load_completer(gan, "latent")
+            print(f"# latent: {comp.checkpoint_path}, {args.restarts} restarts x {args.steps} steps, blend {args.blend}",
+                  flush=True)
 
-        def latent(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-            parts = []
-            for i in range(0, a.shape[0], args.chunk):
-                out, _ = complete_batch(comp, a[i : i + args.chunk], m[i : i + args.chunk], args.blend, **latent_opts)
-                parts.append(out)
-            return torch.cat(parts)
+            def latent(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+                parts = []
+                for i in range(0, a.shape[0], args.chunk):
+                    out, _ = complete_batch(comp, a[i : i + args.chunk], m[i : i + args.chunk], args.blend, **latent_opts)
+                    parts.append(out)
+                return torch.cat(parts)
 
-        methods["latent"] = latent
-    if net is not None:
-        ncomp = load_completer(net, "network")
-        print(f"# network: {ncomp.checkpoint_path}, blend {args.blend}", flush=True)
-        methods["network"] = lambda a, m: complete_batch(ncomp, a, m, args.blend)[0]
+            methods["latent"] = latent
+        if net is not None:
+            ncomp = load_completer(net, "network")
+            print(f"# network: {ncomp.checkpoint_path}, blend {args.blend}", flush=True)
+            methods["network"] = lambda a, m: complete_batch(ncomp, a, m, args.blend)[0]
 
-    def mnist_extra(mname: str, meth: str, out: torch.Tensor) -> Dict[str, float]:
-        e = space.extract(out)
-        f = fid(e["features"], ref)
-        acc = float((e["logits"].argmax(1) == y).float().mean())
-        emit("mnist", mname, meth, "FID", f)
-        emit("mnist", mname, meth, "accuracy", acc)
-        return {"fid": f, "acc": acc}
+        def mnist_extra(mname: str, meth: str, out: torch.Tensor) -> Dict[str, float]:
+            e = space.extract(out)
+            f = fid(e["features"], ref)
+            acc = float((e["logits"].argmax(1) == y).float().mean())
+            emit("mnist", mname, meth, "FID", f)
+            emit("mnist", mname, meth, "accuracy", acc)
+            return {"fid": f, "acc": acc}
 
-    res = run_methods("mnist", x, masks, methods, mnist_extra)
+        res = run_methods("mnist", x, masks, methods, mnist_extra)
 
     # ---- photographs ----
     if not args.no_photos:
@@ -339,6 +366,9 @@ def main() -> None:
         run_methods("photo", test, pmasks, pmethods, lambda *a: None)
 
     # ---- summary ----
+    if args.no_mnist:
+        print(f"summary: photographs only; {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
+        return
     c = "centre14x14"
     bits, ok = [], True
     telea = res[(c, "telea")]

@@ -200,3 +200,20 @@ def test_colour_images_at_48x64(tmp_path):
     assert h.img_shape == (3, 48, 64) and h.module.levels == 3
     out = h.complete(imgs[:2], torch.ones(1, 1, 48, 64))
     assert out.shape == (2, 3, 48, 64)
+
+
+def test_mnist_inpaint_preset_trains_on_the_training_part(tmp_path):
+    """`ganforge train mnist-inpaint`: a completion network on the 8,000 digits outside the held-out part."""
+    import ganforge
+
+    cfg = resolve("mnist-inpaint")
+    assert cfg.task == "inpaint" and cfg.data.heldout == 2000 and cfg.data.part == "train"
+    run = ganforge.train(preset="mnist-inpaint", overrides=TINY[1:] + ["data.limit=2100", "train.steps=2"], runs_dir=tmp_path)
+    assert run.name == "00000-mnist-inpaint-gated"
+    g = load_inpainter(run)
+    x = torch.full((2, 1, 28, 28), 7, dtype=torch.uint8)
+    hole = torch.zeros(2, 1, 28, 28)
+    hole[:, :, 7:21, 7:21] = 1
+    out = g.complete(x, hole)
+    assert out.shape == (2, 1, 28, 28) and out.dtype == torch.uint8
+    assert torch.equal(out[hole.bool().logical_not()], x[hole.bool().logical_not()])

@@ -25,6 +25,7 @@ from ganforge.models import MODELS
 from ganforge.models.layers import (
     CondSequential,
     LabelEmbedding,
+    LabelledDiscriminator,
     MinibatchStd,
     ModelBuildError,
     ModelSizeError,
@@ -104,7 +105,9 @@ class DCGANGenerator(nn.Module):
         return self.blocks(self.project_act(x, y), y)  # [N, C, H, W] in [-1, 1]
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(LabelledDiscriminator):
+    who = "dcgan discriminator"
+
     def __init__(
         self,
         img_shape: Tuple[int, int, int],
@@ -139,22 +142,6 @@ class DCGANDiscriminator(nn.Module):
         if self.mbstd is not None:
             h = self.mbstd(h)  # [N, chans[-1] + 1, bh, bw]
         return h.flatten(1)  # [N, feat]
-
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not self.aux:  # acgan D takes (and ignores) labels
-            check_labels(y, self.num_classes, x.shape[0], "dcgan discriminator")
-        h = self._features(x)  # [N, feat]
-        out = self.head(h).squeeze(1)  # logits [N]
-        if self.num_classes > 0 and not self.aux:
-            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
-        return out  # logits [N]
-
-    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
-        if not self.aux:
-            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
-        h = self._features(x)  # [N, feat]
-        return self.head(h).squeeze(1), self.label_head(h)  # [N], [N, K]
 
 
 @MODELS.register("dcgan")

@@ -265,3 +265,36 @@ class MinibatchStd(nn.Module):
         s = std.mean(dim=1).repeat_interleave(g).to(x.dtype)  # [N]
         feat = s.view(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])  # [N, 1, (H, W)]
         return torch.cat([x, feat], dim=1)  # [N, C + 1, (H, W)]
+
+
+class LabelledDiscriminator(nn.Module):
+    """The part every discriminator family shares: an unconditional logit from the features, plus
+    the projection term (Miyato & Koyama 2018) or the AC-GAN class logits (Odena et al. 2017).
+
+    A subclass provides ``_features(x) -> h [N, feat]`` and ``head`` (a Linear to one logit) and
+    sets ``num_classes``, ``aux`` (AC-GAN), ``label_head`` and ``who`` (for label errors).
+    """
+
+    who = "discriminator"
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _logit(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h).squeeze(1)  # [N]
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.aux:  # acgan D takes (and ignores) labels
+            check_labels(y, self.num_classes, x.shape[0], self.who)
+        h = self._features(x)  # [N, feat]
+        out = self._logit(h)  # logits [N]
+        if self.num_classes > 0 and not self.aux:
+            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
+        return out  # logits [N]
+
+    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
+        if not self.aux:
+            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
+        h = self._features(x)  # [N, feat]
+        return self._logit(h), self.label_head(h)  # [N], [N, K]

@@ -20,6 +20,7 @@ from ganforge.models import MODELS
 from ganforge.models.layers import (
     CondSequential,
     LabelEmbedding,
+    LabelledDiscriminator,
     MinibatchStd,
     ModelBuildError,
     check_labels,
@@ -68,7 +69,9 @@ class MLPGenerator(nn.Module):
         return self.net(z, y).view(z.shape[0], *self.img_shape)  # [N, C, H, W] in [-1, 1]
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(LabelledDiscriminator):
+    who = "mlp discriminator"
+
     def __init__(
         self,
         img_shape: Tuple[int, int, int],
@@ -100,21 +103,8 @@ class MLPDiscriminator(nn.Module):
             h = self.mbstd(h)  # [N, w + 1]
         return h
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not self.aux:  # acgan D takes (and ignores) labels
-            check_labels(y, self.num_classes, x.shape[0], "mlp discriminator")
-        h = self._features(x)  # [N, feat]
-        out = self.net[-1](h).squeeze(1)  # logits [N]
-        if self.num_classes > 0 and not self.aux:
-            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
-        return out  # logits [N]
-
-    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
-        if not self.aux:
-            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
-        h = self._features(x)  # [N, feat]
-        return self.net[-1](h).squeeze(1), self.label_head(h)  # [N], [N, K]
+    def _logit(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net[-1](h).squeeze(1)  # the head is the last layer of net: [N]
 
 
 @MODELS.register("mlp")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ganforge.models import MODELS
 from ganforge.models.layers import (
     LabelEmbedding,
+    LabelledDiscriminator,
     MinibatchStd,
     ModelBuildError,
     apply_norm,
@@ -148,8 +149,10 @@ class ResNetGenerator(nn.Module):
         return torch.tanh(self.out_conv(x))  # [N, C, H, W] in [-1, 1]
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(LabelledDiscriminator):
     """SNGAN ResNet discriminator (Miyato et al. 2018); ``norm`` spectral (default) | batch | none."""
+
+    who = "resnet discriminator"
 
     def __init__(
         self,
@@ -180,22 +183,6 @@ class ResNetDiscriminator(nn.Module):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         h = self.blocks(x)  # [N, c, bh, bw]
         return F.relu(self.out_norm(h)).sum(dim=(2, 3))  # global sum pooling -> [N, c]
-
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not self.aux:  # acgan D takes (and ignores) labels
-            check_labels(y, self.num_classes, x.shape[0], "resnet discriminator")
-        h = self._features(x)  # [N, c]
-        out = self.head(h).squeeze(1)  # logits [N]
-        if self.num_classes > 0 and not self.aux:
-            out = out + self.label_head(h, y)  # + projection sum(embed(y) * h) [N]
-        return out  # logits [N]
-
-    def forward_aux(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """AC-GAN: (real/fake logits [N], class logits [N, K]) in one pass."""
-        if not self.aux:
-            raise ValueError("forward_aux needs an AC-GAN discriminator (model.conditional=true, model.d_cond=acgan)")
-        h = self._features(x)  # [N, c]
-        return self.head(h).squeeze(1), self.label_head(h)  # [N], [N, K]
 
 
 @MODELS.register("resnet")

@@ -30,11 +30,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import signal
-import sys
-import threading
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -48,9 +43,10 @@ from ganforge.losses import d_hinge, g_hinge
 from ganforge.models.inpaint import build_inpainter
 from ganforge.models.layers import ModelBuildError
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import TrainingLoop
 from ganforge.training.masks import random_masks
-from ganforge.training.monitor import MetricsLog, TensorBoard, make_grid_uint8, save_png, to_uint8
-from ganforge.training.trainer import Batcher, TrainingError, ema_update, next_run_dir, resolve_device
+from ganforge.training.monitor import make_grid_uint8, save_png, to_uint8
+from ganforge.training.trainer import Batcher, TrainingError, ema_update
 
 OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1] (see train_step)
 GRID_MAX = 32  # images in the validation grid (at most)
@@ -112,7 +108,7 @@ def plot_inpaint_curves(records: List[Dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-class InpaintTrainer:
+class InpaintTrainer(TrainingLoop):
     """Builds the completion network and PatchGAN from a :class:`Config` (``task=inpaint``) and trains them.
 
     Same arguments and behaviour as :class:`~ganforge.training.trainer.Trainer`: ``run()`` returns
@@ -131,31 +127,11 @@ class InpaintTrainer:
     ):
         if cfg.task != "inpaint":
             raise ConfigError(f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}")
-        self.cfg, self.dry_run = cfg, dry_run
-        self._log_fn = log
-        self.run_dir: Optional[Path] = None
+        self._setup(cfg, data, log, dry_run)
         t, ip = cfg.train, cfg.inpaint
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
-        self.amp = bool(t.amp and self.device.type == "cuda")
-        if t.amp and not self.amp:
-            self.log("train.amp=true needs a CUDA device: training in float32")
         if t.compile:
             self.log("train.compile is not used when training a completion network: running eagerly")
-
-        if data is None:
-            from ganforge.data import load_dataset
-
-            data = load_dataset(cfg.data)
-        self.data = data
-        if getattr(self.data, "skipped", None):
-            self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
-        n = self.data.images.shape[0]
-        if t.batch_size > n:
-            raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
-        self.img_shape = tuple(int(s) for s in self.data.images.shape[1:])
-        self.images = self.data.images.to(self.device)
+        n = self.images.shape[0]
 
         torch.manual_seed(t.seed)
         try:
@@ -185,36 +161,8 @@ class InpaintTrainer:
                                   generator=torch.Generator().manual_seed(t.seed + 4), device=self.device)
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
 
-        if dry_run:
-            return
-        if resume is not None:
-            self.run_dir = Path(resume)
-            self._load(ckpt.find_checkpoint(self.run_dir, "last"))
-        else:
-            self.run_dir = next_run_dir(Path(runs_dir), cfg.run_name())
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
-        (self.run_dir / "samples").mkdir(exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
-        self.tb = TensorBoard(self.run_dir / "tb", t.tensorboard, purge_step=self.step if resume else None)
-
-    # ---- set-up helpers -------------------------------------------------------------------
-    def log(self, msg: str) -> None:
-        if self._log_fn:
-            self._log_fn(msg)
-        else:
-            print(msg, file=sys.stderr, flush=True)
-        if self.run_dir is not None and not self.dry_run:
-            with open(self.run_dir / "log.txt", "a") as f:
-                f.write(msg + "\n")
-
-    @staticmethod
-    def _optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
-        if o.name == "adam":
-            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
-
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        if not dry_run:
+            self._open_run(runs_dir, resume)
 
     # ---- one step ---------------------------------------------------------------------------
     def _real_batch(self) -> torch.Tensor:
@@ -281,31 +229,6 @@ class InpaintTrainer:
         self.images_seen += B
         stats.update(l1_hole=l1_hole.item(), l1_valid=l1_valid.item(), loss_g=loss_g.item())
         return stats
-
-    # ---- budget -------------------------------------------------------------------------
-    def _done(self) -> Optional[str]:
-        t = self.cfg.train
-        n = self.images.shape[0]
-        if t.steps is not None and self.step >= t.steps:
-            return f"{t.steps} steps"
-        if t.kimg is not None and self.images_seen >= t.kimg * 1000:
-            return f"{t.kimg:g} kimg"
-        if t.epochs is not None and self.images_seen >= t.epochs * n:
-            return f"{t.epochs:g} epochs"
-        if t.minutes is not None and self.elapsed >= t.minutes * 60:
-            return f"{t.minutes:g} minutes"
-        return None
-
-    def _expected_steps(self) -> Optional[int]:
-        t = self.cfg.train
-        cands = []
-        if t.steps is not None:
-            cands.append(t.steps)
-        if t.kimg is not None:
-            cands.append(math.ceil(t.kimg * 1000 / t.batch_size))
-        if t.epochs is not None:
-            cands.append(math.ceil(t.epochs * self.images.shape[0] / t.batch_size))
-        return min(cands) if cands else None
 
     # ---- outputs --------------------------------------------------------------------------
     @property
@@ -391,106 +314,33 @@ class InpaintTrainer:
             torch.cuda.set_rng_state_all(s["cuda_rng"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
 
-    # ---- the loop -------------------------------------------------------------------------
-    def run(self) -> Path:
-        if self.dry_run:
-            stats = self.train_step()
-            self.log("dry run: one step OK  " + "  ".join(f"{k}={v:.4f}" for k, v in stats.items()))
-            return Path(".")
+    # ---- hooks of the shared loop (ganforge.training.loop) -----------------------------------
+    def _header(self) -> str:
         t, ip = self.cfg.train, self.cfg.inpaint
-        stop_reason = self._done()
-        if stop_reason:
-            self.log(f"nothing to do: the budget ({stop_reason}) is already reached at step {self.step}")
-            return self.run_dir
         n_g = sum(p.numel() for p in self.G.parameters())
-        self.log(
-            f"training completion network {ip.arch} (width {ip.width}, {self.G.levels} levels, {n_g / 1e6:.2f}M "
-            f"parameters) on {self.data.name} {self.images.shape[0]} images {'x'.join(map(str, self.img_shape))}, "
-            f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}, batch {t.batch_size}, device {self.device}, "
-            f"{torch.get_num_threads()} threads; run folder {self.run_dir}"
-        )
+        return (f"training completion network {ip.arch} (width {ip.width}, {self.G.levels} levels, {n_g / 1e6:.2f}M "
+                f"parameters) on {self.data.name} {self.images.shape[0]} images {'x'.join(map(str, self.img_shape))}, "
+                f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}, batch {t.batch_size}, device {self.device}, "
+                f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
+
+    def _before_loop(self) -> None:
         if self.step == 0:
             self.snapshot()
 
-        interrupted = {"n": 0}
+    def _check_step(self, stats: Dict[str, float]) -> None:
+        if not all(math.isfinite(v) for v in stats.values()):
+            bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
+            raise TrainingError(
+                f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
+                "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight")
 
-        def on_sigint(signum, frame):
-            interrupted["n"] += 1
-            if interrupted["n"] > 1:
-                raise KeyboardInterrupt
-            self.log("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
-
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
-        bar = self._progress()
-        window: Dict[str, float] = {}
-        win_steps, win_t0, win_imgs = 0, time.perf_counter(), self.images_seen
-        t_last = time.perf_counter()
-        reason = None
-        try:
-            while True:
-                reason = self._done()
-                if reason or interrupted["n"]:
-                    break
-                stats = self.train_step()
-                if not all(math.isfinite(v) for v in stats.values()):
-                    bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
-                    raise TrainingError(
-                        f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
-                        "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight")
-                for k, v in stats.items():
-                    window[k] = window.get(k, 0.0) + v
-                win_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                if self.step % t.log_every == 0:
-                    dt = time.perf_counter() - win_t0
-                    self._log_window(window, win_steps, dt, self.images_seen - win_imgs, bar)
-                    window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
-                t_out = time.perf_counter()
-                if self.step % t.sample_every == 0:
-                    self.snapshot()
-                if self.step % t.checkpoint_every == 0:
-                    self.save()
-                win_t0 += time.perf_counter() - t_out  # images/s counts training only (the budget counts all)
-                now = time.perf_counter()  # the budget is wall-clock: outputs count too
-                self.elapsed += now - t_last
-                t_last = now
-        finally:
-            if bar is not None:
-                bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-        if self.step % t.sample_every != 0:
-            self.snapshot()
+    def _plot(self) -> None:
         plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
-        folder = self.save()
-        self.tb.close()
-        if interrupted["n"]:
-            self.log(f"interrupted at step {self.step}; checkpoint {folder}. Continue with: ganforge train --resume {self.run_dir}")
-            raise KeyboardInterrupt
+
+    def _postfix(self, rec: Dict[str, Any]) -> str:
+        adv = f" D {rec['loss_d']:.3f} G adv {rec['adv_g']:.3f}" if "loss_d" in rec else ""
+        return f"L1 hole {rec['l1_hole']:.4f} valid {rec['l1_valid']:.4f}{adv} {rec['img_per_s']:.0f} img/s"
+
+    def _done_extra(self) -> str:
         last = next((r["val_l1_hole"] for r in reversed(self.metrics.records) if "val_l1_hole" in r), None)
-        self.log(f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
-                 f"validation L1 in the hole {last:.4f}; samples {self.run_dir / 'samples' / 'latest.png'}")
-        return self.run_dir
-
-    def _log_window(self, window: Dict[str, float], steps: int, seconds: float, images: int, bar) -> None:
-        rec: Dict[str, Any] = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                               "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
-        rec.update({k: round(v / max(steps, 1), 5) for k, v in window.items()})  # means over the interval
-        rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
-        self.metrics.append(rec)
-        self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k != "step"}, self.step)
-        if bar is not None:
-            adv = f" D {rec['loss_d']:.3f} G adv {rec['adv_g']:.3f}" if "loss_d" in rec else ""
-            bar.set_postfix_str(f"L1 hole {rec['l1_hole']:.4f} valid {rec['l1_valid']:.4f}{adv} "
-                                f"{rec['img_per_s']:.0f} img/s", refresh=False)
-
-    def _progress(self):
-        if not self.cfg.train.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self._expected_steps(), initial=self.step, unit="step", dynamic_ncols=True,
-                    file=sys.stderr, mininterval=0.5, disable=True if os.environ.get("CI") else None)
+        return f"validation L1 in the hole {last:.4f}; " if last is not None else ""

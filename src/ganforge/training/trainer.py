@@ -13,13 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import re
-import signal
-import sys
-import threading
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -34,7 +27,8 @@ from ganforge.models import build_models
 from ganforge.models.layers import ModelBuildError
 from ganforge.training import checkpoint as ckpt
 from ganforge.training.augment import diff_augment
-from ganforge.training.monitor import MetricsLog, TensorBoard, make_grid_uint8, plot_curves, save_png, to_uint8
+from ganforge.training.loop import TrainingLoop
+from ganforge.training.monitor import make_grid_uint8, plot_curves, save_png, to_uint8
 from ganforge.training.watchdog import Event, Watchdog
 
 
@@ -74,18 +68,6 @@ class Batcher:
         self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name}: CUDA is not available on this machine; use train.device=cpu or auto")
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError("train.device=mps: MPS is not available on this machine; use train.device=cpu or auto")
-    return torch.device(name)
-
-
 def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
@@ -98,22 +80,7 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
-def next_run_dir(runs_dir: Path, name: str) -> Path:
-    """``runs/00003-<name>``: one more than the highest number present; created here."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    while True:
-        nums = [int(p.name[:5]) for p in runs_dir.iterdir() if re.match(r"^\d{5}-", p.name)]
-        path = runs_dir / f"{(max(nums) + 1 if nums else 0):05d}-{safe}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue  # another process took this number
-
-
-class Trainer:
+class Trainer(TrainingLoop):
     """Builds everything from a :class:`Config` and runs the loop. ``run()`` returns the run folder."""
 
     def __init__(
@@ -125,29 +92,9 @@ class Trainer:
         log: Optional[Callable[[str], None]] = None,
         dry_run: bool = False,
     ):
-        self.cfg, self.dry_run = cfg, dry_run
-        self._log_fn = log
-        self.run_dir: Optional[Path] = None
+        self._setup(cfg, data, log, dry_run)
         t, m = cfg.train, cfg.model
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
-        self.amp = bool(t.amp and self.device.type == "cuda")
-        if t.amp and not self.amp:
-            self.log("train.amp=true needs a CUDA device: training in float32")
-
-        if data is None:
-            from ganforge.data import load_dataset
-
-            data = load_dataset(cfg.data)
-        self.data = data
-        if getattr(self.data, "skipped", None):
-            self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
-        n = self.data.images.shape[0]
-        if t.batch_size > n:
-            raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
-        self.img_shape = tuple(self.data.images.shape[1:])
-        self.images = self.data.images.to(self.device)
+        n = self.images.shape[0]
         self.labels: Optional[torch.Tensor] = None
         if m.conditional:
             k = len(getattr(self.data, "class_names", []) or [])
@@ -187,17 +134,8 @@ class Trainer:
         self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
         self.evaluator = None if dry_run else self._make_evaluator()
 
-        if dry_run:
-            return
-        if resume is not None:
-            self.run_dir = Path(resume)
-            self._load(ckpt.find_checkpoint(self.run_dir, "last"))
-        else:
-            self.run_dir = next_run_dir(Path(runs_dir), cfg.run_name())
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
-        (self.run_dir / "samples").mkdir(exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
-        self.tb = TensorBoard(self.run_dir / "tb", t.tensorboard, purge_step=self.step if resume else None)
+        if not dry_run:
+            self._open_run(runs_dir, resume)
 
     # ---- set-up helpers -------------------------------------------------------------------
     def _make_evaluator(self):
@@ -219,20 +157,6 @@ class Trainer:
         # class coverage is only meaningful when the classifier knows the data's classes (MNIST digits)
         self.coverage_meaningful = features == "mnist" and self.cfg.data.dataset in ("mnist-embedded", "mnist")
         return ev
-
-    def log(self, msg: str) -> None:
-        if self._log_fn:
-            self._log_fn(msg)
-        else:
-            print(msg, file=sys.stderr, flush=True)
-        if self.run_dir is not None and not self.dry_run:
-            with open(self.run_dir / "log.txt", "a") as f:
-                f.write(msg + "\n")
-
-    def _optimizer(self, net: nn.Module, o) -> torch.optim.Optimizer:
-        if o.name == "adam":
-            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
 
     def _maybe_compile(self, net: nn.Module) -> Callable:
         if not self.cfg.train.compile:
@@ -276,7 +200,10 @@ class Trainer:
         return self.labels[torch.randint(self.labels.shape[0], (n,), device=self.device, generator=self.noise_gen)]
 
     def _g(self, z, y):
-        return self.G_fwd(z, y) if self.K else self.G_fwd(z)
+        out = self.G_fwd(z, y) if self.K else self.G_fwd(z)
+        # under autocast G returns bfloat16; D sees float32 images from both sources, so a
+        # compiled D is specialised once (not once per input dtype) and DiffAugment/noise stay float32
+        return out.float() if self.amp else out
 
     def _d(self, x, y):
         """(real/fake logits [N], class logits [N, K] or None) for what D is shown."""
@@ -300,9 +227,6 @@ class Trainer:
     def _d_loss(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         s = self.cfg.loss.label_smoothing
         return d_logistic_smoothed(r, f, s) if s > 0 else self.loss.d(r, f)
-
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ---- one step ---------------------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
@@ -377,32 +301,6 @@ class Trainer:
                 d_fake=torch.sigmoid(f.detach()).mean().item(),
             )
         return stats
-
-    # ---- budget -------------------------------------------------------------------------
-    def _done(self) -> Optional[str]:
-        t = self.cfg.train
-        n = self.images.shape[0]
-        if t.steps is not None and self.step >= t.steps:
-            return f"{t.steps} steps"
-        if t.kimg is not None and self.images_seen >= t.kimg * 1000:
-            return f"{t.kimg:g} kimg"
-        if t.epochs is not None and self.images_seen >= t.epochs * n:
-            return f"{t.epochs:g} epochs"
-        if t.minutes is not None and self.elapsed >= t.minutes * 60:
-            return f"{t.minutes:g} minutes"
-        return None
-
-    def _expected_steps(self) -> Optional[int]:
-        t = self.cfg.train
-        per_step = t.batch_size * t.n_critic
-        cands = []
-        if t.steps is not None:
-            cands.append(t.steps)
-        if t.kimg is not None:
-            cands.append(math.ceil(t.kimg * 1000 / per_step))
-        if t.epochs is not None:
-            cands.append(math.ceil(t.epochs * self.images.shape[0] / per_step))
-        return min(cands) if cands else None
 
     # ---- outputs --------------------------------------------------------------------------
     @torch.no_grad()
@@ -570,110 +468,33 @@ class Trainer:
         self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback",
                              "message": msg})
 
-    # ---- the loop -------------------------------------------------------------------------
-    def run(self) -> Path:
-        if self.dry_run:
-            stats = self.train_step()
-            self.log("dry run: one step OK  " + "  ".join(f"{k}={v:.4f}" for k, v in stats.items()))
-            return Path(".")
+    # ---- hooks of the shared loop (ganforge.training.loop) -----------------------------------
+    def _header(self) -> str:
         t = self.cfg.train
-        stop_reason = self._done()
-        if stop_reason:
-            self.log(f"nothing to do: the budget ({stop_reason}) is already reached at step {self.step}")
-            return self.run_dir
-        self.log(
-            f"training {self.cfg.model.arch} on {self.data.name} {self.images.shape[0]} images "
-            f"{'x'.join(map(str, self.img_shape))}{f' ({self.K} classes)' if self.K else ''}, loss {self.cfg.loss.name}, "
-            f"batch {t.batch_size}, device {self.device}, {torch.get_num_threads()} threads; run folder {self.run_dir}"
-        )
+        return (f"training {self.cfg.model.arch} on {self.data.name} {self.images.shape[0]} images "
+                f"{'x'.join(map(str, self.img_shape))}{f' ({self.K} classes)' if self.K else ''}, loss {self.cfg.loss.name}, "
+                f"batch {t.batch_size}, device {self.device}, {torch.get_num_threads()} threads; run folder {self.run_dir}")
+
+    def _before_loop(self) -> None:
         if self.step == 0:
             self.snapshot()
             if self._rollback_on():
                 self.save("good")
 
-        interrupted = {"n": 0}
+    def _check_step(self, stats: Dict[str, float]) -> None:
+        self._watch(stats)
 
-        def on_sigint(signum, frame):
-            interrupted["n"] += 1
-            if interrupted["n"] > 1:
-                raise KeyboardInterrupt
-            self.log("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
+    def _periodic(self) -> None:
+        super()._periodic()
+        if self.evaluator is not None and self.evaluator.due(self.images_seen / 1000):
+            self._evaluate()
 
-        old_handler = None
-        if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
-        bar = self._progress()
-        window: Dict[str, float] = {}
-        win_steps, win_t0, win_imgs = 0, time.perf_counter(), self.images_seen
-        t_last = time.perf_counter()
-        reason = None
-        try:
-            while True:
-                reason = self._done()
-                if reason or interrupted["n"]:
-                    break
-                stats = self.train_step()
-                step_before = self.step
-                self._watch(stats)
-                if self.step == step_before:
-                    counts = window.setdefault("_counts", {})
-                    for k, v in stats.items():
-                        window[k] = window.get(k, 0.0) + v
-                        counts[k] = counts.get(k, 0) + 1
-                    win_steps += 1
-                    if bar is not None:
-                        bar.update(1)
-                    if self.step % t.log_every == 0:
-                        dt = time.perf_counter() - win_t0
-                        self._log_window(window, win_steps, dt, self.images_seen - win_imgs, bar)
-                        window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
-                    if self.step % t.sample_every == 0:
-                        self.snapshot()
-                    if self.step % t.checkpoint_every == 0:
-                        self.save()
-                    if self.evaluator is not None and self.evaluator.due(self.images_seen / 1000):
-                        self._evaluate()
-                if self.step != step_before:  # the watchdog rolled back: start a fresh metrics window
-                    window, win_steps, win_t0, win_imgs = {}, 0, time.perf_counter(), self.images_seen
-                    if bar is not None:
-                        bar.n = self.step
-                now = time.perf_counter()  # the budget is wall-clock: outputs and evaluation count too
-                self.elapsed += now - t_last
-                t_last = now
-        finally:
-            if bar is not None:
-                bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-        if self.step % t.sample_every != 0:
-            self.snapshot()
+    def _plot(self) -> None:
         plot_curves(self.metrics.records, self.run_dir / "loss_curve.png")
-        folder = self.save()
-        self.tb.close()
-        if interrupted["n"]:
-            self.log(f"interrupted at step {self.step}; checkpoint {folder}. Continue with: ganforge train --resume {self.run_dir}")
-            raise KeyboardInterrupt
-        self.log(f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
-                 f"samples {self.run_dir / 'samples' / 'latest.png'}")
-        return self.run_dir
 
-    def _log_window(self, window: Dict[str, float], steps: int, seconds: float, images: int, bar) -> None:
-        rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-               "epoch": round(self.images_seen / self.images.shape[0], 3), "time_s": round(self.elapsed, 2)}
-        counts = window.pop("_counts", {})
-        rec.update({k: round(v / counts.get(k, steps), 5) for k, v in window.items()})  # means over the interval
-        rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
-        self.metrics.append(rec)
-        self.tb.scalars({f"train/{k}": v for k, v in rec.items() if k != "step"}, self.step)
-        if bar is not None:
-            bar.set_postfix_str(
-                f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} D(x) {rec['d_real']:.2f} "
-                f"D(G(z)) {rec['d_fake']:.2f} {rec['img_per_s']:.0f} img/s", refresh=False)
+    def _postfix(self, rec: Dict[str, Any]) -> str:
+        return (f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} D(x) {rec['d_real']:.2f} "
+                f"D(G(z)) {rec['d_fake']:.2f} {rec['img_per_s']:.0f} img/s")
 
-    def _progress(self):
-        if not self.cfg.train.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self._expected_steps(), initial=self.step, unit="step", dynamic_ncols=True,
-                    file=sys.stderr, mininterval=0.5, disable=True if os.environ.get("CI") else None)
+    def _images_per_step(self) -> int:
+        return self.cfg.train.batch_size * self.cfg.train.n_critic
