@@ -12,7 +12,10 @@ resized to 32x32 with batch 64 and the non-saturating loss:
 It also measures the machine's fp32 matmul peak and reports the fraction of it that one
 training step reaches (FLOPs counted by ``torch.utils.flop_counter``).
 
-    python benchmarks/train_speed.py [--size 32] [--width 32] [--steps 60] [--threads 2] [--repeats 3]
+On a CPU with native bfloat16 (AVX512-BF16 or AMX) it also measures ganforge with
+``train.amp=true`` (bfloat16 autocast; opt-in, so reported on its own line).
+
+    python benchmarks/train_speed.py [--size 32] [--width 32] [--steps 60] [--threads 2] [--repeats 3] [--no-amp]
 """
 from __future__ import annotations
 
@@ -96,17 +99,17 @@ def baseline_images_per_s(root: Path, size: int, width: int, steps: int, workers
     return steps * 64 / (time.perf_counter() - t0)
 
 
-def ganforge_trainer(size: int, width: int):
+def ganforge_trainer(size: int, width: int, extra=()):
     from ganforge.config import resolve
     from ganforge.training.trainer import Trainer
 
     cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100",
-                         "train.batch_size=64", "train.steps=1"])
-    return Trainer(cfg, dry_run=True)
+                         "train.batch_size=64", "train.steps=1", f"train.threads={torch.get_num_threads()}", *extra])
+    return Trainer(cfg, dry_run=True, log=lambda m: None)
 
 
-def ganforge_images_per_s(size: int, width: int, steps: int) -> float:
-    tr = ganforge_trainer(size, width)
+def ganforge_images_per_s(size: int, width: int, steps: int, extra=()) -> float:
+    tr = ganforge_trainer(size, width, extra)
     for _ in range(5):
         tr.train_step()
     t0 = time.perf_counter()
@@ -132,6 +135,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers for the baseline")
+    ap.add_argument("--no-amp", action="store_true", help="skip the bfloat16 autocast line (train.amp=true)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, DCGAN {args.size}x{args.size} width {args.width}, batch 64")
@@ -140,13 +144,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_mnist_root(Path(tmp))
         base = {w: [] for w in args.workers}
-        ours = []
+        ours, ours_amp = [], []
+        from ganforge.training.loop import cpu_bf16_supported
+
+        amp = not args.no_amp and cpu_bf16_supported()
+        if not amp:
+            print("  (no bfloat16 line: " + ("--no-amp" if args.no_amp else "this CPU has no native bfloat16 support") + ")")
         for r in range(args.repeats):  # interleave so machine noise hits both alike
             for w in args.workers:
                 base[w].append(baseline_images_per_s(root, args.size, args.width, args.steps, w))
                 print(f"  repeat {r}: baseline (workers={w}) {base[w][-1]:.0f} img/s")
             ours.append(ganforge_images_per_s(args.size, args.width, args.steps))
             print(f"  repeat {r}: ganforge {ours[-1]:.0f} img/s")
+            if amp:
+                ours_amp.append(ganforge_images_per_s(args.size, args.width, args.steps, ["train.amp=true"]))
+                print(f"  repeat {r}: ganforge train.amp=true (bfloat16 autocast) {ours_amp[-1]:.0f} img/s")
     best_w = max(base, key=lambda w: statistics.median(base[w]))
     b, o = statistics.median(base[best_w]), statistics.median(ours)
     gflop = step_gflop(args.size, args.width)
@@ -155,7 +167,12 @@ def main() -> None:
     print(f"ganforge (median of {args.repeats}): {o:.0f} img/s")
     print(f"speed-up: {o / b:.2f}x")
     print(f"step FLOPs: {gflop:.3f} GFLOP per batch of 64 -> {achieved:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of matmul peak")
-    print(f"summary: ganforge {o:.0f} img/s vs baseline {b:.0f} img/s = {o / b:.2f}x; {100 * achieved / peak:.0f}% of {peak:.0f} GFLOP/s peak")
+    line = f"summary: ganforge {o:.0f} img/s vs baseline {b:.0f} img/s = {o / b:.2f}x (float32)"
+    if ours_amp:
+        a = statistics.median(ours_amp)
+        print(f"ganforge train.amp=true (bfloat16 autocast, median of {args.repeats}): {a:.0f} img/s = {a / b:.2f}x")
+        line += f"; with train.amp=true {a:.0f} img/s = {a / b:.2f}x"
+    print(line + f"; float32 step at {100 * achieved / peak:.0f}% of {peak:.0f} GFLOP/s peak")
 
 
 if __name__ == "__main__":

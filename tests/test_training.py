@@ -1,5 +1,6 @@
 """The training run: folder layout, exact resume, determinism, atomic checkpoints, errors."""
 import json
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from ganforge.api import load_generator
 from ganforge.config import ConfigError
 from ganforge.training import RunError
 from ganforge.training import checkpoint as ckpt
+from ganforge.training.loop import cpu_bf16_supported
 
 
 def weights(run, which="last"):
@@ -173,10 +175,41 @@ def test_every_gan_preset_trains(preset, tmp_path, tiny_overrides):
     assert load_generator(run).sample_uint8(2).shape[0] == 2
 
 
-def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
-    """amp needs CUDA and compile may fail: both fall back to plain float32 eager training, with a message."""
+@pytest.mark.skipif(not cpu_bf16_supported(), reason="this CPU has no native bfloat16 support")
+def test_bfloat16_autocast_on_a_cpu_that_supports_it(tmp_path, tiny_overrides):
+    """train.amp=true on a bfloat16 CPU: activations in bfloat16, weights and losses float32 and finite,
+    and the run still resumes exactly (the CPU kernels are deterministic)."""
     from ganforge.config import resolve
     from ganforge.training.trainer import Trainer
+
+    tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true"]), dry_run=True, log=lambda m: None)
+    assert tr.amp
+    seen = {}
+
+    def record(module, inputs, output):
+        seen.setdefault("dtype", output.dtype)
+
+    hook = tr.G.register_forward_hook(record)
+    stats = tr.train_step()
+    hook.remove()
+    assert seen["dtype"] == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in tr.G.parameters())
+    assert all(math.isfinite(v) for v in stats.values())
+    o = tiny_overrides + ["train.amp=true"]
+    full = ganforge.train(overrides=o + ["train.steps=6"], runs_dir=tmp_path / "a")
+    part = ganforge.train(overrides=o + ["train.steps=3"], runs_dir=tmp_path / "b")
+    resumed = ganforge.train(resume=part, overrides=["train.steps=6"])
+    assert_same(weights(full)[0], weights(resumed)[0])
+
+
+def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
+    """amp needs CUDA or a bfloat16 CPU, and compile may fail: both fall back to plain float32 eager
+    training, with a message."""
+    from ganforge.config import resolve
+    from ganforge.training import loop
+    from ganforge.training.trainer import Trainer
+
+    monkeypatch.setattr(loop, "cpu_bf16_supported", lambda: False)
 
     def broken_compile(module):
         def fails(*args):
@@ -188,7 +221,7 @@ def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
     tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true", "train.compile=true"]), dry_run=True, log=msgs.append)
     stats = tr.train_step()
     assert all(v == v for v in stats.values())  # finite numbers from the eager fallback
-    assert any("needs a CUDA device" in m for m in msgs)
+    assert not tr.amp and any("no native bfloat16 support" in m for m in msgs)
     assert any("torch.compile failed on first use" in m for m in msgs)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):

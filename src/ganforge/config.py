@@ -96,7 +96,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the newest K step checkpoints
     sample_count: int = 64  # images in each sample grid (fixed noise)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    amp: bool = False  # mixed precision (CUDA only; ignored with a warning on CPU)
+    amp: bool = False  # bfloat16 autocast: CUDA, or a CPU with native bfloat16 (AVX512-BF16/AMX); else float32 with a message
     compile: bool = False  # torch.compile the networks (falls back with a warning)
     threads: Optional[int] = None  # torch.set_num_threads; None leaves torch's default
     tensorboard: bool = True

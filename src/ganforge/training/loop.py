@@ -54,6 +54,27 @@ def next_run_dir(runs_dir: Path, name: str) -> Path:
             continue  # another process took this number
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_enabled(requested: bool, device: torch.device, log) -> bool:
+    """``train.amp``: bfloat16 autocast on CUDA, and on CPUs with native bfloat16 support; else float32."""
+    if not requested:
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu" and cpu_bf16_supported():
+        return True
+    log(f"train.amp=true: {'this CPU has no native bfloat16 support' if device.type == 'cpu' else device.type} "
+        "(bfloat16 autocast needs CUDA or a CPU with AVX512-BF16/AMX): training in float32")
+    return False
+
+
 class TrainingLoop:
     # ---- hooks a task provides ----------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
@@ -102,9 +123,7 @@ class TrainingLoop:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = resolve_device(t.device)
-        self.amp = bool(t.amp and self.device.type == "cuda")
-        if t.amp and not self.amp:
-            self.log("train.amp=true needs a CUDA device: training in float32")
+        self.amp = amp_enabled(t.amp, self.device, self.log)
         if data is None:
             from ganforge.data import load_dataset
 
@@ -151,7 +170,7 @@ class TrainingLoop:
         return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ---- budget -------------------------------------------------------------------------
     def _done(self) -> Optional[str]:
