@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 
 from ganforge.config import ConfigError
+from ganforge.training import checkpoint as ckpt
+from ganforge.training.monitor import MetricsLog, TensorBoard
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,9 +142,6 @@ class TrainingLoop:
     def _open_run(self, runs_dir, resume) -> None:
         """A new numbered run folder (config.yaml written), or the folder being resumed (its last
         checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
-        from ganforge.training import checkpoint as ckpt
-        from ganforge.training.monitor import MetricsLog, TensorBoard
-
         if resume is not None:
             self.run_dir = Path(resume)
             self._load(ckpt.find_checkpoint(self.run_dir, "last"))
