@@ -37,12 +37,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ganforge import __version__
 from ganforge.config import Config, ConfigError
 from ganforge.losses import d_hinge, g_hinge
 from ganforge.models.inpaint import build_inpainter
 from ganforge.models.layers import ModelBuildError
-from ganforge.training import checkpoint as ckpt
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.masks import random_masks
 from ganforge.training.monitor import make_grid_uint8, save_png, to_uint8
@@ -260,59 +258,12 @@ class InpaintTrainer(TrainingLoop):
         self.tb.scalars({"val/l1_hole": l1}, self.step)
         plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
 
-    def model_config(self) -> Dict[str, Any]:
-        return {
-            "ganforge_version": __version__,
-            "task": "inpaint",
-            "img_shape": list(self.img_shape),
-            "class_names": [],
-            "config": self.cfg.to_dict(),
-        }
+    def _extra_state(self) -> Dict[str, Any]:
+        return {"mask_gen": self.mask_gen.get_state()}
 
-    def save(self, name: Optional[str] = None) -> Path:
-        """Write a checkpoint (``step-N`` by default): weights ``g`` (completion network) and ``d`` (PatchGAN)."""
-        state = {
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "batcher": self.batcher.state_dict(),
-            "noise_gen": self.noise_gen.get_state(),
-            "mask_gen": self.mask_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
-        }
-        meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
-                "elapsed_s": round(self.elapsed, 3)}
-        folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
-        weights = {"g": self.G.state_dict(), "d": self.D.state_dict()}
-        if self.G_ema is not None:
-            weights["g_ema"] = self.G_ema.state_dict()
-        ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
-        if name is None:
-            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-        return folder
-
-    def _load(self, folder: Path) -> None:
-        nets = (("g", self.G), ("d", self.D)) + ((("g_ema", self.G_ema),) if self.G_ema is not None else ())
-        for key, net in nets:
-            try:
-                net.load_state_dict(ckpt.load_weights(folder, key))
-            except RuntimeError as e:
-                raise ckpt.RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
-        s = ckpt.load_state(folder)
-        self.opt_g.load_state_dict(s["opt_g"])
-        self.opt_d.load_state_dict(s["opt_d"])
-        self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
-        self.elapsed = float(s["elapsed"])
-        self.batcher.load_state_dict(s["batcher"])
-        self.noise_gen.set_state(s["noise_gen"])
-        self.mask_gen.set_state(s["mask_gen"])
-        torch.set_rng_state(s["torch_rng"])
-        if self.device.type == "cuda" and s.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
-        self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+    def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
+        if full:
+            self.mask_gen.set_state(s["mask_gen"])
 
     # ---- hooks of the shared loop (ganforge.training.loop) -----------------------------------
     def _header(self) -> str:

@@ -152,6 +152,84 @@ class TrainingLoop:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
         self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
 
+    # ---- checkpoints ------------------------------------------------------------------------
+    def model_config(self) -> Dict[str, Any]:
+        """config.json of a checkpoint: enough to rebuild the networks without the run folder."""
+        from ganforge import __version__
+
+        return {
+            "ganforge_version": __version__,
+            "task": self.cfg.task,
+            "img_shape": list(self.img_shape),
+            "class_names": list(getattr(self.data, "class_names", []) or []) if self.cfg.task == "gan" else [],
+            "config": self.cfg.to_dict(),
+        }
+
+    def _nets(self) -> Dict[str, nn.Module]:
+        """The networks a checkpoint holds, by weight-file key (see checkpoint.WEIGHT_FILES)."""
+        nets = {"g": self.G, "d": self.D}
+        if self.G_ema is not None:
+            nets["g_ema"] = self.G_ema
+        return nets
+
+    def _extra_state(self) -> Dict[str, Any]:
+        """Task-specific training state saved next to the shared one."""
+        return {}
+
+    def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
+        """Restore ``_extra_state``; ``full=False`` for a rollback (weights and counters only)."""
+
+    def _after_save(self, weights, state, meta) -> None:
+        """Called after each numbered checkpoint (the GAN trainer keeps a last known-good copy)."""
+
+    def save(self, name: Optional[str] = None) -> Path:
+        """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``)."""
+        state = {
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "batcher": self.batcher.state_dict(),
+            "noise_gen": self.noise_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "elapsed": self.elapsed,
+            **self._extra_state(),
+        }
+        meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
+                "elapsed_s": round(self.elapsed, 3)}
+        folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
+        weights = {key: net.state_dict() for key, net in self._nets().items()}
+        ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
+        if name is None:
+            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+            self._after_save(weights, state, meta)
+        return folder
+
+    def _load(self, folder: Path, restore_rng: bool = True) -> None:
+        """Load a checkpoint: weights, optimisers and counters; with ``restore_rng`` (resume) also
+        the data order, every random generator and the elapsed time; without it (a rollback) the
+        run goes on with fresh batches and noise from the current generators."""
+        for key, net in self._nets().items():
+            try:
+                net.load_state_dict(ckpt.load_weights(folder, key))
+            except RuntimeError as e:
+                raise ckpt.RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
+        s = ckpt.load_state(folder)
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
+        self._restore_extra(s, full=restore_rng)
+        if not restore_rng:
+            return
+        self.elapsed = float(s["elapsed"])
+        self.batcher.load_state_dict(s["batcher"])
+        self.noise_gen.set_state(s["noise_gen"])
+        torch.set_rng_state(s["torch_rng"])
+        if self.device.type == "cuda" and s.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
+        self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
     # ---- shared helpers -------------------------------------------------------------------
     def log(self, msg: str) -> None:
         if self._log_fn:

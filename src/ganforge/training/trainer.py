@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge import __version__
 from ganforge.config import Config, ConfigError
 from ganforge.losses import LOSSES, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.models import build_models
@@ -318,64 +317,27 @@ class Trainer(TrainingLoop):
         self.tb.image("samples", grid, self.step)
         plot_curves(self.metrics.records, self.run_dir / "loss_curve.png")
 
-    def model_config(self) -> Dict[str, Any]:
+    def _extra_state(self) -> Dict[str, Any]:
         return {
-            "ganforge_version": __version__,
-            "img_shape": list(self.img_shape),
-            "class_names": list(getattr(self.data, "class_names", []) or []),
-            "config": self.cfg.to_dict(),
-        }
-
-    def save(self, name: Optional[str] = None) -> Path:
-        """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``)."""
-        state = {
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "batcher": self.batcher.state_dict(),
-            "noise_gen": self.noise_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "step": self.step,
             "d_steps": self.d_steps,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
             "watchdog": self.watchdog.state_dict() if self.watchdog else {},
             "evaluator": self.evaluator.state_dict() if self.evaluator else {},
         }
-        meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
-                "elapsed_s": round(self.elapsed, 3)}
-        folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
-        weights = {"g": self.G.state_dict(), "g_ema": self.G_ema.state_dict(), "d": self.D.state_dict()}
-        ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
-        if name is None:
-            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-            if self._rollback_on() and self.watchdog.healthy():
-                ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, self.model_config(), state, meta)
-        return folder
 
-    def _load(self, folder: Path, restore_rng: bool = True) -> None:
-        for key, net in (("g", self.G), ("g_ema", self.G_ema), ("d", self.D)):
-            net.load_state_dict(ckpt.load_weights(folder, key))
-        s = ckpt.load_state(folder)
-        self.opt_g.load_state_dict(s["opt_g"])
-        self.opt_d.load_state_dict(s["opt_d"])
-        self.step, self.d_steps = int(s["step"]), int(s["d_steps"])
-        self.images_seen = int(s["images_seen"])
-        if not restore_rng:  # a rollback: same weights, but new batches and noise from here on
+    def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
+        self.d_steps = int(s["d_steps"])
+        if not full:  # a rollback keeps the watchdog's and evaluator's own history
             return
-        self.elapsed = float(s["elapsed"])
-        self.batcher.load_state_dict(s["batcher"])
-        self.noise_gen.set_state(s["noise_gen"])
-        torch.set_rng_state(s["torch_rng"])
-        if self.device.type == "cuda" and s.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
         if self.watchdog and s.get("watchdog"):
             self.watchdog.load_state_dict(s["watchdog"])
             if self.watchdog.loss_override:
                 self.loss = LOSSES.get(self.watchdog.loss_override)
         if self.evaluator and s.get("evaluator"):
             self.evaluator.load_state_dict(s["evaluator"])
-        self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
+    def _after_save(self, weights, state, meta) -> None:
+        if self._rollback_on() and self.watchdog.healthy():
+            ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, self.model_config(), state, meta)
 
     # ---- in-training evaluation ---------------------------------------------------------
     @torch.no_grad()
