@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     t = sub.add_parser("train", help="train a GAN (default: DCGAN on the embedded MNIST, 5 minutes)",
-                       description="Train a GAN. PRESET is a shipped preset name (see 'ganforge presets') or a "
+                       description="Train a GAN, or with task=inpaint (preset mnist-inpaint) an image-completion "
+                                   "network. PRESET is a shipped preset name (see 'ganforge presets') or a "
                                    "YAML file; key=value items override config keys, e.g. train.steps=2000.")
     t.add_argument("items", nargs="*", metavar="[PRESET] [key=value ...]")
     t.add_argument("--minutes", type=float, help="wall-clock budget (same as train.minutes=M)")
