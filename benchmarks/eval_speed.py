@@ -30,17 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-class TensorImages(torch.utils.data.Dataset):
-    def __init__(self, x):
-        self.x = x
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
-
-
 def paired_times(fn_a, fn_b, repeats):
     """Medians of A and B timed alternately (A, B, A, B, ...) so machine noise hits both alike."""
     ta, tb, oa, ob = [], [], None, None
@@ -116,6 +105,8 @@ def main(argv=None):
 
         def ours():
             return evaluate(fake, real, metrics="fid", features="mnist", cache_dir=tmp, coverage=False)
+
+        from ganforge.metrics.fidelity_bridge import TensorImages
 
         register_torch_fidelity()
         kw = dict(feature_extractor="ganforge-mnist", fid=True, cuda=False, verbose=False, save_cpu_ram=True,

@@ -58,19 +58,6 @@ def blur(x: torch.Tensor, k: int = 5, sigma: float = 1.5) -> torch.Tensor:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
-class TensorImages(torch.utils.data.Dataset):
-    """uint8 [N, C, H, W] as a torch-fidelity input dataset."""
-
-    def __init__(self, x):
-        self.x = x
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i]
-
-
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
@@ -156,6 +143,8 @@ def test_kid_equals_the_unbiased_mmd_formula(feats):
 def test_evaluate_equals_torch_fidelity_calculate_metrics(sets, space):
     """The same numbers as torch-fidelity's own pipeline with ganforge-mnist registered in it."""
     import torch_fidelity
+
+    from ganforge.metrics.fidelity_bridge import TensorImages
 
     register_torch_fidelity()
     register_torch_fidelity()  # idempotent

@@ -6,8 +6,11 @@ own API works in ganforge's feature spaces::
     import torch_fidelity
     from ganforge.metrics import register_torch_fidelity
     register_torch_fidelity()
-    torch_fidelity.calculate_metrics(input1=..., input2=..., fid=True, kid=True, isc=True,
-                                     feature_extractor="ganforge-mnist", cuda=False)
+    torch_fidelity.calculate_metrics(input1=TensorImages(fake), input2=TensorImages(real), fid=True,
+                                     kid=True, isc=True, feature_extractor="ganforge-mnist", cuda=False)
+
+(:class:`TensorImages`: uint8 [N, C, H, W] tensors, e.g. ``GeneratorHandle.sample_uint8``, as the
+dataset torch-fidelity reads; ``torch.utils.data.TensorDataset`` yields tuples, which it refuses.)
 
 * ``ganforge-mnist``: the shipped MNIST classifier; layers ``"128"`` (FID/KID/PR) and ``"logits"`` (IS).
 * ``ganforge-inception-v3-compat``: torch-fidelity's InceptionV3 unchanged, except that weights are
@@ -28,6 +31,19 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input
 
 MNIST_NAME = "ganforge-mnist"
+
+
+class TensorImages(torch.utils.data.Dataset):
+    """uint8 images [N, C, H, W] as a torch-fidelity input (one uint8 [C, H, W] tensor per item)."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
 INCEPTION_NAME = "ganforge-inception-v3-compat"
 RANDOM_INIT = object()  # sentinel: keep the random initialisation (throughput measurements only)
 

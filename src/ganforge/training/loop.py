@@ -179,7 +179,7 @@ class TrainingLoop:
     def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
         """Restore ``_extra_state``; ``full=False`` for a rollback (weights and counters only)."""
 
-    def _after_save(self, weights, state, meta) -> None:
+    def _after_save(self, weights, model_config, state, meta) -> None:
         """Called after each numbered checkpoint (the GAN trainer keeps a last known-good copy)."""
 
     def save(self, name: Optional[str] = None) -> Path:
@@ -200,10 +200,11 @@ class TrainingLoop:
                 "elapsed_s": round(self.elapsed, 3)}
         folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
         weights = {key: net.state_dict() for key, net in self._nets().items()}
-        ckpt.save_checkpoint(folder, weights, self.model_config(), state, meta)
+        model_config = self.model_config()
+        ckpt.save_checkpoint(folder, weights, model_config, state, meta)
         if name is None:
             ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-            self._after_save(weights, state, meta)
+            self._after_save(weights, model_config, state, meta)
         return folder
 
     def _load(self, folder: Path, restore_rng: bool = True) -> None:

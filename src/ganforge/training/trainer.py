@@ -335,9 +335,9 @@ class Trainer(TrainingLoop):
         if self.evaluator and s.get("evaluator"):
             self.evaluator.load_state_dict(s["evaluator"])
 
-    def _after_save(self, weights, state, meta) -> None:
+    def _after_save(self, weights, model_config, state, meta) -> None:
         if self._rollback_on() and self.watchdog.healthy():
-            ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, self.model_config(), state, meta)
+            ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, model_config, state, meta)
 
     # ---- in-training evaluation ---------------------------------------------------------
     @torch.no_grad()
