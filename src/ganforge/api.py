@@ -21,8 +21,7 @@ from ganforge.training.monitor import to_uint8
 ConfigLike = Union[Config, Dict[str, Any], None]
 
 
-class LabelError(ValueError):
-    """Class labels that do not fit the generator (unknown class, labels for an unconditional model)."""
+from ganforge.errors import LabelError  # noqa: E402,F401  (re-exported)
 
 
 def train(

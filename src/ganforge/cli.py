@@ -15,19 +15,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class UsageError(ValueError):
-    """A bad command-line argument found after parsing."""
-
-
-def _user_errors():
-    from ganforge.api import LabelError
-    from ganforge.config import ConfigError
-    from ganforge.data import DataError
-    from ganforge.apps.inpaint import InpaintError
-    from ganforge.metrics import EvalError
-    from ganforge.training import RunError, TrainingError
-
-    return (ConfigError, DataError, RunError, TrainingError, LabelError, EvalError, InpaintError)
+from ganforge.errors import GanforgeError, UsageError  # noqa: E402
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -367,10 +355,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except _user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as e:
+    except GanforgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -21,8 +21,7 @@ import yaml
 DEFAULT_MINUTES = 5.0  # budget used when no steps/kimg/epochs/minutes is given
 
 
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; the message names the key."""
+from ganforge.errors import ConfigError  # noqa: E402,F401  (re-exported)
 
 
 @dataclass

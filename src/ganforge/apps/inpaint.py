@@ -87,8 +87,7 @@ ImageLike = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]
 Box = Tuple[int, int, int, int]
 
 
-class InpaintError(ValueError):
-    """A problem with the inputs of an image completion that the user can fix (one line)."""
+from ganforge.errors import InpaintError  # noqa: E402,F401  (re-exported)
 
 
 # =============================================================================================

@@ -8,8 +8,7 @@ from typing import List, Optional, Tuple
 import torch
 
 
-class DataError(ValueError):
-    """A data problem the user can fix; the message names the file, folder or key."""
+from ganforge.errors import DataError  # noqa: F401  (re-exported)
 
 
 @dataclass

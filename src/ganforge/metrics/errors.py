@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 
-class EvalError(ValueError):
-    """An evaluation problem the user can fix; the message is one line and says what to do."""
+from ganforge.errors import EvalError
+
+__all__ = ["EvalError"]

@@ -19,8 +19,7 @@ MIN_BASE = 3  # smallest side of the coarsest feature map
 MIN_STAGES = 2  # fewest 2x resolution stages
 
 
-class ModelBuildError(ValueError):
-    """The requested combination of model options cannot be built; the message says what to change."""
+from ganforge.errors import ModelBuildError  # noqa: E402,F401  (re-exported)
 
 
 class ModelSizeError(ModelBuildError):

@@ -32,8 +32,7 @@ STEP_RE = re.compile(r"^step-(\d{8})$")
 WEIGHT_FILES = {"g": "generator.safetensors", "g_ema": "generator_ema.safetensors", "d": "discriminator.safetensors"}
 
 
-class RunError(ValueError):
-    """A folder that is not a ganforge run, or a checkpoint that cannot be used."""
+from ganforge.errors import RunError  # noqa: E402,F401  (re-exported)
 
 
 def _fsync_file(path: Path) -> None:

@@ -31,8 +31,7 @@ from ganforge.training.monitor import make_grid_uint8, plot_curves, save_png, to
 from ganforge.training.watchdog import Event, Watchdog
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the losses became NaN); the message says why and what to try."""
+from ganforge.errors import TrainingError  # noqa: E402,F401  (re-exported)
 
 
 # keys that may change when a run is resumed; everything else is fixed by the run
