@@ -62,7 +62,7 @@ def generate(run, n, seed=0):
 
         h = load_generator(run)
         return h.sample_uint8(n, seed=seed, batch_size=500), f"run {h.checkpoint_path}"
-    from ganforge.config import resolve
+    from ganforge.tasks import resolve
     from ganforge.models import build_models
 
     cfg = resolve(None, ["data.size=32"])
@@ -90,7 +90,7 @@ def main(argv=None):
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import evaluate, get_feature_space, register_torch_fidelity
-    from ganforge.metrics.features import find_inception_weights
+    from ganforge.metrics.inception_weights import find_inception_weights
 
     print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, torch-fidelity {torch_fidelity.__version__}")
     real = load_dataset(DataConfig(size=[32, 32])).images  # the reference a 32x32 MNIST run uses

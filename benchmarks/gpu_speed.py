@@ -16,8 +16,8 @@ import torch
 
 
 def measure(overrides, steps: int, warmup: int) -> float:
-    from ganforge.config import resolve
-    from ganforge.training import Trainer
+    from ganforge.tasks import resolve
+    from ganforge.tasks.gan import GanTrainer as Trainer
 
     tr = Trainer(resolve(ARGS.preset, overrides + ["train.progress=false", "train.tensorboard=false"]),
                  dry_run=True, log=lambda m: print("   ", m))

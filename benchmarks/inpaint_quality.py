@@ -154,8 +154,8 @@ def train_gan(minutes: float, runs_dir: Path) -> Path:
 
 
 def train_net(overrides: List[str], runs_dir: Path, what: str) -> Path:
-    from ganforge.config import resolve
-    from ganforge.training.inpaint_trainer import InpaintTrainer
+    from ganforge.tasks import resolve
+    from ganforge.tasks.inpaint import InpaintTrainer
 
     t0 = time.perf_counter()
     cfg = resolve(None, ["task=inpaint", "train.progress=false", "train.tensorboard=false", "train.threads=1",
@@ -289,16 +289,12 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     gan = Path(args.gan) if args.gan else (train_gan(args.minutes, runs_dir) if args.minutes and not args.no_mnist else None)
-    import importlib.util
 
-    have_net_module = importlib.util.find_spec("ganforge.models.inpaint") is not None
-    if not have_net_module:
-        print("# ganforge.models.inpaint is absent: no completion-network figures", flush=True)
     net = Path(args.net) if args.net else None
-    if net is None and args.minutes and have_net_module and not args.no_mnist:
+    if net is None and args.minutes and not args.no_mnist:
         net = train_net(["data.heldout=2000", "data.part=train", f"train.minutes={args.minutes}"], runs_dir, "MNIST")
     net_rgb = Path(args.net_rgb) if args.net_rgb else None
-    if net_rgb is None and args.minutes and have_net_module and not args.no_photos:
+    if net_rgb is None and args.minutes and not args.no_photos:
         net_rgb = train_photo_net(args.minutes, runs_dir, args.photo_overrides.split())
 
     # ---- MNIST ----

@@ -35,7 +35,7 @@ def main() -> None:
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import evaluate, get_feature_space
-    from ganforge.training.checkpoint import list_checkpoints, read_json
+    from ganforge.runs import list_checkpoints, read_json
 
     if args.run:
         run = Path(args.run)

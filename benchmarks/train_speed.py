@@ -59,7 +59,7 @@ def torchvision_mnist_root(tmp: Path) -> Path:
 
 
 def build(size: int, width: int):
-    from ganforge.config import resolve
+    from ganforge.tasks import resolve
     from ganforge.models import build_models
 
     cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100"])
@@ -100,8 +100,8 @@ def baseline_images_per_s(root: Path, size: int, width: int, steps: int, workers
 
 
 def ganforge_trainer(size: int, width: int, extra=()):
-    from ganforge.config import resolve
-    from ganforge.training.trainer import Trainer
+    from ganforge.tasks import resolve
+    from ganforge.tasks.gan import GanTrainer as Trainer
 
     cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100",
                          "train.batch_size=64", "train.steps=1", f"train.threads={torch.get_num_threads()}", *extra])
@@ -145,7 +145,7 @@ def main() -> None:
         root = torchvision_mnist_root(Path(tmp))
         base = {w: [] for w in args.workers}
         ours, ours_amp = [], []
-        from ganforge.training.loop import cpu_bf16_supported
+        from ganforge.training.parts import cpu_bf16_supported
 
         amp = not args.no_amp and cpu_bf16_supported()
         if not amp:

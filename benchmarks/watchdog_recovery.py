@@ -38,7 +38,7 @@ def main() -> None:
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import evaluate, get_feature_space
-    from ganforge.training import TrainingError
+    from ganforge.errors import TrainingError
 
     space = get_feature_space("mnist")
     real = load_dataset(DataConfig())

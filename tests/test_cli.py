@@ -10,16 +10,16 @@ import pytest
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.training import checkpoint as ckpt
+from ganforge import runs
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     from tests.conftest import TINY
 
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", *TINY, "train.steps=4", "--runs-dir", str(runs)]) == 0
-    return next(runs.iterdir())
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert main(["train", *TINY, "train.steps=4", "--runs-dir", str(runs_dir)]) == 0
+    return next(runs_dir.iterdir())
 
 
 def test_train_prints_run_folder_last(tmp_path, tiny_overrides, capsys):
@@ -86,6 +86,39 @@ def test_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypatch)
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], [], ["train", "--help"], ["sample", "--help"], ["sample"], ["sample", "RUN"],
+     ["interpolate", "RUN", "--bogus"], ["info"], ["presets", "--help"], ["nosuchverb"]],
+)
+def test_parsing_does_not_import_torch(argv):
+    """Help texts and argument errors come at once: torch (seconds to import) is loaded only to run a verb."""
+    code = ("import sys\nfrom ganforge.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_info_and_old_run_folder(tmp_path, capsys):
+    """A run folder written by an older ganforge (tests/fixtures/v0-gan-run) still samples, walks and describes."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "v0-gan-run", run)
+    assert main(["info", str(run), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["run"] == str(run) and info["model"]["arch"] == "dcgan" and info["best"] is None
+    assert [c["step"] for c in info["checkpoints"]] == [4] and info["last_metrics"]["step"] == 4
+    assert main(["sample", str(run), "--class", "all", "--n", "2", "--out", str(tmp_path / "s.npz")]) == 0
+    z = np.load(tmp_path / "s.npz")
+    assert z["arr_0"].shape == (20, 28, 28, 1) and list(z["arr_1"]) == [c for c in range(10) for _ in range(2)]
+    assert main(["interpolate", str(run), "--rows", "2", "--steps", "3"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run / "interpolation.png")
+
+
 def test_sample_rejects_unknown_output_kind(run_dir, tmp_path, capsys):
     assert main(["sample", str(run_dir), "--out", str(tmp_path / "x.jpg")]) == 2
     assert "expected a .png file (grid), a .npz file, or a folder" in capsys.readouterr().err
@@ -107,8 +140,8 @@ def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path, tiny_overrides):
     assert proc.returncode == 130, err
     assert out.strip().splitlines()[-1] == str(run)
     assert "Traceback" not in err and "--resume" in err
-    cks = ckpt.list_checkpoints(run)
-    assert len(cks) == 1 and ckpt.step_of(cks[0]) > 0
-    step = ckpt.step_of(cks[0])
+    cks = runs.list_checkpoints(run)
+    assert len(cks) == 1 and runs.step_of(cks[0]) > 0
+    step = runs.step_of(cks[0])
     assert main(["train", "--resume", str(run), f"train.steps={step + 2}"]) == 0
-    assert ckpt.step_of(ckpt.list_checkpoints(run)[-1]) == step + 2
+    assert runs.step_of(runs.list_checkpoints(run)[-1]) == step + 2

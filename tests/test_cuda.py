@@ -10,9 +10,9 @@ import torch
 
 import ganforge
 from ganforge.api import load_generator
-from ganforge.config import resolve
-from ganforge.training import Trainer
-from ganforge.training import checkpoint as ckpt
+from ganforge.tasks import resolve
+from ganforge.tasks.gan import GanTrainer as Trainer
+from ganforge import runs as ckpt
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

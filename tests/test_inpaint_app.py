@@ -9,7 +9,6 @@ from ganforge.apps.blend import blend, solve_poisson
 from ganforge.apps.inpaint import (
     InpaintError,
     LatentInpainter,
-    compare_layout,
     complete_batch,
     contextual_weights,
     inpaint,
@@ -17,13 +16,19 @@ from ganforge.apps.inpaint import (
     inpaint_folder,
     load_completer,
 )
-from ganforge.apps.inpaint_cli import main as cli_main
+from ganforge.cli import main as ganforge_main
+from ganforge.imaging import compare_layout
 
 TINY_GAN = [
     "data.limit=256", "model.z_dim=8", "model.g_width=8", "model.d_width=8", "train.batch_size=16",
     "train.steps=20", "train.progress=false", "train.tensorboard=false", "eval.every_kimg=0",
 ]
 FAST = dict(steps=15, restarts=2)
+
+
+def cli_main(argv):
+    """``ganforge inpaint ARGV``."""
+    return ganforge_main(["inpaint", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +45,12 @@ def rgb_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def net_run(tmp_path_factory):
-    """A tiny completion network (task=inpaint), or a skip while that module is absent."""
-    pytest.importorskip("ganforge.models.inpaint")
-    from ganforge.config import resolve
-    from ganforge.training.inpaint_trainer import InpaintTrainer
+    """A tiny completion network (task=inpaint)."""
+    from ganforge.tasks import get_task, resolve
 
     cfg = resolve(None, ["task=inpaint", "data.limit=64", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
                          "train.steps=4", "train.progress=false", "train.tensorboard=false"])
-    return InpaintTrainer(cfg, runs_dir=tmp_path_factory.mktemp("net"), log=lambda m: None).run()
+    return get_task("inpaint").trainer(cfg, runs_dir=tmp_path_factory.mktemp("net"), log=lambda m: None).run()
 
 
 def digit_image(size=(40, 36), mode="L", seed=0):
@@ -108,7 +111,7 @@ def test_model_size_input_and_arrays(grey_run):
     m[7:21, 7:21] = True
     out = inpaint(grey_run, a, mask=m, blend="none", **FAST)
     assert out.size == (28, 28) and np.array_equal(np.asarray(out)[~m], a[~m])
-    from ganforge.training.checkpoint import find_checkpoint
+    from ganforge.runs import find_checkpoint
 
     folder = find_checkpoint(grey_run, "last")  # a checkpoint folder works as the model too
     again = inpaint(folder, a, mask=m, blend="none", **FAST)
@@ -232,6 +235,18 @@ def test_errors_each_say_what_is_wrong(grey_run, rgb_run, tmp_path):
         inpaint(rgb_run, grey, box=(1, 1, 5, 5), steps=1, restarts=1)
     with pytest.raises(ValueError, match="does not exist"):
         inpaint(tmp_path / "no_run", grey, box=(1, 1, 5, 5))
+
+
+def test_imaging_errors_reach_inpaint_callers_as_inpaint_errors(grey_run, tmp_path):
+    """ganforge.imaging raises ImageError; the same problem met by inpaint is an InpaintError (same message)."""
+    from ganforge.errors import GanforgeError, ImageError
+    from ganforge.imaging import box_mask
+
+    with pytest.raises(ImageError, match="out of bounds of the 40x36 image") as e:
+        box_mask((30, 0, 20, 10), (40, 36))
+    assert isinstance(e.value, GanforgeError) and not isinstance(e.value, InpaintError)
+    with pytest.raises(InpaintError, match="out of bounds of the 40x36 image"):
+        inpaint(grey_run, digit_image((40, 36)), box=(30, 0, 20, 10))
 
 
 # ---- folders and the comparison picture ------------------------------------------------------

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.config import resolve
+from ganforge.tasks import resolve
 from ganforge.models.inpaint import (
     INPAINT_MODELS,
     GatedUNet,
@@ -12,12 +12,11 @@ from ganforge.models.inpaint import (
     PartialUNet,
     PatchDiscriminator,
     build_inpainter,
-    load_inpainter,
     plan_levels,
 )
 from ganforge.models.layers import ModelBuildError
-from ganforge.training import RunError
-from ganforge.training.inpaint_trainer import InpaintTrainer
+from ganforge.errors import RunError
+from ganforge.tasks.inpaint import InpaintTrainer, load_inpainter
 from ganforge.training.masks import box_mask, center_box_mask, random_masks
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 48, 64)]
@@ -135,13 +134,14 @@ def test_discriminator_is_spectrally_normalised():
     assert convs and all(hasattr(c, "parametrizations") for c in convs)
 
 
-def test_build_inpainter_from_config():
-    cfg = resolve(None, ["task=inpaint", "inpaint.arch=partial", "inpaint.width=8", "inpaint.d_width=4"])
-    g, d = build_inpainter(cfg, (3, 48, 64))
+def test_build_inpainter():
+    g, d = build_inpainter("partial", (3, 48, 64), width=8, d_width=4)
     assert isinstance(g, PartialUNet) and g.width == 8 and g.levels == 3
     assert isinstance(d, PatchDiscriminator)
     with pytest.raises(ModelBuildError, match="multiples of 4"):
-        build_inpainter(cfg, (3, 50, 64))
+        build_inpainter("partial", (3, 50, 64))
+    with pytest.raises(ModelBuildError, match="inpaint.arch"):
+        build_inpainter("nope", (3, 48, 64))
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ganforge.config import ConfigError, resolve
-from ganforge.models.inpaint import load_inpainter
-from ganforge.training import checkpoint as ckpt
-from ganforge.training.inpaint_trainer import InpaintTrainer
+from ganforge.config import ConfigError
+from ganforge.tasks import resolve
+from ganforge.tasks.inpaint import load_inpainter
+from ganforge import runs as ckpt
+from ganforge.tasks.inpaint import InpaintTrainer
 
 TINY = [
     "task=inpaint", "data.limit=256", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
@@ -33,8 +34,8 @@ def train(overrides, runs_dir=None, resume=None, **kw):
 def weights(run):
     folder = ckpt.find_checkpoint(run, "last")
     out = {}
-    for key in ("g", "g_ema", "d"):
-        out.update({f"{key}.{k}": v for k, v in load_file(folder / ckpt.WEIGHT_FILES[key]).items()})
+    for key in ("generator", "generator_ema", "discriminator"):
+        out.update({f"{key}.{k}": v for k, v in load_file(ckpt.weights_path(folder, key)).items()})
     return out, ckpt.load_state(folder)
 
 
@@ -125,7 +126,7 @@ def test_ema_weights_are_kept_and_optional(tmp_path):
     wr = [p.detach().clone() for p in raw.module.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(wh, wr))
     run = train(["train.steps=4", "train.ema_decay=0"], tmp_path)
-    assert not (ckpt.find_checkpoint(run) / ckpt.WEIGHT_FILES["g_ema"]).exists()
+    assert not (ckpt.find_checkpoint(run) / "generator_ema.safetensors").exists()
     h = load_inpainter(run)  # falls back to the trained weights
     assert not h.ema
     sd, saved = h.module.state_dict(), load_file(ckpt.find_checkpoint(run) / "generator.safetensors")

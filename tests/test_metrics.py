@@ -13,13 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ganforge.cli import main as ganforge_main
 from ganforge.config import DataConfig
 from ganforge.data import load_dataset
 from ganforge.metrics import EvalError, TrainingEvaluator, evaluate, get_feature_space, register_torch_fidelity
 from ganforge.metrics import compute as C
-from ganforge.metrics.cli import main as eval_main
-from ganforge.metrics.features import find_inception_weights, inception_cache_path
+from ganforge.metrics.inception_weights import find_inception_weights, inception_cache_path
 from ganforge.metrics.mnist_classifier import load_classifier, metadata, to_classifier_input, weights_bytes
+
+
+def eval_main(argv):
+    """``ganforge eval ARGV``."""
+    return ganforge_main(["eval", *argv])
 
 
 # ------------------------------------------------------------------------------------------

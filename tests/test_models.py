@@ -3,7 +3,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from ganforge.config import ConfigError, ModelConfig, resolve
+from ganforge.config import ConfigError
+from ganforge.tasks import resolve
+from ganforge.tasks.gan import ModelConfig
 from ganforge.models import MODELS, build_models
 from ganforge.models.dcgan import ModelSizeError, plan_stages
 
@@ -63,7 +65,7 @@ def test_dcgan_stage_plan():
 
 
 def test_unbuildable_size_is_a_config_error():
-    from ganforge.training.trainer import Trainer
+    from ganforge.tasks.gan import GanTrainer as Trainer
 
     class Data:
         images = torch.zeros(8, 1, 30, 30, dtype=torch.uint8)

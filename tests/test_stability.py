@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from ganforge.config import resolve
-from ganforge.training.trainer import Trainer, ema_update
+from ganforge.tasks import resolve
+from ganforge.tasks.gan import GanTrainer as Trainer
+from ganforge.training.parts import ema_update
 
 
 def trainer(tiny, extra, data=None):
@@ -125,7 +126,7 @@ def test_watchdog_detects_discriminator_domination(tmp_path):
 
 def test_watchdog_stop_action_stops_with_a_diagnosis(tmp_path):
     import ganforge
-    from ganforge.training import TrainingError
+    from ganforge.errors import TrainingError
 
     with pytest.raises(TrainingError, match=r"stopped by the watchdog at step \d+: the discriminator has won"):
         ganforge.train(overrides=UNSTABLE + ["watchdog.action=stop"], runs_dir=tmp_path)

@@ -9,16 +9,16 @@ from safetensors.torch import load_file
 import ganforge
 from ganforge.api import load_generator
 from ganforge.config import ConfigError
-from ganforge.training import RunError
-from ganforge.training import checkpoint as ckpt
-from ganforge.training.loop import cpu_bf16_supported
+from ganforge.errors import RunError
+from ganforge import runs as ckpt
+from ganforge.training.parts import cpu_bf16_supported
 
 
 def weights(run, which="last"):
     folder = ckpt.find_checkpoint(run, which)
     out = {}
-    for key, fname in ckpt.WEIGHT_FILES.items():
-        out.update({f"{key}.{k}": v for k, v in load_file(folder / fname).items()})
+    for key in ("generator", "generator_ema", "discriminator"):
+        out.update({f"{key}.{k}": v for k, v in load_file(ckpt.weights_path(folder, key)).items()})
     return out, ckpt.load_state(folder)
 
 
@@ -179,8 +179,8 @@ def test_every_gan_preset_trains(preset, tmp_path, tiny_overrides):
 def test_bfloat16_autocast_on_a_cpu_that_supports_it(tmp_path, tiny_overrides):
     """train.amp=true on a bfloat16 CPU: activations in bfloat16, weights and losses float32 and finite,
     and the run still resumes exactly (the CPU kernels are deterministic)."""
-    from ganforge.config import resolve
-    from ganforge.training.trainer import Trainer
+    from ganforge.tasks import resolve
+    from ganforge.tasks.gan import GanTrainer as Trainer
 
     tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true"]), dry_run=True, log=lambda m: None)
     assert tr.amp
@@ -205,11 +205,11 @@ def test_bfloat16_autocast_on_a_cpu_that_supports_it(tmp_path, tiny_overrides):
 def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
     """amp needs CUDA or a bfloat16 CPU, and compile may fail: both fall back to plain float32 eager
     training, with a message."""
-    from ganforge.config import resolve
-    from ganforge.training import loop
-    from ganforge.training.trainer import Trainer
+    from ganforge.tasks import resolve
+    from ganforge.training import parts
+    from ganforge.tasks.gan import GanTrainer as Trainer
 
-    monkeypatch.setattr(loop, "cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr(parts, "cpu_bf16_supported", lambda: False)
 
     def broken_compile(module):
         def fails(*args):

@@ -1,7 +1,7 @@
 """The watchdog's rules on synthetic signals (the training-level tests are in test_stability.py)."""
 import math
 
-from ganforge.config import WatchdogConfig
+from ganforge.training.watchdog import WatchdogConfig
 from ganforge.training.watchdog import Watchdog
 
 

@@ -1,32 +1,52 @@
-"""Configuration: typed dataclasses, YAML presets and ``key=value`` overrides.
+"""Configuration machinery: typed sections, YAML presets, ``key=value`` overrides, loud errors.
 
-A run is described by one :class:`Config`. It is built from the defaults below, then a
-preset (a shipped name such as ``mnist`` or a path to a YAML file), then dotted overrides
-(``train.batch_size=128``). Every step is checked: an unknown key names the allowed keys,
-a wrong type or out-of-range value names the key and what was expected.
+A run is described by one :class:`Config`: its ``task``, an optional ``name`` and one typed
+*section* (a dataclass) per group of keys. Which sections a run has is decided by its task
+(:mod:`ganforge.tasks`): every task uses the shared sections defined here (``data``, ``train``,
+``g_optim``, ``d_optim``; ``eval`` where it evaluates) and adds its own (``model``, ``loss``,
+``inpaint``, ...). A config is built from defaults, then a preset (a shipped name such as
+``default`` or a path to a YAML file), then dotted overrides (``train.batch_size=128``).
+Every step is checked: an unknown key names the allowed keys, a wrong type or out-of-range value
+names the key and what was expected, a section that the task does not use is refused.
+
+This module knows no task, model or dataset (it imports nothing of ganforge but the errors);
+:func:`ganforge.tasks.resolve` puts a task's sections together with :func:`build`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from ganforge.errors import ConfigError
 
 DEFAULT_MINUTES = 5.0  # budget used when no steps/kimg/epochs/minutes is given
+TOP_LEVEL = ("name", "task")  # the keys that are not in a section
 
 
-from ganforge.errors import ConfigError  # noqa: E402,F401  (re-exported)
+class Section:
+    """Base of the config sections. A section is a dataclass whose fields are its keys;
+    :meth:`check` validates (and may normalise) its own values, ``key`` being the section's
+    name in the config (``g_optim`` and ``d_optim`` share one class)."""
+
+    def check(self, key: str) -> None:  # pragma: no cover - every section overrides it
+        pass
+
+
+# ------------------------------------------------------------------------------------------
+# the shared sections
 
 
 @dataclass
-class DataConfig:
-    dataset: str = "mnist-embedded"  # mnist-embedded | mnist | fashion-mnist | cifar10 | folder
+class DataConfig(Section):
+    dataset: str = "mnist-embedded"  # mnist-embedded | mnist | fashion-mnist | cifar10 | folder (ganforge.data.DATASETS)
     root: Optional[str] = None  # folder of files (mnist/fashion-mnist/cifar10 root, or image folder)
     split: str = "train"  # train | test (file datasets)
     download: bool = False  # download mnist/fashion-mnist/cifar10 with torchvision when missing
@@ -41,45 +61,46 @@ class DataConfig:
     part: str = "all"  # ... and use: all | train (without the held-out images) | heldout (only them)
     split_seed: int = 0  # seed of the held-out choice (0 matches the shipped MNIST classifier's split)
 
-
-@dataclass
-class ModelConfig:
-    arch: str = "dcgan"  # registry name: dcgan | mlp | resnet
-    z_dim: int = 100
-    g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, resnet 64, mlp 256)
-    d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
-    g_norm: str = "batch"  # batch | none
-    d_norm: str = "batch"  # batch | none | spectral
-    conditional: bool = False  # class-conditional G and D; labels come from the dataset
-    num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
-    g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
-    d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)
-    mbstd: bool = False  # minibatch standard-deviation feature in D (Karras et al. 2018)
-
-
-@dataclass
-class LossConfig:
-    name: str = "non-saturating"  # minimax | non-saturating | hinge | wgan-gp | lsgan
-    gp_weight: Optional[float] = None  # gradient penalty weight; None -> 10 for wgan-gp, else 0
-    r1_gamma: float = 0.0  # R1 penalty weight on real images (0 = off)
-    r1_every: int = 1  # apply R1 every k discriminator steps (lazy regularisation)
-    label_smoothing: float = 0.0  # one-sided: real targets 1 - s for the logistic D loss (Salimans et al. 2016)
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
-    instance_noise_steps: int = 0  # anneal the noise linearly to 0 over this many steps (0 = constant)
-    acgan_weight: float = 1.0  # weight of the auxiliary classification loss (d_cond=acgan)
+    def check(self, key: str = "data") -> None:
+        # the dataset name is checked against ganforge.data.DATASETS by the task (tasks.base.Task.validate)
+        choice(f"{key}.split", self.split, ["train", "test"])
+        choice(f"{key}.resize", self.resize, ["nearest", "bilinear", "bicubic", "lanczos", "box"])
+        choice(f"{key}.crop", self.crop, ["center", "stretch"])
+        if self.channels is not None:
+            choice(f"{key}.channels", self.channels, [1, 3])
+        if self.size is not None:
+            if len(self.size) != 2 or any(s < 4 or s > 4096 for s in self.size):
+                raise ConfigError(f"{key}.size: expected height and width between 4 and 4096, got {self.size}")
+        if self.dataset == "folder" and not self.root:
+            raise ConfigError(f"{key}.root: the 'folder' dataset needs {key}.root=PATH (a folder of images)")
+        positive(f"{key}.limit", self.limit, allow_none=True)
+        nonneg(f"{key}.heldout", self.heldout)
+        choice(f"{key}.part", self.part, ["all", "train", "heldout"])
+        if self.part != "all" and self.heldout == 0:
+            raise ConfigError(f"{key}.part={self.part} needs {key}.heldout=N (how many images to hold out)")
+        nonneg(f"{key}.split_seed", self.split_seed)
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     name: str = "adam"  # adam | rmsprop
     lr: float = 2e-4
     beta1: float = 0.5  # Adam only
     beta2: float = 0.999  # Adam only; RMSprop uses it as alpha
     weight_decay: float = 0.0
 
+    def check(self, key: str) -> None:
+        choice(f"{key}.name", self.name, ["adam", "rmsprop"])
+        positive(f"{key}.lr", self.lr)
+        for b in ("beta1", "beta2"):
+            v = getattr(self, b)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"{key}.{b}: expected a value in [0, 1), got {v}")
+        nonneg(f"{key}.weight_decay", self.weight_decay)
+
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     batch_size: int = 64
     steps: Optional[int] = None  # generator steps
     kimg: Optional[float] = None  # thousands of real images shown to D
@@ -101,213 +122,140 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
 
+    BUDGET_KEYS = ("steps", "kimg", "epochs", "minutes")
+
+    def check(self, key: str = "train") -> None:
+        positive(f"{key}.batch_size", self.batch_size)
+        for k in self.BUDGET_KEYS:
+            positive(f"{key}.{k}", getattr(self, k), allow_none=True)
+        positive(f"{key}.n_critic", self.n_critic)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"{key}.ema_decay: expected a value in [0, 1), got {self.ema_decay}")
+        for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_count"):
+            positive(f"{key}.{k}", getattr(self, k))
+        positive(f"{key}.threads", self.threads, allow_none=True)
+        if not (self.device in ("cpu", "cuda", "auto", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"{key}.device: expected cpu, cuda, cuda:N, mps or auto, got {self.device!r}")
+        if self.seed < 0:
+            raise ConfigError(f"{key}.seed: expected a non-negative integer, got {self.seed}")
+        if not self.has_budget():
+            self.minutes = DEFAULT_MINUTES
+
+    def has_budget(self) -> bool:
+        return any(getattr(self, k) is not None for k in self.BUDGET_KEYS)
+
 
 @dataclass
-class AugmentConfig:
-    policy: str = ""  # DiffAugment (Zhao et al. 2020) applied to every D input: comma list of color,translation,cutout
-    translation: float = 0.125  # max shift as a fraction of the image size
-    cutout: float = 0.5  # cutout square side as a fraction of the image size
-
-
-@dataclass
-class InpaintConfig:
-    arch: str = "gated"  # completion network: gated (gated convolutions, Yu et al. 2019) | partial (Liu et al. 2018)
-    width: int = 32  # U-Net base channels
-    d_width: int = 32  # PatchGAN discriminator base channels
-    masks: str = "mixed"  # random training masks made on the fly: box | free (strokes) | mixed
-    hole_min: float = 0.1  # smallest missing fraction of the image
-    hole_max: float = 0.5  # largest missing fraction of the image
-    l1_hole: float = 6.0  # L1 weight inside the hole (Liu et al. 2018)
-    l1_valid: float = 1.0  # L1 weight on the known pixels
-    adv_weight: float = 0.1  # adversarial (PatchGAN, hinge) weight
-
-
-@dataclass
-class EvalConfig:
+class EvalConfig(Section):
     every_kimg: float = 50.0  # evaluate while training every N thousand real images (0 = off)
     features: str = "auto"  # auto (mnist for 1-channel data, else off) | mnist | inception | none
     samples: int = 2000  # generated images per in-training evaluation
     inception_weights: Optional[str] = None  # local Inception weights file (features=inception offline)
 
-
-@dataclass
-class WatchdogConfig:
-    enabled: bool = True  # watch for collapse and divergence while training
-    action: str = "rollback"  # warn | rollback (to the last good checkpoint, lower the learning rates) | stop
-    patience: int = 200  # steps a symptom must persist before it counts
-    d_fake_min: float = 0.02  # D(G(z)) below this (D dominates) ...
-    d_real_min: float = 0.98  # ... while D(x) is above this
-    g_grad_min: float = 1e-4  # generator gradient norm below this = vanishing
-    fid_rise: float = 1.5  # in-training FID above this factor x the best so far
-    coverage_drop: int = 2  # classes covered falling this many below the best so far
-    lr_factor: float = 0.25  # learning rates are multiplied by this on each rollback (only D's when D dominates)
-    max_rollbacks: int = 3  # then stop with a diagnosis
-    switch_minimax: bool = True  # when D dominates a minimax run, a rollback also moves G to the non-saturating loss
-    check_every: int = 10  # steps between checks of the cheap signals
+    def check(self, key: str = "eval") -> None:
+        nonneg(f"{key}.every_kimg", self.every_kimg)
+        choice(f"{key}.features", self.features, ["auto", "mnist", "inception", "none"])
+        if self.samples < 2:
+            raise ConfigError(f"{key}.samples: expected at least 2, got {self.samples}")
 
 
-@dataclass
+# the sections every task has, in the order a config file lists them
+SHARED_SECTIONS: Dict[str, type] = {"data": DataConfig, "g_optim": OptimConfig, "d_optim": OptimConfig,
+                                    "train": TrainConfig}
+
+
+# ------------------------------------------------------------------------------------------
+# the config object
+
+
 class Config:
-    name: Optional[str] = None  # run folder suffix; default "<dataset>-<arch>"
-    task: str = "gan"  # gan (generate images) | inpaint (train a completion network)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    g_optim: OptimConfig = field(default_factory=OptimConfig)
-    d_optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
-    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    """A run's resolved configuration: ``task``, ``name`` and one section per key group.
 
-    # ---- construction -------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any] | None) -> "Config":
-        cfg = _from_dict(cls, d or {}, prefix="")
-        cfg.validate()
-        return cfg
+    Sections are attributes (``cfg.train.batch_size``); which ones exist depends on the task
+    (``cfg.sections()``). Build one with :func:`ganforge.resolve` (defaults <- preset <- overrides)
+    or :func:`ganforge.tasks.config_from_dict`; it is plain data that round-trips through
+    :meth:`to_dict`.
+    """
+
+    def __init__(self, task: str, sections: Mapping[str, Section], name: Optional[str] = None):
+        self.__dict__["_sections"] = dict(sections)
+        self.task = task
+        self.name = name
+
+    def __getattr__(self, key: str) -> Section:
+        sections = self.__dict__.get("_sections", {})
+        if key in sections:
+            return sections[key]
+        if key.startswith("__"):
+            raise AttributeError(key)
+        raise AttributeError(f"the {self.__dict__.get('task')!r} task's config has no section {key!r} "
+                             f"(its sections: {', '.join(sections)})")
+
+    def sections(self) -> List[str]:
+        return list(self._sections)
+
+    def __contains__(self, section: str) -> bool:
+        return section in self._sections
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Config(task={self.task!r}, sections={self.sections()})"
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        out: Dict[str, Any] = {"name": self.name, "task": self.task}
+        out.update({k: dataclasses.asdict(v) for k, v in self._sections.items()})
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def copy(self) -> "Config":
-        return Config.from_dict(self.to_dict())
-
-    def run_name(self) -> str:
-        if self.name:
-            return self.name
-        ds = {"mnist-embedded": "mnist"}.get(self.data.dataset, self.data.dataset)
-        if self.data.dataset == "folder" and self.data.root:
-            ds = Path(self.data.root).name or "folder"
-        return f"{ds}-{self.model.arch if self.task == 'gan' else 'inpaint-' + self.inpaint.arch}"
-
-    # ---- checks ---------------------------------------------------------------------------
-    def validate(self) -> None:
-        from ganforge.data import DATASETS
-        from ganforge.losses import LOSSES
-        from ganforge.models import MODELS
-
-        d, m, lo, t = self.data, self.model, self.loss, self.train
-        _choice("data.dataset", d.dataset, DATASETS.names())
-        _choice("data.split", d.split, ["train", "test"])
-        _choice("data.resize", d.resize, ["nearest", "bilinear", "bicubic", "lanczos", "box"])
-        _choice("data.crop", d.crop, ["center", "stretch"])
-        if d.channels is not None:
-            _choice("data.channels", d.channels, [1, 3])
-        if d.size is not None:
-            if len(d.size) != 2 or any(s < 4 or s > 4096 for s in d.size):
-                raise ConfigError(f"data.size: expected height and width between 4 and 4096, got {d.size}")
-        if d.dataset == "folder" and not d.root:
-            raise ConfigError("data.root: the 'folder' dataset needs data.root=PATH (a folder of images)")
-        _positive("data.limit", d.limit, allow_none=True)
-        _nonneg("data.heldout", d.heldout)
-        _choice("data.part", d.part, ["all", "train", "heldout"])
-        if d.part != "all" and d.heldout == 0:
-            raise ConfigError(f"data.part={d.part} needs data.heldout=N (how many images to hold out)")
-        _nonneg("data.split_seed", d.split_seed)
-
-        _choice("model.arch", m.arch, MODELS.names())
-        _positive("model.z_dim", m.z_dim)
-        _positive("model.g_width", m.g_width, allow_none=True)
-        _positive("model.d_width", m.d_width, allow_none=True)
-        _choice("model.g_norm", m.g_norm, ["batch", "none"])
-        _choice("model.d_norm", m.d_norm, ["batch", "none", "spectral"])
-
-        _choice("model.g_cond", m.g_cond, ["cbn", "embed"])
-        _choice("model.d_cond", m.d_cond, ["projection", "acgan"])
-        if m.num_classes < 0:
-            raise ConfigError(f"model.num_classes: expected 0 or more, got {m.num_classes}")
-
-        _choice("loss.name", lo.name, LOSSES.names())
-        if lo.gp_weight is None:
-            lo.gp_weight = 10.0 if lo.name == "wgan-gp" else 0.0
-        _nonneg("loss.gp_weight", lo.gp_weight)
-        _nonneg("loss.r1_gamma", lo.r1_gamma)
-        _positive("loss.r1_every", lo.r1_every)
-        if not 0.0 <= lo.label_smoothing < 0.5:
-            raise ConfigError(f"loss.label_smoothing: expected a value in [0, 0.5), got {lo.label_smoothing}")
-        if lo.label_smoothing > 0 and lo.name not in ("minimax", "non-saturating"):
-            raise ConfigError(
-                f"loss.label_smoothing: applies to the logistic losses (minimax, non-saturating), not {lo.name!r}"
-            )
-        _nonneg("loss.instance_noise", lo.instance_noise)
-        _nonneg("loss.instance_noise_steps", lo.instance_noise_steps)
-        _nonneg("loss.acgan_weight", lo.acgan_weight)
-        if lo.name == "wgan-gp" and lo.gp_weight == 0:
-            raise ConfigError("loss.gp_weight: wgan-gp needs a gradient penalty > 0 (10 is standard)")
-        if lo.name == "wgan-gp" and m.d_norm == "batch":
-            raise ConfigError(
-                "model.d_norm: batch norm in the critic breaks the per-sample gradient penalty of wgan-gp; "
-                "use model.d_norm=none or spectral"
-            )
-
-        for key in ("g_optim", "d_optim"):
-            o: OptimConfig = getattr(self, key)
-            _choice(f"{key}.name", o.name, ["adam", "rmsprop"])
-            _positive(f"{key}.lr", o.lr)
-            for b in ("beta1", "beta2"):
-                v = getattr(o, b)
-                if not 0.0 <= v < 1.0:
-                    raise ConfigError(f"{key}.{b}: expected a value in [0, 1), got {v}")
-            _nonneg(f"{key}.weight_decay", o.weight_decay)
-
-        _positive("train.batch_size", t.batch_size)
-        for k in ("steps", "kimg", "epochs", "minutes"):
-            _positive(f"train.{k}", getattr(t, k), allow_none=True)
-        _positive("train.n_critic", t.n_critic)
-        if not 0.0 <= t.ema_decay < 1.0:
-            raise ConfigError(f"train.ema_decay: expected a value in [0, 1), got {t.ema_decay}")
-        for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_count"):
-            _positive(f"train.{k}", getattr(t, k))
-        _positive("train.threads", t.threads, allow_none=True)
-        if not (t.device in ("cpu", "cuda", "auto", "mps") or t.device.startswith("cuda:")):
-            raise ConfigError(f"train.device: expected cpu, cuda, cuda:N, mps or auto, got {t.device!r}")
-        if t.seed < 0:
-            raise ConfigError(f"train.seed: expected a non-negative integer, got {t.seed}")
-        a = self.augment
-        ops = [p.strip() for p in a.policy.split(",") if p.strip()]
-        for op in ops:
-            _choice("augment.policy", op, ["color", "translation", "cutout"])
-        a.policy = ",".join(ops)
-        if not 0 < a.translation < 1 or not 0 < a.cutout < 1:
-            raise ConfigError("augment.translation and augment.cutout: expected fractions in (0, 1)")
-
-        _choice("task", self.task, ["gan", "inpaint"])
-        ip = self.inpaint
-        _choice("inpaint.arch", ip.arch, ["gated", "partial"])
-        _choice("inpaint.masks", ip.masks, ["box", "free", "mixed"])
-        _positive("inpaint.width", ip.width)
-        _positive("inpaint.d_width", ip.d_width)
-        if not 0 < ip.hole_min <= ip.hole_max < 1:
-            raise ConfigError(f"inpaint.hole_min/hole_max: expected 0 < min <= max < 1, got {ip.hole_min}, {ip.hole_max}")
-        for k in ("l1_hole", "l1_valid", "adv_weight"):
-            _nonneg(f"inpaint.{k}", getattr(ip, k))
-
-        e = self.eval
-        _nonneg("eval.every_kimg", e.every_kimg)
-        _choice("eval.features", e.features, ["auto", "mnist", "inception", "none"])
-        if e.samples < 2:
-            raise ConfigError(f"eval.samples: expected at least 2, got {e.samples}")
-
-        w = self.watchdog
-        _choice("watchdog.action", w.action, ["warn", "rollback", "stop"])
-        for k in ("patience", "max_rollbacks", "check_every"):
-            _positive(f"watchdog.{k}", getattr(w, k))
-        if not 0 < w.lr_factor < 1:
-            raise ConfigError(f"watchdog.lr_factor: expected a value in (0, 1), got {w.lr_factor}")
-        if w.fid_rise <= 1:
-            raise ConfigError(f"watchdog.fid_rise: expected a factor > 1, got {w.fid_rise}")
-
-        if not self.has_budget():
-            t.minutes = DEFAULT_MINUTES
+        return copy.deepcopy(self)
 
     def has_budget(self) -> bool:
-        t = self.train
-        return any(v is not None for v in (t.steps, t.kimg, t.epochs, t.minutes))
+        return self.train.has_budget()
+
+    def keys(self) -> List[str]:
+        """Every dotted key of this config (``train.batch_size``, ...), with ``name`` and ``task``."""
+        return list(TOP_LEVEL) + section_keys({k: type(v) for k, v in self._sections.items()})
+
+
+def build(d: Mapping[str, Any], schema: Mapping[str, type], task: str,
+          drop: Iterable[str] = (), known_elsewhere: Iterable[str] = ()) -> Config:
+    """A :class:`Config` of ``task`` from a nested dict, with the sections of ``schema``.
+
+    Top-level keys named in ``drop`` that are not in the schema (sections a preset or an older
+    run folder carries for other tasks) are left out; any other key outside the schema is an
+    error, worded for a section that belongs to another task when it is in ``known_elsewhere``.
+    Each section's fields are type-checked and then its :meth:`Section.check` runs.
+    """
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(d).__name__}")
+    drop, elsewhere = set(drop), set(known_elsewhere)
+    for k in d:
+        if k in TOP_LEVEL or k in schema or k in drop:
+            continue
+        if k in elsewhere:
+            raise ConfigError(f"config section {k!r} does not apply to task {task!r}; its sections: "
+                              f"{', '.join(schema)}")
+        raise ConfigError(f"unknown config key {k!r}; allowed keys: "
+                          f"{', '.join(list(TOP_LEVEL) + section_keys(schema))}")
+    sections = {}
+    for key, cls in schema.items():
+        raw = d.get(key)
+        sections[key] = _from_dict(cls, raw if raw is not None else {}, prefix=key + ".")
+        sections[key].check(key)
+    name = d.get("name")
+    if name is not None and not isinstance(name, str):
+        name = _coerce("name", name, str)
+    return Config(task, sections, name)
+
+
+def section_keys(schema: Mapping[str, type]) -> List[str]:
+    """``section.field`` for every field of every section in ``schema``."""
+    return [f"{k}.{f.name}" for k, cls in schema.items() for f in dataclasses.fields(cls)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -319,8 +267,14 @@ def preset_names() -> List[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_summary(name: str) -> str:
+    """The first comment line of a shipped preset (what ``ganforge presets`` prints)."""
+    text = (resources.files("ganforge") / "assets" / "presets" / f"{name}.yaml").read_text()
+    return next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
+
+
 def load_preset(name_or_path: str) -> Dict[str, Any]:
-    """A shipped preset by name (``mnist``) or a YAML file by path."""
+    """A shipped preset by name (``default``) or a YAML file by path, as a nested dict."""
     path = Path(name_or_path)
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
@@ -347,49 +301,37 @@ def load_preset(name_or_path: str) -> Dict[str, Any]:
     return d
 
 
+def parse_override(item: str) -> Tuple[str, Any]:
+    """``a.b=value`` -> (``a.b``, value parsed as a YAML scalar)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. train.batch_size=128")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
 def apply_overrides(d: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
-    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars)."""
-    d = _deepcopy(d)
+    """Apply ``a.b=value`` strings to a nested dict (values parsed as YAML scalars). Keys are
+    checked when the config is built, against the sections of its task."""
+    d = deepcopy(d)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.batch_size=128")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ConfigError(f"override {item!r}: empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _check_key(key)
+        key, value = parse_override(item)
         node = d
         parts = key.split(".")
+        if len(parts) > 2:
+            raise ConfigError(f"unknown config key {key!r}: keys are 'section.key' (e.g. train.steps) or 'name'/'task'")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
         node[parts[-1]] = value
     return d
-
-
-def resolve(preset: Optional[str] = None, overrides: Sequence[str] = (), base: Optional[Dict[str, Any]] = None) -> Config:
-    """Defaults <- preset <- overrides, validated."""
-    d = _deepcopy(base) if base else {}
-    if preset:
-        d = _merge(d, load_preset(preset))
-    d = apply_overrides(d, overrides)
-    return Config.from_dict(d)
-
-
-def allowed_keys(cls=Config, prefix: str = "") -> List[str]:
-    out = []
-    for f in dataclasses.fields(cls):
-        t = _hints(cls)[f.name]
-        if dataclasses.is_dataclass(t):
-            out += allowed_keys(t, prefix + f.name + ".")
-        else:
-            out.append(prefix + f.name)
-    return out
 
 
 def parse_size(value: Any) -> Optional[Tuple[int, int]]:
@@ -413,6 +355,27 @@ def parse_size(value: Any) -> Optional[Tuple[int, int]]:
 
 
 # ------------------------------------------------------------------------------------------
+# checks the sections share
+
+
+def choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def positive(key: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+
+
+def nonneg(key: str, value: Any) -> None:
+    if value is None or value < 0:
+        raise ConfigError(f"{key}: expected a number >= 0, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------------
 # internals
 
 _HINTS: Dict[type, Dict[str, Any]] = {}
@@ -424,38 +387,18 @@ def _hints(cls) -> Dict[str, Any]:
     return _HINTS[cls]
 
 
-def _check_key(key: str) -> None:
-    keys = allowed_keys()
-    sections = {k.split(".")[0] for k in keys if "." in k}
-    if key in keys:
-        return
-    head = key.split(".")[0]
-    if head in sections and key.count(".") == 1:
-        allowed = [k for k in keys if k.startswith(head + ".")]
-        raise ConfigError(f"unknown config key {key!r}; allowed keys in {head!r}: {', '.join(allowed)}")
-    raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(keys)}")
-
-
-def _from_dict(cls, d: Dict[str, Any], prefix: str):
+def _from_dict(cls, d: Any, prefix: str):
     if not isinstance(d, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(d).__name__}")
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a mapping, got {type(d).__name__}")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for k in d:
         if k not in names:
             raise ConfigError(
-                f"unknown config key {prefix + str(k)!r}; allowed keys"
-                f"{' in ' + repr(prefix.rstrip('.')) if prefix else ''}: {', '.join(prefix + n for n in names)}"
+                f"unknown config key {prefix + str(k)!r}; allowed keys in {prefix.rstrip('.')!r}: "
+                f"{', '.join(prefix + n for n in names)}"
             )
-    kwargs = {}
-    for name in names:
-        if name not in d:
-            continue
-        t = hints[name]
-        if dataclasses.is_dataclass(t):
-            kwargs[name] = _from_dict(t, d[name] if d[name] is not None else {}, prefix + name + ".")
-        else:
-            kwargs[name] = _coerce(prefix + name, d[name], t)
+    kwargs = {name: _coerce(prefix + name, d[name], hints[name]) for name in names if name in d}
     return cls(**kwargs)
 
 
@@ -467,7 +410,7 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(key, value, inner[0])
-    if key == "data.size":
+    if key.endswith(".size") and origin in (list, List):
         try:
             return list(parse_size(value))
         except (ValueError, TypeError):
@@ -514,36 +457,20 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
     return value
 
 
-def _choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
-
-
-def _positive(key: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value <= 0:
-        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
-
-
-def _nonneg(key: str, value: Any) -> None:
-    if value is None or value < 0:
-        raise ConfigError(f"{key}: expected a number >= 0, got {value!r}")
-
-
-def _merge(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
-    out = _deepcopy(a)
+def merge(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """``b`` on top of ``a``, recursively (a new dict)."""
+    out = deepcopy(a)
     for k, v in b.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
-            out[k] = _deepcopy(v)
+            out[k] = deepcopy(v)
     return out
 
 
-def _deepcopy(d: Any) -> Any:
+def deepcopy(d: Any) -> Any:
     if isinstance(d, dict):
-        return {k: _deepcopy(v) for k, v in d.items()}
+        return {k: deepcopy(v) for k, v in d.items()}
     if isinstance(d, list):
-        return [_deepcopy(v) for v in d]
+        return [deepcopy(v) for v in d]
     return d

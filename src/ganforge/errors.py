@@ -41,6 +41,10 @@ class EvalError(GanforgeError, ValueError):
     """An evaluation problem the user can fix; the message is one line and says what to do."""
 
 
+class ImageError(GanforgeError, ValueError):
+    """An image, mask or box that cannot be read, written or used; the message names it."""
+
+
 class InpaintError(GanforgeError, ValueError):
     """A problem with the inputs of an image completion that the user can fix (one line)."""
 

@@ -3,8 +3,17 @@
     from ganforge.apps import inpaint
     out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))   # PIL.Image
 
-``inpaint`` / ``inpaint_folder`` / ``InpaintError`` live in :mod:`ganforge.apps.inpaint`; they are
-imported on first use, so importing this package loads nothing.
+One module per job:
+
+    inpaint    complete images (``inpaint``, ``inpaint_detailed``, ``inpaint_folder``) with a GAN run or a
+               completion network
+    latent     the latent search a GAN run completes images with (Yeh et al. 2017)
+    blend      how a fill meets the known pixels (Poisson, feathered, none)
+    generate   samples and latent interpolations of a generator, written as files
+    info       what a run folder holds
+
+``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` / ``InpaintError`` are imported from
+:mod:`ganforge.apps.inpaint` on first use, so importing this package loads nothing.
 """
 from __future__ import annotations
 

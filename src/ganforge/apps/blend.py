@@ -28,7 +28,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-BLENDS = ("poisson", "feather", "none")
+from ganforge.apps.options import BLENDS
 
 Tensor = torch.Tensor
 

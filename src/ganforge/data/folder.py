@@ -1,4 +1,5 @@
-"""A folder of image files (PNG, JPEG, WebP, BMP), optionally one subfolder per class.
+"""A folder of image files (:data:`ganforge.imaging.IMAGE_SUFFIXES`: PNG, JPEG, WebP, BMP, TIFF, GIF),
+optionally one subfolder per class.
 
 Loading runs in two passes: a cheap header scan (size, mode, EXIF orientation) that
 decides the channel count, checks sizes and estimates memory, then the decoding pass, which
@@ -34,11 +35,11 @@ from ganforge.data.transform import (
     target_channels,
     target_size,
 )
+from ganforge.imaging import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from ganforge.config import DataConfig
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 # Errors PIL raises for unreadable, truncated or hostile files.
 READ_ERRORS = (
@@ -78,7 +79,7 @@ def list_images(root: Path) -> List[PurePosixPath]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
         for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(EXTENSIONS):
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
                 found.append(rel / name)
     return sorted(found, key=lambda p: p.parts)
 
@@ -156,7 +157,7 @@ def load_folder(cfg: "DataConfig") -> ImageData:
     if not files:
         raise DataError(
             f"no images found in '{root}': looked recursively for files ending in "
-            f"{', '.join(EXTENSIONS)} (any case)"
+            f"{', '.join(IMAGE_SUFFIXES)} (any case)"
         )
     class_names = class_names_for(files)
     class_index = {name: i for i, name in enumerate(class_names)}

@@ -4,7 +4,10 @@
     r = evaluate("runs/0003-mnist-dcgan", features="mnist", num_samples=10000, floor=True)
     r["fid"], r["floor"]["fid"], r["coverage"]["classes_covered"]
 
-Fake images: a run folder, a ``GeneratorHandle``, a uint8 tensor [N, C, H, W], an ``ImageData``, a
+This module never reads a run folder: ``ganforge.metrics.evaluate`` (= :func:`ganforge.api.evaluate`)
+loads a run's generator and passes the handle here.
+
+Fake images: a ``GeneratorHandle``, a uint8 tensor [N, C, H, W], an ``ImageData``, a
 folder of images, an ``.npz`` sample file, or a callable ``n -> uint8 [n, C, H, W]``.
 Reference: ``"train"`` / ``"test"`` (the run's dataset and preprocessing, that split), an
 ``ImageData``, a uint8 tensor, a folder, an ``.npz`` sample file or an ``.npz`` statistics file.
@@ -69,8 +72,6 @@ def evaluate(
     inception_sha256: Optional[str] = None,
     cache: bool = True,
     cache_dir: Union[str, Path, None] = None,
-    checkpoint: str = "last",
-    ema: bool = True,
     out: Union[str, Path, None] = None,
     feature_space: Optional[FeatureSpace] = None,
     log: Optional[Callable[[str], None]] = None,
@@ -89,7 +90,7 @@ def evaluate(
         raise EvalError(f"--samples must be at least 2, got {num_samples}")
     timings: Dict[str, float] = {}
 
-    fk = _resolve_fake(fake, checkpoint=checkpoint, ema=ema, device=device)
+    fk = _resolve_fake(fake)
     rl = _resolve_reference(reference, fk)
 
     t = time.perf_counter()
@@ -204,7 +205,7 @@ def evaluate(
         "step": int(handle.step) if handle is not None else None,
         "kimg": float(getattr(handle, "kimg", 0.0)) if handle is not None else None,
         "run_dir": str(handle.run_dir) if handle is not None and handle.run_dir is not None else None,
-        "ema": bool(ema) if handle is not None else None,
+        "ema": bool(getattr(handle, "ema", False)) if handle is not None else None,
         "device": str(device),
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -284,27 +285,7 @@ def _is_handle(obj) -> bool:
     return hasattr(obj, "sample_uint8") and hasattr(obj, "config")
 
 
-def _looks_like_run(p: Path) -> bool:
-    return (p / "config.yaml").is_file() or (p / "checkpoints").is_dir()
-
-
-def load_run(run_dir, checkpoint: str = "last", ema: bool = True, device: str = "cpu"):
-    """``ganforge.api.load_generator`` with its errors turned into one-line :class:`EvalError`."""
-    p = Path(run_dir).expanduser()
-    if not p.exists():
-        raise EvalError(f"run folder {p} does not exist")
-    if not p.is_dir():
-        raise EvalError(f"{p} is not a folder (expected a ganforge run folder)")
-    from ganforge.api import load_generator
-
-    try:
-        return load_generator(p, checkpoint=checkpoint, ema=ema, device=device)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
-        msg = str(e.args[0]) if e.args else type(e).__name__
-        raise EvalError(f"cannot load a generator from {p}: {msg}") from None
-
-
-def _resolve_fake(fake, checkpoint: str, ema: bool, device: str) -> _Fake:
+def _resolve_fake(fake) -> _Fake:
     if _is_handle(fake):
         return _Fake(description=f"generator {fake.checkpoint_path}", sampler=_handle_sampler(fake), handle=fake)
     if hasattr(fake, "images") and torch.is_tensor(getattr(fake, "images")):  # ImageData
@@ -314,9 +295,9 @@ def _resolve_fake(fake, checkpoint: str, ema: bool, device: str) -> _Fake:
         return _Fake(description=f"tensor {list(fake.shape)}", images=fake)
     if isinstance(fake, (str, Path)):
         p = Path(fake).expanduser()
-        if p.is_dir() and _looks_like_run(p):
-            h = load_run(p, checkpoint, ema, device)
-            return _Fake(description=f"generator {h.checkpoint_path}", sampler=_handle_sampler(h), handle=h)
+        if p.is_dir() and ((p / "config.yaml").is_file() or (p / "meta.json").is_file()):
+            raise EvalError(f"fake: '{p}' is a run folder; load its generator first (ganforge.load(run)), or call "
+                            "ganforge.evaluate(run, ...) or ganforge.metrics.evaluate, which do")
         if p.is_file() and is_stats_file(p):
             raise EvalError(f"fake: {p} holds FID statistics, not images; the generated side needs images or a run")
         imgs, desc = load_images(p, "fake")
@@ -324,7 +305,7 @@ def _resolve_fake(fake, checkpoint: str, ema: bool, device: str) -> _Fake:
     if callable(fake):
         return _Fake(description=f"callable {getattr(fake, '__name__', type(fake).__name__)}",
                      sampler=lambda n, seed: fake(n))
-    raise EvalError(f"fake: expected a run folder, GeneratorHandle, uint8 tensor, ImageData, folder or .npz, "
+    raise EvalError(f"fake: expected a GeneratorHandle, uint8 tensor, ImageData, folder or .npz, "
                     f"got {type(fake).__name__}")
 
 

@@ -28,6 +28,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from ganforge.metrics.inception_weights import load_inception_state
 from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input
 
 MNIST_NAME = "ganforge-mnist"
@@ -93,8 +94,6 @@ class GanforgeInceptionV3(FeatureExtractorInceptionV3):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, ganforge_state_dict=None, **kwargs):
         if ganforge_state_dict is None:
-            from ganforge.metrics.features import load_inception_state
-
             ganforge_state_dict, self_sha = load_inception_state(feature_extractor_weights_path)
         else:
             self_sha = None

@@ -12,10 +12,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ganforge.imaging import IMAGE_SUFFIXES, LOSSY_SUFFIXES, images_in
 from ganforge.metrics.errors import EvalError
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-LOSSY_EXTS = (".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -107,9 +105,9 @@ def _load_npz(p: Path, what: str) -> Tuple[torch.Tensor, str]:
 def _load_folder(p: Path, what: str) -> Tuple[torch.Tensor, str]:
     from PIL import Image
 
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    files = images_in(p)
     if not files:
-        raise EvalError(f"{what}: no images ({', '.join(IMAGE_EXTS)}) in folder {p}")
+        raise EvalError(f"{what}: no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
     arrays, grey = [], True
     for f in files:
         try:
@@ -130,6 +128,6 @@ def _load_folder(p: Path, what: str) -> Tuple[torch.Tensor, str]:
     if not grey:
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
     x = torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())  # [N, C, H, W]
-    lossy = sum(f.suffix.lower() in LOSSY_EXTS for f in files)
+    lossy = sum(f.suffix.lower() in LOSSY_SUFFIXES for f in files)
     note = f", {lossy} lossy-compressed" if lossy else ""
     return x, f"folder {p} ({len(files)} images{note})"

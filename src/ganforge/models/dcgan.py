@@ -16,51 +16,39 @@ classifier (``d_cond="acgan"``, Odena et al. 2017). ``mbstd=True`` adds a miniba
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ganforge.models import MODELS
+from ganforge.models.registry import MODELS
 from ganforge.models.layers import (
     CondSequential,
-    LabelEmbedding,
     LabelledDiscriminator,
+    LabelledGenerator,
     MinibatchStd,
     ModelBuildError,
     ModelSizeError,
-    check_labels,
     cond_norm,
     init_dcgan_weights,
     label_head,
+    level_widths,
     maybe_sn,
-    nearest_size,
     norm2d,
 )
 from ganforge.models.layers import plan_stages as _plan_stages
 
-if TYPE_CHECKING:
-    from ganforge.config import ModelConfig
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "ModelSizeError", "ModelBuildError", "plan_stages", "build_dcgan"]
-
-MAX_MULT = 8  # widest layer = width * 8 (as in the DCGAN paper)
-
 
 def plan_stages(h: int, w: int) -> Tuple[int, int, int]:
     """Return (k, base_h, base_w): the most 2x stages with an integer base of at least 3."""
     return _plan_stages(h, w, "dcgan")
 
 
-_nearest = nearest_size
+class DCGANGenerator(LabelledGenerator):
+    who = "dcgan generator"
 
-
-def _widths(width: int, k: int) -> List[int]:
-    """Channels at each resolution level, coarsest first: width*2^(k-1), ..., width."""
-    return [width * min(2 ** (k - 1 - i), MAX_MULT) for i in range(k)]
-
-
-class DCGANGenerator(nn.Module):
     def __init__(
         self,
         img_shape: Tuple[int, int, int],
@@ -73,16 +61,10 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         c, h, w = img_shape
         k, self.bh, self.bw = plan_stages(h, w)
-        chans = _widths(width, k)
-        self.z_dim, self.img_shape, self.num_classes = z_dim, tuple(img_shape), num_classes
+        chans = level_widths(width, k)
+        self.z_dim, self.img_shape = z_dim, tuple(img_shape)
         self.c0 = chans[0]
-        if num_classes > 0 and cond not in ("cbn", "embed"):
-            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
-        self.cond = cond if num_classes > 0 else ""
-        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
-        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
-        cbn_classes = num_classes if self.cond == "cbn" else 0
-        z_in = z_dim * 2 if self.cond == "embed" else z_dim
+        cbn_classes, z_in = self._setup_labels(z_dim, num_classes, cond)
         # z [N, z_in] -> [N, c0 * bh * bw]; bias is redundant before BN
         self.project = nn.Linear(z_in, chans[0] * self.bh * self.bw, bias=norm != "batch")
         self.project_act = CondSequential(cond_norm(norm, chans[0], cbn_classes), nn.ReLU(True))
@@ -98,9 +80,7 @@ class DCGANGenerator(nn.Module):
         init_dcgan_weights(self)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        check_labels(y, self.num_classes, z.shape[0], "dcgan generator")
-        if self.label_embed is not None:
-            z = self.label_embed(z, y)  # [N, 2 * z_dim]
+        z = self._latent(z, y)  # [N, z_dim], or [N, 2 * z_dim] with g_cond=embed
         x = self.project(z).view(z.shape[0], self.c0, self.bh, self.bw)  # [N, c0, bh, bw]
         return self.blocks(self.project_act(x, y), y)  # [N, C, H, W] in [-1, 1]
 
@@ -120,7 +100,7 @@ class DCGANDiscriminator(LabelledDiscriminator):
         super().__init__()
         c, h, w = img_shape
         k, bh, bw = plan_stages(h, w)
-        chans = list(reversed(_widths(width, k)))  # finest first: width, 2*width, ...
+        chans = list(reversed(level_widths(width, k)))  # finest first: width, 2*width, ...
         self.img_shape, self.num_classes = tuple(img_shape), num_classes
         self.aux = num_classes > 0 and cond == "acgan"
         layers: List[nn.Module] = [maybe_sn(nn.Conv2d(c, chans[0], 4, 2, 1), norm), nn.LeakyReLU(0.2, True)]
@@ -145,7 +125,7 @@ class DCGANDiscriminator(LabelledDiscriminator):
 
 
 @MODELS.register("dcgan")
-def build_dcgan(cfg: "ModelConfig", img_shape: Tuple[int, int, int]) -> Tuple[DCGANGenerator, DCGANDiscriminator]:
+def build_dcgan(cfg, img_shape: Tuple[int, int, int]) -> Tuple[DCGANGenerator, DCGANDiscriminator]:
     k = cfg.num_classes if cfg.conditional else 0
     g = DCGANGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm, k, cfg.g_cond)
     d = DCGANDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)

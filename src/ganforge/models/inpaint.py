@@ -25,28 +25,23 @@ with at most 4 levels (28x28 -> 2 levels, 32 -> 3, 64 -> 4, 48x64 -> 3). A train
 also runs on larger images whose sides are multiples of ``2 ** levels``.
 
 ``INPAINT_MODELS`` maps ``inpaint.arch`` to a generator builder; :func:`build_inpainter`
-builds (G, D) from a :class:`~ganforge.config.Config`; :func:`load_inpainter` rebuilds a
+builds (G, D). The ``inpaint`` task (:mod:`ganforge.tasks.inpaint`) trains them and loads a
 trained network from a run folder.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models.layers import ModelBuildError, maybe_sn
+from ganforge.models.layers import MAX_MULT, ModelBuildError, maybe_sn
 from ganforge.registry import Registry
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ganforge.config import Config
 
 MAX_LEVELS = 4  # most 2x downsampling levels of the U-Nets
 MIN_SIDE = 4  # the coarsest feature map keeps at least this many pixels on its shorter side
-MAX_MULT = 8  # the widest level has at most width * 8 channels
 
 
 class InpaintSizeError(ModelBuildError):
@@ -329,115 +324,12 @@ INPAINT_MODELS.register("gated")(GatedUNet)
 INPAINT_MODELS.register("partial")(PartialUNet)
 
 
-def build_inpainter(cfg: "Config", img_shape: Sequence[int]) -> Tuple[Inpainter, PatchDiscriminator]:
-    """(completion network, PatchGAN) for ``cfg.inpaint`` and images of shape (C, H, W)."""
-    ip = cfg.inpaint
+def build_inpainter(arch: str, img_shape: Sequence[int], width: int = 32,
+                    d_width: int = 32) -> Tuple[Inpainter, PatchDiscriminator]:
+    """(completion network ``arch``, PatchGAN) for images of shape (C, H, W)."""
     try:
-        builder = INPAINT_MODELS.get(ip.arch)
+        builder = INPAINT_MODELS.get(arch)
     except KeyError as e:
         raise ModelBuildError(f"inpaint.arch: {e.args[0]}") from None
     img_shape = tuple(int(s) for s in img_shape)
-    return builder(img_shape, ip.width), PatchDiscriminator(img_shape, ip.d_width)
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> uint8 (the same rounding as the trainer's sample grids)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-class InpainterHandle:
-    """A trained completion network with what is needed to use it on uint8 images."""
-
-    def __init__(self, module: Inpainter, model_config: Dict[str, Any], checkpoint_path: Path,
-                 run_dir: Optional[Path], meta: Dict[str, Any]):
-        from ganforge.config import Config
-
-        self.module = module.eval()
-        self.config = Config.from_dict(model_config["config"])
-        self.img_shape = tuple(int(s) for s in model_config["img_shape"])
-        self.checkpoint_path = Path(checkpoint_path)
-        self.run_dir = run_dir
-        self.step = int(meta.get("step", 0))
-        self.kimg = float(meta.get("kimg", 0.0))
-        self.ema = False  # whether the weights are the exponential moving average (set by load_inpainter)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.module.parameters()).device
-
-    @property
-    def multiple(self) -> int:
-        """Height and width must be multiples of this (``2 ** levels``)."""
-        return 2**self.module.levels
-
-    @torch.no_grad()
-    def complete(self, image: Union[torch.Tensor, np.ndarray], mask: Union[torch.Tensor, np.ndarray],
-                 batch_size: int = 256) -> torch.Tensor:
-        """Fill the holes: ``image`` uint8 ``[N, C, H, W]``, ``mask`` ``[N, 1, H, W]`` (or ``[1, 1, H, W]`` for all
-        images; bool or float, > 0.5 = missing) -> uint8 ``[N, C, H, W]`` with the known pixels unchanged."""
-        image = torch.as_tensor(image)
-        mask = torch.as_tensor(mask)
-        c = self.img_shape[0]
-        if image.dtype != torch.uint8 or image.dim() != 4 or image.shape[1] != c:
-            raise ValueError(f"complete: expected uint8 images [N, {c}, H, W], got {image.dtype} {tuple(image.shape)}")
-        n, _, h, w = image.shape
-        if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != image.shape[2:] or mask.shape[0] not in (1, n):
-            raise ValueError(f"complete: expected a mask [N, 1, H, W] or [1, 1, H, W] for images {tuple(image.shape)}, "
-                             f"got {tuple(mask.shape)}")
-        k = self.multiple
-        if h % k or w % k:
-            raise InpaintSizeError(f"complete: this network needs height and width that are multiples of {k}; got {h}x{w}")
-        hole = (mask.float() > 0.5).expand(n, 1, h, w)  # [N, 1, H, W] bool
-        out = torch.empty_like(image)
-        for i in range(0, n, batch_size):
-            img = image[i : i + batch_size]
-            hb = hole[i : i + batch_size]
-            x = img.to(self.device).float().div(127.5).sub(1.0)  # [B, C, H, W] in [-1, 1]
-            m = hb.to(self.device).float()
-            pred = _to_uint8(self.module(x * (1 - m), m)).cpu()  # [B, C, H, W] uint8
-            out[i : i + batch_size] = torch.where(hb, pred, img)  # known pixels copied, bit for bit
-        return out
-
-    def __repr__(self) -> str:
-        return (f"InpainterHandle({self.config.inpaint.arch}, {'x'.join(map(str, self.img_shape))}, step {self.step}, "
-                f"{self.checkpoint_path})")
-
-
-def load_inpainter(run_dir: Union[str, Path], checkpoint: str = "last",
-                   device: Union[str, torch.device] = "cpu", ema: bool = True) -> InpainterHandle:
-    """Rebuild the completion network of an inpainting run (``ganforge train task=inpaint``) from its folder.
-
-    ``checkpoint``: ``last``, a step number, or a checkpoint folder path. ``ema``: the exponential
-    moving average of the weights (what the run's sample grids show; used when the run kept one,
-    ``train.ema_decay > 0``) or the raw trained weights. Raises
-    :class:`~ganforge.training.checkpoint.RunError` when the folder is not a run, has no
-    checkpoint, or trained something else than a completion network.
-    """
-    from ganforge.config import Config, ConfigError
-    from ganforge.training import checkpoint as ckpt
-
-    folder = ckpt.find_checkpoint(Path(run_dir), checkpoint)
-    mc = ckpt.read_json(folder / "config.json")
-    meta = ckpt.read_json(folder / "meta.json")
-    try:
-        cfg = Config.from_dict(mc["config"])
-        img_shape = tuple(int(s) for s in mc["img_shape"])
-    except (KeyError, TypeError, ValueError, ConfigError) as e:
-        raise ckpt.RunError(f"checkpoint '{folder}' has an unusable config.json: {e}") from None
-    run = folder.parent.parent if folder.parent.name == "checkpoints" else None
-    where = run if run is not None else folder
-    if cfg.task != "inpaint":
-        raise ckpt.RunError(f"run '{where}' trained a GAN (task={cfg.task}), not a completion network; "
-                            "use --method latent (or train one with 'ganforge train task=inpaint')")
-    try:
-        g = INPAINT_MODELS.get(cfg.inpaint.arch)(img_shape, cfg.inpaint.width)
-    except (KeyError, ModelBuildError) as e:
-        raise ckpt.RunError(f"checkpoint '{folder}': cannot rebuild the completion network: {e}") from None
-    key = "g_ema" if ema and (folder / ckpt.WEIGHT_FILES["g_ema"]).is_file() else "g"
-    try:
-        g.load_state_dict(ckpt.load_weights(folder, key))
-    except RuntimeError as e:
-        raise ckpt.RunError(f"weights in '{folder}' do not match its config.json: {e}") from None
-    handle = InpainterHandle(g.to(device), mc, folder, run, meta)
-    handle.ema = key == "g_ema"
-    return handle
+    return builder(img_shape, width), PatchDiscriminator(img_shape, d_width)

@@ -60,7 +60,10 @@ def nearest_size(n: int) -> int:
     return best
 
 
-def level_widths(width: int, levels: int, max_mult: int = 8) -> List[int]:
+MAX_MULT = 8  # the widest level of a network has at most width * 8 channels (as in the DCGAN paper)
+
+
+def level_widths(width: int, levels: int, max_mult: int = MAX_MULT) -> List[int]:
     """Channels per resolution level, coarsest first: width*2^(levels-1), ..., width, capped at width*max_mult."""
     return [width * min(2 ** (levels - 1 - i), max_mult) for i in range(levels)]
 
@@ -197,6 +200,33 @@ class LabelEmbedding(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.cat([z, self.embed(y)], dim=1)  # [N, z_dim + dim]
+
+
+class LabelledGenerator(nn.Module):
+    """What every generator family shares about class labels: ``g_cond="cbn"`` hands them to the
+    conditional BatchNorm layers, ``g_cond="embed"`` joins a label embedding to z (:class:`LabelEmbedding`).
+
+    A subclass calls :meth:`_setup_labels` in ``__init__`` (before building its layers) and
+    :meth:`_latent` at the start of ``forward``; it sets ``who`` (for label errors).
+    """
+
+    who = "generator"
+
+    def _setup_labels(self, z_dim: int, num_classes: int, cond: str) -> Tuple[int, int]:
+        """Set ``num_classes``, ``cond`` and ``label_embed``; return (classes for conditional BatchNorm
+        (0 = plain BatchNorm), the width of the latent the layers see)."""
+        if num_classes > 0 and cond not in ("cbn", "embed"):
+            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
+        self.num_classes = num_classes
+        self.cond = cond if num_classes > 0 else ""
+        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
+        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
+        return (num_classes if self.cond == "cbn" else 0), (z_dim * 2 if self.cond == "embed" else z_dim)
+
+    def _latent(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        """Check the labels and return what the first layer sees: z [N, z_dim], or [z, embed(y)] [N, 2 * z_dim]."""
+        check_labels(y, self.num_classes, z.shape[0], self.who)
+        return self.label_embed(z, y) if self.label_embed is not None else z
 
 
 # ------------------------------------------------------------------------------------------

@@ -11,30 +11,28 @@ hidden layer. Unconditional parameter names are unchanged.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ganforge.models import MODELS
+from ganforge.models.registry import MODELS
 from ganforge.models.layers import (
     CondSequential,
-    LabelEmbedding,
     LabelledDiscriminator,
+    LabelledGenerator,
     MinibatchStd,
-    ModelBuildError,
-    check_labels,
     cond_norm,
     label_head,
     maybe_sn,
     norm1d,
 )
 
-if TYPE_CHECKING:
-    from ganforge.config import ModelConfig
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(LabelledGenerator):
+    who = "mlp generator"
+
     def __init__(
         self,
         img_shape: Tuple[int, int, int],
@@ -45,14 +43,9 @@ class MLPGenerator(nn.Module):
         cond: str = "cbn",
     ):
         super().__init__()
-        self.z_dim, self.img_shape, self.num_classes = z_dim, tuple(img_shape), num_classes
-        if num_classes > 0 and cond not in ("cbn", "embed"):
-            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
-        self.cond = cond if num_classes > 0 else ""
-        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
-        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
-        cbn_classes = num_classes if self.cond == "cbn" else 0
-        dims = [z_dim * 2 if self.cond == "embed" else z_dim, width, width * 2, width * 4]
+        self.z_dim, self.img_shape = z_dim, tuple(img_shape)
+        cbn_classes, z_in = self._setup_labels(z_dim, num_classes, cond)
+        dims = [z_in, width, width * 2, width * 4]
         layers: List[nn.Module] = []
         for i in range(3):  # [N, dims[i]] -> [N, dims[i+1]]; no norm on the first layer, as in the classic
             layers += [nn.Linear(dims[i], dims[i + 1])]
@@ -63,9 +56,7 @@ class MLPGenerator(nn.Module):
         self.net = CondSequential(*layers)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        check_labels(y, self.num_classes, z.shape[0], "mlp generator")
-        if self.label_embed is not None:
-            z = self.label_embed(z, y)  # [N, 2 * z_dim]
+        z = self._latent(z, y)  # [N, z_dim], or [N, 2 * z_dim] with g_cond=embed
         return self.net(z, y).view(z.shape[0], *self.img_shape)  # [N, C, H, W] in [-1, 1]
 
 
@@ -108,7 +99,7 @@ class MLPDiscriminator(LabelledDiscriminator):
 
 
 @MODELS.register("mlp")
-def build_mlp(cfg: "ModelConfig", img_shape: Tuple[int, int, int]) -> Tuple[MLPGenerator, MLPDiscriminator]:
+def build_mlp(cfg, img_shape: Tuple[int, int, int]) -> Tuple[MLPGenerator, MLPDiscriminator]:
     k = cfg.num_classes if cfg.conditional else 0
     g = MLPGenerator(img_shape, cfg.z_dim, cfg.g_width or 256, cfg.g_norm, k, cfg.g_cond)
     d = MLPDiscriminator(img_shape, cfg.d_width or 256, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)

@@ -20,20 +20,18 @@ projection (``d_cond="projection"``) or AC-GAN (``d_cond="acgan"``, Odena et al.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models import MODELS
+from ganforge.models.registry import MODELS
 from ganforge.models.layers import (
-    LabelEmbedding,
     LabelledDiscriminator,
+    LabelledGenerator,
     MinibatchStd,
-    ModelBuildError,
     apply_norm,
-    check_labels,
     cond_norm,
     label_head,
     level_widths,
@@ -42,8 +40,6 @@ from ganforge.models.layers import (
     plan_stages,
 )
 
-if TYPE_CHECKING:
-    from ganforge.config import ModelConfig
 
 __all__ = ["ResNetGenerator", "ResNetDiscriminator", "GBlock", "DBlock", "build_resnet"]
 
@@ -107,8 +103,10 @@ class DBlock(nn.Module):
         return h + s
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(LabelledGenerator):
     """SNGAN ResNet generator (Miyato et al. 2018)."""
+
+    who = "resnet generator"
 
     def __init__(
         self,
@@ -123,14 +121,8 @@ class ResNetGenerator(nn.Module):
         c, h, w = img_shape
         k, self.bh, self.bw = plan_stages(h, w, "resnet")
         chans = level_widths(width, k) + [width]  # coarsest first, k + 1 levels: [c0@base, ..., width@H]
-        self.z_dim, self.img_shape, self.num_classes, self.c0 = z_dim, tuple(img_shape), num_classes, chans[0]
-        if num_classes > 0 and cond not in ("cbn", "embed"):
-            raise ModelBuildError(f"model.g_cond: {cond!r} is not allowed; choose one of: cbn, embed")
-        self.cond = cond if num_classes > 0 else ""
-        # g_cond=embed: z [N, z_dim] -> [N, 2 * z_dim] = [z, embed(y)]
-        self.label_embed = LabelEmbedding(num_classes, z_dim) if self.cond == "embed" else None
-        cbn_classes = num_classes if self.cond == "cbn" else 0
-        z_in = z_dim * 2 if self.cond == "embed" else z_dim
+        self.z_dim, self.img_shape, self.c0 = z_dim, tuple(img_shape), chans[0]
+        cbn_classes, z_in = self._setup_labels(z_dim, num_classes, cond)
         self.project = _layer(nn.Linear(z_in, chans[0] * self.bh * self.bw), 1.0)  # -> [N, c0 * bh * bw]
         self.blocks = nn.ModuleList(  # [N, chans[i], r, r] -> [N, chans[i+1], 2r, 2r]
             GBlock(chans[i], chans[i + 1], norm, cbn_classes) for i in range(k)
@@ -139,9 +131,7 @@ class ResNetGenerator(nn.Module):
         self.out_conv = _layer(nn.Conv2d(chans[-1], c, 3, 1, 1), 1.0)  # -> [N, C, H, W]
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        check_labels(y, self.num_classes, z.shape[0], "resnet generator")
-        if self.label_embed is not None:
-            z = self.label_embed(z, y)  # [N, 2 * z_dim]
+        z = self._latent(z, y)  # [N, z_dim], or [N, 2 * z_dim] with g_cond=embed
         x = self.project(z).view(z.shape[0], self.c0, self.bh, self.bw)  # [N, c0, bh, bw]
         for block in self.blocks:
             x = block(x, y)  # [N, c_i+1, 2r, 2r]
@@ -186,7 +176,7 @@ class ResNetDiscriminator(LabelledDiscriminator):
 
 
 @MODELS.register("resnet")
-def build_resnet(cfg: "ModelConfig", img_shape: Tuple[int, int, int]) -> Tuple[ResNetGenerator, ResNetDiscriminator]:
+def build_resnet(cfg, img_shape: Tuple[int, int, int]) -> Tuple[ResNetGenerator, ResNetDiscriminator]:
     k = cfg.num_classes if cfg.conditional else 0
     g = ResNetGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm, k, cfg.g_cond)
     d = ResNetDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)

@@ -1,5 +1,4 @@
-"""Training: the loop, checkpoints and what a run writes."""
-from ganforge.training.checkpoint import RunError, find_checkpoint, list_checkpoints
-from ganforge.training.trainer import Trainer, TrainingError
-
-__all__ = ["Trainer", "TrainingError", "RunError", "find_checkpoint", "list_checkpoints"]
+"""Training machinery every task shares: the loop (:mod:`~ganforge.training.loop`), its parts
+(:mod:`~ganforge.training.parts`: devices, batches, EMA, finiteness), the monitor (metric lines,
+curves, TensorBoard), DiffAugment, the collapse watchdog and random masks. The tasks' trainers are
+in :mod:`ganforge.tasks`."""

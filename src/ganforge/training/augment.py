@@ -18,12 +18,31 @@ Every operation is vectorised over the batch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["diff_augment", "POLICIES", "parse_policy"]
+from ganforge.config import Section, choice
+from ganforge.errors import ConfigError
+
+__all__ = ["AugmentConfig", "diff_augment", "POLICIES", "parse_policy"]
+
+
+@dataclass
+class AugmentConfig(Section):
+    policy: str = ""  # DiffAugment (Zhao et al. 2020) applied to every D input: comma list of color,translation,cutout
+    translation: float = 0.125  # max shift as a fraction of the image size
+    cutout: float = 0.5  # cutout square side as a fraction of the image size
+
+    def check(self, key: str = "augment") -> None:
+        ops = [p.strip() for p in self.policy.split(",") if p.strip()]
+        for op in ops:
+            choice(f"{key}.policy", op, ["color", "translation", "cutout"])
+        self.policy = ",".join(ops)
+        if not 0 < self.translation < 1 or not 0 < self.cutout < 1:
+            raise ConfigError(f"{key}.translation and {key}.cutout: expected fractions in (0, 1)")
 
 
 def _rand(n: int, x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:

@@ -1,93 +1,104 @@
-"""What every ganforge training task shares: the loop around ``train_step``.
+"""The training loop every task shares: :class:`TrainingLoop`.
 
-:class:`TrainingLoop` is the base of :class:`~ganforge.training.trainer.Trainer` (GANs) and
-:class:`~ganforge.training.inpaint_trainer.InpaintTrainer` (completion networks). It owns the
-budget (steps / kimg / epochs / wall-clock minutes), the progress bar, the metric windows
-(means over ``train.log_every`` steps into metrics.jsonl and TensorBoard), Ctrl-C handling (the
-first interrupt finishes the step and writes a checkpoint, a second aborts) and the end of a run.
-A task provides ``train_step`` and the hooks below; it sets ``cfg``, ``images``, ``step``,
-``images_seen``, ``elapsed``, ``run_dir``, ``metrics``, ``tb``, ``dry_run`` and ``_log_fn``.
+A task's trainer (:mod:`ganforge.tasks`) subclasses it and provides :meth:`~TrainingLoop.build`
+(its networks and optimisers, put in ``self.nets`` and ``self.optims``), :meth:`~TrainingLoop.train_step`
+and :meth:`~TrainingLoop.sample_grid`; the other hooks have defaults. The loop owns everything else:
+
+- set-up: threads, device, bfloat16 autocast, the dataset (loaded once, kept on the device), the
+  seeded batch order (``self.batcher``) and noise generator (``self.noise_gen``);
+- wrapping networks (:meth:`wrap`: ``torch.compile`` with an eager fallback) -- the one place
+  that does, so data-parallel training has one seam;
+- the run folder (:mod:`ganforge.runs`): config, metric lines, TensorBoard, sample grids and
+  checkpoints holding every network in ``self.nets`` (one ``<name>.safetensors`` each), every
+  optimiser in ``self.optims`` (``opt_<name>`` in state.pt), every RNG and the counters, so a
+  resumed CPU run ends bit for bit where an uninterrupted one does;
+- the budget (steps / kimg / epochs / wall-clock minutes), the progress bar, metric windows
+  (means over ``train.log_every`` steps), Ctrl-C (the first finishes the step and writes a
+  checkpoint, a second aborts) and the end of a run.
 """
 from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from ganforge.config import ConfigError
-from ganforge.training import checkpoint as ckpt
+from ganforge import runs
+from ganforge.errors import ConfigError, RunError
+from ganforge.imaging import save_png
 from ganforge.training.monitor import MetricsLog, TensorBoard
+from ganforge.training.parts import Batcher, amp_enabled, ema_decay, ema_update, resolve_device
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name}: CUDA is not available on this machine; use train.device=cpu or auto")
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError("train.device=mps: MPS is not available on this machine; use train.device=cpu or auto")
-    return torch.device(name)
-
-
-def next_run_dir(runs_dir: Path, name: str) -> Path:
-    """``runs/00003-<name>``: one more than the highest number present; created here."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-    while True:
-        nums = [int(p.name[:5]) for p in runs_dir.iterdir() if re.match(r"^\d{5}-", p.name)]
-        path = runs_dir / f"{(max(nums) + 1 if nums else 0):05d}-{safe}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue  # another process took this number
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def amp_enabled(requested: bool, device: torch.device, log) -> bool:
-    """``train.amp``: bfloat16 autocast on CUDA, and on CPUs with native bfloat16 support; else float32."""
-    if not requested:
-        return False
-    if device.type == "cuda":
-        return True
-    if device.type == "cpu" and cpu_bf16_supported():
-        return True
-    log(f"train.amp=true: {'this CPU has no native bfloat16 support' if device.type == 'cpu' else device.type} "
-        "(bfloat16 autocast needs CUDA or a CPU with AVX512-BF16/AMX): training in float32")
-    return False
+# keys that may change when a run is resumed; everything else is fixed by the run
+RESUMABLE_KEYS = {
+    "train.steps", "train.kimg", "train.epochs", "train.minutes", "train.log_every", "train.sample_every",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.progress", "train.tensorboard",
+}
 
 
 class TrainingLoop:
-    # ---- hooks a task provides ----------------------------------------------------------------
+    """Builds a task's networks from a config and trains them; ``run()`` returns the run folder.
+
+    ``runs_dir``: where the numbered run folder is made; ``resume``: a run folder to continue
+    from its last checkpoint; ``data``: an ``ImageData`` already in memory instead of
+    ``cfg.data``; ``log``: where messages go (default: standard error); ``dry_run``: build
+    everything and run one step, writing nothing.
+    """
+
+    def __init__(
+        self,
+        cfg,
+        runs_dir: Path | str = "runs",
+        resume: Optional[Path | str] = None,
+        data=None,
+        log: Optional[Callable[[str], None]] = None,
+        dry_run: bool = False,
+    ):
+        self.cfg, self.dry_run = cfg, dry_run
+        self._log_fn = log
+        self.run_dir: Optional[Path] = None
+        self.nets: Dict[str, nn.Module] = {}  # every network a checkpoint holds, by file name
+        self.optims: Dict[str, torch.optim.Optimizer] = {}  # every optimiser, saved as opt_<key>
+        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self._setup(data)
+        torch.manual_seed(cfg.train.seed)
+        self.build()
+        if not dry_run:
+            self._open_run(runs_dir, resume)
+
+    # ---- what a task provides ---------------------------------------------------------------
+    def build(self) -> None:
+        """Build the networks (into ``self.nets``), optimisers (``self.optims``) and anything else
+        the steps need. Runs after ``torch.manual_seed(train.seed)``."""
+        raise NotImplementedError
+
     def train_step(self) -> Dict[str, float]:
+        """One training step; advances ``self.step`` and ``self.images_seen``; returns statistics."""
+        raise NotImplementedError
+
+    def sample_grid(self) -> np.ndarray:
+        """The HxWxC uint8 picture a snapshot writes to ``samples/`` (may also log metrics)."""
         raise NotImplementedError
 
     def _header(self) -> str:
         """The line logged when training starts."""
-        raise NotImplementedError
+        return (f"training {self.cfg.task} on {self.data.name} {self.images.shape[0]} images "
+                f"{'x'.join(map(str, self.img_shape))}, batch {self.cfg.train.batch_size}, device {self.device}, "
+                f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
 
     def _before_loop(self) -> None:
-        """Called once before the first step of a new or resumed run."""
+        """Called once before the first step of a new or resumed run (default: a snapshot at step 0)."""
+        if self.step == 0:
+            self.snapshot()
 
     def _check_step(self, stats: Dict[str, float]) -> None:
         """Inspect a step's statistics; may raise, or move ``self.step`` back (a rollback)."""
@@ -102,7 +113,6 @@ class TrainingLoop:
 
     def _plot(self) -> None:
         """Redraw the run's loss_curve.png."""
-        raise NotImplementedError
 
     def _postfix(self, rec: Dict[str, Any]) -> str:
         """The progress bar's text for a metrics record."""
@@ -115,62 +125,9 @@ class TrainingLoop:
     def _images_per_step(self) -> int:
         return self.cfg.train.batch_size
 
-    # ---- set-up shared by the tasks ----------------------------------------------------------
-    def _setup(self, cfg, data, log, dry_run: bool) -> None:
-        """Threads, device, mixed precision and the dataset (loaded once, kept on the device)."""
-        self.cfg, self.dry_run = cfg, dry_run
-        self._log_fn = log
-        self.run_dir: Optional[Path] = None
-        t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
-        self.amp = amp_enabled(t.amp, self.device, self.log)
-        if data is None:
-            from ganforge.data import load_dataset
-
-            data = load_dataset(cfg.data)
-        self.data = data
-        if getattr(self.data, "skipped", None):
-            self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
-        n = self.data.images.shape[0]
-        if t.batch_size > n:
-            raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
-        self.img_shape = tuple(int(s) for s in self.data.images.shape[1:])
-        self.images = self.data.images.to(self.device)
-
-    def _open_run(self, runs_dir, resume) -> None:
-        """A new numbered run folder (config.yaml written), or the folder being resumed (its last
-        checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
-        if resume is not None:
-            self.run_dir = Path(resume)
-            self._load(ckpt.find_checkpoint(self.run_dir, "last"))
-        else:
-            self.run_dir = next_run_dir(Path(runs_dir), self.cfg.run_name())
-            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
-        (self.run_dir / "samples").mkdir(exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
-        self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
-
-    # ---- checkpoints ------------------------------------------------------------------------
-    def model_config(self) -> Dict[str, Any]:
-        """config.json of a checkpoint: enough to rebuild the networks without the run folder."""
-        from ganforge import __version__
-
-        return {
-            "ganforge_version": __version__,
-            "task": self.cfg.task,
-            "img_shape": list(self.img_shape),
-            "class_names": list(getattr(self.data, "class_names", []) or []) if self.cfg.task == "gan" else [],
-            "config": self.cfg.to_dict(),
-        }
-
-    def _nets(self) -> Dict[str, nn.Module]:
-        """The networks a checkpoint holds, by weight-file key (see checkpoint.WEIGHT_FILES)."""
-        nets = {"g": self.G, "d": self.D}
-        if self.G_ema is not None:
-            nets["g_ema"] = self.G_ema
-        return nets
+    def class_names(self) -> List[str]:
+        """Class names recorded in a checkpoint's config.json (for tasks that use labels)."""
+        return []
 
     def _extra_state(self) -> Dict[str, Any]:
         """Task-specific training state saved next to the shared one."""
@@ -182,11 +139,141 @@ class TrainingLoop:
     def _after_save(self, weights, model_config, state, meta) -> None:
         """Called after each numbered checkpoint (the GAN trainer keeps a last known-good copy)."""
 
+    # ---- set-up shared by the tasks ----------------------------------------------------------
+    def _setup(self, data) -> None:
+        """Threads, device, mixed precision, the dataset (loaded once, kept on the device), batches."""
+        t = self.cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        self.amp = amp_enabled(t.amp, self.device, self.log)
+        if data is None:
+            from ganforge.data import load_dataset
+
+            data = load_dataset(self.cfg.data)
+        self.data = data
+        if getattr(self.data, "skipped", None):
+            self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
+        n = self.data.images.shape[0]
+        if t.batch_size > n:
+            raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
+        self.img_shape = tuple(int(s) for s in self.data.images.shape[1:])
+        self.images = self.data.images.to(self.device)
+        self.batcher = Batcher(n, t.batch_size, t.seed + 1)
+        self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
+
+    def _open_run(self, runs_dir, resume) -> None:
+        """A new numbered run folder (config.yaml written), or the folder being resumed (its last
+        checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
+        if resume is not None:
+            self.run_dir = Path(resume)
+            self._load(runs.find_checkpoint(self.run_dir, "last"))
+        else:
+            self.run_dir = runs.next_run_dir(Path(runs_dir), self.run_name())
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
+        self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
+
+    def run_name(self) -> str:
+        """The run folder's suffix: ``name`` when set, else ``<data>-<what the task trains>``."""
+        if self.cfg.name:
+            return self.cfg.name
+        d = self.cfg.data
+        ds = {"mnist-embedded": "mnist"}.get(d.dataset, d.dataset)
+        if d.dataset == "folder" and d.root:
+            ds = Path(d.root).name or "folder"
+        return f"{ds}-{self.run_suffix()}"
+
+    def run_suffix(self) -> str:
+        """What the run folder's name says after the data set (the GAN task: its architecture)."""
+        return self.cfg.task
+
+    # ---- helpers the tasks use ----------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self._log_fn:
+            self._log_fn(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+        if self.run_dir is not None and not self.dry_run:
+            with open(self.run_dir / "log.txt", "a") as f:
+                f.write(msg + "\n")
+
+    @staticmethod
+    def optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
+        """An optimiser for ``net`` from an ``OptimConfig`` (``g_optim`` / ``d_optim``)."""
+        if o.name == "adam":
+            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    def wrap(self, net: nn.Module) -> Callable:
+        """What the train step calls instead of ``net``: ``torch.compile(net)`` with ``train.compile=true``
+        (falling back to eager with a message where it cannot run), else ``net`` itself."""
+        if not self.cfg.train.compile:
+            return net
+        try:
+            compiled = torch.compile(net)
+        except Exception as e:  # torch.compile unavailable on this platform
+            self.log(f"train.compile=true failed ({type(e).__name__}: {e}); running eagerly")
+            return net
+
+        state = {"fn": compiled}
+
+        def call(*args):
+            try:
+                return state["fn"](*args)
+            except Exception as e:  # a backend/compiler problem shows on the first call
+                if state["fn"] is net:
+                    raise
+                self.log(f"torch.compile failed on first use ({type(e).__name__}); running eagerly")
+                state["fn"] = net
+                return net(*args)
+
+        return call
+
+    def real_batch(self, memory_format=torch.contiguous_format) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(images [B, C, H, W] in [-1, 1], their dataset indices): the next seeded batch, flipped
+        at random (from ``noise_gen``) when ``data.hflip``."""
+        idx = self.batcher.next().to(self.device)
+        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
+        if self.cfg.data.hflip:
+            flip = torch.rand(x.shape[0], device=self.device, generator=self.noise_gen) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x.contiguous(memory_format=memory_format), idx
+
+    def update_ema(self, ema: nn.Module, net: nn.Module) -> None:
+        """Move ``ema`` towards ``net`` with ``train.ema_decay`` (warmed up when ``train.ema_warmup``)."""
+        t = self.cfg.train
+        ema_update(ema, net, ema_decay(t.ema_decay, t.ema_warmup, self.step))
+
+    def snapshot(self) -> None:
+        """Write the task's sample grid (samples/step-N.png and latest.png, TensorBoard) and the curves."""
+        grid = self.sample_grid()
+        save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
+        save_png(grid, self.run_dir / "samples" / "latest.png")
+        self.tb.image("samples", grid, self.step)
+        self._plot()
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def model_config(self) -> Dict[str, Any]:
+        """config.json of a checkpoint: enough to rebuild the networks without the run folder."""
+        from ganforge import __version__
+
+        return {
+            "ganforge_version": __version__,
+            "task": self.cfg.task,
+            "img_shape": list(self.img_shape),
+            "class_names": list(self.class_names()),
+            "config": self.cfg.to_dict(),
+        }
+
     def save(self, name: Optional[str] = None) -> Path:
         """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``)."""
-        state = {
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+        state = {f"opt_{k}": opt.state_dict() for k, opt in self.optims.items()}
+        state.update({
             "batcher": self.batcher.state_dict(),
             "noise_gen": self.noise_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -195,15 +282,15 @@ class TrainingLoop:
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
             **self._extra_state(),
-        }
+        })
         meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
                 "elapsed_s": round(self.elapsed, 3)}
         folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
-        weights = {key: net.state_dict() for key, net in self._nets().items()}
+        weights = {key: net.state_dict() for key, net in self.nets.items()}
         model_config = self.model_config()
-        ckpt.save_checkpoint(folder, weights, model_config, state, meta)
+        runs.save_checkpoint(folder, weights, model_config, state, meta)
         if name is None:
-            ckpt.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+            runs.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
             self._after_save(weights, model_config, state, meta)
         return folder
 
@@ -211,14 +298,14 @@ class TrainingLoop:
         """Load a checkpoint: weights, optimisers and counters; with ``restore_rng`` (resume) also
         the data order, every random generator and the elapsed time; without it (a rollback) the
         run goes on with fresh batches and noise from the current generators."""
-        for key, net in self._nets().items():
+        for key, net in self.nets.items():
             try:
-                net.load_state_dict(ckpt.load_weights(folder, key))
+                net.load_state_dict(runs.load_weights(folder, key))
             except RuntimeError as e:
-                raise ckpt.RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
-        s = ckpt.load_state(folder)
-        self.opt_g.load_state_dict(s["opt_g"])
-        self.opt_d.load_state_dict(s["opt_d"])
+                raise RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
+        s = runs.load_state(folder)
+        for key, opt in self.optims.items():
+            opt.load_state_dict(s[f"opt_{key}"])
         self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
         self._restore_extra(s, full=restore_rng)
         if not restore_rng:
@@ -230,25 +317,6 @@ class TrainingLoop:
         if self.device.type == "cuda" and s.get("cuda_rng"):
             torch.cuda.set_rng_state_all(s["cuda_rng"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
-
-    # ---- shared helpers -------------------------------------------------------------------
-    def log(self, msg: str) -> None:
-        if self._log_fn:
-            self._log_fn(msg)
-        else:
-            print(msg, file=sys.stderr, flush=True)
-        if self.run_dir is not None and not self.dry_run:
-            with open(self.run_dir / "log.txt", "a") as f:
-                f.write(msg + "\n")
-
-    @staticmethod
-    def _optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
-        if o.name == "adam":
-            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
-
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ---- budget -------------------------------------------------------------------------
     def _done(self) -> Optional[str]:

@@ -1,49 +1,14 @@
-"""What a run writes for people to watch: metric lines, loss curves, sample grids, TensorBoard."""
+"""What a run writes for people to watch: metric lines, loss curves, TensorBoard (grids: :mod:`ganforge.imaging`)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-import torch
-from PIL import Image
 
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images -> uint8 [0, 255] (round half up, clamped)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-def make_grid_uint8(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2, pad_value: int = 0) -> np.ndarray:
-    """uint8 [N, C, H, W] -> HxWxC uint8 grid (C = 1 or 3)."""
-    n, c, h, w = images.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    ncol = int(math.ceil(n / nrow))
-    grid = np.full((ncol * (h + padding) + padding, nrow * (w + padding) + padding, c), pad_value, dtype=np.uint8)
-    arr = images.permute(0, 2, 3, 1).cpu().numpy()
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        y, x = padding + r * (h + padding), padding + q * (w + padding)
-        grid[y : y + h, x : x + w] = arr[i]
-    return grid
-
-
-def save_png(array_hwc: np.ndarray, path: Path) -> None:
-    """Write an HxWxC uint8 array as PNG atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(array_hwc[..., 0] if array_hwc.shape[2] == 1 else array_hwc)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def save_grid(images_uint8: torch.Tensor, path: Path, nrow: Optional[int] = None) -> None:
-    save_png(make_grid_uint8(images_uint8, nrow=nrow), path)
 
 
 class MetricsLog:

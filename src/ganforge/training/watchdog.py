@@ -20,6 +20,34 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+from ganforge.config import Section, choice, positive
+from ganforge.errors import ConfigError
+
+
+@dataclass
+class WatchdogConfig(Section):
+    enabled: bool = True  # watch for collapse and divergence while training
+    action: str = "rollback"  # warn | rollback (to the last good checkpoint, lower the learning rates) | stop
+    patience: int = 200  # steps a symptom must persist before it counts
+    d_fake_min: float = 0.02  # D(G(z)) below this (D dominates) ...
+    d_real_min: float = 0.98  # ... while D(x) is above this
+    g_grad_min: float = 1e-4  # generator gradient norm below this = vanishing
+    fid_rise: float = 1.5  # in-training FID above this factor x the best so far
+    coverage_drop: int = 2  # classes covered falling this many below the best so far
+    lr_factor: float = 0.25  # learning rates are multiplied by this on each rollback (only D's when D dominates)
+    max_rollbacks: int = 3  # then stop with a diagnosis
+    switch_minimax: bool = True  # when D dominates a minimax run, a rollback also moves G to the non-saturating loss
+    check_every: int = 10  # steps between checks of the cheap signals
+
+    def check(self, key: str = "watchdog") -> None:
+        choice(f"{key}.action", self.action, ["warn", "rollback", "stop"])
+        for k in ("patience", "max_rollbacks", "check_every"):
+            positive(f"{key}.{k}", getattr(self, k))
+        if not 0 < self.lr_factor < 1:
+            raise ConfigError(f"{key}.lr_factor: expected a value in (0, 1), got {self.lr_factor}")
+        if self.fid_rise <= 1:
+            raise ConfigError(f"{key}.fid_rise: expected a factor > 1, got {self.fid_rise}")
+
 ADVICE = {
     "nonfinite": "lower the learning rates, or use a bounded loss (loss.name=hinge) with model.d_norm=spectral",
     "d_dominates": "weaken D or strengthen G: lower d_optim.lr, add loss.r1_gamma, model.d_norm=spectral, "

@@ -1,98 +1,116 @@
-"""The training loop: data in memory, D/G steps on logits, EMA, snapshots, exact resume.
+"""The ``gan`` task: generate images (unconditional or class-conditional GANs).
 
-One step = ``train.n_critic`` discriminator updates, then one generator update. With
-``n_critic == 1`` the fake batch drawn for the D update is reused for the G update (one G
-forward per step, as in the DCGAN reference). During the G update the discriminator's
-parameters do not require grad, so no time is spent on gradients that would be discarded.
-When D has no BatchNorm, real and fake go through D in one forward pass.
+Config sections: ``model`` (:class:`ModelConfig`), ``loss`` (:class:`LossConfig`), ``augment``
+(DiffAugment), ``eval`` (in-training FID) and ``watchdog`` (collapse detection), plus the shared ones.
 
-All randomness comes from seeded generators whose state is checkpointed, so on CPU a run
-resumed from a checkpoint ends with the same weights as one that was never interrupted.
+Training (:class:`GanTrainer`): one step = ``train.n_critic`` discriminator updates, then one
+generator update. With ``n_critic == 1`` the fake batch drawn for the D update is reused for the G
+update (one G forward per step, as in the DCGAN reference). During the G update the
+discriminator's parameters do not require grad, so no time is spent on gradients that would be
+discarded. When D has no BatchNorm, real and fake go through D in one forward pass. All randomness
+comes from seeded generators whose state is checkpointed, so on CPU a run resumed from a checkpoint
+ends with the same weights as one that was never interrupted.
+
+Networks in a checkpoint: ``generator``, ``generator_ema`` (the exponential moving average used for
+samples) and ``discriminator``. Loading a run gives a :class:`GeneratorHandle`.
 """
 from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.config import Config, ConfigError
+from ganforge import runs
+from ganforge.config import SHARED_SECTIONS, Config, EvalConfig, Section, choice, nonneg, positive
+from ganforge.errors import ConfigError, LabelError, ModelBuildError, RunError, TrainingError
+from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import LOSSES, d_logistic_smoothed, gradient_penalty, r1_penalty
-from ganforge.models import build_models
-from ganforge.models.layers import ModelBuildError
-from ganforge.training import checkpoint as ckpt
-from ganforge.training.augment import diff_augment
+from ganforge.models import MODELS, build_models
+from ganforge.tasks.base import TASKS, Handle, Task
+from ganforge.training.augment import AugmentConfig, diff_augment
 from ganforge.training.loop import TrainingLoop
-from ganforge.training.monitor import make_grid_uint8, plot_curves, save_png, to_uint8
-from ganforge.training.watchdog import Event, Watchdog
+from ganforge.training.monitor import plot_curves
+from ganforge.training.parts import check_finite, has_batchnorm
+from ganforge.training.watchdog import Event, Watchdog, WatchdogConfig
+
+# ------------------------------------------------------------------------------------------
+# config sections
 
 
-from ganforge.errors import TrainingError  # noqa: E402,F401  (re-exported)
+@dataclass
+class ModelConfig(Section):
+    arch: str = "dcgan"  # registry name: dcgan | mlp | resnet (ganforge.models.MODELS)
+    z_dim: int = 100
+    g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, resnet 64, mlp 256)
+    d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
+    g_norm: str = "batch"  # batch | none
+    d_norm: str = "batch"  # batch | none | spectral
+    conditional: bool = False  # class-conditional G and D; labels come from the dataset
+    num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
+    g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
+    d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)
+    mbstd: bool = False  # minibatch standard-deviation feature in D (Karras et al. 2018)
+
+    def check(self, key: str = "model") -> None:
+        choice(f"{key}.arch", self.arch, MODELS.names())
+        positive(f"{key}.z_dim", self.z_dim)
+        positive(f"{key}.g_width", self.g_width, allow_none=True)
+        positive(f"{key}.d_width", self.d_width, allow_none=True)
+        choice(f"{key}.g_norm", self.g_norm, ["batch", "none"])
+        choice(f"{key}.d_norm", self.d_norm, ["batch", "none", "spectral"])
+        choice(f"{key}.g_cond", self.g_cond, ["cbn", "embed"])
+        choice(f"{key}.d_cond", self.d_cond, ["projection", "acgan"])
+        if self.num_classes < 0:
+            raise ConfigError(f"{key}.num_classes: expected 0 or more, got {self.num_classes}")
 
 
-# keys that may change when a run is resumed; everything else is fixed by the run
-RESUMABLE_KEYS = {
-    "train.steps", "train.kimg", "train.epochs", "train.minutes", "train.log_every", "train.sample_every",
-    "train.checkpoint_every", "train.keep_checkpoints", "train.progress", "train.tensorboard",
-}
+@dataclass
+class LossConfig(Section):
+    name: str = "non-saturating"  # minimax | non-saturating | hinge | wgan-gp | lsgan (ganforge.losses.LOSSES)
+    gp_weight: Optional[float] = None  # gradient penalty weight; None -> 10 for wgan-gp, else 0
+    r1_gamma: float = 0.0  # R1 penalty weight on real images (0 = off)
+    r1_every: int = 1  # apply R1 every k discriminator steps (lazy regularisation)
+    label_smoothing: float = 0.0  # one-sided: real targets 1 - s for the logistic D loss (Salimans et al. 2016)
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs (real and fake)
+    instance_noise_steps: int = 0  # anneal the noise linearly to 0 over this many steps (0 = constant)
+    acgan_weight: float = 1.0  # weight of the auxiliary classification loss (d_cond=acgan)
+
+    def check(self, key: str = "loss") -> None:
+        choice(f"{key}.name", self.name, LOSSES.names())
+        if self.gp_weight is None:
+            self.gp_weight = 10.0 if self.name == "wgan-gp" else 0.0
+        nonneg(f"{key}.gp_weight", self.gp_weight)
+        nonneg(f"{key}.r1_gamma", self.r1_gamma)
+        positive(f"{key}.r1_every", self.r1_every)
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"{key}.label_smoothing: expected a value in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing > 0 and self.name not in ("minimax", "non-saturating"):
+            raise ConfigError(
+                f"{key}.label_smoothing: applies to the logistic losses (minimax, non-saturating), not {self.name!r}"
+            )
+        nonneg(f"{key}.instance_noise", self.instance_noise)
+        nonneg(f"{key}.instance_noise_steps", self.instance_noise_steps)
+        nonneg(f"{key}.acgan_weight", self.acgan_weight)
+        if self.name == "wgan-gp" and self.gp_weight == 0:
+            raise ConfigError(f"{key}.gp_weight: wgan-gp needs a gradient penalty > 0 (10 is standard)")
 
 
-class Batcher:
-    """Random batches of indices, epoch by epoch without replacement; reproducible and resumable."""
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, batch_size
-        self.gen = torch.Generator().manual_seed(seed)
-        self.epoch, self.pos = 0, 0
-        self.perm = torch.randperm(n, generator=self.gen)
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:  # drop the incomplete tail; start a new epoch
-            self.perm = torch.randperm(self.n, generator=self.gen)
-            self.pos, self.epoch = 0, self.epoch + 1
-        idx = self.perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
-        return idx
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
-
-    def load_state_dict(self, s: Dict[str, Any]) -> None:
-        self.gen.set_state(s["gen"])
-        self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+# ------------------------------------------------------------------------------------------
+# training
 
 
-def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+class GanTrainer(TrainingLoop):
+    """Trains a generator against a discriminator (see the module doc); ``run()`` returns the run folder."""
 
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p.detach(), 1.0 - decay)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
-
-
-class Trainer(TrainingLoop):
-    """Builds everything from a :class:`Config` and runs the loop. ``run()`` returns the run folder."""
-
-    def __init__(
-        self,
-        cfg: Config,
-        runs_dir: Path | str = "runs",
-        resume: Optional[Path | str] = None,
-        data=None,
-        log: Optional[Callable[[str], None]] = None,
-        dry_run: bool = False,
-    ):
-        self._setup(cfg, data, log, dry_run)
-        t, m = cfg.train, cfg.model
-        n = self.images.shape[0]
+    # ---- set-up ----------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg, t, m = self.cfg, self.cfg.train, self.cfg.model
         self.labels: Optional[torch.Tensor] = None
         if m.conditional:
             k = len(getattr(self.data, "class_names", []) or [])
@@ -109,7 +127,6 @@ class Trainer(TrainingLoop):
             raise ConfigError("model.num_classes is set but model.conditional=false; set model.conditional=true")
         self.K = m.num_classes
 
-        torch.manual_seed(t.seed)
         try:
             self.G, self.D = build_models(m, self.img_shape)
         except ModelBuildError as e:
@@ -117,25 +134,21 @@ class Trainer(TrainingLoop):
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.nets.update(generator=self.G, discriminator=self.D, generator_ema=self.G_ema)
         self.aux = bool(getattr(self.D, "aux", False))
         self.joint_d = not has_batchnorm(self.D) and not self.aux and not m.mbstd  # mbstd groups must not mix real and fake
         self.loss = LOSSES.get(cfg.loss.name)
-        self.opt_g = self._optimizer(self.G, cfg.g_optim)
-        self.opt_d = self._optimizer(self.D, cfg.d_optim)
-        self.G_fwd, self.D_fwd = self._maybe_compile(self.G), self._maybe_compile(self.D)
+        self.opt_g = self.optimizer(self.G, cfg.g_optim)
+        self.opt_d = self.optimizer(self.D, cfg.d_optim)
+        self.optims.update(g=self.opt_g, d=self.opt_d)
+        self.G_fwd, self.D_fwd = self.wrap(self.G), self.wrap(self.D)
 
-        self.batcher = Batcher(n, t.batch_size, t.seed + 1)
-        self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
         self.fixed_z = torch.randn(t.sample_count, m.z_dim, generator=torch.Generator().manual_seed(t.seed + 3)).to(self.device)
         self.fixed_y = (torch.arange(t.sample_count) % self.K).to(self.device) if self.K else None
-        self.step, self.d_steps, self.images_seen, self.elapsed = 0, 0, 0, 0.0
+        self.d_steps = 0
         self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
-        self.evaluator = None if dry_run else self._make_evaluator()
+        self.evaluator = None if self.dry_run else self._make_evaluator()
 
-        if not dry_run:
-            self._open_run(runs_dir, resume)
-
-    # ---- set-up helpers -------------------------------------------------------------------
     def _make_evaluator(self):
         """The in-training evaluator (FID/KID/coverage), or None when evaluation is off."""
         e = self.cfg.eval
@@ -144,7 +157,8 @@ class Trainer(TrainingLoop):
             features = "mnist" if self.img_shape[0] == 1 else "none"
         if features == "none" or e.every_kimg <= 0:
             return None
-        from ganforge.metrics import EvalError, TrainingEvaluator
+        from ganforge.errors import EvalError
+        from ganforge.metrics.training import TrainingEvaluator
 
         ev = TrainingEvaluator(self.data, features=features, num_samples=e.samples, seed=self.cfg.train.seed,
                                every_kimg=e.every_kimg, device=str(self.device), inception_weights=e.inception_weights)
@@ -156,38 +170,13 @@ class Trainer(TrainingLoop):
         self.coverage_meaningful = features == "mnist" and self.cfg.data.dataset in ("mnist-embedded", "mnist")
         return ev
 
-    def _maybe_compile(self, net: nn.Module) -> Callable:
-        if not self.cfg.train.compile:
-            return net
-        try:
-            compiled = torch.compile(net)
-        except Exception as e:  # torch.compile unavailable on this platform
-            self.log(f"train.compile=true failed ({type(e).__name__}: {e}); running eagerly")
-            return net
+    def class_names(self) -> List[str]:
+        return list(getattr(self.data, "class_names", []) or [])
 
-        state = {"fn": compiled}
-
-        def call(*args):
-            try:
-                return state["fn"](*args)
-            except Exception as e:  # a backend/compiler problem shows on the first call
-                if state["fn"] is net:
-                    raise
-                self.log(f"torch.compile failed on first use ({type(e).__name__}); running eagerly")
-                state["fn"] = net
-                return net(*args)
-
-        return call
+    def run_suffix(self) -> str:
+        return self.cfg.model.arch
 
     # ---- what goes into the networks --------------------------------------------------------
-    def _real_batch(self):
-        idx = self.batcher.next().to(self.device)
-        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
-        if self.cfg.data.hflip:
-            flip = torch.rand(x.shape[0], device=self.device, generator=self.noise_gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x, (self.labels[idx] if self.K else None)
-
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.z_dim, device=self.device, generator=self.noise_gen)
 
@@ -233,9 +222,10 @@ class Trainer(TrainingLoop):
         stats: Dict[str, float] = {}
         reuse = cfg.train.n_critic == 1
         for _ in range(cfg.train.n_critic):
-            real, y_real = self._real_batch()
+            real, idx = self.real_batch()
+            y_real = self.labels[idx] if self.K else None
             y_fake = self._fake_labels(B)
-            with self._autocast():
+            with self.autocast():
                 if reuse:
                     fake = self._g(self._z(B), y_fake)
                 else:
@@ -271,7 +261,7 @@ class Trainer(TrainingLoop):
             self.d_steps += 1
             self.images_seen += B
         self.D.requires_grad_(False)
-        with self._autocast():
+        with self.autocast():
             if not reuse:
                 y_fake = self._fake_labels(B)
                 fake = self._g(self._z(B), y_fake)
@@ -286,11 +276,7 @@ class Trainer(TrainingLoop):
             stats["g_grad"] = torch.stack(norms).norm().item()
         self.opt_g.step()
         self.D.requires_grad_(True)
-        t = cfg.train
-        decay = t.ema_decay
-        if decay > 0 and t.ema_warmup:
-            decay = min(decay, (1 + self.step) / (10 + self.step))
-        ema_update(self.G_ema, self.G, decay)
+        self.update_ema(self.G_ema, self.G)
         with torch.no_grad():
             stats.update(
                 loss_d=loss_d.item(),
@@ -302,18 +288,21 @@ class Trainer(TrainingLoop):
 
     # ---- outputs --------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_fixed(self) -> torch.Tensor:
+    def _generate_uint8(self, z: torch.Tensor, y: Optional[torch.Tensor], chunk: int) -> torch.Tensor:
+        """uint8 images of the EMA generator for latents ``z`` (and labels ``y``), ``chunk`` at a time."""
         out = []
-        ys = self.fixed_y.split(256) if self.K else [None] * len(self.fixed_z.split(256))
-        for z, y in zip(self.fixed_z.split(256), ys):
-            out.append(to_uint8(self.G_ema(z, y) if self.K else self.G_ema(z)))
+        for i in range(0, z.shape[0], chunk):
+            zc = z[i : i + chunk]
+            out.append(to_uint8(self.G_ema(zc, y[i : i + chunk]) if self.K else self.G_ema(zc)).cpu())
         return torch.cat(out)
 
-    def snapshot(self) -> None:
-        grid = make_grid_uint8(self.sample_fixed(), nrow=self.K or None)  # conditional: one column per class
-        save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
-        save_png(grid, self.run_dir / "samples" / "latest.png")
-        self.tb.image("samples", grid, self.step)
+    def sample_fixed(self) -> torch.Tensor:
+        return self._generate_uint8(self.fixed_z, self.fixed_y, 256)
+
+    def sample_grid(self) -> np.ndarray:
+        return make_grid_uint8(self.sample_fixed(), nrow=self.K or None)  # conditional: one column per class
+
+    def _plot(self) -> None:
         plot_curves(self.metrics.records, self.run_dir / "loss_curve.png")
 
     def _extra_state(self) -> Dict[str, Any]:
@@ -336,20 +325,15 @@ class Trainer(TrainingLoop):
 
     def _after_save(self, weights, model_config, state, meta) -> None:
         if self._rollback_on() and self.watchdog.healthy():
-            ckpt.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, model_config, state, meta)
+            runs.save_checkpoint(self.run_dir / "checkpoints" / "good", weights, model_config, state, meta)
 
     # ---- in-training evaluation ---------------------------------------------------------
-    @torch.no_grad()
     def _eval_samples(self, n: int) -> torch.Tensor:
         """n images from the EMA generator with fixed noise (so evaluations differ only by the weights)."""
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 4)
         z = torch.randn(n, self.cfg.model.z_dim, generator=gen).to(self.device)
         y = (torch.arange(n) % self.K).to(self.device) if self.K else None
-        out = []
-        for i in range(0, n, 500):
-            zc = z[i : i + 500]
-            out.append(to_uint8(self.G_ema(zc, y[i : i + 500]) if self.K else self.G_ema(zc)).cpu())
-        return torch.cat(out)
+        return self._generate_uint8(z, y, 500)
 
     def _evaluate(self) -> None:
         kimg = self.images_seen / 1000
@@ -376,15 +360,12 @@ class Trainer(TrainingLoop):
     def _rollback_on(self) -> bool:
         return self.watchdog is not None and self.cfg.watchdog.action == "rollback"
 
-    def _watch(self, stats: Dict[str, float]) -> None:
-        finite = all(math.isfinite(v) for v in stats.values())
+    def _check_step(self, stats: Dict[str, float]) -> None:
         if self.watchdog is None:
-            if not finite:
-                bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
-                raise TrainingError(
-                    f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
-                    "try lower learning rates (g_optim.lr, d_optim.lr) or a more stable loss (loss.name=hinge)")
+            check_finite(stats, self.step, "try lower learning rates (g_optim.lr, d_optim.lr) or a more stable loss "
+                                           "(loss.name=hinge)")
             return
+        finite = all(math.isfinite(v) for v in stats.values())
         if finite and self.step % self.cfg.watchdog.check_every != 0:
             return
         event = self.watchdog.observe_step(self.step, stats)
@@ -429,7 +410,7 @@ class Trainer(TrainingLoop):
         self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback",
                              "message": msg})
 
-    # ---- hooks of the shared loop (ganforge.training.loop) -----------------------------------
+    # ---- hooks of the shared loop ------------------------------------------------------------
     def _header(self) -> str:
         t = self.cfg.train
         return (f"training {self.cfg.model.arch} on {self.data.name} {self.images.shape[0]} images "
@@ -442,16 +423,10 @@ class Trainer(TrainingLoop):
             if self._rollback_on():
                 self.save("good")
 
-    def _check_step(self, stats: Dict[str, float]) -> None:
-        self._watch(stats)
-
     def _periodic(self) -> None:
         super()._periodic()
         if self.evaluator is not None and self.evaluator.due(self.images_seen / 1000):
             self._evaluate()
-
-    def _plot(self) -> None:
-        plot_curves(self.metrics.records, self.run_dir / "loss_curve.png")
 
     def _postfix(self, rec: Dict[str, Any]) -> str:
         return (f"D {rec['loss_d']:.3f} G {rec['loss_g']:.3f} D(x) {rec['d_real']:.2f} "
@@ -459,3 +434,121 @@ class Trainer(TrainingLoop):
 
     def _images_per_step(self) -> int:
         return self.cfg.train.batch_size * self.cfg.train.n_critic
+
+
+# ------------------------------------------------------------------------------------------
+# using a trained generator
+
+
+class GeneratorHandle(Handle):
+    """A trained generator with what is needed to use it: sizes, classes, noise, sampling."""
+
+    task = "gan"
+
+    def __init__(self, module: nn.Module, checkpoint: runs.Checkpoint, config: Config):
+        super().__init__(module, checkpoint, config)
+        self.z_dim = config.model.z_dim
+        self.num_classes = config.model.num_classes if config.model.conditional else 0
+        names = list(checkpoint.config.get("class_names", []))
+        self.class_names = names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+
+    def class_index(self, c: Union[int, str]) -> int:
+        """A class given by index or by name -> its index (clear error otherwise)."""
+        if not self.num_classes:
+            raise LabelError("this generator is unconditional: it takes no class")
+        if isinstance(c, str) and c in self.class_names:
+            return self.class_names.index(c)
+        try:
+            i = int(c)
+        except (TypeError, ValueError):
+            i = -1
+        if not 0 <= i < self.num_classes:
+            raise LabelError(f"class {c!r}: expected an index 0..{self.num_classes - 1} or one of the names: "
+                             f"{', '.join(self.class_names)}")
+        return i
+
+    def labels_for(self, n: int, labels=None) -> Optional[torch.Tensor]:
+        """Class labels [n]: None for unconditional models; an int/name for one class; a sequence
+        or tensor of n labels; or (default) the classes in turn 0, 1, ..., K-1, 0, 1, ..."""
+        if not self.num_classes:
+            if labels is not None:
+                raise LabelError("this generator is unconditional: it takes no class labels")
+            return None
+        if labels is None:
+            return torch.arange(n) % self.num_classes
+        if isinstance(labels, (int, str)):
+            return torch.full((n,), self.class_index(labels), dtype=torch.long)
+        y = torch.as_tensor([self.class_index(int(v)) for v in labels], dtype=torch.long)
+        if y.shape != (n,):
+            raise LabelError(f"expected {n} labels, got {tuple(y.shape)}")
+        return y
+
+    def noise(self, n: int, seed: int) -> torch.Tensor:
+        """The latent vectors ``sample(n, seed)`` uses: [n, z_dim], on CPU."""
+        return torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels=None, batch_size: int = 256) -> torch.Tensor:
+        """Images in [-1, 1], float [N, C, H, W], for latent vectors ``z`` (and labels if conditional)."""
+        y = self.labels_for(z.shape[0], labels)
+        out = []
+        for i in range(0, z.shape[0], batch_size):
+            zc = z[i : i + batch_size].to(self.device)
+            if y is None:
+                out.append(self.module(zc).float().cpu())
+            else:
+                out.append(self.module(zc, y[i : i + batch_size].to(self.device)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, *self.img_shape)
+
+    def sample(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
+        return self.generate(self.noise(n, seed), labels, batch_size)
+
+    def sample_uint8(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
+        """uint8 [n, C, H, W]; the same ``seed`` (and labels) gives the same images."""
+        return to_uint8(self.sample(n, seed, batch_size, labels))
+
+    def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
+        z = self.noise(batch, 0).to(self.device)
+        return (z,) if not self.num_classes else (z, (torch.arange(batch) % self.num_classes).to(self.device))
+
+    def __repr__(self) -> str:
+        cond = f", {self.num_classes} classes" if self.num_classes else ""
+        return (f"GeneratorHandle({self.config.model.arch}, {'x'.join(map(str, self.img_shape))}{cond}, "
+                f"step {self.step}, {self.checkpoint_path})")
+
+
+# ------------------------------------------------------------------------------------------
+# the task
+
+
+class GanTask(Task):
+    name = "gan"
+    summary = "generate images: a GAN (unconditional or class-conditional)"
+    sections = {"data": SHARED_SECTIONS["data"], "model": ModelConfig, "loss": LossConfig,
+                "g_optim": SHARED_SECTIONS["g_optim"], "d_optim": SHARED_SECTIONS["d_optim"],
+                "train": SHARED_SECTIONS["train"], "augment": AugmentConfig, "eval": EvalConfig,
+                "watchdog": WatchdogConfig}
+    trainer = GanTrainer
+    tiny = ("model.z_dim=8", "model.g_width=8", "model.d_width=8", "eval.every_kimg=0")
+
+    def validate(self, cfg: Config) -> None:
+        super().validate(cfg)
+        if cfg.loss.name == "wgan-gp" and cfg.model.d_norm == "batch":
+            raise ConfigError(
+                "model.d_norm: batch norm in the critic breaks the per-sample gradient penalty of wgan-gp; "
+                "use model.d_norm=none or spectral"
+            )
+
+    def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> GeneratorHandle:
+        cfg = self.stored_config(checkpoint)
+        try:
+            g, _ = build_models(cfg.model, tuple(checkpoint.config["img_shape"]))
+        except (KeyError, TypeError, ModelBuildError) as e:
+            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the generator: {e}") from None
+        self.load_state(g, checkpoint, "generator_ema" if ema else "generator")
+        handle = GeneratorHandle(g.to(device), checkpoint, cfg)
+        handle.ema = ema
+        return handle
+
+
+TASKS.register("gan")(GanTask())

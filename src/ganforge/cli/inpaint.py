@@ -1,36 +1,29 @@
-"""``ganforge inpaint``: fill the missing region of an image (or a folder of images).
+"""``ganforge inpaint``: fill the missing region of an image (or a folder of images) with a trained
+model (:mod:`ganforge.apps.inpaint`); prints the output path.
 
     ganforge inpaint --model RUN_DIR --image in.png --mask mask.png --out out.png
     ganforge inpaint --model RUN_DIR --image in.png --box 7,7,14,14 --out out.png --compare cmp.png
     ganforge inpaint --model RUN_DIR --image photos/ --mask masks/ --out filled/ [--compare cmp/]
 
 A GAN run completes by latent optimisation (Yeh et al. 2017); a ``task=inpaint`` run with its
-completion network. ``cli.py`` wires this in with one ``sub.add_parser("inpaint")`` plus
-:func:`add_inpaint_arguments` and :func:`cli_inpaint`; ``python -m ganforge.apps.inpaint_cli``
-runs it on its own. Problems are reported as one line ``error: ...`` with exit status 2.
+completion network.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
 
-INPAINT_DESCRIPTION = (
-    "Fill the missing region of an image. --model is a run folder: a GAN run completes by latent "
-    "optimisation (Yeh et al. 2017: the generator's latent is searched to match the known pixels, kept "
-    "realistic by the discriminator), a 'task=inpaint' run with its trained completion network. The mask is "
-    "white where pixels are missing (or give --box x,y,w,h). The result has the input's size and mode and "
-    "its known pixels unchanged. If --image is a folder, --mask is a folder of masks with the same file "
-    "names (or one --box for all) and --out a folder."
-)
+from ganforge.apps.options import BLENDS, DEFAULT_RESTARTS, DEFAULT_STEPS, METHODS
+from ganforge.errors import InpaintError
+
+ORDER = 60  # place in `ganforge --help`
+HELP = "fill in missing regions of images with a trained GAN or completion network"
+DESCRIPTION = ("Complete the missing (white in --mask, or --box) part of an image, or of every image in a folder, "
+               "with a GAN run (latent optimisation) or a completion network run (ganforge train task=inpaint).")
 
 
-def add_inpaint_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``ganforge inpaint``."""
-    from ganforge.apps.blend import BLENDS
-    from ganforge.apps.inpaint import DEFAULT_RESTARTS, DEFAULT_STEPS, METHODS
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="RUN_DIR", help="run folder from 'ganforge train' (GAN or task=inpaint)")
     parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
     parser.add_argument("--mask", metavar="PATH", help="mask image, white = missing (a folder of masks in folder mode)")
@@ -49,13 +42,10 @@ def add_inpaint_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--blend", choices=BLENDS, default="poisson", help="how the fill meets the known pixels (default poisson)")
     parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-    return parser
 
 
 def _check_device(device: str) -> None:
     import torch
-
-    from ganforge.apps.inpaint import InpaintError
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InpaintError(f"--device {device}: no CUDA device is available here; use --device cpu")
@@ -65,9 +55,10 @@ def _check_device(device: str) -> None:
         raise InpaintError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
 
 
-def cli_inpaint(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``ganforge inpaint`` for parsed ``args``; raises InpaintError / RunError with one-line messages."""
-    from ganforge.apps.inpaint import InpaintError, inpaint_detailed, inpaint_folder, load_completer
+    from ganforge.apps.inpaint import inpaint_detailed, inpaint_folder, load_completer
+    from ganforge.imaging import LOSSY_SUFFIXES, save_image
 
     _check_device(args.device)
     if args.steps < 0 or args.restarts < 1:
@@ -95,45 +86,15 @@ def cli_inpaint(args: argparse.Namespace) -> int:
         raise InpaintError(f"--mask '{args.mask}' is a folder; with a single --image give a mask file")
     if out.is_dir():
         out = out / f"{image.stem}.png"
-    if out.suffix.lower() in (".jpg", ".jpeg", ".webp"):
+    if out.suffix.lower() in LOSSY_SUFFIXES:
         print(f"warning: {out.suffix} is a lossy format: the known pixels will not stay exact (use .png)",
               file=sys.stderr)
     comp = load_completer(args.model, args.method, checkpoint=args.checkpoint, device=args.device)
     res = inpaint_detailed(comp, image, mask=args.mask, box=args.box, compare=args.compare,
                            original=args.original, **options)
-    from ganforge.apps.inpaint import save_image
-
     save_image(res.image, out)
     print(f"completed {image} -> {out}: {res.describe()}", file=sys.stderr)
     if res.compare_path is not None:
         print(f"comparison: {res.compare_path}", file=sys.stderr)
     print(out)
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser (``python -m ganforge.apps.inpaint_cli``), the same options as ``ganforge inpaint``."""
-    p = argparse.ArgumentParser(prog="ganforge inpaint", description=INPAINT_DESCRIPTION)
-    return add_inpaint_arguments(p)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Parse, run, and turn user errors into one line ``error: ...`` with exit status 2."""
-    from ganforge.api import LabelError
-    from ganforge.apps.inpaint import InpaintError
-    from ganforge.config import ConfigError
-    from ganforge.training.checkpoint import RunError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return cli_inpaint(args)
-    except (InpaintError, RunError, ConfigError, LabelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

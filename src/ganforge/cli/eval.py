@@ -1,10 +1,12 @@
-"""The ``ganforge eval`` subcommand: :func:`add_eval_arguments` and :func:`cli_eval`.
+"""``ganforge eval``: FID, KID, IS and precision/recall of a run's generator or of image files, with the
+real-vs-real floor next to each score (:func:`ganforge.api.evaluate`).
 
     ganforge eval RUN_DIR [--metrics fid,kid,is,pr] [--samples 10000] [--reference train|test|FOLDER|NPZ]
                           [--features inception|mnist] [--floor] [--json]
     ganforge eval --real FOLDER|NPZ|STATS.npz --fake FOLDER|NPZ [...]
 
-Errors the user can fix raise :class:`EvalError` with a one-line message (the CLI prints it).
+A run's result is also saved in RUN_DIR/eval/. Errors the user can fix raise :class:`EvalError` with
+a one-line message.
 """
 from __future__ import annotations
 
@@ -14,18 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ganforge.metrics.errors import EvalError
+from ganforge.errors import EvalError, GanforgeError
 
-EVAL_DESCRIPTION = (
+ORDER = 50  # place in `ganforge --help`
+HELP = "FID, KID, IS, precision/recall of a run or of image files"
+DESCRIPTION = (
     "Measure generated images the way the field does: FID, KID, IS, precision/recall via torch-fidelity, "
     "in Inception space (needs torch-fidelity's InceptionV3 weights) or in the shipped MNIST classifier's "
     "space (--features mnist, offline). Give a run folder, or --real and --fake."
 )
 
 
-def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from ganforge.metrics.features import FEATURES
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", default=None, help="a ganforge run folder (samples its generator)")
     parser.add_argument("--checkpoint", default="last", help="last | best | a step number | a checkpoint folder (default: last)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
@@ -39,7 +41,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated: fid, kid, is, pr (default: all)")
     parser.add_argument("--samples", type=int, default=None,
                         help="images to generate (default 10000); for --fake, use only the first N")
-    parser.add_argument("--features", default="auto", choices=["auto", *FEATURES.names()],
+    parser.add_argument("--features", default="auto",
                         help="feature space: inception (standard, needs weights) or mnist (shipped classifier); "
                              "auto (default): mnist for a grayscale run, inception otherwise")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
@@ -60,13 +62,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--no-save", action="store_true", help="do not write the result into the run folder")
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    return parser
 
 
-def cli_eval(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``ganforge eval`` for parsed ``args``; returns the exit code (0), raises EvalError."""
-    from ganforge.metrics.evaluation import evaluate, load_run, write_json
+    from ganforge.api import evaluate
+    from ganforge.metrics.features import FEATURES
 
+    if args.features not in ("auto", *FEATURES.names()):
+        raise EvalError(f"--features: {args.features!r} is not allowed; choose one of: auto, {', '.join(FEATURES.names())}")
     if args.reference is not None and args.real is not None:
         raise EvalError("give either --reference or --real, not both")
     if args.run_dir is not None and args.fake is not None:
@@ -84,7 +88,7 @@ def cli_eval(args: argparse.Namespace) -> int:
     log = None if args.quiet else (lambda msg: print(f"[eval] {msg}", file=sys.stderr, flush=True))
     ema = not args.no_ema
     if args.run_dir is not None:
-        fake: Any = load_run(args.run_dir, args.checkpoint, ema, args.device)
+        fake: Any = _load_run(args.run_dir, args.checkpoint, ema, args.device)
     else:
         fake = args.fake
     reference = args.real if args.real is not None else args.reference
@@ -99,13 +103,13 @@ def cli_eval(args: argparse.Namespace) -> int:
         fake, reference, metrics=args.metrics, num_samples=args.samples, features=args.features,
         seed=args.seed, floor=args.floor, batch_size=args.batch_size, device=args.device,
         inception_weights=args.inception_weights, inception_sha256=args.inception_sha256,
-        cache=not args.no_cache, cache_dir=args.cache_dir, ema=ema, out=args.out, log=log,
+        cache=not args.no_cache, cache_dir=args.cache_dir, out=args.out, log=log,
     )
     saved = []
     if args.out:
         saved.append(str(Path(args.out).expanduser()))
     if args.run_dir is not None and not args.no_save:
-        p = _save_in_run(result, fake, args.features, write_json)
+        p = _save_in_run(result, fake, args.features)
         if p:
             saved.append(p)
     if args.json:
@@ -129,8 +133,25 @@ def _check_device(device: str) -> None:
     raise EvalError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
 
 
-def _save_in_run(result: Dict[str, Any], handle, features: str, write_json) -> Optional[str]:
+def _load_run(run_dir: str, checkpoint: str, ema: bool, device: str):
+    """The run's generator (:func:`ganforge.api.load_generator`), its problems as one-line :class:`EvalError`."""
+    from ganforge.api import load_generator
+
+    p = Path(run_dir).expanduser()
+    if not p.exists():
+        raise EvalError(f"run folder {p} does not exist")
+    if not p.is_dir():
+        raise EvalError(f"{p} is not a folder (expected a ganforge run folder)")
+    try:
+        return load_generator(p, checkpoint=checkpoint, ema=ema, device=device)
+    except GanforgeError as e:
+        raise EvalError(f"cannot load a generator from {p}: {e}") from None
+
+
+def _save_in_run(result: Dict[str, Any], handle, features: str) -> Optional[str]:
     """RUN_DIR/eval/<checkpoint>-<features>-<n>.json, plus one line in RUN_DIR/eval/results.jsonl."""
+    from ganforge.metrics.evaluation import write_json
+
     run_dir = getattr(handle, "run_dir", None)
     if run_dir is None:
         return None
@@ -197,18 +218,3 @@ def format_result(r: Dict[str, Any]) -> str:
     for n in r.get("notes") or []:
         lines.append(f"note: {n}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m ganforge.metrics.cli``), for use before the CLI wires it."""
-    parser = add_eval_arguments(argparse.ArgumentParser(prog="ganforge eval", description=EVAL_DESCRIPTION))
-    args = parser.parse_args(argv)
-    try:
-        return cli_eval(args)
-    except EvalError as e:
-        print(f"ganforge eval: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

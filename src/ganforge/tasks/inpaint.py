@@ -1,7 +1,11 @@
-"""Training a completion network (``ganforge train task=inpaint``).
+"""The ``inpaint`` task: train a completion network (``ganforge train task=inpaint``).
 
-Each step draws a batch of real images and a batch of random masks (boxes and/or free-form
-strokes, :mod:`ganforge.training.masks`), lets the completion network fill the holes, then
+Config section: ``inpaint`` (:class:`InpaintConfig`), plus the shared ones (``data``, ``train``,
+``g_optim`` for the completion network, ``d_optim`` for the PatchGAN).
+
+Each step (:class:`InpaintTrainer`) draws a batch of real images and a batch of random masks (boxes
+and/or free-form strokes, :mod:`ganforge.training.masks`), lets the completion network fill the
+holes, then
 
 - updates the PatchGAN on real images against composites (prediction in the hole, real pixels
   elsewhere) with the hinge loss (SN-PatchGAN, Yu et al. 2019), and
@@ -14,57 +18,64 @@ strokes, :mod:`ganforge.training.masks`), lets the completion network fill the h
   discriminator is skipped.
 - keeps an exponential moving average of the completion network's weights (``train.ema_decay``,
   with ``train.ema_warmup``; 0 = off), which the sample grids, the validation L1 and
-  :func:`~ganforge.models.inpaint.load_inpainter` use: on MNIST it lowered the centre-hole L1
-  by ~2% at the same training time.
+  :func:`load_inpainter` use: on MNIST it lowered the centre-hole L1 by ~2% at the same training time.
 
-The optimisers are ``g_optim`` and ``d_optim``; ``loss.*``, ``model.*``, ``augment.*``, ``eval.*``
-and ``watchdog.*`` do not apply to this task. The run folder, budgets, checkpoints, Ctrl-C
-handling and exact resume behave as in :class:`ganforge.training.trainer.Trainer`; the sample
-grids show a fixed validation batch (seeded images of the training data) with fixed masks (rows:
-masked input | completion | original) and log its hole L1 as ``val_l1_hole``. All randomness
+The sample grids show a fixed validation batch (seeded images of the training data) with fixed masks
+(rows: masked input | completion | original) and log its hole L1 as ``val_l1_hole``. All randomness
 (batches, flips, masks) comes from seeded generators whose states are checkpointed, so on CPU a
-resumed run ends bit for bit where an uninterrupted one does.
+resumed run ends bit for bit where an uninterrupted one does. Networks in a checkpoint:
+``generator`` (the completion network), ``generator_ema`` and ``discriminator`` (the PatchGAN).
+Loading a run gives an :class:`InpainterHandle`.
 """
 from __future__ import annotations
 
 import copy
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ganforge.config import Config, ConfigError
+from ganforge import runs
+from ganforge.config import SHARED_SECTIONS, Section, choice, nonneg, positive
+from ganforge.errors import ConfigError, ModelBuildError, RunError
+from ganforge.imaging import completion_grid, to_uint8
 from ganforge.losses import d_hinge, g_hinge
-from ganforge.models.inpaint import build_inpainter
-from ganforge.models.layers import ModelBuildError
+from ganforge.models.inpaint import INPAINT_MODELS, InpaintSizeError, build_inpainter
+from ganforge.tasks.base import TASKS, Handle, Task
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.masks import random_masks
-from ganforge.training.monitor import make_grid_uint8, save_png, to_uint8
-from ganforge.training.trainer import Batcher, TrainingError, ema_update
+from ganforge.training.parts import check_finite
 
 OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1] (see train_step)
 GRID_MAX = 32  # images in the validation grid (at most)
 GRID_COLS = 8
 
 
-def completion_grid(masked: torch.Tensor, completed: torch.Tensor, original: torch.Tensor,
-                    ncol: int = GRID_COLS) -> np.ndarray:
-    """uint8 [N, C, H, W] x 3 -> HxWxC grid: for each group of ``ncol`` images, a row of masked inputs,
-    a row of completions and a row of originals."""
-    n = masked.shape[0]
-    ncol = max(1, min(ncol, n))
-    rows = []
-    for i in range(0, n, ncol):
-        group = [t[i : i + ncol] for t in (masked, completed, original)]
-        k = group[0].shape[0]
-        if k < ncol:  # pad the last group with black images so the rows stay aligned
-            group = [torch.cat([g, torch.zeros(ncol - k, *g.shape[1:], dtype=g.dtype)]) for g in group]
-        rows += group
-    return make_grid_uint8(torch.cat(rows), nrow=ncol)
+@dataclass
+class InpaintConfig(Section):
+    arch: str = "gated"  # completion network: gated (gated convolutions, Yu et al. 2019) | partial (Liu et al. 2018)
+    width: int = 32  # U-Net base channels
+    d_width: int = 32  # PatchGAN discriminator base channels
+    masks: str = "mixed"  # random training masks made on the fly: box | free (strokes) | mixed
+    hole_min: float = 0.1  # smallest missing fraction of the image
+    hole_max: float = 0.5  # largest missing fraction of the image
+    l1_hole: float = 6.0  # L1 weight inside the hole (Liu et al. 2018)
+    l1_valid: float = 1.0  # L1 weight on the known pixels
+    adv_weight: float = 0.1  # adversarial (PatchGAN, hinge) weight
+
+    def check(self, key: str = "inpaint") -> None:
+        choice(f"{key}.arch", self.arch, INPAINT_MODELS.names())
+        choice(f"{key}.masks", self.masks, ["box", "free", "mixed"])
+        positive(f"{key}.width", self.width)
+        positive(f"{key}.d_width", self.d_width)
+        if not 0 < self.hole_min <= self.hole_max < 1:
+            raise ConfigError(f"{key}.hole_min/hole_max: expected 0 < min <= max < 1, got {self.hole_min}, {self.hole_max}")
+        for k in ("l1_hole", "l1_valid", "adv_weight"):
+            nonneg(f"{key}.{k}", getattr(self, k))
 
 
 def plot_inpaint_curves(records: List[Dict[str, Any]], path: Path) -> None:
@@ -107,47 +118,34 @@ def plot_inpaint_curves(records: List[Dict[str, Any]], path: Path) -> None:
 
 
 class InpaintTrainer(TrainingLoop):
-    """Builds the completion network and PatchGAN from a :class:`Config` (``task=inpaint``) and trains them.
+    """Builds the completion network and PatchGAN from a ``task=inpaint`` config and trains them."""
 
-    Same arguments and behaviour as :class:`~ganforge.training.trainer.Trainer`: ``run()`` returns
-    the run folder (``runs/NNNNN-<data>-inpaint-<arch>``); ``resume`` continues a run folder;
-    ``data`` may be an ``ImageData`` already in memory; ``dry_run`` runs one step and writes nothing.
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        runs_dir: Path | str = "runs",
-        resume: Optional[Path | str] = None,
-        data=None,
-        log: Optional[Callable[[str], None]] = None,
-        dry_run: bool = False,
-    ):
+    def build(self) -> None:
+        cfg = self.cfg
         if cfg.task != "inpaint":
             raise ConfigError(f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}")
-        self._setup(cfg, data, log, dry_run)
         t, ip = cfg.train, cfg.inpaint
         if t.compile:
             self.log("train.compile is not used when training a completion network: running eagerly")
         n = self.images.shape[0]
-
-        torch.manual_seed(t.seed)
         try:
-            self.G, self.D = build_inpainter(cfg, self.img_shape)
+            self.G, self.D = build_inpainter(ip.arch, self.img_shape, ip.width, ip.d_width)
         except ModelBuildError as e:
             raise ConfigError(f"inpaint.arch={ip.arch}: {e}") from None
         # channels-last convolutions: ~10% faster on CPU (measured: GatedUNet width 16, 28x28, batch 64)
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
+        self.nets.update(generator=self.G, discriminator=self.D)
         # exponential moving average of the completion network's weights (train.ema_decay; 0 = off): what
         # the sample grids, the validation L1 and load_inpainter use
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if t.ema_decay > 0 else None
-        self.opt_g = self._optimizer(self.G, cfg.g_optim)
-        self.opt_d = self._optimizer(self.D, cfg.d_optim)
+        if self.G_ema is not None:
+            self.nets["generator_ema"] = self.G_ema
+        self.opt_g = self.optimizer(self.G, cfg.g_optim)
+        self.opt_d = self.optimizer(self.D, cfg.d_optim)
+        self.optims.update(g=self.opt_g, d=self.opt_d)
 
-        self.batcher = Batcher(n, t.batch_size, t.seed + 1)
-        self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)  # flips
         self.mask_gen = torch.Generator().manual_seed(t.seed + 5)  # training masks (made on the CPU)
         # the fixed validation batch of the sample grids: seeded images and masks
         k = min(t.sample_count, GRID_MAX, n)
@@ -157,20 +155,11 @@ class InpaintTrainer(TrainingLoop):
         _, h, w = self.img_shape
         self.val_m = random_masks(k, h, w, ip.masks, ip.hole_min, ip.hole_max,
                                   generator=torch.Generator().manual_seed(t.seed + 4), device=self.device)
-        self.step, self.images_seen, self.elapsed = 0, 0, 0.0
 
-        if not dry_run:
-            self._open_run(runs_dir, resume)
+    def run_suffix(self) -> str:
+        return f"inpaint-{self.cfg.inpaint.arch}"
 
     # ---- one step ---------------------------------------------------------------------------
-    def _real_batch(self) -> torch.Tensor:
-        idx = self.batcher.next().to(self.device)
-        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, H, W] in [-1, 1]
-        if self.cfg.data.hflip:
-            flip = torch.rand(x.shape[0], device=self.device, generator=self.noise_gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x.contiguous(memory_format=self.memory_format)
-
     def _masks(self, n: int) -> torch.Tensor:
         ip = self.cfg.inpaint
         _, h, w = self.img_shape
@@ -188,9 +177,9 @@ class InpaintTrainer(TrainingLoop):
 
     def train_step(self) -> Dict[str, float]:
         ip, B = self.cfg.inpaint, self.cfg.train.batch_size
-        x = self._real_batch()  # [B, C, H, W]
+        x, _ = self.real_batch(self.memory_format)  # [B, C, H, W]
         m = self._masks(B)  # [B, 1, H, W], 1 = missing
-        with self._autocast():
+        with self.autocast():
             raw = self.G.raw(x * (1 - m), m).float()  # [B, C, H, W] unbounded prediction
         out = raw + (raw.clamp(-1.0, 1.0) - raw).detach()  # clamped forward, identity backward
         overshoot = (raw.abs() - 1.0).relu().mean()  # keeps the unbounded output from drifting
@@ -198,7 +187,7 @@ class InpaintTrainer(TrainingLoop):
         stats: Dict[str, float] = {}
         adv = ip.adv_weight > 0
         if adv:
-            with self._autocast():  # real and composite in one pass (no normalisation layers in D)
+            with self.autocast():  # real and composite in one pass (no normalisation layers in D)
                 logits = self.D(torch.cat([x, comp.detach()]), torch.cat([m, m])).float()  # [2B, 1, h', w']
             r, f = logits.split(B)
             loss_d = d_hinge(r, f)
@@ -210,7 +199,7 @@ class InpaintTrainer(TrainingLoop):
         loss_g = ip.l1_hole * l1_hole + ip.l1_valid * l1_valid + OVERSHOOT_WEIGHT * overshoot
         if adv:
             self.D.requires_grad_(False)
-            with self._autocast():
+            with self.autocast():
                 adv_g = g_hinge(self.D(comp, m).float())
             loss_g = loss_g + ip.adv_weight * adv_g
             stats["adv_g"] = adv_g.item()
@@ -221,9 +210,7 @@ class InpaintTrainer(TrainingLoop):
             self.D.requires_grad_(True)
         self.step += 1
         if self.G_ema is not None:
-            t = self.cfg.train
-            decay = min(t.ema_decay, (1 + self.step) / (10 + self.step)) if t.ema_warmup else t.ema_decay
-            ema_update(self.G_ema, self.G, decay)
+            self.update_ema(self.G_ema, self.G)
         self.images_seen += B
         stats.update(l1_hole=l1_hole.item(), l1_valid=l1_valid.item(), loss_g=loss_g.item())
         return stats
@@ -247,16 +234,11 @@ class InpaintTrainer(TrainingLoop):
         l1_hole, _ = self.l1_parts(out, x, m)
         return (to_uint8(x * (1 - m)).cpu(), to_uint8(comp).cpu(), to_uint8(x).cpu()), l1_hole.item()
 
-    def snapshot(self) -> None:
+    def sample_grid(self) -> np.ndarray:
         (masked, comp, orig), l1 = self.validate()
-        grid = completion_grid(masked, comp, orig)
-        save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
-        save_png(grid, self.run_dir / "samples" / "latest.png")
-        self.tb.image("samples", grid, self.step)
-        rec = {"step": self.step, "kimg": round(self.images_seen / 1000, 3), "val_l1_hole": round(l1, 5)}
-        self.metrics.append(rec)
+        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "val_l1_hole": round(l1, 5)})
         self.tb.scalars({"val/l1_hole": l1}, self.step)
-        plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
+        return completion_grid(masked, comp, orig, ncol=GRID_COLS)
 
     def _extra_state(self) -> Dict[str, Any]:
         return {"mask_gen": self.mask_gen.get_state()}
@@ -265,7 +247,7 @@ class InpaintTrainer(TrainingLoop):
         if full:
             self.mask_gen.set_state(s["mask_gen"])
 
-    # ---- hooks of the shared loop (ganforge.training.loop) -----------------------------------
+    # ---- hooks of the shared loop ------------------------------------------------------------
     def _header(self) -> str:
         t, ip = self.cfg.train, self.cfg.inpaint
         n_g = sum(p.numel() for p in self.G.parameters())
@@ -274,16 +256,8 @@ class InpaintTrainer(TrainingLoop):
                 f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}, batch {t.batch_size}, device {self.device}, "
                 f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
 
-    def _before_loop(self) -> None:
-        if self.step == 0:
-            self.snapshot()
-
     def _check_step(self, stats: Dict[str, float]) -> None:
-        if not all(math.isfinite(v) for v in stats.values()):
-            bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
-            raise TrainingError(
-                f"training diverged at step {self.step}: {bad}. The last good checkpoint is kept; "
-                "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight")
+        check_finite(stats, self.step, "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight")
 
     def _plot(self) -> None:
         plot_inpaint_curves(self.metrics.records, self.run_dir / "loss_curve.png")
@@ -295,3 +269,97 @@ class InpaintTrainer(TrainingLoop):
     def _done_extra(self) -> str:
         last = next((r["val_l1_hole"] for r in reversed(self.metrics.records) if "val_l1_hole" in r), None)
         return f"validation L1 in the hole {last:.4f}; " if last is not None else ""
+
+
+# ------------------------------------------------------------------------------------------
+# using a trained completion network
+
+
+class InpainterHandle(Handle):
+    """A trained completion network with what is needed to use it on uint8 images."""
+
+    task = "inpaint"
+
+    @property
+    def multiple(self) -> int:
+        """Height and width must be multiples of this (``2 ** levels``)."""
+        return 2**self.module.levels
+
+    @torch.no_grad()
+    def complete(self, image: Union[torch.Tensor, np.ndarray], mask: Union[torch.Tensor, np.ndarray],
+                 batch_size: int = 256) -> torch.Tensor:
+        """Fill the holes: ``image`` uint8 ``[N, C, H, W]``, ``mask`` ``[N, 1, H, W]`` (or ``[1, 1, H, W]`` for all
+        images; bool or float, > 0.5 = missing) -> uint8 ``[N, C, H, W]`` with the known pixels unchanged."""
+        image = torch.as_tensor(image)
+        mask = torch.as_tensor(mask)
+        c = self.img_shape[0]
+        if image.dtype != torch.uint8 or image.dim() != 4 or image.shape[1] != c:
+            raise ValueError(f"complete: expected uint8 images [N, {c}, H, W], got {image.dtype} {tuple(image.shape)}")
+        n, _, h, w = image.shape
+        if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != image.shape[2:] or mask.shape[0] not in (1, n):
+            raise ValueError(f"complete: expected a mask [N, 1, H, W] or [1, 1, H, W] for images {tuple(image.shape)}, "
+                             f"got {tuple(mask.shape)}")
+        k = self.multiple
+        if h % k or w % k:
+            raise InpaintSizeError(f"complete: this network needs height and width that are multiples of {k}; got {h}x{w}")
+        hole = (mask.float() > 0.5).expand(n, 1, h, w)  # [N, 1, H, W] bool
+        out = torch.empty_like(image)
+        for i in range(0, n, batch_size):
+            img = image[i : i + batch_size]
+            hb = hole[i : i + batch_size]
+            x = img.to(self.device).float().div(127.5).sub(1.0)  # [B, C, H, W] in [-1, 1]
+            m = hb.to(self.device).float()
+            pred = to_uint8(self.module(x * (1 - m), m)).cpu()  # [B, C, H, W] uint8
+            out[i : i + batch_size] = torch.where(hb, pred, img)  # known pixels copied, bit for bit
+        return out
+
+    def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
+        c, h, w = self.img_shape
+        mask = torch.zeros(batch, 1, h, w, device=self.device)
+        mask[..., h // 4 : h // 2, w // 4 : w // 2] = 1.0
+        return (torch.zeros(batch, c, h, w, device=self.device), mask)
+
+    def __repr__(self) -> str:
+        return (f"InpainterHandle({self.config.inpaint.arch}, {'x'.join(map(str, self.img_shape))}, step {self.step}, "
+                f"{self.checkpoint_path})")
+
+
+class InpaintTask(Task):
+    name = "inpaint"
+    summary = "complete missing regions of images: a completion network trained against a PatchGAN"
+    sections = {**SHARED_SECTIONS, "inpaint": InpaintConfig}
+    trainer = InpaintTrainer
+    tiny = ("inpaint.width=4", "inpaint.d_width=4")
+
+    def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> InpainterHandle:
+        cfg = self.stored_config(checkpoint)
+        ip = cfg.inpaint
+        try:
+            g = INPAINT_MODELS.get(ip.arch)(tuple(int(s) for s in checkpoint.config["img_shape"]), ip.width)
+        except (KeyError, TypeError, ModelBuildError) as e:
+            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the completion network: {e}") from None
+        network = "generator_ema" if ema and checkpoint.has("generator_ema") else "generator"
+        self.load_state(g, checkpoint, network)
+        handle = InpainterHandle(g.to(device), checkpoint, cfg)
+        handle.ema = network == "generator_ema"
+        return handle
+
+
+TASKS.register("inpaint")(InpaintTask())
+
+
+def load_inpainter(run_dir: Union[str, Path], checkpoint: str = "last",
+                   device: Union[str, torch.device] = "cpu", ema: bool = True) -> InpainterHandle:
+    """Rebuild the completion network of an inpainting run (``ganforge train task=inpaint``) from its folder.
+
+    ``checkpoint``: ``last``, a step number, or a checkpoint folder path. ``ema``: the exponential
+    moving average of the weights (what the run's sample grids show; used when the run kept one,
+    ``train.ema_decay > 0``) or the raw trained weights. Raises :class:`~ganforge.errors.RunError`
+    when the folder is not a run, has no checkpoint, or trained something else than a completion network.
+    """
+    ck = runs.open_checkpoint(run_dir, checkpoint)
+    if ck.task != "inpaint":
+        where = ck.run_dir if ck.run_dir is not None else ck.folder
+        raise RunError(f"run '{where}' trained a GAN (task={ck.task}), not a completion network; "
+                       "use --method latent (or train one with 'ganforge train task=inpaint')")
+    return TASKS.get("inpaint").load(ck, ema=ema, device=device)

@@ -1,0 +1,43 @@
+"""What a run folder holds, as ``ganforge info`` shows it: config, checkpoints, last metrics.
+
+    info = run_info("runs/00003-mnist-dcgan")
+    info["checkpoints"][-1]["step"], info["last_metrics"], info["best"]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Union
+
+from ganforge import runs
+
+__all__ = ["run_info"]
+
+
+def run_info(run_dir: Union[str, Path]) -> Dict[str, Any]:
+    """A run folder described as plain data (what ``ganforge info --json`` prints):
+
+    ``run``, its ``task``, its whole ``config``, its ``model`` and ``data`` config sections and ``loss``
+    name (GAN runs; empty for other tasks), the ``checkpoints`` (each
+    its meta.json plus ``path``), the ``best`` checkpoint's folder (None without one), the last
+    training log record (``last_metrics``) and the last evaluation record (``last_eval``) of
+    metrics.jsonl, and the latest sample grid (``samples``); paths as strings.
+    Raises :class:`~ganforge.errors.RunError` for a folder that is not a run.
+    """
+    run = runs.check_run_dir(run_dir)
+    cfg = runs.read_run_config(run)
+    records = runs.read_metrics(run)
+    best = run / "checkpoints" / "best"
+    samples = run / "samples" / "latest.png"
+    return {
+        "run": str(run),
+        "task": str(cfg.get("task") or "gan"),
+        "config": cfg,
+        "model": cfg.get("model", {}),
+        "data": cfg.get("data", {}),
+        "loss": cfg.get("loss", {}).get("name"),
+        "checkpoints": [runs.read_json(p / "meta.json") | {"path": str(p)} for p in runs.list_checkpoints(run)],
+        "best": str(best) if (best / "meta.json").exists() else None,
+        "last_metrics": next((r for r in reversed(records) if "loss_d" in r), None),
+        "last_eval": next((r for r in reversed(records) if "fid" in r), None),
+        "samples": str(samples) if samples.exists() else None,
+    }

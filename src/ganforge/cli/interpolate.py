@@ -1,0 +1,40 @@
+"""``ganforge interpolate RUN_DIR``: walks through the latent space of a trained generator, as a .png
+grid (one path per row) or a .gif animation (:mod:`ganforge.apps.generate`); prints the output path."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ORDER = 30  # place in `ganforge --help`
+HELP = "latent-space interpolation grid (.png) or animation (.gif)"
+DESCRIPTION = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", help="output .png or .gif (default RUN_DIR/interpolation.png)")
+    parser.add_argument("--rows", type=int, default=8, help="number of paths (default 8)")
+    parser.add_argument("--steps", type=int, default=10, help="images per path (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--linear", action="store_true", help="linear instead of spherical interpolation")
+    parser.add_argument("--checkpoint", default="last")
+    parser.add_argument("--class", dest="cls", metavar="C", help="conditional runs: keep every path in this class")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ganforge.api import load_generator
+    from ganforge.apps.generate import INTERPOLATION_SUFFIXES, interpolation, write_interpolation
+    from ganforge.errors import UsageError
+
+    g = load_generator(args.run_dir, checkpoint=args.checkpoint)
+    if args.steps < 2 or args.rows < 1:
+        raise UsageError("--steps must be >= 2 and --rows >= 1")
+    if args.cls is not None and not g.num_classes:
+        raise UsageError("--class: this run trained an unconditional model; it has no classes")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "interpolation.png"
+    if out.suffix.lower() not in INTERPOLATION_SUFFIXES:
+        raise UsageError(f"--out {out}: expected a .png (grid) or .gif (animation) path")
+    imgs = interpolation(g, args.rows, args.steps, seed=args.seed, linear=args.linear, cls=args.cls)
+    write_interpolation(imgs, args.rows, args.steps, out)
+    print(out)
+    return 0

@@ -1,0 +1,123 @@
+"""What a task is: the unit of extension of ganforge.
+
+A task (``gan``, ``inpaint``, ...) is one file in this package that defines
+
+- its config sections (dataclasses deriving from :class:`ganforge.config.Section`),
+- a trainer: a :class:`ganforge.training.loop.TrainingLoop` subclass that builds its networks and
+  optimisers and defines the training step and the sample grid,
+- a :class:`Handle`: the trained network loaded from a run folder, which apps, metrics, the web
+  app and export use,
+
+and registers a :class:`Task` object that ties them together under its name in :data:`TASKS`.
+The loop, the run folder (:mod:`ganforge.runs`), the configuration machinery, the CLI and the
+Python API dispatch on ``cfg.task`` through :data:`TASKS` and need no change for a new task.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+
+from ganforge import runs
+from ganforge.config import SHARED_SECTIONS, Config, build, choice
+from ganforge.errors import ConfigError, RunError
+from ganforge.registry import Registry
+
+TASKS: Registry["Task"] = Registry("task")
+
+
+class Handle:
+    """A trained network of a run, ready to use: ``module`` (in eval mode), the run's ``config``,
+    ``img_shape`` (C, H, W), where it came from (``checkpoint_path``, ``run_dir``, ``step``, ``kimg``).
+
+    Each task's handle adds what using it means (``GeneratorHandle.sample_uint8``,
+    ``InpainterHandle.complete``, ...) and says how to call ``module`` for export
+    (:meth:`export_inputs`)."""
+
+    task = ""
+
+    def __init__(self, module: nn.Module, checkpoint: runs.Checkpoint, config: Config):
+        self.module = module.eval()
+        self.config = config
+        self.img_shape: Tuple[int, int, int] = tuple(int(s) for s in checkpoint.config["img_shape"])
+        self.checkpoint_path = Path(checkpoint.folder)
+        self.run_dir: Optional[Path] = checkpoint.run_dir
+        self.step = int(checkpoint.meta.get("step", 0))
+        self.kimg = float(checkpoint.meta.get("kimg", 0.0))
+        self.ema = False  # whether ``module`` holds the exponential moving average of the weights
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
+        """Example inputs of ``module`` (on its device), for tracing and export."""
+        raise NotImplementedError
+
+    def output_shape(self, batch: int = 1) -> Tuple[int, ...]:
+        """The shape of ``module(*export_inputs(batch))``: images of the run's shape by default."""
+        return (batch, *self.img_shape)
+
+
+class Task:
+    """A kind of model ganforge trains and uses. Subclasses set the class attributes and
+    implement :meth:`load`; :meth:`validate` may add checks across sections."""
+
+    name: str = ""
+    summary: str = ""  # one line for help texts
+    sections: Mapping[str, type] = SHARED_SECTIONS  # every section of the task's config, in file order
+    trainer: Type = None  # a TrainingLoop subclass
+    # overrides that make the task's networks tiny: the tests parametrised over TASKS train every
+    # task with these (plus small data and batch settings) for a few steps
+    tiny: Tuple[str, ...] = ()
+
+    # ---- configuration ---------------------------------------------------------------------
+    def config(self, d: Mapping[str, Any], drop: Iterable[str] = ()) -> Config:
+        """Build and validate this task's :class:`Config` from a nested dict (see :func:`ganforge.config.build`)."""
+        cfg = build(d, self.sections, self.name, drop=drop, known_elsewhere=all_sections())
+        self.validate(cfg)
+        return cfg
+
+    def validate(self, cfg: Config) -> None:
+        """Checks that need more than one section or a registry (the dataset name, by default)."""
+        from ganforge.data import DATASETS
+
+        choice("data.dataset", cfg.data.dataset, DATASETS.names())
+
+    # ---- using a trained run -----------------------------------------------------------------
+    def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device: Union[str, torch.device] = "cpu") -> Handle:
+        """The trained network of ``checkpoint`` as this task's :class:`Handle`."""
+        raise NotImplementedError
+
+    def stored_config(self, checkpoint: runs.Checkpoint) -> Config:
+        """The config a checkpoint was trained with (sections of other tasks, which older runs carry, dropped)."""
+        try:
+            return self.config(checkpoint.config["config"], drop=all_sections())
+        except (KeyError, TypeError, ConfigError) as e:
+            raise RunError(f"checkpoint '{checkpoint.folder}' has an unusable config.json: {e}") from None
+
+    @staticmethod
+    def load_state(net: nn.Module, checkpoint: runs.Checkpoint, network: str) -> nn.Module:
+        """Load the weights ``<network>.safetensors`` of ``checkpoint`` into ``net``, with a one-line error."""
+        try:
+            net.load_state_dict(checkpoint.weights(network))
+        except RuntimeError as e:
+            raise RunError(f"weights in '{checkpoint.folder}' do not match its config.json: {e}") from None
+        return net
+
+
+def all_sections() -> Dict[str, type]:
+    """Every section any registered task uses (to tell a section of another task from a typo)."""
+    out: Dict[str, type] = {}
+    for name in TASKS.names():
+        out.update(TASKS.get(name).sections)
+    return out
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``, or a :class:`ConfigError` listing the tasks."""
+    if name not in TASKS:
+        raise ConfigError(f"task: {name!r} is not allowed; choose one of: {', '.join(TASKS.names())}")
+    return TASKS.get(name)

@@ -1,0 +1,93 @@
+"""Pieces every task's training uses: devices and bfloat16, seeded batches, EMA weights, finiteness."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+import torch
+import torch.nn as nn
+
+from ganforge.errors import ConfigError, TrainingError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name}: CUDA is not available on this machine; use train.device=cpu or auto")
+    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("train.device=mps: MPS is not available on this machine; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def amp_enabled(requested: bool, device: torch.device, log) -> bool:
+    """``train.amp``: bfloat16 autocast on CUDA, and on CPUs with native bfloat16 support; else float32."""
+    if not requested:
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu" and cpu_bf16_supported():
+        return True
+    log(f"train.amp=true: {'this CPU has no native bfloat16 support' if device.type == 'cpu' else device.type} "
+        "(bfloat16 autocast needs CUDA or a CPU with AVX512-BF16/AMX): training in float32")
+    return False
+
+
+class Batcher:
+    """Random batches of indices, epoch by epoch without replacement; reproducible and resumable."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch, self.pos = 0, 0
+        self.perm = torch.randperm(n, generator=self.gen)
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:  # drop the incomplete tail; start a new epoch
+            self.perm = torch.randperm(self.n, generator=self.gen)
+            self.pos, self.epoch = 0, self.epoch + 1
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch}
+
+    def load_state_dict(self, s: Dict[str, Any]) -> None:
+        self.gen.set_state(s["gen"])
+        self.perm, self.pos, self.epoch = s["perm"], int(s["pos"]), int(s["epoch"])
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def ema_decay(decay: float, warmup: bool, step: int) -> float:
+    """The EMA decay at ``step`` (after the update): with warm-up ``min(decay, (1 + step) / (10 + step))``,
+    so early averages are not dominated by the random initial weights."""
+    return min(decay, (1 + step) / (10 + step)) if decay > 0 and warmup else decay
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
+
+
+def check_finite(stats: Dict[str, float], step: int, advice: str) -> None:
+    """Raise a :class:`TrainingError` naming the non-finite statistics of a step, with ``advice``."""
+    if not all(math.isfinite(v) for v in stats.values()):
+        bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
+        raise TrainingError(f"training diverged at step {step}: {bad}. The last good checkpoint is kept; {advice}")
