@@ -89,7 +89,8 @@ def test_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypatch)
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["--version"], [], ["train", "--help"], ["sample", "--help"], ["sample"], ["sample", "RUN"],
-     ["interpolate", "RUN", "--bogus"], ["info"], ["presets", "--help"], ["nosuchverb"]],
+     ["interpolate", "RUN", "--bogus"], ["info"], ["presets", "--help"], ["nosuchverb"], ["config", "--help"],
+     ["eval", "--help"], ["inpaint", "--help"], ["sample", "RUN", "--out", "x.png", "--threads", "two"]],
 )
 def test_parsing_does_not_import_torch(argv):
     """Help texts and argument errors come at once: torch (seconds to import) is loaded only to run a verb."""
@@ -145,3 +146,164 @@ def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path, tiny_overrides):
     step = runs.step_of(cks[0])
     assert main(["train", "--resume", str(run), f"train.steps={step + 2}"]) == 0
     assert runs.step_of(runs.list_checkpoints(run)[-1]) == step + 2
+
+
+# ---- outputs that cannot be written: one line, before any work ---------------------------------
+def _unwritable(tmp_path):
+    """Output paths that cannot be written, as root too: under /proc, and under a file."""
+    (tmp_path / "afile").write_text("x")
+    return {"proc": "/proc/ganforge-test/x", "under a file": str(tmp_path / "afile" / "x")}
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the work started although the output cannot be written")
+
+
+@pytest.mark.parametrize("where", ["proc", "under a file"])
+@pytest.mark.parametrize("verb", ["sample", "sample-folder", "interpolate", "eval", "inpaint", "inpaint-compare"])
+def test_unwritable_output_is_one_line_before_any_work(verb, where, run_dir, tmp_path, capsys, monkeypatch):
+    import ganforge.api
+    import ganforge.apps.inpaint
+
+    if verb in ("sample", "sample-folder", "eval"):  # these check before loading the run
+        monkeypatch.setattr(ganforge.api, "load_generator", _never)
+        monkeypatch.setattr(ganforge.api, "evaluate", _never)
+    monkeypatch.setattr("ganforge.apps.generate.interpolation", _never)
+    monkeypatch.setattr(ganforge.apps.inpaint, "load_completer", _never)
+    bad = _unwritable(tmp_path)[where]
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "in.png")
+    inpaint = ["inpaint", "--model", str(run_dir), "--image", str(tmp_path / "in.png"), "--box", "1,1,5,5"]
+    argv = {
+        "sample": ["sample", str(run_dir), "--out", bad + ".png"],
+        "sample-folder": ["sample", str(run_dir), "--out", bad],
+        "interpolate": ["interpolate", str(run_dir), "--out", bad + ".gif"],
+        "eval": ["eval", str(run_dir), "--features", "mnist", "--out", bad + ".json"],
+        "inpaint": inpaint + ["--out", bad + ".png"],
+        "inpaint-compare": inpaint + ["--out", str(tmp_path / "o.png"), "--compare", bad + ".png"],
+    }[verb]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write "), err
+    assert bad in err[0]
+    cause = "files cannot be created in '/proc" if where == "proc" else f"'{tmp_path / 'afile'}' is a file, not a folder"
+    assert cause in err[0], err[0]
+
+
+@pytest.mark.parametrize("out, writer", [("g.png", "PIL.Image.Image.save"), ("s.npz", "numpy.savez"),
+                                         ("many", "PIL.Image.Image.save")])
+def test_a_write_that_fails_midway_is_one_line(out, writer, run_dir, tmp_path, capsys, monkeypatch):
+    """A full disk met while writing (simulated by a patched writer) names the path and the cause."""
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, full)
+    assert main(["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write ") and "No space left on device" in err[0], err
+    assert str(tmp_path / out) in err[0]
+    assert not list(tmp_path.rglob(".*.tmp"))  # no temporary file left behind
+
+
+# ---- --device and --threads, the same for every inference verb ----------------------------------
+def _verb_argv(verb, run_dir, tmp_path):
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "in.png")
+    return {
+        "sample": ["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "s.png")],
+        "interpolate": ["interpolate", str(run_dir), "--rows", "1", "--steps", "2", "--out", str(tmp_path / "i.png")],
+        "eval": ["eval", str(run_dir), "--features", "mnist", "--samples", "20", "--metrics", "fid", "--no-floor",
+                 "--no-save", "--no-cache", "--quiet"],
+        "inpaint": ["inpaint", "--model", str(run_dir), "--image", str(tmp_path / "in.png"), "--box", "1,1,5,5",
+                    "--steps", "1", "--restarts", "1", "--out", str(tmp_path / "o.png")],
+    }[verb]
+
+
+VERBS = ["sample", "interpolate", "eval", "inpaint"]
+
+
+@pytest.fixture
+def threads_kept():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_device_option_is_checked_the_same_everywhere(verb, run_dir, tmp_path, capsys, threads_kept):
+    import torch
+
+    argv = _verb_argv(verb, run_dir, tmp_path)
+    assert main(argv + ["--device", "gpu0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --device 'gpu0': expected cpu, cuda, cuda:N or auto"
+    if not torch.cuda.is_available():
+        assert main(argv + ["--device", "cuda:1"]) == 2
+        assert capsys.readouterr().err.strip() == ("error: --device cuda:1: CUDA is not available on this machine; "
+                                                   "use --device cpu (or auto)")
+    assert main(argv + ["--device", "auto"]) == 0
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_threads_default_to_one_or_the_environment(verb, run_dir, tmp_path, capsys, monkeypatch, threads_kept):
+    import torch
+
+    argv = _verb_argv(verb, run_dir, tmp_path)
+    torch.set_num_threads(3)
+    monkeypatch.delenv("GANFORGE_THREADS", raising=False)
+    assert main(argv) == 0 and torch.get_num_threads() == 1
+    assert main(argv + ["--threads", "2"]) == 0 and torch.get_num_threads() == 2
+    monkeypatch.setenv("GANFORGE_THREADS", "3")
+    assert main(argv) == 0 and torch.get_num_threads() == 3
+    capsys.readouterr()
+    monkeypatch.setenv("GANFORGE_THREADS", "many")
+    assert main(argv) == 2
+    assert "GANFORGE_THREADS='many': expected a positive integer" in capsys.readouterr().err
+    assert main(argv + ["--threads", "0"]) == 2
+    assert "--threads: expected a positive number of CPU threads, got 0" in capsys.readouterr().err
+
+
+# ---- ganforge config ------------------------------------------------------------------------------
+def test_config_lists_every_key_with_its_default_and_source_comment(capsys):
+    import json
+
+    from ganforge.config import TrainConfig
+    from ganforge.tasks import allowed_keys
+
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("train.threads "))
+    assert line.split()[:2] == ["train.threads", "null"]
+    assert line.endswith("torch.set_num_threads; None leaves torch's default")  # the comment in config.py
+    assert "[g_optim]" in out and "[inpaint]" not in out
+    for task in ("gan", "inpaint"):
+        assert main(["config", task, "--json"]) == 0
+        keys = json.loads(capsys.readouterr().out)
+        assert [k["key"] for k in keys] == allowed_keys(task)  # every key, in config-file order
+        by_key = {k["key"]: k for k in keys}
+        assert by_key["task"]["default"] == task
+        assert by_key["train.batch_size"]["default"] == TrainConfig().batch_size
+        assert by_key["data.size"]["type"] == "Optional[List[int]]"
+    assert by_key["inpaint.arch"]["comment"].startswith("completion network: gated")
+    assert main(["config", "superres"]) == 2
+    assert "task: 'superres' is not allowed; choose one of: gan, inpaint" in capsys.readouterr().err
+
+
+def test_config_reads_comments_from_the_source_not_a_list():
+    from dataclasses import dataclass
+
+    from ganforge.cli.config import field_comments
+
+    @dataclass
+    class Base:
+        a: int = 1  # the a
+        b: str = "x#y"  # not fooled by a hash in a string
+
+    @dataclass
+    class Derived(Base):
+        c: float = 0.5
+        d: tuple = (1,
+                    2)  # on the field's last line
+
+    assert field_comments(Derived) == {"a": "the a", "b": "not fooled by a hash in a string", "d": "on the field's last line"}

@@ -552,3 +552,45 @@ def test_heldout_split_matches_the_classifier_split():
     assert torch.equal(train.labels, full.labels[heldout_split(10000, 2000, 0)[0]])
     with pytest.raises(DataError, match="data.heldout=20000: the dataset has only 10000 images"):
         load_dataset(DataConfig(heldout=20000, part="train"))
+
+
+# ---- data.classes ---------------------------------------------------------------------------------
+
+
+def test_data_classes_keeps_those_classes_renumbered(data_embedded):
+    d = load_dataset(cfg(classes=["5", "6", "7", "8", "9"]))
+    keep = data_embedded.labels >= 5
+    assert torch.equal(d.images, data_embedded.images[keep])
+    assert torch.equal(d.labels, data_embedded.labels[keep] - 5)
+    assert d.class_names == ["5", "6", "7", "8", "9"] and len(d) == int(keep.sum()) < 10000
+
+
+def test_data_classes_are_chosen_before_the_limit(data_embedded):
+    d = load_dataset(cfg(classes=["9", "7"], limit=300))  # order of the list does not matter
+    expected = data_embedded.images[(data_embedded.labels == 7) | (data_embedded.labels == 9)][:300]
+    assert torch.equal(d.images, expected) and d.class_names == ["7", "9"]
+    assert sorted(d.labels.unique().tolist()) == [0, 1]
+
+
+def test_data_classes_by_name_in_an_image_folder(tmp_path):
+    for c, seeds in (("cat", (1, 2)), ("dog", (3,)), ("emu", (4, 5))):
+        for s in seeds:
+            save(tmp_path / c / f"img{s}.png", rgb(8, 8, s))
+    d = load_dataset(folder_cfg(tmp_path, classes=["emu", "0"], limit=3))  # a name, and an index (cat)
+    assert d.class_names == ["cat", "emu"] and d.labels.tolist() == [0, 0, 1]
+
+
+def test_data_classes_errors(tmp_path):
+    from ganforge.config import ConfigError
+    from ganforge.tasks import resolve
+
+    with pytest.raises(DataError, match=r"^data\.classes: unknown class '12'; 'mnist' has the classes 0, 1, .*, 9$"):
+        load_dataset(cfg(classes=["5", "12"]))
+    save(tmp_path / "a.png", rgb(8, 8, 1))
+    with pytest.raises(DataError, match=r"^data\.classes: .* has no class labels"):
+        load_dataset(folder_cfg(tmp_path, classes=["a"]))
+    with pytest.raises(ConfigError, match=r"^data\.classes: expected a list of different classes"):
+        resolve(None, ["data.classes=[5, 5]"])
+    with pytest.raises(ConfigError, match=r"^data\.classes: expected a list"):
+        resolve(None, ["data.classes=5"])
+    assert resolve(None, ["data.classes=[5, 6]"]).data.classes == ["5", "6"]

@@ -342,3 +342,74 @@ def test_ganforge_inpaint_subcommand_when_wired(grey_run, tmp_path, capsys):
                "--out", str(tmp_path / "o.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "out of bounds" in err[0]
+
+
+# ---- folder mode in batches ------------------------------------------------------------------
+def _mixed_folder(tmp_path, n=5):
+    """n digits of different sizes, each with a mask of its own size and place."""
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir(), masks.mkdir()
+    for i in range(n):
+        size = (28 + 6 * (i % 3), 28 + 4 * (i % 2))  # (W, H): 28x28, 34x32, 40x28, ...
+        digit_image(size, seed=i % 4).save(imgs / f"d{i}.png")
+        m = np.zeros(size[::-1], np.uint8)
+        m[5 + i : 15 + i, 4 + 2 * i : 14 + 2 * i] = 255
+        Image.fromarray(m).save(masks / f"d{i}.png")
+    return imgs, masks
+
+
+def test_folder_mode_searches_in_batches_with_the_results_of_one_at_a_time(grey_run, tmp_path, monkeypatch):
+    imgs, masks = _mixed_folder(tmp_path)
+    calls = []
+    optimise = LatentInpainter.optimise
+
+    def counted(self, images, holes, **kw):
+        calls.append(images.shape[0])
+        return optimise(self, images, holes, **kw)
+
+    monkeypatch.setattr(LatentInpainter, "optimise", counted)
+    seen = []
+    batched = inpaint_folder(grey_run, imgs, masks, tmp_path / "b", batch_size=2, progress=lambda i, n, r: seen.append((i, n)),
+                             **FAST)
+    assert calls == [2, 2, 1] and seen == [(i, 5) for i in range(5)]  # three searches for five images
+    calls.clear()
+    single = inpaint_folder(grey_run, imgs, masks, tmp_path / "s", batch_size=1, **FAST)
+    assert calls == [1] * 5
+    for b, s in zip(batched, single):
+        src = np.asarray(Image.open(imgs / b.path.name))
+        hole = np.asarray(Image.open(masks / b.path.name)) > 0
+        x, y = np.asarray(b.image), np.asarray(s.image)
+        assert b.image.size == Image.open(imgs / b.path.name).size
+        assert np.array_equal(x[~hole], src[~hole]) and np.array_equal(y[~hole], src[~hole])  # known pixels exact
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 2  # the same search, up to float rounding
+        assert b.details["context_loss"] == pytest.approx(s.details["context_loss"], rel=1e-3, abs=1e-3)
+        assert len(b.details["context_loss"]) == 1 and b.details["history"].shape == (FAST["steps"] + 1, 1)
+    # each image starts from the seed's latents whatever shares its batch: alone it gets the same fill
+    alone = inpaint_detailed(grey_run, imgs / "d3.png", mask=masks / "d3.png", **FAST)
+    assert np.abs(np.asarray(alone.image).astype(int) - np.asarray(batched[3].image).astype(int)).max() <= 2
+
+
+def test_folder_mode_checks_outputs_and_batch_size_first(grey_run, tmp_path, monkeypatch):
+    from ganforge.errors import WriteError
+
+    imgs, masks = _mixed_folder(tmp_path, 2)
+    monkeypatch.setattr("ganforge.apps.inpaint.load_completer", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match=r"cannot write output folder .*file': it is a file; expected a folder"):
+        inpaint_folder(grey_run, imgs, masks, tmp_path / "file")
+    with pytest.raises(WriteError, match=r"comparison folder .*file/cmp'.*is a file, not a folder"):
+        inpaint_folder(grey_run, imgs, masks, tmp_path / "out", tmp_path / "file" / "cmp")
+    with pytest.raises(InpaintError, match="batch size: expected at least 1 image, got 0"):
+        inpaint_folder(grey_run, imgs, masks, tmp_path / "out", batch_size=0)
+
+
+def test_cli_folder_mode_reports_each_image_without_a_terminal(grey_run, tmp_path, capsys):
+    imgs, masks = _mixed_folder(tmp_path, 3)
+    rc = cli_main(["--model", str(grey_run), "--image", str(imgs), "--mask", str(masks), "--out", str(tmp_path / "o"),
+                   "--steps", "2", "--restarts", "1", "--batch-size", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and [ln.split("]")[0] for ln in err[:3]] == ["[1/3", "[2/3", "[3/3"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    assert cli_main(["--model", str(grey_run), "--image", str(imgs), "--mask", str(masks), "--out", str(tmp_path / "o"),
+                     "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err

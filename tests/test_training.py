@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import ganforge
 from ganforge.api import load_generator
 from ganforge.config import ConfigError
-from ganforge.errors import RunError
+from ganforge.errors import RunError, WriteError
 from ganforge import runs as ckpt
 from ganforge.training.parts import cpu_bf16_supported
 
@@ -86,7 +86,7 @@ def test_crash_while_writing_keeps_last_good_checkpoint(tmp_path, tiny_overrides
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt.torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match="cannot write checkpoint .*disk full.*are intact.*--resume"):
         ganforge.train(resume=run, overrides=["train.steps=8"])
     monkeypatch.undo()
     assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(run)] == [4]

@@ -21,6 +21,7 @@ from ganforge.tasks import config_from_dict, get_task, resolve
 from ganforge.tasks.base import Handle
 from ganforge.tasks.gan import GeneratorHandle
 from ganforge.training.loop import RESUMABLE_KEYS
+from ganforge.training.transfer import Transfer
 
 ConfigLike = Union[Config, Dict[str, Any], None]
 
@@ -34,11 +35,15 @@ def trainer(
     overrides: Sequence[str] = (),
     runs_dir: Union[str, Path] = "runs",
     resume: Union[str, Path, None] = None,
+    resume_from: str = "last",
     data=None,
     dry_run: bool = False,
+    init_from: Union[str, Path, None] = None,
+    freeze_d: int = 0,
 ):
     """The task's trainer for a config (not run yet): ``trainer(...).run()`` trains and returns the
     run folder. Arguments as for :func:`train`; ``dry_run`` builds everything and writes nothing."""
+    transfer = Transfer(init_from, freeze_d) if init_from is not None or freeze_d else None
     if resume is not None:
         cfg = resume_config(resume, overrides)
     elif isinstance(config, Config) and preset is None and not overrides:
@@ -48,8 +53,8 @@ def trainer(
         cfg = resolve(preset, overrides, base=base)
     task = get_task(cfg.task)
     if dry_run:
-        return task.trainer(cfg, data=data, dry_run=True)
-    return task.trainer(cfg, runs_dir=runs_dir, resume=resume, data=data)
+        return task.trainer(cfg, data=data, dry_run=True, transfer=transfer)
+    return task.trainer(cfg, runs_dir=runs_dir, resume=resume, data=data, resume_from=resume_from, transfer=transfer)
 
 
 def train(
@@ -59,23 +64,32 @@ def train(
     overrides: Sequence[str] = (),
     runs_dir: Union[str, Path] = "runs",
     resume: Union[str, Path, None] = None,
+    resume_from: str = "last",
     data=None,
+    init_from: Union[str, Path, None] = None,
+    freeze_d: int = 0,
 ) -> Path:
     """Train the config's task and return its run folder.
 
     ``config`` is a :class:`Config`, a nested dict, or None (defaults); ``preset`` and
     ``overrides`` are applied on top. With ``resume`` the run's saved config is used and
-    only the budget/logging keys may be overridden. ``data`` may be an ``ImageData`` to
-    train on images already in memory.
+    only the budget/logging keys may be overridden; it continues from the newest intact
+    checkpoint, or from ``resume_from`` (a step, ``good``, ``best`` or a checkpoint folder).
+    ``data`` may be an ``ImageData`` to train on images already in memory. ``init_from`` (a run
+    or checkpoint folder of the same task) starts a new run from its weights, every tensor that
+    matches by network, name and shape; ``freeze_d=K`` then keeps the discriminator's first K blocks
+    fixed (see :mod:`ganforge.training.transfer`).
     """
-    return trainer(config, preset=preset, overrides=overrides, runs_dir=runs_dir, resume=resume, data=data).run()
+    return trainer(config, preset=preset, overrides=overrides, runs_dir=runs_dir, resume=resume,
+                   resume_from=resume_from, data=data, init_from=init_from, freeze_d=freeze_d).run()
 
 
 def resume_config(run_dir: Union[str, Path], overrides: Sequence[str] = ()) -> Config:
     """The config a run continues with: its own, with only budget and logging keys changed; a new
     budget given in ``overrides`` replaces the old one."""
-    run_dir = Path(run_dir)
-    runs.find_checkpoint(run_dir, "last")  # a clear error when it is not a run or has no checkpoint
+    run_dir = runs.check_run_dir(run_dir)
+    if not runs.resume_candidates(run_dir):
+        raise RunError(f"run '{run_dir}' has no complete checkpoint to resume from (checkpoints/step-*/meta.json)")
     for o in overrides:
         key = o.split("=", 1)[0].strip()
         if key not in RESUMABLE_KEYS:

@@ -57,6 +57,7 @@ class DataConfig(Section):
     hflip: bool = False  # random horizontal flips of whole batches while training
     skip_bad: bool = False  # skip unreadable image files (and report how many) instead of failing
     limit: Optional[int] = None  # use only the first N images (after sorting)
+    classes: Optional[List[str]] = None  # keep only these classes (indices or names, e.g. [5, 6, 7, 8, 9]); labels renumbered
     heldout: int = 0  # keep this many images (a seeded random choice) out of training ...
     part: str = "all"  # ... and use: all | train (without the held-out images) | heldout (only them)
     split_seed: int = 0  # seed of the held-out choice (0 matches the shipped MNIST classifier's split)
@@ -74,6 +75,8 @@ class DataConfig(Section):
         if self.dataset == "folder" and not self.root:
             raise ConfigError(f"{key}.root: the 'folder' dataset needs {key}.root=PATH (a folder of images)")
         positive(f"{key}.limit", self.limit, allow_none=True)
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
+            raise ConfigError(f"{key}.classes: expected a list of different classes (indices or names), got {self.classes}")
         nonneg(f"{key}.heldout", self.heldout)
         choice(f"{key}.part", self.part, ["all", "train", "heldout"])
         if self.part != "all" and self.heldout == 0:
@@ -113,6 +116,7 @@ class TrainConfig(Section):
     log_every: int = 50  # steps between metric lines
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints
+    checkpoint_minutes: float = 5.0  # ... and at least this often in wall-clock minutes
     keep_checkpoints: int = 3  # keep the newest K step checkpoints
     sample_count: int = 64  # images in each sample grid (fixed noise)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
@@ -131,7 +135,7 @@ class TrainConfig(Section):
         positive(f"{key}.n_critic", self.n_critic)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"{key}.ema_decay: expected a value in [0, 1), got {self.ema_decay}")
-        for k in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "sample_count"):
+        for k in ("log_every", "sample_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "sample_count"):
             positive(f"{key}.{k}", getattr(self, k))
         positive(f"{key}.threads", self.threads, allow_none=True)
         if not (self.device in ("cpu", "cuda", "auto", "mps") or self.device.startswith("cuda:")):
@@ -273,8 +277,13 @@ def preset_summary(name: str) -> str:
     return next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
 
 
-def load_preset(name_or_path: str) -> Dict[str, Any]:
-    """A shipped preset by name (``default``) or a YAML file by path, as a nested dict."""
+def load_preset(name_or_path: str, _chain: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """A shipped preset by name (``default``) or a YAML file by path, as a nested dict.
+
+    A preset starts from the defaults of the config's dataclasses, or from another preset that it
+    names with a top-level ``base:`` key (a shipped name, or a YAML path relative to the file), on
+    top of which its own keys apply (a budget of its own replaces the base's budget).
+    """
     path = Path(name_or_path)
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
@@ -298,7 +307,21 @@ def load_preset(name_or_path: str) -> Dict[str, Any]:
         return {}
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: expected a mapping of config sections at the top level")
-    return d
+    base = d.pop("base", None)
+    if base is None:
+        return d
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{where}: base: expected the name of a preset or the path of a YAML file, got {base!r}")
+    if base.endswith((".yaml", ".yml")) and not Path(base).is_absolute() and where == str(path):
+        base = str(path.parent / base)
+    if where in _chain or base in _chain:
+        raise ConfigError(f"{where}: base: presets name each other in a loop ({' -> '.join(_chain + (where, base))})")
+    inherited = load_preset(base, _chain + (where,))
+    own_budget = set(TrainConfig.BUDGET_KEYS) & set(d.get("train") or {})
+    if own_budget and isinstance(inherited.get("train"), dict):  # a budget of its own replaces the base's
+        for k in TrainConfig.BUDGET_KEYS:
+            inherited["train"].pop(k, None)
+    return merge(inherited, d)
 
 
 def parse_override(item: str) -> Tuple[str, Any]:

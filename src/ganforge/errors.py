@@ -25,6 +25,10 @@ class RunError(GanforgeError, ValueError):
     """A folder that is not a ganforge run, or a checkpoint that cannot be used."""
 
 
+class WriteError(RunError):
+    """A file of a run could not be written (a full disk, a missing permission); what was there before is intact."""
+
+
 class TrainingError(GanforgeError, RuntimeError):
     """Training cannot go on (e.g. the losses became NaN); the message says why and what to try."""
 

@@ -6,26 +6,30 @@ lays images out as grids and comparison panels.
   original rows);
 * files: :data:`IMAGE_SUFFIXES` (what counts as an image file everywhere in ganforge),
   :data:`LOSSY_SUFFIXES`, :func:`images_in`, :func:`image_size`, :func:`load_image`,
-  :func:`save_png` (atomic), :func:`save_image`;
+  :func:`save_png` (atomic), :func:`save_image`; :func:`check_writable` (can an output go there?,
+  asked before any work) and :func:`writing` (a failed write as one line);
 * masks and boxes (white / True = missing): :func:`load_mask`, :func:`parse_box`, :func:`box_mask`;
 * pixels: :func:`split_alpha` / :func:`join_alpha`, :func:`match_channels`;
 * the side-by-side picture of an image completion: :func:`compare_layout`, :func:`compare_image`.
 
 Problems with a file, an image, a mask or a box raise :class:`~ganforge.errors.ImageError` with a
-one-line message that names it.
+one-line message that names it; an output that cannot be written raises
+:class:`~ganforge.errors.WriteError` naming the path and the cause.
 """
 from __future__ import annotations
 
 import math
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.errors import ImageError
+from ganforge.errors import ImageError, WriteError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -33,10 +37,11 @@ __all__ = [
     "ImageLike",
     "Box",
     "box_mask",
+    "check_writable",
     "compare_image",
     "compare_layout",
     "completion_grid",
-        "image_size",
+    "image_size",
     "images_in",
     "join_alpha",
     "labelled_rows",
@@ -51,6 +56,7 @@ __all__ = [
     "split_alpha",
     "to_pil",
     "to_uint8",
+    "writing",
 ]
 
 # every file suffix PIL reads that ganforge treats as an image (lower case; compare with .lower())
@@ -127,13 +133,55 @@ def completion_grid(masked: torch.Tensor, completed: torch.Tensor, original: tor
 # ---- files -------------------------------------------------------------------------------------
 
 
+def check_writable(path: Union[str, Path], what: str = "output", folder: bool = False) -> Path:
+    """``path`` (a file, or with ``folder=True`` a folder) as a Path, after making sure an output can be
+    written there, so that a command fails before its work and not after it: the nearest existing
+    folder on the way must be a folder (not a file) in which a file can be created (a probe file is
+    made and removed at once; nothing else is created). Raises :class:`WriteError` naming ``what``,
+    the path and the cause."""
+    p = Path(path).expanduser()
+    if p.exists() and p.is_dir() != folder:
+        raise WriteError(f"cannot write {what} '{p}': it is a {'folder' if p.is_dir() else 'file'}; expected "
+                         f"{'a folder' if folder else 'a file path'}")
+    where = p if folder and p.is_dir() else p.parent
+    while not where.exists() and where != where.parent:  # the folders that do not exist yet are made later
+        where = where.parent
+    if not where.is_dir():
+        raise WriteError(f"cannot write {what} '{p}': '{where}' is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ganforge-probe-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise WriteError(f"cannot write {what} '{p}': files cannot be created in '{where}' ({e.strerror or e})") from None
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise WriteError(f"cannot write {what} '{p}': the file exists and is read-only")
+    return p
+
+
+@contextmanager
+def writing(path: Union[str, Path], what: str = "output") -> Iterator[Path]:
+    """Write ``path`` inside this block (its folder is made first): an ``OSError`` (a full disk, a
+    missing permission, a path under /proc) becomes one :class:`WriteError` that names ``what``, the
+    path and the cause in the system's words ("No space left on device")."""
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        yield p
+    except OSError as e:
+        raise WriteError(f"cannot write {what} '{p}': {e.strerror or e}") from None
+
+
 def save_png(array_hwc: np.ndarray, path: Union[str, Path]) -> None:
     """Write an HxWxC uint8 array as PNG atomically (temp file + rename), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(array_hwc).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with writing(path, "image") as path:
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            to_pil(array_hwc).save(tmp, format="PNG")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def save_image(img: Image.Image, path: Union[str, Path]) -> Path:
@@ -141,11 +189,11 @@ def save_image(img: Image.Image, path: Union[str, Path]) -> Path:
     path = Path(path).expanduser()
     if path.exists() and path.is_dir():
         raise ImageError(f"output '{path}' is a folder; expected an image file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        img.save(path, format=None if path.suffix else "PNG")
-    except (OSError, ValueError, KeyError) as e:
-        raise ImageError(f"cannot write '{path}': {e}") from None
+    with writing(path, "image"):
+        try:
+            img.save(path, format=None if path.suffix else "PNG")
+        except (ValueError, KeyError) as e:  # a suffix PIL cannot write, a mode the format cannot hold
+            raise ImageError(f"cannot write '{path}': {e}") from None
     return path
 
 

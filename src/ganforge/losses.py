@@ -5,7 +5,8 @@ returns a scalar to minimise. Written with ``softplus`` so they stay finite wher
 ``log(sigmoid(.))`` would underflow: ``-log(sigmoid(t)) = softplus(-t)`` and
 ``-log(1 - sigmoid(t)) = softplus(t)``.
 
-Penalties (gradient penalty, R1) are separate and applied on their own schedule by the trainer.
+Penalties (gradient penalty, R1) and the weight clipping of the original WGAN are separate and
+applied on their own schedule by the trainer.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def g_hinge(fake: Tensor) -> Tensor:
 
 
 # --- Wasserstein (Arjovsky et al. 2017; with gradient penalty, Gulrajani et al. 2017) -----
+# ``wgan`` keeps the critic Lipschitz by clipping its weights (:func:`clip_weights`, applied by the
+# trainer after every critic step), ``wgan-gp`` by the gradient penalty; the losses are the same.
 def d_wasserstein(real: Tensor, fake: Tensor) -> Tensor:
     return fake.mean() - real.mean()
 
@@ -75,6 +78,7 @@ def g_least_squares(fake: Tensor) -> Tensor:
 LOSSES.register("minimax")(GANLoss(d_logistic, g_minimax))
 LOSSES.register("non-saturating")(GANLoss(d_logistic, g_nonsaturating))
 LOSSES.register("hinge")(GANLoss(d_hinge, g_hinge))
+LOSSES.register("wgan")(GANLoss(d_wasserstein, g_wasserstein))
 LOSSES.register("wgan-gp")(GANLoss(d_wasserstein, g_wasserstein))
 LOSSES.register("lsgan")(GANLoss(d_least_squares, g_least_squares))
 
@@ -86,6 +90,13 @@ def gradient_penalty(d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, 
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+@torch.no_grad()
+def clip_weights(module: torch.nn.Module, clip: float) -> None:
+    """Original WGAN (Arjovsky et al. 2017): clamp every parameter of the critic to [-clip, clip], in place."""
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
 
 
 def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:

@@ -22,8 +22,10 @@ key in the task's network dictionary, so a task with any number of networks need
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pickle
 import re
 import shutil
 import time
@@ -32,10 +34,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
+import torch.nn as nn
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ganforge.errors import RunError
+from ganforge.errors import RunError, WriteError
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
 WEIGHTS_SUFFIX = ".safetensors"
@@ -176,24 +179,32 @@ def save_checkpoint(
     meta: Dict[str, Any],
 ) -> Path:
     """Atomically write a checkpoint folder at ``folder`` (replacing one that exists):
-    ``weights`` maps each network's name to its state dict (one ``<name>.safetensors`` each)."""
+    ``weights`` maps each network's name to its state dict (one ``<name>.safetensors`` each).
+
+    A write that fails (a full disk, a missing permission) removes its temporary folder, leaves the
+    checkpoints already there as they were and raises :class:`WriteError` naming the cause."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    for name, sd in weights.items():
-        path = weights_path(tmp, name)
-        save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(path), metadata={"format": "pt"})
-        _fsync_file(path)
-    write_json(tmp / "config.json", config)
-    torch.save(state, tmp / "state.pt")
-    _fsync_file(tmp / "state.pt")
-    write_json(tmp / "meta.json", {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    _fsync_file(tmp / "meta.json")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, sd in weights.items():
+            path = weights_path(tmp, name)
+            save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(path), metadata={"format": "pt"})
+            _fsync_file(path)
+        write_json(tmp / "config.json", config)
+        torch.save(state, tmp / "state.pt")
+        _fsync_file(tmp / "state.pt")
+        write_json(tmp / "meta.json", {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        _fsync_file(tmp / "meta.json")
+    except (OSError, RuntimeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"cannot write checkpoint '{folder}': {write_failure(folder.parent, e)}; the checkpoints "
+                       f"already in '{folder.parent}' are intact") from None
     if folder.exists():  # replace: move the old one aside first so the swap is two renames
-        old = folder.parent / f".old-{folder.name}-{os.getpid()}"
+        old = folder.parent / f".old-{folder.name}-{os.getpid()}"  # a crash between them: see recover()
         os.rename(folder, old)
         os.rename(tmp, folder)
         shutil.rmtree(old, ignore_errors=True)
@@ -208,6 +219,25 @@ def save_checkpoint(
     return folder
 
 
+def write_failure(where: PathLike, e: BaseException) -> str:
+    """Why a write under ``where`` failed, in words: a full disk is said plainly (torch reports it as
+    ``enforce fail at inline_container.cc``), else the system's message."""
+    free = None
+    try:
+        free = shutil.disk_usage(Path(where) if Path(where).exists() else Path(where).parent).free
+    except OSError:
+        pass
+    full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or (free is not None and free < LOW_SPACE)
+    if full:
+        return f"the disk is full ({(free or 0) / 2**20:.0f} MB free)"
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}" + (f" ('{e.filename}')" if e.filename else "")
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+LOW_SPACE = 16 * 2**20  # bytes free under which a failed write is reported as a full disk
+
+
 def list_checkpoints(run_dir: PathLike) -> List[Path]:
     """Complete step checkpoints of a run, oldest first."""
     ck = Path(run_dir) / "checkpoints"
@@ -218,11 +248,59 @@ def list_checkpoints(run_dir: PathLike) -> List[Path]:
 
 
 def prune_checkpoints(run_dir: PathLike, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints. Each is first renamed to ``.trash-*`` (one
+    atomic step), so a crash while deleting never leaves a half-deleted ``step-*`` folder behind."""
     for p in list_checkpoints(run_dir)[:-keep]:
+        trash = p.parent / f".trash-{p.name}-{os.getpid()}"
+        os.rename(p, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    for p in (Path(run_dir) / "checkpoints").glob(".tmp-step-*"):  # leftovers of a crash while writing
         shutil.rmtree(p, ignore_errors=True)
+
+
+def recover(run_dir: PathLike) -> List[str]:
+    """Tidy what a crash can leave in ``checkpoints/`` and say what was done (called when training
+    starts or resumes):
+
+    - a named checkpoint (``good``, ``best``) replaced by a crash between its two renames: the new
+      complete copy (``.tmp-NAME-*`` with its meta.json) or else the old one (``.old-NAME-*``) is
+      renamed back into place;
+    - half-deleted pruned checkpoints (``.trash-*``), unfinished writes and replaced copies are removed.
+    """
     ck = Path(run_dir) / "checkpoints"
-    for p in ck.glob(".tmp-*"):  # leftovers of a crash while writing
-        shutil.rmtree(p, ignore_errors=True)
+    done: List[str] = []
+    if not ck.is_dir():
+        return done
+    leftovers = sorted(p for p in ck.iterdir() if p.name.startswith((".tmp-", ".old-", ".trash-")))
+    for prefix in (".tmp-", ".old-"):  # the newer copy first
+        for p in leftovers:
+            m = re.match(rf"^{re.escape(prefix)}(.+)-\d+$", p.name)
+            if m and p.exists() and not STEP_RE.match(m.group(1)) and (p / "meta.json").is_file() \
+                    and not (ck / m.group(1)).exists():
+                os.rename(p, ck / m.group(1))
+                done.append(f"restored checkpoints/{m.group(1)} from {p.name}")
+    for p in leftovers:
+        if p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name}")
+    return done
+
+
+def resume_candidates(run_dir: PathLike) -> List[Path]:
+    """The complete checkpoints a run can resume from, newest step first: every ``step-*`` folder,
+    then ``good`` and ``best`` (both written whole) when they are not older than what is left."""
+    ck = Path(run_dir) / "checkpoints"
+    found = list(reversed(list_checkpoints(run_dir)))
+    for name in ("good", "best"):
+        if (ck / name / "meta.json").is_file():
+            found.append(ck / name)
+
+    def step(p: Path) -> int:
+        try:
+            return int(read_json(p / "meta.json").get("step", -1))
+        except RunError:
+            return -1
+    return sorted(found, key=lambda p: (-step(p), p.name.startswith("step-") is False))
 
 
 def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
@@ -275,8 +353,39 @@ def load_state(folder: PathLike) -> Dict[str, Any]:
     path = Path(folder) / "state.pt"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            raise RunError(f"refused to load '{path}': it holds Python objects that could run code when loaded, "
+                           "which ganforge never writes (the file was replaced or tampered with); training state "
+                           "is only read as plain tensors") from None
+        raise RunError(f"cannot read training state '{path}': {str(e).splitlines()[0]}") from None
+    except FileNotFoundError:
+        raise RunError(f"checkpoint '{folder}' has no state.pt") from None
     except Exception as e:
-        raise RunError(f"cannot read training state '{path}': {e}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunError(f"cannot read training state '{path}': the file is damaged or cut short ({why})") from None
+
+
+def load_network(net: nn.Module, folder: PathLike, network: str) -> nn.Module:
+    """Load ``<network>.safetensors`` of a checkpoint into ``net``; a mismatch (a config.json that does
+    not match the weights) is one line naming the first tensor that differs."""
+    loaded = load_weights(folder, network)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in loaded]
+    unexpected = [k for k in loaded if k not in expected]
+    wrong = [k for k in expected if k in loaded and tuple(loaded[k].shape) != tuple(expected[k].shape)]
+    where = f"'{weights_path(folder, network)}'"
+    if wrong:
+        k = wrong[0]
+        raise RunError(f"weights {where} do not match the network its config.json describes: {k} has shape "
+                       f"{list(loaded[k].shape)}, the network expects {list(expected[k].shape)}"
+                       f"{f' ({len(wrong) - 1} more tensors differ)' if len(wrong) > 1 else ''}")
+    if missing or unexpected:
+        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}") + \
+               (f" ({len(missing) + len(unexpected) - 1} more)" if len(missing) + len(unexpected) > 1 else "")
+        raise RunError(f"weights {where} do not match the network its config.json describes: {what}")
+    net.load_state_dict(loaded)
+    return net
 
 
 def step_of(folder: PathLike) -> Optional[int]:

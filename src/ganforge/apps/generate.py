@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ganforge.errors import ImageError, LabelError
-from ganforge.imaging import labelled_rows, make_grid_uint8, save_png, to_pil, to_uint8
+from ganforge.imaging import labelled_rows, make_grid_uint8, save_png, to_pil, to_uint8, writing
 
 __all__ = ["INTERPOLATION_SUFFIXES", "class_labels", "interpolation", "sample_output_kind", "slerp",
            "write_interpolation", "write_samples"]
@@ -81,13 +81,12 @@ def write_samples(g, out: PathLike, n: int, seed: int = 0, cls: ClassLike = None
     if kind == "grid":
         save_png(labelled_rows(imgs, g.class_names, n) if cls == "all" else make_grid_uint8(imgs, nrow=nrow), out)
     elif kind == "npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"arr_0": imgs.permute(0, 2, 3, 1).numpy()}  # [N, H, W, C] uint8
         if g.num_classes:
             arrays["arr_1"] = g.labels_for(total, labels).numpy()  # class labels, as guided-diffusion writes them
-        np.savez(out, **arrays)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
+        with writing(out, "samples"):
+            np.savez(out, **arrays)
+    else:  # save_png makes the folder
         ys = g.labels_for(total, labels)
         for i, im in enumerate(imgs):
             suffix = f"_{g.class_names[int(ys[i])]}" if ys is not None else ""
@@ -133,8 +132,8 @@ def write_interpolation(imgs: torch.Tensor, rows: int, steps: int, out: PathLike
         per_t = imgs.view(rows, steps, *imgs.shape[1:]).transpose(0, 1)  # [steps, rows, C, H, W]
         seq = list(per_t) + list(per_t.flip(0))[1:-1]  # there and back, endpoints once
         frames = [to_pil(make_grid_uint8(f, nrow=rows)) for f in seq]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frames[0].save(out, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
+        with writing(out, "animation"):
+            frames[0].save(out, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
     elif out.suffix.lower() == ".png":
         save_png(make_grid_uint8(imgs, nrow=steps), out)
     else:

@@ -14,7 +14,8 @@ and the fill is upsampled to the image's own size and blended into the hole at f
 (Poisson blending by default, Pérez et al. 2003, as in Yeh et al. Sec. 3.3; see
 :mod:`ganforge.apps.blend`). Pixels outside the hole are returned exactly as they were, and the
 result has the input's size and mode (L, LA, RGB, RGBA; alpha is passed through).
-:func:`inpaint_folder` completes every image of a folder with the mask of the same name.
+:func:`inpaint_folder` completes every image of a folder with the mask of the same name, many
+images per latent search or network pass.
 Reading images, masks and boxes and drawing the comparison picture is :mod:`ganforge.imaging`'s job;
 its errors reach the caller of this module as :class:`InpaintError`.
 
@@ -30,7 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ from ganforge.apps.blend import blend as blend_fill
 from ganforge.apps.latent import LatentInpainter, LatentResult, contextual_weights
 from ganforge.apps.options import (
     BLENDS,
+    DEFAULT_BATCH,
     DEFAULT_LR,
     DEFAULT_PRIOR,
     DEFAULT_RESTARTS,
@@ -54,6 +56,7 @@ from ganforge.imaging import (
     IMAGE_SUFFIXES,
     ImageLike,
     box_mask,
+    check_writable,
     compare_image,
     image_size,
     images_in,
@@ -253,46 +256,11 @@ def inpaint_detailed(
 ) -> InpaintResult:
     """:func:`inpaint`, returning an :class:`InpaintResult` (the image plus how it was made)."""
     t0 = time.perf_counter()
-    if blend not in BLENDS:
-        raise InpaintError(f"blend {blend!r}: choose one of {', '.join(BLENDS)}")
     comp = load_completer(model, method, checkpoint=checkpoint, device=device)
-    if comp.kind == "network" and class_ is not None:
-        raise InpaintError("a class applies to conditional GAN runs (latent method); the completion network takes none")
-    im = load_image(image)
-    label = source_name(image)
-    hole = _hole_of(mask, box, im.size)
-    base, alpha = split_alpha(im)
-    c, mh, mw = comp.img_shape
-    px = match_channels(base, c, im.mode, label)  # [H, W, c]
-    H, W = hole.shape
-    full = torch.from_numpy(px).permute(2, 0, 1)[None].float()  # [1, c, H, W] 0..255
-    hole_t = torch.from_numpy(hole)[None, None]  # [1, 1, H, W]
-    small = _resize(full, (mh, mw)).round().clamp(0, 255).to(torch.uint8)  # [1, c, mh, mw]
-    # a model pixel is missing when any part of its footprint lies in the hole
-    small_hole = _resize(hole_t.float(), (mh, mw)) > 1e-4  # [1, 1, mh, mw]
-    if bool(small_hole.all()):
-        raise InpaintError(f"at the model's size {mw}x{mh} the hole covers every pixel (the image is {W}x{H}): nothing "
-                           "known is left to complete from; use a smaller mask")
-    opts: Dict[str, Any] = {}
-    if comp.kind == "latent":
-        opts = dict(steps=steps, restarts=restarts, seed=seed, class_=class_, lr=lr, prior_weight=prior_weight,
-                    window=window)
-    fill_small, details = comp.fill(small, small_hole, **opts)  # float [1, c, mh, mw] 0..255
-    resized = (mh, mw) != (H, W)
-    if resized:
-        fill = F.interpolate(fill_small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 255)
-    else:
-        fill = fill_small
-    out = blend_fill(fill, full, hole_t, blend).round().clamp(0, 255).to(torch.uint8)  # [1, c, H, W]
-    out_np = out[0].permute(1, 2, 0).numpy()
-    out_np = np.where(hole[..., None], out_np, px)  # known pixels: exactly the input's
-    result_img = join_alpha(out_np, alpha, im.mode)
-    res = InpaintResult(image=result_img, method=comp.kind, blend=blend, model_size=(mh, mw), resized=resized,
-                        hole_fraction=float(hole.mean()), seconds=0.0, details=details)
-    if compare is not None:
-        orig = _original_for_compare(original, im, hole)
-        res.compare_path = Path(compare)
-        save_image(compare_image(im, hole, result_img, orig), res.compare_path)
+    opts = _fill_options(comp, blend, steps, restarts, seed, class_, lr, prior_weight, window)
+    job = _prepare(comp, image, mask, box)
+    fill_small, details = comp.fill(job.small, job.small_hole, **opts)  # float [1, c, mh, mw] 0..255
+    res = _finish(comp, job, fill_small, details, blend, compare, original)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -338,6 +306,69 @@ def inpaint(
 # =============================================================================================
 # Helpers of the public call
 # =============================================================================================
+
+
+@dataclass
+class _Job:
+    """One image read, checked and brought to the model's size, waiting for its fill."""
+
+    im: Image.Image  # the input as given (its size and mode are the result's)
+    hole: np.ndarray  # bool [H, W], True = missing
+    px: np.ndarray  # uint8 [H, W, c]: its pixels with the model's channel count
+    alpha: Optional[np.ndarray]  # [H, W] or None, passed through
+    small: torch.Tensor  # uint8 [1, c, mh, mw]: the image stretched to the model's size
+    small_hole: torch.Tensor  # bool [1, 1, mh, mw]: a model pixel is missing when any of its footprint is
+
+
+def _fill_options(comp: Completer, blend: str, steps: int, restarts: int, seed: int, class_: Union[int, str, None],
+                  lr: float, prior_weight: float, window: int) -> Dict[str, Any]:
+    """The checked options of ``comp.fill``: the latent search's for a GAN, none for a network."""
+    if blend not in BLENDS:
+        raise InpaintError(f"blend {blend!r}: choose one of {', '.join(BLENDS)}")
+    if comp.kind == "network":
+        if class_ is not None:
+            raise InpaintError("a class applies to conditional GAN runs (latent method); the completion network takes none")
+        return {}
+    return dict(steps=steps, restarts=restarts, seed=seed, class_=class_, lr=lr, prior_weight=prior_weight, window=window)
+
+
+def _prepare(comp: Completer, image: ImageLike, mask: Optional[ImageLike], box: Union[str, Sequence[int], None]) -> _Job:
+    """Read ``image`` and its hole, check them against the model, and shrink both to the model's size."""
+    im = load_image(image)
+    hole = _hole_of(mask, box, im.size)
+    base, alpha = split_alpha(im)
+    c, mh, mw = comp.img_shape
+    px = match_channels(base, c, im.mode, source_name(image))  # [H, W, c]
+    H, W = hole.shape
+    full = torch.from_numpy(px).permute(2, 0, 1)[None].float()  # [1, c, H, W] 0..255
+    small = _resize(full, (mh, mw)).round().clamp(0, 255).to(torch.uint8)  # [1, c, mh, mw]
+    small_hole = _resize(torch.from_numpy(hole)[None, None].float(), (mh, mw)) > 1e-4  # [1, 1, mh, mw]
+    if bool(small_hole.all()):
+        raise InpaintError(f"at the model's size {mw}x{mh} the hole covers every pixel (the image is {W}x{H}): nothing "
+                           "known is left to complete from; use a smaller mask")
+    return _Job(im, hole, px, alpha, small, small_hole)
+
+
+def _finish(comp: Completer, job: _Job, fill_small: torch.Tensor, details: Dict[str, Any], blend: str,
+            compare: Union[str, Path, None], original: Union[bool, None, ImageLike]) -> InpaintResult:
+    """Upsample the fill (float [1, c, mh, mw], 0..255) to the image's size, blend it into the hole, put
+    the known pixels back exactly, and write the comparison picture when asked."""
+    _, mh, mw = comp.img_shape
+    H, W = job.hole.shape
+    resized = (mh, mw) != (H, W)
+    fill = F.interpolate(fill_small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 255) if resized \
+        else fill_small
+    full = torch.from_numpy(job.px).permute(2, 0, 1)[None].float()  # [1, c, H, W]
+    out = blend_fill(fill, full, torch.from_numpy(job.hole)[None, None], blend).round().clamp(0, 255).to(torch.uint8)
+    out_np = np.where(job.hole[..., None], out[0].permute(1, 2, 0).numpy(), job.px)  # known pixels: the input's
+    result_img = join_alpha(out_np, job.alpha, job.im.mode)
+    res = InpaintResult(image=result_img, method=comp.kind, blend=blend, model_size=(mh, mw), resized=resized,
+                        hole_fraction=float(job.hole.mean()), seconds=0.0, details=details)
+    if compare is not None:
+        res.compare_path = Path(compare)
+        save_image(compare_image(job.im, job.hole, result_img, _original_for_compare(original, job.im, job.hole)),
+                   res.compare_path)
+    return res
 
 
 def _hole_of(mask: Optional[ImageLike], box: Union[str, Sequence[int], None], size: Tuple[int, int]) -> np.ndarray:
@@ -423,20 +454,34 @@ def inpaint_folder(
     *,
     box: Union[str, Sequence[int], None] = None,
     method: str = "auto",
+    steps: int = DEFAULT_STEPS,
+    restarts: int = DEFAULT_RESTARTS,
+    seed: int = 0,
+    class_: Union[int, str, None] = None,
+    blend: str = "poisson",
+    lr: float = DEFAULT_LR,
+    prior_weight: float = DEFAULT_PRIOR,
+    window: int = DEFAULT_WINDOW,
+    batch_size: int = DEFAULT_BATCH,
     checkpoint: str = "last",
     device: str = "cpu",
-    progress=None,
-    **options: Any,
+    progress: Optional[Callable[[int, int, InpaintResult], None]] = None,
 ) -> List[InpaintResult]:
     """Complete every image of ``image_dir`` with its mask from ``mask_dir`` (same file name, any
     image extension), or with one ``box`` for all; write ``out_dir/<name>.png`` (PNG, so the known
     pixels stay exact) and, with ``compare_dir``, the side-by-side pictures there.
 
-    Everything is checked (masks present, sizes equal) before the first image is completed;
-    the model is loaded once. ``progress(i, n, result)`` is called after each image.
-    ``options`` go to :func:`inpaint_detailed` (steps, restarts, seed, class_, blend, ...).
+    Everything is checked (masks present, sizes equal, output folders writable) before the first
+    image is completed; the model is loaded once. Images are completed ``batch_size`` at a time
+    (images of any size: each is stretched to the model's size first), in one latent search or one
+    network pass per batch. Each image's result is the one :func:`inpaint_detailed` gives it alone
+    with the same options (the latent search starts every image from the same ``seed``-determined
+    latents, whatever else is in its batch), up to floating-point rounding. ``progress(i, n, result)``
+    is called after each image is written. The other options are :func:`inpaint`'s.
     """
     image_dir, out_dir = Path(image_dir).expanduser(), Path(out_dir).expanduser()
+    if batch_size < 1:
+        raise InpaintError(f"batch size: expected at least 1 image, got {batch_size}")
     if mask_dir is not None and box is not None:
         raise InpaintError("give either a mask folder or a box, not both")
     if mask_dir is None and box is None:
@@ -459,13 +504,38 @@ def inpaint_folder(
                                    f"{size[0]}x{size[1]} (width x height)")
         else:
             box_mask(box, size)  # type: ignore[arg-type]
+    check_writable(out_dir, "output folder", folder=True)
+    cmp_dir = None if compare_dir is None else check_writable(compare_dir, "comparison folder", folder=True)
     comp = load_completer(model, method, checkpoint=checkpoint, device=device)
-    results = []
-    for i, (img_p, mask_p) in enumerate(pairs):
-        cmp_path = Path(compare_dir).expanduser() / f"{img_p.stem}.png" if compare_dir is not None else None
-        res = inpaint_detailed(comp, img_p, mask=mask_p, box=box, compare=cmp_path, **options)
-        res.path = save_image(res.image, out_dir / f"{img_p.stem}.png")
-        results.append(res)
-        if progress is not None:
-            progress(i, len(pairs), res)
+    opts = _fill_options(comp, blend, steps, restarts, seed, class_, lr, prior_weight, window)
+    results: List[InpaintResult] = []
+    for start in range(0, len(pairs), batch_size):
+        t0 = time.perf_counter()
+        batch = pairs[start : start + batch_size]
+        jobs = [_prepare(comp, img_p, mask_p, box) for img_p, mask_p in batch]
+        fill, details = comp.fill(torch.cat([j.small for j in jobs]), torch.cat([j.small_hole for j in jobs]), **opts)
+        share = (time.perf_counter() - t0) / len(jobs)  # each image's part of the batch's time
+        for i, ((img_p, _), job) in enumerate(zip(batch, jobs)):
+            t1 = time.perf_counter()
+            res = _finish(comp, job, fill[i : i + 1], _details_of(details, i), blend,
+                          None if cmp_dir is None else cmp_dir / f"{img_p.stem}.png", None)
+            res.path = save_image(res.image, out_dir / f"{img_p.stem}.png")
+            res.seconds = share + time.perf_counter() - t1
+            results.append(res)
+            if progress is not None:
+                progress(len(results) - 1, len(pairs), res)
     return results
+
+
+def _details_of(details: Dict[str, Any], i: int) -> Dict[str, Any]:
+    """Image ``i``'s part of the details of a batch's fill: lists hold one entry per image, tensors
+    [steps + 1, N] one column per image (the latent search's history), anything else is shared."""
+    out: Dict[str, Any] = {}
+    for k, v in details.items():
+        if isinstance(v, list):
+            out[k] = v[i : i + 1]
+        elif torch.is_tensor(v) and v.dim() == 2:
+            out[k] = v[:, i : i + 1]
+        else:
+            out[k] = v
+    return out

@@ -12,3 +12,7 @@ DEFAULT_RESTARTS = 8
 DEFAULT_LR = 0.05
 DEFAULT_PRIOR = 0.003  # lambda of Yeh et al. 2017
 DEFAULT_WINDOW = 7  # neighbourhood of the contextual weights (Yeh et al. 2017 use 7)
+
+# folder mode: images completed together (one latent search or network pass per batch); 8 images x 8
+# restarts = 64 latents per step ran fastest on a CPU (larger batches spill its caches): raise it on a GPU
+DEFAULT_BATCH = 8

@@ -1,11 +1,13 @@
-"""``ganforge`` command line: train | sample | interpolate | info | eval | inpaint | presets.
+"""``ganforge`` command line: train | sample | interpolate | info | eval | inpaint | config | presets.
 
 One module per verb, ``ganforge.cli.<verb>``, each with ``HELP`` (its line in ``ganforge --help``),
 ``DESCRIPTION`` (or None), ``ORDER`` (its place in the help), ``add_arguments(parser)`` and
 ``run(args) -> int``. Verbs are found by listing this package: a new verb is a new file here. A verb module parses
 and checks its arguments, calls :mod:`ganforge.api` or :mod:`ganforge.apps`, and prints; it imports
 them (and torch) inside ``run``. :func:`main` adds the options of the one verb asked for before
-parsing, so help texts and argument errors come at once, without importing torch.
+parsing, so help texts and argument errors come at once, without importing torch. Modules whose
+name starts with ``_`` are not verbs: ``_common`` holds the options several verbs share
+(``--device``, ``--threads``).
 
 Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the last line of
 its standard output (everything else goes to standard error). A problem the user can fix

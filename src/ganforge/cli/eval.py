@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ganforge.cli._common import add_device, add_threads, check_device, use_threads
 from ganforge.errors import EvalError, GanforgeError
 
 ORDER = 50  # place in `ganforge --help`
@@ -53,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the real-vs-real floor")
     parser.add_argument("--seed", type=int, default=0, help="sampling / subset seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     parser.add_argument("--cache-dir", default=None,
                         help="reference-statistics cache (default $GANFORGE_CACHE/refstats or ~/.cache/ganforge/refstats)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write cached reference statistics")
@@ -62,11 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-save", action="store_true", help="do not write the result into the run folder")
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_device(parser)
+    add_threads(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ganforge eval`` for parsed ``args``; returns the exit code (0), raises EvalError."""
     from ganforge.api import evaluate
+    from ganforge.imaging import check_writable
     from ganforge.metrics.features import FEATURES
 
     if args.features not in ("auto", *FEATURES.names()):
@@ -83,12 +86,15 @@ def run(args: argparse.Namespace) -> int:
         raise EvalError(f"--samples must be at least 2, got {args.samples}")
     if args.batch_size < 1:
         raise EvalError(f"--batch-size must be positive, got {args.batch_size}")
-    _check_device(args.device)
+    device = check_device(args.device)
+    if args.out:
+        check_writable(args.out, "--out")
+    use_threads(args.threads)
 
     log = None if args.quiet else (lambda msg: print(f"[eval] {msg}", file=sys.stderr, flush=True))
     ema = not args.no_ema
     if args.run_dir is not None:
-        fake: Any = _load_run(args.run_dir, args.checkpoint, ema, args.device)
+        fake: Any = _load_run(args.run_dir, args.checkpoint, ema, device)
     else:
         fake = args.fake
     reference = args.real if args.real is not None else args.reference
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(
         fake, reference, metrics=args.metrics, num_samples=args.samples, features=args.features,
-        seed=args.seed, floor=args.floor, batch_size=args.batch_size, device=args.device,
+        seed=args.seed, floor=args.floor, batch_size=args.batch_size, device=device,
         inception_weights=args.inception_weights, inception_sha256=args.inception_sha256,
         cache=not args.no_cache, cache_dir=args.cache_dir, out=args.out, log=log,
     )
@@ -119,18 +125,6 @@ def run(args: argparse.Namespace) -> int:
         for p in saved:
             print(f"results written to {p}")
     return 0
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device == "cpu":
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise EvalError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-        return
-    raise EvalError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
 
 
 def _load_run(run_dir: str, checkpoint: str, ema: bool, device: str):

@@ -11,10 +11,14 @@ completion network.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
-from ganforge.apps.options import BLENDS, DEFAULT_RESTARTS, DEFAULT_STEPS, METHODS
+from ganforge.apps.options import BLENDS, DEFAULT_BATCH, DEFAULT_RESTARTS, DEFAULT_STEPS, METHODS
+from ganforge.cli._common import add_device, add_threads, check_device, use_threads
 from ganforge.errors import InpaintError
 
 ORDER = 60  # place in `ganforge --help`
@@ -41,44 +45,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="conditional GAN runs: the class (index or name); default: try every class, keep the best")
     parser.add_argument("--blend", choices=BLENDS, default="poisson", help="how the fill meets the known pixels (default poisson)")
     parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InpaintError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise InpaintError(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
+                        help=f"folder mode: images completed together, in one latent search or network pass "
+                             f"(default {DEFAULT_BATCH})")
+    add_device(parser)
+    add_threads(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ganforge inpaint`` for parsed ``args``; raises InpaintError / RunError with one-line messages."""
     from ganforge.apps.inpaint import inpaint_detailed, inpaint_folder, load_completer
-    from ganforge.imaging import LOSSY_SUFFIXES, save_image
+    from ganforge.imaging import LOSSY_SUFFIXES, check_writable, save_image
 
-    _check_device(args.device)
+    device = check_device(args.device)
     if args.steps < 0 or args.restarts < 1:
         raise InpaintError(f"--steps must be >= 0 and --restarts >= 1 (got {args.steps}, {args.restarts})")
+    if args.batch_size < 1:
+        raise InpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
+    use_threads(args.threads)
     image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
     options = dict(steps=args.steps, restarts=args.restarts, seed=args.seed, class_=args.cls, blend=args.blend)
     if image.is_dir():
         if args.mask is not None and not Path(args.mask).is_dir():
             raise InpaintError(f"--image is a folder, so --mask must be a folder of masks named like the images; "
                                f"'{args.mask}' is not a folder")
-        if out.exists() and not out.is_dir():
-            raise InpaintError(f"--image is a folder, so --out must be a folder; '{out}' is a file")
         if args.original is not None:
             raise InpaintError("--original applies to a single image, not to folder mode")
-
-        def progress(i: int, n: int, res) -> None:
-            print(f"[{i + 1}/{n}] {res.path}: {res.describe()}", file=sys.stderr, flush=True)
-
-        results = inpaint_folder(args.model, image, args.mask, out, args.compare, box=args.box, method=args.method,
-                                 checkpoint=args.checkpoint, device=args.device, progress=progress, **options)
+        with _folder_progress() as progress:
+            results = inpaint_folder(args.model, image, args.mask, out, args.compare, box=args.box, method=args.method,
+                                     batch_size=args.batch_size, checkpoint=args.checkpoint, device=device,
+                                     progress=progress, **options)
         print(f"completed {len(results)} image(s) into {out}", file=sys.stderr)
         print(out)
         return 0
@@ -86,10 +82,13 @@ def run(args: argparse.Namespace) -> int:
         raise InpaintError(f"--mask '{args.mask}' is a folder; with a single --image give a mask file")
     if out.is_dir():
         out = out / f"{image.stem}.png"
+    check_writable(out, "--out")
+    if args.compare is not None:
+        check_writable(args.compare, "--compare")
     if out.suffix.lower() in LOSSY_SUFFIXES:
         print(f"warning: {out.suffix} is a lossy format: the known pixels will not stay exact (use .png)",
               file=sys.stderr)
-    comp = load_completer(args.model, args.method, checkpoint=args.checkpoint, device=args.device)
+    comp = load_completer(args.model, args.method, checkpoint=args.checkpoint, device=device)
     res = inpaint_detailed(comp, image, mask=args.mask, box=args.box, compare=args.compare,
                            original=args.original, **options)
     save_image(res.image, out)
@@ -98,3 +97,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"comparison: {res.compare_path}", file=sys.stderr)
     print(out)
     return 0
+
+
+@contextmanager
+def _folder_progress() -> Iterator[Callable]:
+    """The progress callback of folder mode: a bar with the time left on a terminal, else (a log, CI)
+    one line per image."""
+    from tqdm import tqdm
+
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        def line(i: int, n: int, res) -> None:
+            print(f"[{i + 1}/{n}] {res.path}: {res.describe()}", file=sys.stderr, flush=True)
+
+        yield line
+        return
+    with tqdm(unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
+        def tick(i: int, n: int, res) -> None:
+            bar.total = n
+            bar.update(1)
+
+        yield tick

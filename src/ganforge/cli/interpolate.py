@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+
 ORDER = 30  # place in `ganforge --help`
 HELP = "latent-space interpolation grid (.png) or animation (.gif)"
 DESCRIPTION = None
@@ -19,21 +21,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linear", action="store_true", help="linear instead of spherical interpolation")
     parser.add_argument("--checkpoint", default="last")
     parser.add_argument("--class", dest="cls", metavar="C", help="conditional runs: keep every path in this class")
+    add_device(parser)
+    add_threads(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ganforge.api import load_generator
     from ganforge.apps.generate import INTERPOLATION_SUFFIXES, interpolation, write_interpolation
     from ganforge.errors import UsageError
+    from ganforge.imaging import check_writable
 
-    g = load_generator(args.run_dir, checkpoint=args.checkpoint)
     if args.steps < 2 or args.rows < 1:
         raise UsageError("--steps must be >= 2 and --rows >= 1")
-    if args.cls is not None and not g.num_classes:
-        raise UsageError("--class: this run trained an unconditional model; it has no classes")
     out = Path(args.out) if args.out else Path(args.run_dir) / "interpolation.png"
     if out.suffix.lower() not in INTERPOLATION_SUFFIXES:
         raise UsageError(f"--out {out}: expected a .png (grid) or .gif (animation) path")
+    device = check_device(args.device)
+    use_threads(args.threads)
+    g = load_generator(args.run_dir, checkpoint=args.checkpoint, device=device)
+    check_writable(out, "--out")  # after loading: the default --out is inside the run folder
+    if args.cls is not None and not g.num_classes:
+        raise UsageError("--class: this run trained an unconditional model; it has no classes")
     imgs = interpolation(g, args.rows, args.steps, seed=args.seed, linear=args.linear, cls=args.cls)
     write_interpolation(imgs, args.rows, args.steps, out)
     print(out)

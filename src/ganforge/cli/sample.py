@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+
 ORDER = 20  # place in `ganforge --help`
 HELP = "generate images from a trained run"
 DESCRIPTION = None
@@ -22,19 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class", dest="cls", metavar="C",
                         help="conditional runs: a class index or name, or 'all' (--n per class; a .png gets one "
                              "labelled row per class)")
+    add_device(parser)
+    add_threads(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ganforge.api import load_generator
     from ganforge.apps.generate import sample_output_kind, write_samples
     from ganforge.errors import UsageError
+    from ganforge.imaging import check_writable
 
-    g = load_generator(args.run_dir, checkpoint=args.checkpoint, ema=not args.no_ema)
     out = Path(args.out)
-    if sample_output_kind(out) is None:
+    kind = sample_output_kind(out)
+    if kind is None:
         raise UsageError(f"--out {out}: expected a .png file (grid), a .npz file, or a folder")
     if args.n < 1:
         raise UsageError("--n must be at least 1")
+    device = check_device(args.device)
+    check_writable(out, "--out", folder=kind == "folder")
+    use_threads(args.threads)
+    g = load_generator(args.run_dir, checkpoint=args.checkpoint, ema=not args.no_ema, device=device)
     if args.cls is not None and not g.num_classes:
         raise UsageError(f"--class: the run '{args.run_dir}' trained an unconditional model; it has no classes "
                          "(train with model.conditional=true)")

@@ -1,14 +1,15 @@
 """Datasets: load a whole image dataset into memory as one uint8 tensor.
 
 ``DATASETS`` maps a ``data.dataset`` name to a loader ``fn(cfg) -> ImageData``;
-:func:`load_dataset` calls it and applies ``limit``, ``channels`` and ``size`` (with
-``crop`` and ``resize``) once, so training never resizes. Importing this package loads no
-data.
+:func:`load_dataset` calls it and applies ``classes``, then ``limit``, ``channels`` and ``size``
+(with ``crop`` and ``resize``) once, so training never resizes, then ``heldout``/``part``.
+Importing this package loads no data.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ganforge.data.base import DataError, ImageData
 from ganforge.data.cifar import load_cifar10
@@ -29,16 +30,48 @@ DATASETS.register("fashion-mnist")(load_fashion_mnist)
 DATASETS.register("cifar10")(load_cifar10)
 DATASETS.register("folder")(load_folder)
 
-__all__ = ["DATASETS", "DataError", "ImageData", "dataset_fingerprint", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "ImageData", "dataset_fingerprint", "load_dataset", "select_classes"]
 
 
 def load_dataset(cfg: "DataConfig") -> ImageData:
-    """Load ``cfg.dataset`` and convert it to the configured size and channels."""
+    """Load ``cfg.dataset`` (only ``cfg.classes`` when set) and convert it to the configured size and channels."""
     try:
         loader = DATASETS.get(cfg.dataset)
     except KeyError as e:
         raise DataError(f"data.dataset: {e.args[0]}") from None
-    return select_part(prepare(loader(cfg), cfg), cfg)
+    if cfg.classes is None:
+        return select_part(prepare(loader(cfg), cfg), cfg)
+    # the classes are chosen first, so data.limit counts images of those classes
+    data = select_classes(loader(dataclasses.replace(cfg, limit=None)), cfg.classes)
+    return select_part(prepare(data, cfg), cfg)
+
+
+def select_classes(data: ImageData, classes: Sequence[str]) -> ImageData:
+    """The images of ``classes`` (names, or indices given as text: ``"5"``), in the dataset's order.
+
+    Labels are renumbered 0..K-1 in the dataset's class order and ``class_names`` keeps the names
+    of the chosen classes, so a conditional model sees K classes.
+    """
+    import torch
+
+    if data.labels is None:
+        raise DataError(f"data.classes: {data.name!r} has no class labels (an image folder needs one subfolder per class)")
+    names = data.class_names
+    keep = []
+    for c in classes:
+        if c in names:
+            keep.append(names.index(c))
+        elif c.isdigit() and int(c) < len(names):
+            keep.append(int(c))
+        else:
+            raise DataError(f"data.classes: unknown class {c!r}; {data.name!r} has the classes "
+                            f"{', '.join(f'{i} ({n})' if n != str(i) else n for i, n in enumerate(names))}")
+    keep = sorted(set(keep))
+    new_label = torch.full((len(names),), -1, dtype=torch.int64)
+    new_label[keep] = torch.arange(len(keep))
+    mask = new_label[data.labels] >= 0
+    return ImageData(data.images[mask].contiguous(), new_label[data.labels[mask]], [names[i] for i in keep],
+                     data.name, data.source, data.skipped)
 
 
 def heldout_split(n: int, heldout: int, seed: int):

@@ -234,6 +234,8 @@ def load_folder(cfg: "DataConfig") -> ImageData:
         raise DataError(f"no readable images in '{root}': all {len(files)} image files were unreadable")
     if len(keep) < len(headers):
         images = images[keep]
+        if channels is None and c == 3 and all(headers[i].gray for i in keep):
+            images = images[:, :1]  # the colour files were all skipped: the readable ones are grey
     order = {str(root / rel): i for i, rel in enumerate(files)}
     skipped.sort(key=order.__getitem__)  # file order, whichever pass found the problem
     labels = torch.tensor([headers[i].label for i in keep], dtype=torch.int64) if class_names else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from ganforge.config import TOP_LEVEL, Config, apply_overrides, deepcopy, load_preset, merge, parse_override, section_keys
+from ganforge.config import TOP_LEVEL, Config, TrainConfig, apply_overrides, deepcopy, load_preset, merge, parse_override, section_keys
 from ganforge.errors import ConfigError
 from ganforge.tasks.base import TASKS, Handle, Task, all_sections, get_task
 
@@ -27,13 +27,19 @@ __all__ = ["TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict",
 def resolve(preset: Optional[str] = None, overrides: Sequence[str] = (), base: Optional[Mapping[str, Any]] = None) -> Config:
     """Defaults <- ``base`` (a nested dict) <- ``preset`` <- ``overrides``, validated for the task they name.
 
-    When the overrides switch the task away from the preset's own (``ganforge train task=inpaint``
+    A budget in the overrides (``train.steps``, ``kimg``, ``epochs``, ``minutes``) replaces the
+    budget of the preset and ``base`` instead of adding to it. When the overrides switch the task away from the preset's own (``ganforge train task=inpaint``
     starts from the GAN ``default`` preset), the preset's sections that the new task does not use
     (``model``, ``loss``) are left out; otherwise every key must belong to the task.
     """
     d: Dict[str, Any] = deepcopy(dict(base)) if base else {}
     preset_d = load_preset(preset) if preset else {}
     d = merge(d, preset_d)
+    budget = {f"train.{k}" for k in TrainConfig.BUDGET_KEYS}
+    overridden = {parse_override(o)[0] for o in overrides}
+    if overridden & budget and isinstance(d.get("train"), dict):  # a budget given here replaces the preset's
+        for key in budget - overridden:
+            d["train"].pop(key.split(".")[1], None)
     d = apply_overrides(d, overrides)
     task = get_task(str(d.get("task") or "gan"))
     for item in overrides:

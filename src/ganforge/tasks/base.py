@@ -101,11 +101,7 @@ class Task:
     @staticmethod
     def load_state(net: nn.Module, checkpoint: runs.Checkpoint, network: str) -> nn.Module:
         """Load the weights ``<network>.safetensors`` of ``checkpoint`` into ``net``, with a one-line error."""
-        try:
-            net.load_state_dict(checkpoint.weights(network))
-        except RuntimeError as e:
-            raise RunError(f"weights in '{checkpoint.folder}' do not match its config.json: {e}") from None
-        return net
+        return runs.load_network(net, checkpoint.folder, network)
 
 
 def all_sections() -> Dict[str, type]:

@@ -7,7 +7,10 @@ Training (:class:`GanTrainer`): one step = ``train.n_critic`` discriminator upda
 generator update. With ``n_critic == 1`` the fake batch drawn for the D update is reused for the G
 update (one G forward per step, as in the DCGAN reference). During the G update the
 discriminator's parameters do not require grad, so no time is spent on gradients that would be
-discarded. When D has no BatchNorm, real and fake go through D in one forward pass. All randomness
+discarded. When D has no BatchNorm, real and fake go through D in one forward pass. With
+``loss.name=wgan`` (Arjovsky et al. 2017) every critic parameter is clamped to [-loss.clip, loss.clip]
+after each critic update. The noise z is ``model.z_dist`` (normal, or uniform in [-1, 1]) in training,
+in the fixed sample and evaluation noise and in :meth:`GeneratorHandle.noise`. All randomness
 comes from seeded generators whose state is checkpointed, so on CPU a run resumed from a checkpoint
 ends with the same weights as one that was never interrupted.
 
@@ -30,7 +33,7 @@ from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Config, EvalConfig, Section, choice, nonneg, positive
 from ganforge.errors import ConfigError, LabelError, ModelBuildError, RunError, TrainingError
 from ganforge.imaging import make_grid_uint8, to_uint8
-from ganforge.losses import LOSSES, d_logistic_smoothed, gradient_penalty, r1_penalty
+from ganforge.losses import LOSSES, clip_weights, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.models import MODELS, build_models
 from ganforge.tasks.base import TASKS, Handle, Task
 from ganforge.training.augment import AugmentConfig, diff_augment
@@ -40,6 +43,27 @@ from ganforge.training.parts import check_finite, has_batchnorm
 from ganforge.training.watchdog import Event, Watchdog, WatchdogConfig
 
 # ------------------------------------------------------------------------------------------
+# the noise
+
+
+def _normal(n: int, dim: int, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.randn(n, dim, generator=generator, device=device)
+
+
+def _uniform(n: int, dim: int, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, dim, generator=generator, device=device).mul_(2.0).sub_(1.0)  # U[0, 1) -> [-1, 1)
+
+
+Z_DISTRIBUTIONS = {"normal": _normal, "uniform": _uniform}  # model.z_dist -> draw(n, z_dim, generator, device)
+
+
+def draw_z(n: int, z_dim: int, dist: str, generator: torch.Generator, device=None) -> torch.Tensor:
+    """``n`` latent vectors [n, z_dim] from ``model.z_dist`` (``normal`` or ``uniform`` in [-1, 1]), drawn from
+    ``generator`` (on its device unless ``device`` is given)."""
+    return Z_DISTRIBUTIONS[dist](n, z_dim, generator, device if device is not None else generator.device)
+
+
+# ------------------------------------------------------------------------------------------
 # config sections
 
 
@@ -47,6 +71,7 @@ from ganforge.training.watchdog import Event, Watchdog, WatchdogConfig
 class ModelConfig(Section):
     arch: str = "dcgan"  # registry name: dcgan | mlp | resnet (ganforge.models.MODELS)
     z_dim: int = 100
+    z_dist: str = "normal"  # the noise G is fed: normal (standard Gaussian) | uniform (in [-1, 1])
     g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     g_norm: str = "batch"  # batch | none
@@ -60,6 +85,7 @@ class ModelConfig(Section):
     def check(self, key: str = "model") -> None:
         choice(f"{key}.arch", self.arch, MODELS.names())
         positive(f"{key}.z_dim", self.z_dim)
+        choice(f"{key}.z_dist", self.z_dist, list(Z_DISTRIBUTIONS))
         positive(f"{key}.g_width", self.g_width, allow_none=True)
         positive(f"{key}.d_width", self.d_width, allow_none=True)
         choice(f"{key}.g_norm", self.g_norm, ["batch", "none"])
@@ -72,8 +98,9 @@ class ModelConfig(Section):
 
 @dataclass
 class LossConfig(Section):
-    name: str = "non-saturating"  # minimax | non-saturating | hinge | wgan-gp | lsgan (ganforge.losses.LOSSES)
+    name: str = "non-saturating"  # minimax | non-saturating | hinge | wgan | wgan-gp | lsgan (ganforge.losses.LOSSES)
     gp_weight: Optional[float] = None  # gradient penalty weight; None -> 10 for wgan-gp, else 0
+    clip: float = 0.01  # wgan only: every critic weight is clamped to [-clip, clip] after each critic step
     r1_gamma: float = 0.0  # R1 penalty weight on real images (0 = off)
     r1_every: int = 1  # apply R1 every k discriminator steps (lazy regularisation)
     label_smoothing: float = 0.0  # one-sided: real targets 1 - s for the logistic D loss (Salimans et al. 2016)
@@ -86,6 +113,7 @@ class LossConfig(Section):
         if self.gp_weight is None:
             self.gp_weight = 10.0 if self.name == "wgan-gp" else 0.0
         nonneg(f"{key}.gp_weight", self.gp_weight)
+        positive(f"{key}.clip", self.clip)
         nonneg(f"{key}.r1_gamma", self.r1_gamma)
         positive(f"{key}.r1_every", self.r1_every)
         if not 0.0 <= self.label_smoothing < 0.5:
@@ -138,16 +166,17 @@ class GanTrainer(TrainingLoop):
         self.aux = bool(getattr(self.D, "aux", False))
         self.joint_d = not has_batchnorm(self.D) and not self.aux and not m.mbstd  # mbstd groups must not mix real and fake
         self.loss = LOSSES.get(cfg.loss.name)
+        self.clip = cfg.loss.clip if cfg.loss.name == "wgan" else 0.0  # weight clipping of the original WGAN
         self.opt_g = self.optimizer(self.G, cfg.g_optim)
         self.opt_d = self.optimizer(self.D, cfg.d_optim)
         self.optims.update(g=self.opt_g, d=self.opt_d)
         self.G_fwd, self.D_fwd = self.wrap(self.G), self.wrap(self.D)
 
-        self.fixed_z = torch.randn(t.sample_count, m.z_dim, generator=torch.Generator().manual_seed(t.seed + 3)).to(self.device)
+        self.fixed_z = draw_z(t.sample_count, m.z_dim, m.z_dist, torch.Generator().manual_seed(t.seed + 3)).to(self.device)
         self.fixed_y = (torch.arange(t.sample_count) % self.K).to(self.device) if self.K else None
         self.d_steps = 0
         self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
-        self.evaluator = None if self.dry_run else self._make_evaluator()
+        self.evaluator = self._make_evaluator()  # in a dry run too: it checks what the real run needs (weights)
 
     def _make_evaluator(self):
         """The in-training evaluator (FID/KID/coverage), or None when evaluation is off."""
@@ -174,11 +203,11 @@ class GanTrainer(TrainingLoop):
         return list(getattr(self.data, "class_names", []) or [])
 
     def run_suffix(self) -> str:
-        return self.cfg.model.arch
+        return self.cfg.model.arch + ("-cond" if self.cfg.model.conditional else "")
 
     # ---- what goes into the networks --------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.z_dim, device=self.device, generator=self.noise_gen)
+        return draw_z(n, self.cfg.model.z_dim, self.cfg.model.z_dist, self.noise_gen, self.device)
 
     def _fake_labels(self, n: int) -> Optional[torch.Tensor]:
         """Labels for generated images, drawn with the data's class frequencies."""
@@ -258,9 +287,13 @@ class GanTrainer(TrainingLoop):
             self.opt_d.zero_grad(set_to_none=True)
             total_d.backward()
             self.opt_d.step()
+            if self.clip:
+                clip_weights(self.D, self.clip)
             self.d_steps += 1
             self.images_seen += B
-        self.D.requires_grad_(False)
+        d_trainable = [p for p in self.D.parameters() if p.requires_grad]  # not blocks frozen by freeze_d
+        for p in d_trainable:
+            p.requires_grad_(False)
         with self.autocast():
             if not reuse:
                 y_fake = self._fake_labels(B)
@@ -275,7 +308,8 @@ class GanTrainer(TrainingLoop):
             norms = [p.grad.detach().norm() for p in self.G.parameters() if p.grad is not None]
             stats["g_grad"] = torch.stack(norms).norm().item()
         self.opt_g.step()
-        self.D.requires_grad_(True)
+        for p in d_trainable:
+            p.requires_grad_(True)
         self.update_ema(self.G_ema, self.G)
         with torch.no_grad():
             stats.update(
@@ -331,7 +365,7 @@ class GanTrainer(TrainingLoop):
     def _eval_samples(self, n: int) -> torch.Tensor:
         """n images from the EMA generator with fixed noise (so evaluations differ only by the weights)."""
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 4)
-        z = torch.randn(n, self.cfg.model.z_dim, generator=gen).to(self.device)
+        z = draw_z(n, self.cfg.model.z_dim, self.cfg.model.z_dist, gen).to(self.device)
         y = (torch.arange(n) % self.K).to(self.device) if self.K else None
         return self._generate_uint8(z, y, 500)
 
@@ -485,7 +519,7 @@ class GeneratorHandle(Handle):
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """The latent vectors ``sample(n, seed)`` uses: [n, z_dim], on CPU."""
-        return torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+        return draw_z(n, self.z_dim, self.config.model.z_dist, torch.Generator().manual_seed(int(seed)))
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, labels=None, batch_size: int = 256) -> torch.Tensor:
@@ -537,6 +571,11 @@ class GanTask(Task):
             raise ConfigError(
                 "model.d_norm: batch norm in the critic breaks the per-sample gradient penalty of wgan-gp; "
                 "use model.d_norm=none or spectral"
+            )
+        if cfg.loss.name == "wgan" and cfg.model.d_norm == "batch":
+            raise ConfigError(
+                "model.d_norm: batch norm in the critic of wgan divides by the batch's standard deviation, so clipped "
+                "weights no longer bound the critic's slope; use model.d_norm=none"
             )
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> GeneratorHandle:

@@ -33,25 +33,28 @@ import torch
 import torch.nn as nn
 
 from ganforge import runs
-from ganforge.errors import ConfigError, RunError
+from ganforge.errors import ConfigError, RunError, WriteError
 from ganforge.imaging import save_png
 from ganforge.training.monitor import MetricsLog, TensorBoard
+from ganforge.training import transfer as weight_transfer
 from ganforge.training.parts import Batcher, amp_enabled, ema_decay, ema_update, resolve_device
 
 # keys that may change when a run is resumed; everything else is fixed by the run
 RESUMABLE_KEYS = {
     "train.steps", "train.kimg", "train.epochs", "train.minutes", "train.log_every", "train.sample_every",
-    "train.checkpoint_every", "train.keep_checkpoints", "train.progress", "train.tensorboard",
+    "train.checkpoint_every", "train.checkpoint_minutes", "train.keep_checkpoints", "train.progress",
+    "train.tensorboard",
 }
 
 
 class TrainingLoop:
     """Builds a task's networks from a config and trains them; ``run()`` returns the run folder.
 
-    ``runs_dir``: where the numbered run folder is made; ``resume``: a run folder to continue
-    from its last checkpoint; ``data``: an ``ImageData`` already in memory instead of
-    ``cfg.data``; ``log``: where messages go (default: standard error); ``dry_run``: build
-    everything and run one step, writing nothing.
+    ``runs_dir``: where the numbered run folder is made; ``resume``: a run folder to continue, from
+    its newest intact checkpoint (``resume_from="last"``, falling back to older ones when the newest
+    is damaged) or the one ``resume_from`` names (a step, ``good``, ``best``, a folder); ``data``: an
+    ``ImageData`` already in memory instead of ``cfg.data``; ``log``: where messages go (default:
+    standard error); ``dry_run``: build everything and run one step, writing nothing.
     """
 
     def __init__(
@@ -62,9 +65,12 @@ class TrainingLoop:
         data=None,
         log: Optional[Callable[[str], None]] = None,
         dry_run: bool = False,
+        resume_from: str = "last",
+        transfer: Optional[weight_transfer.Transfer] = None,
     ):
         self.cfg, self.dry_run = cfg, dry_run
         self._log_fn = log
+        self._early_log: List[str] = []  # messages logged before the run folder exists
         self.run_dir: Optional[Path] = None
         self.nets: Dict[str, nn.Module] = {}  # every network a checkpoint holds, by file name
         self.optims: Dict[str, torch.optim.Optimizer] = {}  # every optimiser, saved as opt_<key>
@@ -72,8 +78,11 @@ class TrainingLoop:
         self._setup(data)
         torch.manual_seed(cfg.train.seed)
         self.build()
+        # init_from / freeze_d (training/transfer.py): weights copied into a new run, D blocks frozen (again on resume)
+        record = weight_transfer.apply(self, transfer, resume)
         if not dry_run:
-            self._open_run(runs_dir, resume)
+            self._open_run(runs_dir, resume, resume_from)
+            weight_transfer.save_record(self, record)
 
     # ---- what a task provides ---------------------------------------------------------------
     def build(self) -> None:
@@ -108,7 +117,7 @@ class TrainingLoop:
         t = self.cfg.train
         if self.step % t.sample_every == 0:
             self.snapshot()
-        if self.step % t.checkpoint_every == 0:
+        if self.step % t.checkpoint_every == 0 or time.perf_counter() - self._last_save >= t.checkpoint_minutes * 60:
             self.save()
 
     def _plot(self) -> None:
@@ -162,15 +171,23 @@ class TrainingLoop:
         self.batcher = Batcher(n, t.batch_size, t.seed + 1)
         self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
 
-    def _open_run(self, runs_dir, resume) -> None:
-        """A new numbered run folder (config.yaml written), or the folder being resumed (its last
-        checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
+    def _open_run(self, runs_dir, resume, resume_from: str = "last") -> None:
+        """A new numbered run folder (config.yaml written), or the folder being resumed (tidied after a
+        crash, its checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
         if resume is not None:
             self.run_dir = Path(resume)
-            self._load(runs.find_checkpoint(self.run_dir, "last"))
+            early, self._early_log = self._early_log, []
+            for line in early:
+                self.log(line)
+            for what in runs.recover(self.run_dir):
+                self.log(f"after an interrupted run: {what}")
+            self._resume(resume_from)
         else:
             self.run_dir = runs.next_run_dir(Path(runs_dir), self.run_name())
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            early, self._early_log = self._early_log, []
+            with open(self.run_dir / "log.txt", "a") as f:
+                f.writelines(line + "\n" for line in early)
         (self.run_dir / "samples").mkdir(exist_ok=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
         self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
@@ -191,13 +208,19 @@ class TrainingLoop:
 
     # ---- helpers the tasks use ----------------------------------------------------------------
     def log(self, msg: str) -> None:
+        """Print a message (standard error, or the ``log`` callback) and append it to the run's log.txt;
+        messages from before the run folder exists are written there when it is made."""
         if self._log_fn:
             self._log_fn(msg)
         else:
             print(msg, file=sys.stderr, flush=True)
-        if self.run_dir is not None and not self.dry_run:
-            with open(self.run_dir / "log.txt", "a") as f:
-                f.write(msg + "\n")
+        if self.dry_run:
+            return
+        if self.run_dir is None:
+            self._early_log.append(msg)
+            return
+        with open(self.run_dir / "log.txt", "a") as f:
+            f.write(msg + "\n")
 
     @staticmethod
     def optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
@@ -290,6 +313,7 @@ class TrainingLoop:
         model_config = self.model_config()
         runs.save_checkpoint(folder, weights, model_config, state, meta)
         if name is None:
+            self._last_save = time.perf_counter()
             runs.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
             self._after_save(weights, model_config, state, meta)
         return folder
@@ -299,13 +323,13 @@ class TrainingLoop:
         the data order, every random generator and the elapsed time; without it (a rollback) the
         run goes on with fresh batches and noise from the current generators."""
         for key, net in self.nets.items():
-            try:
-                net.load_state_dict(runs.load_weights(folder, key))
-            except RuntimeError as e:
-                raise RunError(f"weights in '{folder}' do not match the run's config: {e}") from None
+            runs.load_network(net, folder, key)
         s = runs.load_state(folder)
         for key, opt in self.optims.items():
-            opt.load_state_dict(s[f"opt_{key}"])
+            try:
+                opt.load_state_dict(s[f"opt_{key}"])
+            except (KeyError, ValueError) as e:
+                raise RunError(f"training state '{folder / 'state.pt'}' does not fit the run's optimiser {key!r}: {e}") from None
         self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
         self._restore_extra(s, full=restore_rng)
         if not restore_rng:
@@ -317,6 +341,29 @@ class TrainingLoop:
         if self.device.type == "cuda" and s.get("cuda_rng"):
             torch.cuda.set_rng_state_all(s["cuda_rng"])
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
+
+    def _resume(self, which: str) -> None:
+        """Load the checkpoint to continue from: ``which`` when it names one, else the newest that
+        loads (a damaged newest checkpoint is reported and the next older one is used)."""
+        if which != "last":
+            self._load(runs.find_checkpoint(self.run_dir, which))
+            return
+        candidates = runs.resume_candidates(self.run_dir)
+        if not candidates:
+            raise RunError(f"run '{self.run_dir}' has no complete checkpoint to resume from (checkpoints/step-*/meta.json)")
+        damaged = []
+        for folder in candidates:
+            try:
+                self._load(folder)
+            except RunError as e:
+                damaged.append(f"{folder.name}: {e}")
+                continue
+            for d in damaged:
+                self.log(f"skipped a damaged checkpoint: {d}")
+            if damaged:
+                self.log(f"resumed from {folder.name}, the newest intact checkpoint")
+            return
+        raise RunError(f"run '{self.run_dir}': no checkpoint could be loaded; {'; '.join(damaged)}")
 
     # ---- budget -------------------------------------------------------------------------
     def _done(self) -> Optional[str]:
@@ -371,12 +418,27 @@ class TrainingLoop:
             stats = self.train_step()
             self.log("dry run: one step OK  " + "  ".join(f"{k}={v:.4f}" for k, v in stats.items()))
             return Path(".")
-        t = self.cfg.train
         stop_reason = self._done()
         if stop_reason:
             self.log(f"nothing to do: the budget ({stop_reason}) is already reached at step {self.step}")
             return self.run_dir
         self.log(self._header())
+        self._last_save = time.perf_counter()
+        try:
+            return self._train()
+        except OSError as e:  # a full disk or a vanished folder while writing logs, grids or curves
+            raise WriteError(f"cannot write to the run folder '{self.run_dir}': {runs.write_failure(self.run_dir, e)}; "
+                           f"{self._resume_hint()}") from None
+        except WriteError as e:
+            raise WriteError(f"{e}; {self._resume_hint()}") from None
+
+    def _resume_hint(self) -> str:
+        last = runs.resume_candidates(self.run_dir)
+        return (f"continue from {last[0].name} once fixed: ganforge train --resume {self.run_dir}" if last
+                else "no checkpoint was written yet")
+
+    def _train(self) -> Path:
+        t = self.cfg.train
         self._before_loop()
 
         interrupted = {"n": 0}

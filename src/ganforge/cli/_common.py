@@ -1,0 +1,61 @@
+"""What several verbs share: the ``--device`` and ``--threads`` options and their checks.
+
+Adding the options imports nothing heavy (``ganforge --help`` stays torch-free); the checks import
+torch, so verbs call them from ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+from ganforge.errors import UsageError
+
+THREADS_ENV = "GANFORGE_THREADS"  # the default of --threads when set
+DEFAULT_THREADS = 1  # small networks run fastest on one thread, and do not collapse on a busy machine
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default), cuda, cuda:N, or auto (cuda when available, else cpu)")
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for PyTorch (default: ${THREADS_ENV} when set, else {DEFAULT_THREADS}: "
+                             "ganforge's networks are small, and more threads make them slower on a busy machine)")
+
+
+def check_device(device: str) -> str:
+    """The device ``--device`` names (``auto`` resolved), or a one-line :class:`UsageError`."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", device):
+        raise UsageError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu (or auto)")
+    n = torch.cuda.device_count()
+    if ":" in device and int(device.split(":")[1]) >= n:
+        raise UsageError(f"--device {device}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    return device
+
+
+def use_threads(threads: "int | None") -> int:
+    """Set PyTorch's CPU threads to ``--threads`` (else ``$GANFORGE_THREADS``, else 1); returns the number."""
+    import torch
+
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if raw and not raw.isdigit():
+            raise UsageError(f"{THREADS_ENV}={raw!r}: expected a positive integer (the number of CPU threads)")
+        threads, what = (int(raw) if raw else DEFAULT_THREADS), THREADS_ENV
+    else:
+        what = "--threads"
+    if threads < 1:
+        raise UsageError(f"{what}: expected a positive number of CPU threads, got {threads}")
+    torch.set_num_threads(threads)
+    return threads

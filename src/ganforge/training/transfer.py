@@ -1,0 +1,185 @@
+"""Weight transfer: start a new run from a trained one, optionally with the discriminator's first blocks frozen.
+
+``init_from`` (``ganforge train ... --init-from RUN``): after the task's trainer has built its
+networks and before the first step, every tensor of every network in ``trainer.nets`` (parameters and
+buffers) is copied from the source checkpoint when the source has the same network (file
+``<network>.safetensors``), the same tensor name and the same shape; the rest keeps its fresh
+initialisation. ``RUN`` is a run folder (its last checkpoint) or a checkpoint folder
+(``RUN/checkpoints/best``, ``RUN/checkpoints/step-00002000``). It works for any task, since it only
+walks the networks the task put in ``trainer.nets``; the source must have trained the same task, and
+at least one tensor must match. Optimiser states and counters are not copied: the new run starts at
+step 0 with fresh optimisers.
+
+``freeze_d=K`` (Mo et al. 2020, "Freeze the Discriminator"; StudioGAN's ``--freezeD``): the first K
+blocks of the discriminator, counted from the image side, keep the weights they were given: their
+parameters stop requiring gradients and are taken out of every optimiser, so they end training bit
+for bit as they started. A block is one weight layer with the normalisation and activation after it
+(:func:`discriminator_blocks`): for ``dcgan``, each strided convolution (+ BatchNorm) + LeakyReLU;
+for ``mlp``, each hidden linear layer (+ BatchNorm) + LeakyReLU; for ``resnet``, each residual block;
+for the inpaint task's PatchGAN, each convolution + LeakyReLU. The layers that produce the logit (the
+head, the projection or AC-GAN head) are never part of a block. Buffers (BatchNorm running
+statistics, spectral-norm power-iteration vectors) go on updating as in any training step.
+
+Provenance: the new run folder gets ``transfer.json`` (:data:`RECORD`) with the source run and
+checkpoint, its step, how many tensors were copied and which were not (and why), and the frozen
+blocks; the same summary is logged. A resumed run never copies again (its own checkpoint has the
+weights); it reads its ``transfer.json`` to freeze the same blocks again, so it resumes exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from ganforge import runs
+from ganforge.errors import ConfigError
+from ganforge.models.dcgan import DCGANDiscriminator
+from ganforge.models.inpaint import PatchDiscriminator
+from ganforge.models.mlp import MLPDiscriminator
+from ganforge.models.resnet import DBlock, ResNetDiscriminator
+
+RECORD = "transfer.json"  # the provenance file in the run folder
+SHOWN = 5  # mismatches named in the log line
+
+# each discriminator family's trunk (its layers before the logit) and whether the trunk's last layer is
+# the logit layer itself (which is never frozen)
+TRUNKS = {DCGANDiscriminator: ("features", False), MLPDiscriminator: ("net", True),
+          ResNetDiscriminator: ("blocks", False), PatchDiscriminator: ("net", True)}
+BLOCK_STARTS = (nn.Conv2d, nn.Linear, DBlock)  # a block begins at each of these; norms and activations join it
+
+
+@dataclass
+class Transfer:
+    """What a new run starts from: ``init_from`` (a run folder or a checkpoint folder) and
+    ``freeze_d`` (how many of the discriminator's first blocks to freeze)."""
+
+    init_from: Union[str, Path, None] = None
+    freeze_d: int = 0
+
+
+def apply(trainer, spec: Optional[Transfer], resume) -> Optional[Dict[str, Any]]:
+    """Called by the loop right after ``trainer.build()``: copy the weights and freeze the blocks of
+    ``spec`` for a new run (returns the provenance record), or, when resuming, freeze again the blocks
+    the run recorded (returns None: the record is already in the run folder)."""
+    if spec is not None and spec.init_from is None and not spec.freeze_d:
+        spec = None  # nothing to transfer
+    if resume is not None:
+        if spec is not None:
+            raise ConfigError("init_from: weight transfer starts a new run; a resumed run continues from its own "
+                              "checkpoint (and keeps the blocks it froze)")
+        path = Path(resume) / RECORD
+        k = runs.read_json(path).get("freeze_d", {}).get("blocks", 0) if path.is_file() else 0
+        if k:
+            freeze_discriminator(trainer, k)
+        return None
+    if spec is None:
+        return None
+    if spec.init_from is None:
+        raise ConfigError(f"freeze_d={spec.freeze_d}: freezing the discriminator's blocks keeps transferred weights; "
+                          "give init_from=RUN too (frozen random weights would never learn)")
+    record: Dict[str, Any] = {"init_from": copy_weights(trainer, spec.init_from)}
+    if spec.freeze_d:
+        record["freeze_d"] = freeze_discriminator(trainer, spec.freeze_d)
+    return record
+
+
+def save_record(trainer, record: Optional[Dict[str, Any]]) -> None:
+    """Write the provenance record into the new run folder (:data:`RECORD`)."""
+    if record is not None:
+        runs.write_json(trainer.run_dir / RECORD, record)
+
+
+# ------------------------------------------------------------------------------------------
+# init_from
+
+
+def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
+    """Copy every matching tensor of ``source`` (run or checkpoint folder) into ``trainer.nets``; returns the record."""
+    ck = runs.open_checkpoint(Path(source).expanduser(), "last")
+    task = trainer.cfg.task
+    if ck.task != task:
+        raise ConfigError(f"init_from: '{source}' trained task {ck.task!r}, this run trains {task!r}; "
+                          "weights transfer between runs of the same task")
+    copied, total, not_copied = 0, 0, []
+    networks: Dict[str, Dict[str, int]] = {}
+    for name, net in trainer.nets.items():
+        own = net.state_dict()
+        networks[name] = {"copied": 0, "tensors": len(own)}
+        total += len(own)
+        if not ck.has(name):
+            not_copied.append(f"{name}: not in the source ({len(own)} tensors)")
+            continue
+        src = ck.weights(name)
+        n = 0
+        with torch.no_grad():
+            for key, t in own.items():
+                s = src.get(key)
+                if s is None:
+                    not_copied.append(f"{name}.{key}: not in the source")
+                elif s.shape != t.shape:
+                    not_copied.append(f"{name}.{key}: shape {list(s.shape)} in the source, {list(t.shape)} here")
+                else:
+                    t.copy_(s)  # state_dict tensors share storage with the network's parameters and buffers
+                    n += 1
+        networks[name]["copied"] = n
+        copied += n
+    head = f"init_from '{source}' ({ck.folder.name}, step {ck.step})"
+    first = "; ".join(not_copied[:SHOWN]) + (f"; ... ({len(not_copied) - SHOWN} more)" if len(not_copied) > SHOWN else "")
+    if copied == 0:
+        raise ConfigError(f"init_from: no tensor of '{source}' matches this run's networks by name and shape "
+                          f"(a different architecture or size?): {first}")
+    per_net = ", ".join(f"{k} {v['copied']}/{v['tensors']}" for k, v in networks.items())
+    trainer.log(f"{head}: copied {copied} of {total} tensors ({per_net})" + (f"; not copied: {first}" if not_copied else ""))
+    return {"run": str((ck.run_dir or ck.folder).resolve()), "checkpoint": str(ck.folder.resolve()), "step": ck.step,
+            "kimg": ck.meta.get("kimg"), "copied": copied, "skipped": total - copied, "networks": networks,
+            "not_copied": not_copied}
+
+
+# ------------------------------------------------------------------------------------------
+# freeze_d
+
+
+def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
+    """The blocks of discriminator ``d``, image side first: (description, names of its parameters)."""
+    family = next((t for t in TRUNKS if isinstance(d, t)), None)
+    if family is None:
+        raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined "
+                          f"(known: {', '.join(t.__name__ for t in TRUNKS)})")
+    attr, head_last = TRUNKS[family]
+    children = list(getattr(d, attr).named_children())
+    if head_last:
+        children = children[:-1]
+    blocks: List[Tuple[List[str], List[str]]] = []  # (module names, parameter names)
+    for i, m in children:
+        if isinstance(m, BLOCK_STARTS) or not blocks:
+            blocks.append(([], []))
+        blocks[-1][0].append(f"{attr}.{i} {type(m).__name__}")
+        blocks[-1][1].extend(f"{attr}.{i}.{p}" for p, _ in m.named_parameters())
+    return [(" + ".join(mods), params) for mods, params in blocks]
+
+
+def freeze_discriminator(trainer, k: int) -> Dict[str, Any]:
+    """Freeze the first ``k`` blocks of ``trainer.nets["discriminator"]``: no gradients, out of every optimiser."""
+    if "discriminator" not in trainer.nets:
+        raise ConfigError(f"freeze_d: the {trainer.cfg.task!r} task has no discriminator network "
+                          f"(its networks: {', '.join(trainer.nets)})")
+    d = trainer.nets["discriminator"]
+    blocks = discriminator_blocks(d)
+    if not 0 < k <= len(blocks):
+        raise ConfigError(f"freeze_d={k}: the {type(d).__name__} has {len(blocks)} blocks, so 1 to {len(blocks)}: "
+                          + "; ".join(f"{i + 1}: {desc}" for i, (desc, _) in enumerate(blocks)))
+    names = {n for _, params in blocks[:k] for n in params}
+    frozen = [p for n, p in d.named_parameters() if n in names]
+    for p in frozen:
+        p.requires_grad_(False)
+    ids = {id(p) for p in frozen}
+    for opt in trainer.optims.values():
+        for group in opt.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+    desc = [b for b, _ in blocks[:k]]
+    trainer.log(f"freeze_d={k}: froze {len(frozen)} parameter tensors of the discriminator's first {k} of "
+                f"{len(blocks)} blocks ({'; '.join(desc)})")
+    return {"blocks": k, "of": len(blocks), "frozen": desc, "parameters": sorted(names)}
