@@ -47,3 +47,18 @@ def test_training_and_sampling_draw_the_declared_distribution(dist, tiny_overrid
 def test_z_dist_is_checked():
     with pytest.raises(ConfigError, match=r"^model\.z_dist: 'gaussian' is not allowed; choose one of: normal, uniform"):
         resolve(None, ["model.z_dist=gaussian"])
+
+
+@pytest.mark.parametrize("dist", ["normal", "uniform"])
+def test_latent_inpainting_starts_from_the_runs_noise(dist, tiny_overrides, tmp_path):
+    from ganforge.apps.latent import LatentInpainter
+
+    run = ganforge.train(overrides=[*tiny_overrides, f"model.z_dist={dist}", "train.steps=1", "train.minutes=null",
+                                    "eval.every_kimg=0"], runs_dir=tmp_path)
+    z = LatentInpainter.from_run(run)._initial_latents(2, 4, seed=5)  # [2 images, 4 restarts, z_dim]
+    old = torch.cat([torch.randn(1, 8, generator=torch.Generator().manual_seed(5 * 1_000_003 + r)) for r in range(4)])
+    assert torch.equal(z[0], z[1])  # the same starting points for every image
+    if dist == "normal":
+        assert torch.equal(z[0], old)  # the stream the search always used
+    else:
+        assert z.min() >= -1 and z.max() <= 1 and not torch.equal(z[0], old)

@@ -125,9 +125,9 @@ class LatentInpainter:
     def _initial_latents(self, n: int, restarts: int, seed: int) -> torch.Tensor:
         """[n, restarts, z_dim]: restart r starts from a latent drawn from its own generator seeded by
         (``seed``, r), the same for every image, so an image's search does not depend on which other
-        images share its batch, and the first R restarts are the same whatever the number of restarts."""
-        zs = [torch.randn(1, self.generator.z_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + r))
-              for r in range(restarts)]
+        images share its batch, and the first R restarts are the same whatever the number of restarts.
+        Drawn from the run's noise distribution (``model.z_dist``) by the generator handle."""
+        zs = [self.generator.noise(1, seed * 1_000_003 + r) for r in range(restarts)]
         return torch.cat(zs).repeat(n, 1, 1)
 
     def optimise(
