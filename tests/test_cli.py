@@ -25,12 +25,12 @@ def run_dir(tmp_path_factory):
 def test_train_prints_run_folder_last(tmp_path, tiny_overrides, capsys):
     assert main(["train", "default", *tiny_overrides, "train.steps=2", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1] == str(tmp_path / "00000-mnist-dcgan")
+    assert out[-1] == str(tmp_path / "00000-mnist-dcgan-cond")  # the default preset uses the labels
 
 
 def test_overrides_may_follow_options(tmp_path, tiny_overrides, capsys):
     assert main(["train", "--runs-dir", str(tmp_path), *tiny_overrides, "--minutes", "1", "train.steps=1"]) == 0
-    assert (tmp_path / "00000-mnist-dcgan" / "checkpoints" / "step-00000001").is_dir()
+    assert (tmp_path / "00000-mnist-dcgan-cond" / "checkpoints" / "step-00000001").is_dir()
 
 
 def test_dry_run_prints_config_and_writes_nothing(tmp_path, tiny_overrides, capsys, monkeypatch):
@@ -46,7 +46,8 @@ def test_sample_png_folder_npz(run_dir, tmp_path, capsys):
     im = Image.open(tmp_path / "g.png")
     assert im.mode == "L" and im.size == (4 * 30 + 2, 3 * 30 + 2)  # 10 images of 28 px in a 4-wide grid, 2 px padding
     assert main(["sample", str(run_dir), "--n", "3", "--out", str(tmp_path / "many")]) == 0
-    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    # the default preset trains a class-conditional model on MNIST: the classes in turn, named in the files
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["000000_0.png", "000001_1.png", "000002_2.png"]
     assert main(["sample", str(run_dir), "--n", "6", "--seed", "1", "--out", str(tmp_path / "s.npz")]) == 0
     arr = np.load(tmp_path / "s.npz")["arr_0"]
     assert arr.dtype == np.uint8 and arr.shape == (6, 28, 28, 1)
@@ -131,7 +132,7 @@ def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path, tiny_overrides):
     cmd = [sys.executable, "-m", "ganforge.cli", "train", *tiny_overrides, "train.checkpoint_every=100000",
            "train.sample_every=100000", "train.steps=100000", "--runs-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    run = tmp_path / "00000-mnist-dcgan"
+    run = tmp_path / "00000-mnist-dcgan-cond"
     deadline = time.time() + 60
     while time.time() < deadline and not (run / "metrics.jsonl").exists():
         time.sleep(0.2)
@@ -286,8 +287,8 @@ def test_config_lists_every_key_with_its_default_and_source_comment(capsys):
         assert by_key["train.batch_size"]["default"] == TrainConfig().batch_size
         assert by_key["data.size"]["type"] == "Optional[List[int]]"
     assert by_key["inpaint.arch"]["comment"].startswith("completion network: gated")
-    assert main(["config", "superres"]) == 2
-    assert "task: 'superres' is not allowed; choose one of: gan, inpaint" in capsys.readouterr().err
+    assert main(["config", "video"]) == 2
+    assert "task: 'video' is not allowed; choose one of: gan, inpaint" in capsys.readouterr().err
 
 
 def test_config_reads_comments_from_the_source_not_a_list():

@@ -82,3 +82,33 @@ def test_class_on_unconditional_run_is_refused(tmp_path, tiny_overrides, capsys)
     run = ganforge.train(overrides=tiny_overrides + ["train.steps=1"], runs_dir=tmp_path)
     assert main(["sample", str(run), "--class", "3", "--out", str(tmp_path / "x.png")]) == 2
     assert "trained an unconditional model" in capsys.readouterr().err
+
+
+def test_conditional_auto_follows_the_data(tmp_path, tiny_overrides):
+    """model.conditional=auto (the default preset's): conditional on labelled data, unconditional on
+    a folder of unlabelled images; the run records the resolved choice, so loading it needs no data."""
+    auto = tiny_overrides + ["model.conditional=auto", "train.steps=2"]
+    run = ganforge.train(overrides=auto, runs_dir=tmp_path / "a")
+    g = load_generator(run)
+    assert g.num_classes == 10 and g.config.model.conditional is True
+    assert "conditional: true" in (run / "config.yaml").read_text()
+    assert "(model.conditional=auto: class-conditional, 10 classes)" in (run / "log.txt").read_text()
+    assert run.name.endswith("-cond")
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(np.full((28, 28), i * 10, np.uint8)).save(folder / f"{i}.png")
+    run = ganforge.train(overrides=auto + ["data.dataset=folder", f"data.root={folder}"], runs_dir=tmp_path / "b")
+    g = load_generator(run)
+    assert g.num_classes == 0 and g.config.model.conditional is False
+    assert "(model.conditional=auto: unconditional, the data has no class labels)" in (run / "log.txt").read_text()
+
+
+def test_default_preset_is_conditional_auto():
+    from ganforge.tasks import resolve
+
+    assert resolve("default").model.conditional == "auto"
+    assert resolve("default", ["model.conditional=false"]).model.conditional is False
+    with pytest.raises(ConfigError, match=r"model\.conditional: expected true, false or auto, got 'maybe'"):
+        resolve("default", ["model.conditional=maybe"])

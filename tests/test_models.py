@@ -64,6 +64,36 @@ def test_dcgan_stage_plan():
         plan_stages(30, 30)
 
 
+def test_dcgan_pad_runs_at_the_padded_size_behind_an_unchanged_interface():
+    torch.manual_seed(0)
+    g, d = build_models(tiny("dcgan", pad=2), (1, 28, 28))
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules()) == 3  # 4 -> 8 -> 16 -> 32, cropped to 28
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in d.modules()) == 3
+    x = g(torch.randn(3, 8))
+    assert x.shape == (3, 1, 28, 28)
+    logits = d(x)
+    assert logits.shape == (3,)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in g.parameters())
+    # D sees its input framed in black: a real image and the same image already framed agree
+    real = torch.rand(2, 1, 28, 28) * 2 - 1
+    d.eval()
+    framed = torch.nn.functional.pad(real, (2, 2, 2, 2), value=-1.0)
+    assert torch.allclose(d.features(framed).flatten(1), d._features(real))
+    # G's output is the centre of its 32x32 canvas
+    g.eval()
+    z = torch.randn(2, 8)
+    canvas = g.blocks(g.project_act(g.project(z).view(2, g.c0, g.bh, g.bw)))
+    assert canvas.shape[-2:] == (32, 32) and torch.equal(g(z), canvas[:, :, 2:-2, 2:-2])
+
+
+def test_pad_needs_dcgan():
+    with pytest.raises(ConfigError, match=r"model\.pad: only the dcgan architecture can pad, got model.arch=mlp"):
+        resolve(None, ["model.arch=mlp", "model.pad=2"])
+    with pytest.raises(ConfigError, match=r"model\.pad"):
+        resolve(None, ["model.pad=-1"])
+
+
 def test_unbuildable_size_is_a_config_error():
     from ganforge.tasks.gan import GanTrainer as Trainer
 

@@ -227,7 +227,7 @@ def test_conditional_and_unconditional_runs_are_named_apart(tmp_path):
 def test_a_yaml_preset_can_name_its_base(tmp_path):
     (tmp_path / "mine.yaml").write_text("base: default\ntrain:\n  steps: 7\n")
     cfg = resolve(str(tmp_path / "mine.yaml"))
-    assert cfg.model.z_dim == 64 and cfg.train.threads == 1  # from the default preset
+    assert cfg.model.z_dim == 16 and cfg.model.conditional == "auto" and cfg.train.threads == 1  # from the default preset
     assert cfg.train.steps == 7 and cfg.train.minutes is None  # its own budget replaces the base's
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")

@@ -432,7 +432,12 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0])
+        for a in inner[:-1]:  # e.g. Union[bool, str]: true/false as a bool, anything else as a string
+            try:
+                return _coerce(key, value, a)
+            except ConfigError:
+                pass
+        return _coerce(key, value, inner[-1])
     if key.endswith(".size") and origin in (list, List):
         try:
             return list(parse_size(value))

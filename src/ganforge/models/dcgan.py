@@ -8,6 +8,11 @@ Examples (ngf = 64):   28x28 -> base 7x7,  k=2: [128,7,7] -> [64,14,14] -> [C,28
                        32x32 -> base 4x4,  k=3: [256,4,4] -> [128,8,8] -> [64,16,16] -> [C,32,32]
                        48x64 -> base 3x4,  k=4: [512,3,4] -> ... -> [C,48,64]
 
+``pad > 0`` runs both networks at (H + 2 pad) x (W + 2 pad) while their interface stays H x W:
+G crops ``pad`` pixels off each side of its output, D frames its input with ``pad`` pixels of -1
+(black) first. A 28x28 MNIST digit padded by 2 becomes the classic 32x32 frame (LeCun et al. 1998),
+which buys a third 2x stage (4x4 base instead of 7x7) at about 2.5x the compute per image.
+
 Class-conditional variants (``num_classes > 0``): G sees the label through conditional BatchNorm
 (``g_cond="cbn"``, Miyato & Koyama 2018) or a label embedding joined to z (``g_cond="embed"``);
 D through a projection head (``d_cond="projection"``, Miyato & Koyama 2018) or an auxiliary
@@ -20,6 +25,7 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ganforge.models.registry import MODELS
 from ganforge.models.layers import (
@@ -57,10 +63,12 @@ class DCGANGenerator(LabelledGenerator):
         norm: str = "batch",
         num_classes: int = 0,
         cond: str = "cbn",
+        pad: int = 0,
     ):
         super().__init__()
         c, h, w = img_shape
-        k, self.bh, self.bw = plan_stages(h, w)
+        self.pad = pad
+        k, self.bh, self.bw = plan_stages(h + 2 * pad, w + 2 * pad)
         chans = level_widths(width, k)
         self.z_dim, self.img_shape = z_dim, tuple(img_shape)
         self.c0 = chans[0]
@@ -82,7 +90,11 @@ class DCGANGenerator(LabelledGenerator):
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         z = self._latent(z, y)  # [N, z_dim], or [N, 2 * z_dim] with g_cond=embed
         x = self.project(z).view(z.shape[0], self.c0, self.bh, self.bw)  # [N, c0, bh, bw]
-        return self.blocks(self.project_act(x, y), y)  # [N, C, H, W] in [-1, 1]
+        x = self.blocks(self.project_act(x, y), y)  # [N, C, H + 2 pad, W + 2 pad] in [-1, 1]
+        if self.pad:
+            p = self.pad
+            x = x[:, :, p:-p, p:-p]  # [N, C, H, W]
+        return x
 
 
 class DCGANDiscriminator(LabelledDiscriminator):
@@ -96,10 +108,12 @@ class DCGANDiscriminator(LabelledDiscriminator):
         num_classes: int = 0,
         cond: str = "projection",
         mbstd: bool = False,
+        pad: int = 0,
     ):
         super().__init__()
         c, h, w = img_shape
-        k, bh, bw = plan_stages(h, w)
+        self.pad = pad
+        k, bh, bw = plan_stages(h + 2 * pad, w + 2 * pad)
         chans = list(reversed(level_widths(width, k)))  # finest first: width, 2*width, ...
         self.img_shape, self.num_classes = tuple(img_shape), num_classes
         self.aux = num_classes > 0 and cond == "acgan"
@@ -118,6 +132,8 @@ class DCGANDiscriminator(LabelledDiscriminator):
         init_dcgan_weights(self)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad:  # [N, C, H, W] -> [N, C, H + 2 pad, W + 2 pad], framed in black
+            x = F.pad(x, (self.pad,) * 4, value=-1.0)
         h = self.features(x)  # [N, chans[-1], bh, bw]
         if self.mbstd is not None:
             h = self.mbstd(h)  # [N, chans[-1] + 1, bh, bw]
@@ -127,6 +143,7 @@ class DCGANDiscriminator(LabelledDiscriminator):
 @MODELS.register("dcgan")
 def build_dcgan(cfg, img_shape: Tuple[int, int, int]) -> Tuple[DCGANGenerator, DCGANDiscriminator]:
     k = cfg.num_classes if cfg.conditional else 0
-    g = DCGANGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm, k, cfg.g_cond)
-    d = DCGANDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm, k, cfg.d_cond, cfg.mbstd)
+    pad = getattr(cfg, "pad", 0)
+    g = DCGANGenerator(img_shape, cfg.z_dim, cfg.g_width or 64, cfg.g_norm, k, cfg.g_cond, pad)
+    d = DCGANDiscriminator(img_shape, cfg.d_width or 64, cfg.d_norm, k, cfg.d_cond, cfg.mbstd, pad)
     return g, d

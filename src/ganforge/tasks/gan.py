@@ -76,11 +76,12 @@ class ModelConfig(Section):
     d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     g_norm: str = "batch"  # batch | none
     d_norm: str = "batch"  # batch | none | spectral
-    conditional: bool = False  # class-conditional G and D; labels come from the dataset
+    conditional: Union[bool, str] = False  # class-conditional G and D (labels from the dataset) | auto: when the data has labels
     num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
     g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
     d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)
     mbstd: bool = False  # minibatch standard-deviation feature in D (Karras et al. 2018)
+    pad: int = 0  # dcgan: run G and D at the image size + 2 pad (G crops its border, D frames its input in black)
 
     def check(self, key: str = "model") -> None:
         choice(f"{key}.arch", self.arch, MODELS.names())
@@ -92,8 +93,13 @@ class ModelConfig(Section):
         choice(f"{key}.d_norm", self.d_norm, ["batch", "none", "spectral"])
         choice(f"{key}.g_cond", self.g_cond, ["cbn", "embed"])
         choice(f"{key}.d_cond", self.d_cond, ["projection", "acgan"])
+        if isinstance(self.conditional, str) and self.conditional != "auto":
+            raise ConfigError(f"{key}.conditional: expected true, false or auto, got {self.conditional!r}")
         if self.num_classes < 0:
             raise ConfigError(f"{key}.num_classes: expected 0 or more, got {self.num_classes}")
+        nonneg(f"{key}.pad", self.pad)
+        if self.pad and self.arch != "dcgan":
+            raise ConfigError(f"{key}.pad: only the dcgan architecture can pad, got model.arch={self.arch}")
 
 
 @dataclass
@@ -140,6 +146,9 @@ class GanTrainer(TrainingLoop):
     def build(self) -> None:
         cfg, t, m = self.cfg, self.cfg.train, self.cfg.model
         self.labels: Optional[torch.Tensor] = None
+        self._auto = m.conditional == "auto"
+        if self._auto:  # conditional when the data has labels of 2 or more classes (saved resolved)
+            m.conditional = self.data.labels is not None and len(getattr(self.data, "class_names", []) or []) >= 2
         if m.conditional:
             k = len(getattr(self.data, "class_names", []) or [])
             if self.data.labels is None or k < 2:
@@ -159,8 +168,10 @@ class GanTrainer(TrainingLoop):
             self.G, self.D = build_models(m, self.img_shape)
         except ModelBuildError as e:
             raise ConfigError(f"model.arch={m.arch}: {e}") from None
-        self.G.to(self.device)
-        self.D.to(self.device)
+        # channels-last convolutions: ~15% faster on CPU (measured: the default DCGAN, 1 thread, batch 64)
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.G.to(self.device, memory_format=self.memory_format)
+        self.D.to(self.device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.nets.update(generator=self.G, discriminator=self.D, generator_ema=self.G_ema)
         self.aux = bool(getattr(self.D, "aux", False))
@@ -251,7 +262,7 @@ class GanTrainer(TrainingLoop):
         stats: Dict[str, float] = {}
         reuse = cfg.train.n_critic == 1
         for _ in range(cfg.train.n_critic):
-            real, idx = self.real_batch()
+            real, idx = self.real_batch(self.memory_format)
             y_real = self.labels[idx] if self.K else None
             y_fake = self._fake_labels(B)
             with self.autocast():
@@ -448,8 +459,14 @@ class GanTrainer(TrainingLoop):
     def _header(self) -> str:
         t = self.cfg.train
         return (f"training {self.cfg.model.arch} on {self.data.name} {self.images.shape[0]} images "
-                f"{'x'.join(map(str, self.img_shape))}{f' ({self.K} classes)' if self.K else ''}, loss {self.cfg.loss.name}, "
+                f"{'x'.join(map(str, self.img_shape))}{self._what_labels()}, loss {self.cfg.loss.name}, "
                 f"batch {t.batch_size}, device {self.device}, {torch.get_num_threads()} threads; run folder {self.run_dir}")
+
+    def _what_labels(self) -> str:
+        auto = "model.conditional=auto: " if getattr(self, "_auto", False) else ""
+        if self.K:
+            return f" ({auto}class-conditional, {self.K} classes)"
+        return f" ({auto}unconditional, the data has no class labels)" if auto else ""
 
     def _before_loop(self) -> None:
         if self.step == 0:
