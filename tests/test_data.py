@@ -95,7 +95,9 @@ def folder_cfg(root: Path, **kw) -> DataConfig:
 
 
 def test_data_registry_names():
-    assert DATASETS.names() == sorted(["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder"])
+    import ganforge.tasks  # noqa: F401  (the translate task registers its paired/unpaired folders)
+
+    assert DATASETS.names() == sorted(["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired"])
     assert all(callable(DATASETS.get(n)) for n in DATASETS.names())
 
 

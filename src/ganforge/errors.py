@@ -53,5 +53,14 @@ class InpaintError(GanforgeError, ValueError):
     """A problem with the inputs of an image completion that the user can fix (one line)."""
 
 
+class UpscaleError(GanforgeError, ValueError):
+    """An input of an upscaling that the user can fix (an image, a tile size, a model of another task)."""
+
+
+class TranslateError(GanforgeError, ValueError):
+    """A translation input the user can fix: a direction the model was not trained for, a wrong channel
+    count, an unreadable image (one line)."""
+
+
 class UsageError(GanforgeError, ValueError):
     """A bad command-line argument found after parsing."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 ORDER = 10  # place in `ganforge --help`
-HELP = "train a GAN (default: DCGAN on the embedded MNIST, 5 minutes)"
-DESCRIPTION = ("Train a GAN, or with task=inpaint (preset mnist-inpaint) an image-completion network. PRESET is a "
-               "shipped preset name (see 'ganforge presets') or a YAML file; key=value items override config "
-               "keys, e.g. train.steps=2000.")
+HELP = "train a model (default: a DCGAN on the embedded MNIST, 5 minutes)"
+DESCRIPTION = ("Train a GAN, or another task's networks with task=NAME or a preset of that task (image completion, "
+               "super-resolution, translation: see 'ganforge presets'). PRESET is a shipped preset name or a YAML "
+               "file; key=value items override config keys, e.g. train.steps=2000 ('ganforge config TASK' lists them).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,8 @@
 
     gan       generate images (GANs, unconditional or class-conditional)   tasks/gan.py
     inpaint   complete missing regions (a completion network)              tasks/inpaint.py
+    translate image-to-image translation (pix2pix, CycleGAN)              tasks/translate.py
+    superres  upscale images (super-resolution generator, L1 then GAN)     tasks/superres.py
 
 Adding a task is a new file that defines its config sections, trainer, handle and :class:`Task`
 object and registers it, plus one import line below (see :mod:`ganforge.tasks.base`).
@@ -20,6 +22,8 @@ from ganforge.tasks.base import TASKS, Handle, Task, all_sections, get_task
 # ---- the registered tasks: one import each -------------------------------------------------
 from ganforge.tasks import gan as _gan  # noqa: E402,F401  (registers "gan")
 from ganforge.tasks import inpaint as _inpaint  # noqa: E402,F401  (registers "inpaint")
+from ganforge.tasks import translate as _translate  # noqa: E402,F401  (registers "translate")
+from ganforge.tasks import superres as _superres  # noqa: E402,F401  (registers "superres")
 
 __all__ = ["TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict", "allowed_keys"]
 

@@ -143,11 +143,17 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
 
 
 def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
-    """The blocks of discriminator ``d``, image side first: (description, names of its parameters)."""
+    """The blocks of discriminator ``d``, image side first: (description, names of its parameters).
+
+    A discriminator can say this itself with a ``freeze_blocks()`` method returning that list (the
+    discriminators of later tasks do); the families in :data:`TRUNKS` are split here."""
+    own = getattr(d, "freeze_blocks", None)
+    if callable(own):
+        return own()
     family = next((t for t in TRUNKS if isinstance(d, t)), None)
     if family is None:
         raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined "
-                          f"(known: {', '.join(t.__name__ for t in TRUNKS)})")
+                          f"(known: {', '.join(t.__name__ for t in TRUNKS)}, or a freeze_blocks() method)")
     attr, head_last = TRUNKS[family]
     children = list(getattr(d, attr).named_children())
     if head_last:
