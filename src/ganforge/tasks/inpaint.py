@@ -30,7 +30,6 @@ Loading a run gives an :class:`InpainterHandle`.
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
@@ -47,6 +46,7 @@ from ganforge.losses import d_hinge, g_hinge
 from ganforge.models.inpaint import INPAINT_MODELS, InpaintSizeError, build_inpainter
 from ganforge.tasks.base import TASKS, Handle, Task
 from ganforge.training.loop import TrainingLoop
+from ganforge.training.monitor import save_figure
 from ganforge.training.masks import random_masks
 from ganforge.training.parts import check_finite
 
@@ -110,11 +110,7 @@ def plot_inpaint_curves(records: List[Dict[str, Any]], path: Path) -> None:
         axes[1].text(0.5, 0.5, "no adversarial loss (inpaint.adv_weight=0)", ha="center", va="center")
     axes[1].set_xlabel("kimg")
     axes[1].set_title("PatchGAN (hinge)")
-    fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 class InpaintTrainer(TrainingLoop):

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -61,6 +60,7 @@ from ganforge.losses import d_logistic, g_nonsaturating
 from ganforge.models.srresnet import SCALES, SR_MODELS, build_superres, tiled_upscale
 from ganforge.tasks.base import TASKS, Handle, Task
 from ganforge.training.loop import TrainingLoop
+from ganforge.training.monitor import save_figure
 from ganforge.training.parts import check_finite
 
 GRID_MAX = 8  # validation images in the sample grid
@@ -256,11 +256,7 @@ def plot_superres_curves(records: List[Dict[str, Any]], path: Path) -> None:
         axes[2].text(0.5, 0.5, "pixel stage (no adversarial loss yet)", ha="center", va="center")
     axes[2].set_xlabel("kimg")
     axes[2].set_title("adversarial stage")
-    fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 class SuperResTrainer(TrainingLoop):

@@ -34,7 +34,6 @@ config.json records ``shape_b`` (C, H, W of domain B) and the directions trained
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -53,6 +52,7 @@ from ganforge.losses import LOSSES
 from ganforge.models.translate import GENERATORS, PatchDiscriminator, Translator, pad_to_multiple
 from ganforge.tasks.base import TASKS, Handle, Task
 from ganforge.training.loop import TrainingLoop
+from ganforge.training.monitor import save_figure
 from ganforge.training.parts import Batcher, check_finite
 
 OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1]
@@ -504,11 +504,7 @@ def plot_translate_curves(records: List[Dict[str, Any]], path: Path) -> None:
         axes[1].legend()
     axes[1].set_xlabel("kimg")
     axes[1].set_title("PatchGAN")
-    fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------

@@ -63,6 +63,13 @@ def plot_curves(records: List[Dict[str, Any]], path: Path) -> None:
         ax.plot([r["kimg"] for r in evals], [r["fid"] for r in evals], "k.--", label="FID")
         ax.set_ylabel("FID")
         ax.legend(loc="center right")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path) -> None:
+    """Write a matplotlib figure as ``path`` (PNG, 90 dpi) atomically, so a reader never sees half a file, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, dpi=90)
