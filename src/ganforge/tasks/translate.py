@@ -40,7 +40,6 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Section, choice, nonneg, positive
@@ -235,8 +234,8 @@ class TranslateTrainer(TrainingLoop):
                 self.nets["generator_b2a_ema"] = self.F_ema
         g_params = list(self.G.parameters()) + (list(self.F.parameters()) if self.cycle else [])
         d_params = list(self.D.parameters()) + (list(self.D_A.parameters()) if self.cycle else [])
-        self.opt_g = self.optimizer(_ParamBag(g_params), cfg.g_optim)
-        self.opt_d = self.optimizer(_ParamBag(d_params), cfg.d_optim)
+        self.opt_g = self.optimizer(list(g_params), cfg.g_optim)
+        self.opt_d = self.optimizer(list(d_params), cfg.d_optim)
         self.optims.update(g=self.opt_g, d=self.opt_d)
         self.base_lr = {"g": cfg.g_optim.lr, "d": cfg.d_optim.lr}
         self.loss = LOSSES.get(tr.loss)
@@ -463,17 +462,6 @@ class TranslateTrainer(TrainingLoop):
     def _done_extra(self) -> str:
         last = next((r["val_l1"] for r in reversed(self.metrics.records) if "val_l1" in r), None)
         return f"validation L1 {last:.4f}; " if last is not None else ""
-
-
-class _ParamBag(nn.Module):
-    """Parameters of several networks as one module, for one optimiser over all of them (CycleGAN's G and F)."""
-
-    def __init__(self, params):
-        super().__init__()
-        self._params = list(params)
-
-    def parameters(self, recurse: bool = True):  # noqa: D102
-        return iter(self._params)
 
 
 def plot_translate_curves(records: List[Dict[str, Any]], path: Path) -> None:

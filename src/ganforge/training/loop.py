@@ -223,11 +223,13 @@ class TrainingLoop:
             f.write(msg + "\n")
 
     @staticmethod
-    def optimizer(net: nn.Module, o) -> torch.optim.Optimizer:
-        """An optimiser for ``net`` from an ``OptimConfig`` (``g_optim`` / ``d_optim``)."""
+    def optimizer(net, o) -> torch.optim.Optimizer:
+        """An optimiser from an ``OptimConfig`` (``g_optim`` / ``d_optim``) for a network, or for a list of
+        parameters (one optimiser over several networks, e.g. CycleGAN's two generators)."""
+        params = list(net.parameters()) if isinstance(net, nn.Module) else list(net)
         if o.name == "adam":
-            return torch.optim.Adam(net.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-        return torch.optim.RMSprop(net.parameters(), lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
+            return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.RMSprop(params, lr=o.lr, alpha=o.beta2, weight_decay=o.weight_decay)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
