@@ -122,6 +122,7 @@ class TrainConfig(Section):
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     amp: bool = False  # bfloat16 autocast: CUDA, or a CPU with native bfloat16 (AVX512-BF16/AMX); else float32 with a message
     compile: bool = False  # torch.compile the networks (falls back with a warning)
+    sync_bn: bool = False  # several CUDA processes (torchrun): SyncBatchNorm; on the CPU running stats are averaged instead
     threads: Optional[int] = None  # torch.set_num_threads; None leaves torch's default
     tensorboard: bool = True
     progress: bool = True

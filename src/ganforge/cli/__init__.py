@@ -12,12 +12,14 @@ name starts with ``_`` are not verbs: ``_common`` holds the options several verb
 Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the last line of
 its standard output (everything else goes to standard error). A problem the user can fix
 (:class:`~ganforge.errors.GanforgeError`) is one line ``error: ...`` on standard error with exit
-status 2; Ctrl-C exits with status 130.
+status 2; Ctrl-C (and SIGTERM while training) exits with status 130. Under ``torchrun`` every process
+runs the verb; errors from ranks other than 0 say which rank they come from (``error: [rank 1] ...``).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Iterable, List, Optional
@@ -62,6 +64,13 @@ def _verb_in(argv: List[str]) -> Optional[str]:
     return first if first in VERBS else None
 
 
+def _rank_tag() -> str:
+    """``[rank N] `` for a process torchrun started with a rank other than 0 (read from the environment,
+    so that no torch import is needed here), else nothing."""
+    rank = os.environ.get("RANK", "0")
+    return f"[rank {rank}] " if rank not in ("", "0") and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line ``ganforge ARGV`` (default: this process's arguments); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -84,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.run(args)
     except GanforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_rank_tag()}{e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

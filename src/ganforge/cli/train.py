@@ -1,5 +1,9 @@
 """``ganforge train [PRESET] [key=value ...]``: train a task; the last line of standard output is the
-run folder (also after Ctrl-C, which writes a checkpoint first and exits with status 130)."""
+run folder (also after Ctrl-C or SIGTERM, which write a checkpoint first and exit with status 130).
+
+Under ``torchrun --nproc_per_node=N -m ganforge train ...`` every process runs this verb; rank 0
+prints the run folder, and each leaves the process group cleanly (networks and optimisers released,
+a barrier, then ``destroy_process_group``) so that a finished run exits with status 0."""
 from __future__ import annotations
 
 import argparse
@@ -48,14 +52,38 @@ def run(args: argparse.Namespace) -> int:
     tr = trainer(preset=None if args.resume else (preset or "default"), overrides=overrides,
                  runs_dir=args.runs_dir, resume=args.resume, resume_from=args.checkpoint, dry_run=args.dry_run,
                  init_from=args.init_from, freeze_d=args.freeze_d)
-    if args.dry_run:
-        print(tr.cfg.to_yaml(), end="")
-        tr.run()
-        return 0
+    main = tr.is_main
+    clean = False  # leave the process group with a barrier only when every rank got here alike
     try:
-        run_dir = tr.run()
-    except KeyboardInterrupt:
-        print(tr.run_dir, flush=True)
-        return EXIT_INTERRUPTED
-    print(run_dir, flush=True)
-    return 0
+        if args.dry_run:
+            if main:
+                print(tr.cfg.to_yaml(), end="")
+            tr.run()
+            clean = True
+            return 0
+        try:
+            run_dir = tr.run()
+        except KeyboardInterrupt:
+            clean = tr._stop  # a stop every rank agreed on (not a second Ctrl-C mid-step)
+            if main:
+                print(tr.run_dir, flush=True)
+            return EXIT_INTERRUPTED
+        clean = True
+        if main:
+            print(run_dir, flush=True)
+        return 0
+    finally:
+        _leave(tr, clean)
+
+
+def _leave(tr, clean: bool) -> None:
+    """The end of a (multi-process) run: release the trainer, then barrier and destroy the process group;
+    after an error on one rank the barrier is skipped (the others may never reach it)."""
+    from ganforge.training import distributed
+
+    if clean:
+        tr.close()
+    elif distributed.active():
+        import torch.distributed as dist
+
+        dist.destroy_process_group()

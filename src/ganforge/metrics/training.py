@@ -9,6 +9,11 @@
 
 The real features/statistics are computed once (on the first call) and kept in memory. Use a
 fixed sampling seed in ``sample_fn`` so that successive evaluations differ only by the weights.
+
+Under several processes (``torchrun``; :mod:`ganforge.training.distributed`) every rank calls the
+evaluator with the same ``sample_fn`` (the weights agree across ranks), extracts the features of its
+contiguous share of the samples, and the shares are gathered in rank order: every rank gets the
+FID/KID of all the samples, the value one process computes for them (up to float rounding).
 """
 from __future__ import annotations
 
@@ -107,6 +112,15 @@ class TrainingEvaluator:
         self.last_kimg = d.get("last_kimg")
 
     # ---- the evaluation ---------------------------------------------------------------------
+    def _features(self, fake: torch.Tensor) -> Dict[str, Any]:
+        """Features (and classifier logits) of ``fake``: this rank's share, gathered from all ranks."""
+        from ganforge.training import distributed
+
+        if not distributed.active() or fake.shape[0] < distributed.world_size():
+            return self.space.extract(fake, self.batch_size)
+        out = self.space.extract(fake[distributed.shard(fake.shape[0])], self.batch_size)
+        return {k: distributed.all_gather_rows(v) if torch.is_tensor(v) else v for k, v in out.items()}
+
     @torch.no_grad()
     def __call__(self, sample_fn: Callable[[int], torch.Tensor], kimg: Optional[float] = None) -> Dict[str, Any]:
         t0 = time.perf_counter()
@@ -116,7 +130,7 @@ class TrainingEvaluator:
             raise EvalError("TrainingEvaluator: sample_fn(n) must return a uint8 tensor [n, C, H, W]")
         if fake.shape[1] != self.real_images.shape[1]:
             raise EvalError(f"channels differ: generated images have {fake.shape[1]}, real ones {self.real_images.shape[1]}")
-        out = self.space.extract(fake.cpu(), self.batch_size)
+        out = self._features(fake.cpu())
         fid = C.fid_from_statistics(C.fid_statistics(out["features"]), ref.stats)
         k = C.kid(out["features"], ref.features, seed=self.seed, subsets=self.kid_subsets)
         result: Dict[str, Any] = {

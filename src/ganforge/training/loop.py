@@ -13,8 +13,22 @@ and :meth:`~TrainingLoop.sample_grid`; the other hooks have defaults. The loop o
   optimiser in ``self.optims`` (``opt_<name>`` in state.pt), every RNG and the counters, so a
   resumed CPU run ends bit for bit where an uninterrupted one does;
 - the budget (steps / kimg / epochs / wall-clock minutes), the progress bar, metric windows
-  (means over ``train.log_every`` steps), Ctrl-C (the first finishes the step and writes a
-  checkpoint, a second aborts) and the end of a run.
+  (means over ``train.log_every`` steps), Ctrl-C and SIGTERM (the first finishes the step and
+  writes a checkpoint, a second Ctrl-C aborts) and the end of a run;
+- several processes (``torchrun``, :mod:`ganforge.training.distributed`), with no code in the tasks:
+  ``train.batch_size`` is per process; the seeded batch order is global and each rank takes its
+  slice of every global batch (``Batcher``); every optimiser in ``self.optims`` averages its
+  gradients over the ranks before it steps; rank 0's weights are broadcast after ``build()``;
+  ``images_seen`` and the budgets count the images of all ranks; step statistics are averaged over
+  the ranks (so checks and the watchdog decide alike); the wall clock is rank 0's and a stop
+  request on any rank stops all at the same step; BatchNorm running statistics are averaged after
+  every step, before ``_periodic`` (SyncBatchNorm with ``train.sync_bn`` on CUDA); only rank 0
+  writes the run folder; a checkpoint holds every rank's random streams and task state
+  (``_extra_state``), so it resumes exactly under the same number of processes and, re-sharded,
+  under any other. Rules for tasks: every optimiser goes in ``self.optims``; the random streams
+  are ``torch.Generator`` attributes of the trainer (or one attribute down), which each rank
+  reseeds for itself (:func:`~ganforge.training.distributed.decorrelate`); anything that decides
+  control flow (whether an optimiser steps) must not depend on them; ``sample_grid`` runs on rank 0 only.
 """
 from __future__ import annotations
 
@@ -36,6 +50,7 @@ from ganforge import runs
 from ganforge.errors import ConfigError, RunError, WriteError
 from ganforge.imaging import save_png
 from ganforge.training.monitor import MetricsLog, TensorBoard
+from ganforge.training import distributed
 from ganforge.training import transfer as weight_transfer
 from ganforge.training.parts import Batcher, amp_enabled, ema_decay, ema_update, resolve_device
 
@@ -43,8 +58,18 @@ from ganforge.training.parts import Batcher, amp_enabled, ema_decay, ema_update,
 RESUMABLE_KEYS = {
     "train.steps", "train.kimg", "train.epochs", "train.minutes", "train.log_every", "train.sample_every",
     "train.checkpoint_every", "train.checkpoint_minutes", "train.keep_checkpoints", "train.progress",
-    "train.tensorboard",
+    "train.tensorboard", "train.sync_bn",
 }
+
+
+class _MemoryLog:
+    """The metrics log of ranks other than 0: records kept in memory, nothing written."""
+
+    def __init__(self):
+        self.records: List[Dict[str, Any]] = []
+
+    def append(self, rec: Dict[str, Any]) -> None:
+        self.records.append(rec)
 
 
 class TrainingLoop:
@@ -75,14 +100,18 @@ class TrainingLoop:
         self.nets: Dict[str, nn.Module] = {}  # every network a checkpoint holds, by file name
         self.optims: Dict[str, torch.optim.Optimizer] = {}  # every optimiser, saved as opt_<key>
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self._hooks: List[Any] = []  # gradient-averaging hooks on the optimisers (several processes)
+        self._stop = self._save_due = False  # decisions every rank takes alike (see _sync)
         self._setup(data)
         torch.manual_seed(cfg.train.seed)
         self.build()
         # init_from / freeze_d (training/transfer.py): weights copied into a new run, D blocks frozen (again on resume)
         record = weight_transfer.apply(self, transfer, resume)
+        self._distribute()
         if not dry_run:
             self._open_run(runs_dir, resume, resume_from)
-            weight_transfer.save_record(self, record)
+            if self.is_main:
+                weight_transfer.save_record(self, record)
 
     # ---- what a task provides ---------------------------------------------------------------
     def build(self) -> None:
@@ -104,6 +133,13 @@ class TrainingLoop:
                 f"{'x'.join(map(str, self.img_shape))}, batch {self.cfg.train.batch_size}, device {self.device}, "
                 f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
 
+    def _world_line(self) -> str:
+        """The line logged under several processes: the per-process and the global batch."""
+        t = self.cfg.train
+        return (f"{self.world} processes ({'NCCL' if self.device.type == 'cuda' else 'gloo'}): batch {t.batch_size} "
+                f"per process, {t.batch_size * self.world} per step in all (train.batch_size is per process); "
+                f"rank 0 writes the run folder")
+
     def _before_loop(self) -> None:
         """Called once before the first step of a new or resumed run (default: a snapshot at step 0)."""
         if self.step == 0:
@@ -113,11 +149,12 @@ class TrainingLoop:
         """Inspect a step's statistics; may raise, or move ``self.step`` back (a rollback)."""
 
     def _periodic(self) -> None:
-        """Snapshots, checkpoints and evaluations after a step (not counted in images/s)."""
+        """Snapshots, checkpoints and evaluations after a step (not counted in images/s). Under several
+        processes every rank calls it and must take the same decisions (they may not use the local clock)."""
         t = self.cfg.train
         if self.step % t.sample_every == 0:
             self.snapshot()
-        if self.step % t.checkpoint_every == 0 or time.perf_counter() - self._last_save >= t.checkpoint_minutes * 60:
+        if self.step % t.checkpoint_every == 0 or self._save_due:
             self.save()
 
     def _plot(self) -> None:
@@ -154,7 +191,9 @@ class TrainingLoop:
         t = self.cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        self.device = distributed.init_from_env(resolve_device(t.device))
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.is_main = self.rank == 0
         self.amp = amp_enabled(t.amp, self.device, self.log)
         if data is None:
             from ganforge.data import load_dataset
@@ -171,6 +210,32 @@ class TrainingLoop:
         self.batcher = Batcher(n, t.batch_size, t.seed + 1)
         self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
 
+    def _distribute(self) -> None:
+        """Under several processes: SyncBatchNorm (``train.sync_bn``, CUDA), rank 0's weights everywhere,
+        per-rank random streams, and gradient averaging before every optimiser step."""
+        if self.world == 1:
+            return
+        if getattr(self.cfg.train, "sync_bn", False):
+            if self.device.type == "cuda":
+                n = distributed.convert_sync_batchnorm(self.nets)
+                self.log(f"train.sync_bn=true: {n} BatchNorm layers synchronised across {self.world} processes")
+            else:
+                self.log("train.sync_bn=true: SyncBatchNorm runs on CUDA only; on the CPU each process normalises "
+                         "its own batch and the running statistics are averaged before every checkpoint and sample grid")
+        distributed.broadcast_state(self.nets)
+        distributed.decorrelate(self, self.cfg.train.seed)
+        self._hooks = distributed.average_gradients_before_step(self.optims)
+
+    def close(self) -> None:
+        """Release the networks and optimisers (and their gradient hooks), then leave the process group
+        (barrier, ``destroy_process_group``): the clean end of a multi-process run."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self.optims.clear()
+        self.nets.clear()
+        distributed.shutdown()
+
     def _open_run(self, runs_dir, resume, resume_from: str = "last") -> None:
         """A new numbered run folder (config.yaml written), or the folder being resumed (tidied after a
         crash, its checkpoint loaded); then the metrics log and TensorBoard writer, continuing at the step."""
@@ -179,15 +244,24 @@ class TrainingLoop:
             early, self._early_log = self._early_log, []
             for line in early:
                 self.log(line)
-            for what in runs.recover(self.run_dir):
-                self.log(f"after an interrupted run: {what}")
+            if self.is_main:
+                for what in runs.recover(self.run_dir):
+                    self.log(f"after an interrupted run: {what}")
+            distributed.barrier()  # the other ranks read the checkpoints once rank 0 has tidied them
             self._resume(resume_from)
         else:
-            self.run_dir = runs.next_run_dir(Path(runs_dir), self.run_name())
-            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            if self.is_main:
+                self.run_dir = runs.next_run_dir(Path(runs_dir), self.run_name())
+                (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
             early, self._early_log = self._early_log, []
-            with open(self.run_dir / "log.txt", "a") as f:
-                f.writelines(line + "\n" for line in early)
+            if self.is_main:
+                with open(self.run_dir / "log.txt", "a") as f:
+                    f.writelines(line + "\n" for line in early)
+        if not self.is_main:  # only rank 0 writes the run folder
+            self.metrics = _MemoryLog()
+            self.tb = TensorBoard(self.run_dir / "tb", False)
+            return
         (self.run_dir / "samples").mkdir(exist_ok=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
         self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
@@ -209,7 +283,10 @@ class TrainingLoop:
     # ---- helpers the tasks use ----------------------------------------------------------------
     def log(self, msg: str) -> None:
         """Print a message (standard error, or the ``log`` callback) and append it to the run's log.txt;
-        messages from before the run folder exists are written there when it is made."""
+        messages from before the run folder exists are written there when it is made. Under several
+        processes only rank 0 logs."""
+        if not getattr(self, "is_main", True):
+            return
         if self._log_fn:
             self._log_fn(msg)
         else:
@@ -275,7 +352,11 @@ class TrainingLoop:
         ema_update(ema, net, ema_decay(t.ema_decay, t.ema_warmup, self.step))
 
     def snapshot(self) -> None:
-        """Write the task's sample grid (samples/step-N.png and latest.png, TensorBoard) and the curves."""
+        """Write the task's sample grid (samples/step-N.png and latest.png, TensorBoard) and the curves.
+        Every rank calls it (the BatchNorm statistics are averaged first); rank 0 draws and writes."""
+        distributed.average_buffers(self.nets)
+        if not self.is_main:
+            return
         grid = self.sample_grid()
         save_png(grid, self.run_dir / "samples" / f"step-{self.step:08d}.png")
         save_png(grid, self.run_dir / "samples" / "latest.png")
@@ -296,7 +377,12 @@ class TrainingLoop:
         }
 
     def save(self, name: Optional[str] = None) -> Path:
-        """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``)."""
+        """Write a checkpoint (``step-N`` by default, or a named one such as ``good``/``best``).
+        Every rank calls it: BatchNorm statistics are averaged, the weights checked to agree, every
+        rank's random streams and task state gathered; rank 0 writes; all wait until it is written."""
+        distributed.average_buffers(self.nets)
+        distributed.check_in_sync(self.nets, f"checkpoint at step {self.step}")
+        ranks = distributed.all_gather_object(self._rank_state()) if self.world > 1 else []
         state = {f"opt_{k}": opt.state_dict() for k, opt in self.optims.items()}
         state.update({
             "batcher": self.batcher.state_dict(),
@@ -307,18 +393,49 @@ class TrainingLoop:
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
             **self._extra_state(),
+            "world_size": self.world,
+            "rank_states": ranks[1:],  # ranks 1..N-1: their own streams and task state (rank 0's is above)
         })
         meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
                 "elapsed_s": round(self.elapsed, 3)}
         folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
-        weights = {key: net.state_dict() for key, net in self.nets.items()}
-        model_config = self.model_config()
-        runs.save_checkpoint(folder, weights, model_config, state, meta)
         if name is None:
             self._last_save = time.perf_counter()
-            runs.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-            self._after_save(weights, model_config, state, meta)
+        if self.is_main:
+            weights = {key: net.state_dict() for key, net in self.nets.items()}
+            model_config = self.model_config()
+            runs.save_checkpoint(folder, weights, model_config, state, meta)
+            if name is None:
+                runs.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
+                self._after_save(weights, model_config, state, meta)
+        distributed.barrier()  # e.g. a watchdog rollback on any rank reads what rank 0 wrote
         return folder
+
+    def _rank_state(self) -> Dict[str, Any]:
+        """What differs between ranks: the random streams and the task's own state."""
+        return {"noise_gen": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "extra": self._extra_state()}
+
+    def _restore_rank_state(self, s: Dict[str, Any]) -> None:
+        """Under several processes, after rank 0's state is loaded: this rank's own streams and task state
+        when the checkpoint was written by as many processes; otherwise (another number of processes)
+        fresh streams for ranks other than 0, seeded from (seed, rank, step): the data order is re-sharded."""
+        saved = int(s.get("world_size", 1))
+        if self.world == 1 or self.rank == 0:
+            if saved != self.world:
+                self.log(f"the checkpoint was written by {saved} process(es), this run has {self.world}: counters, "
+                         "optimisers and the data order continue; the batches are re-sharded")
+            return
+        if saved == self.world:
+            own = s["rank_states"][self.rank - 1]
+            self.noise_gen.set_state(own["noise_gen"])
+            torch.set_rng_state(own["torch_rng"])
+            if self.device.type == "cuda" and own.get("cuda_rng"):
+                torch.cuda.set_rng_state_all(own["cuda_rng"])
+            self._restore_extra(own["extra"], full=True)
+        else:
+            distributed.decorrelate(self, self.cfg.train.seed, self.step)
 
     def _load(self, folder: Path, restore_rng: bool = True) -> None:
         """Load a checkpoint: weights, optimisers and counters; with ``restore_rng`` (resume) also
@@ -342,6 +459,7 @@ class TrainingLoop:
         torch.set_rng_state(s["torch_rng"])
         if self.device.type == "cuda" and s.get("cuda_rng"):
             torch.cuda.set_rng_state_all(s["cuda_rng"])
+        self._restore_rank_state(s)
         self.log(f"resumed from {folder} (step {self.step}, {self.images_seen / 1000:.1f} kimg)")
 
     def _resume(self, which: str) -> None:
@@ -384,7 +502,7 @@ class TrainingLoop:
 
     def _expected_steps(self) -> Optional[int]:
         t = self.cfg.train
-        per_step = self._images_per_step()
+        per_step = self._images_per_step() * self.world
         cands = []
         if t.steps is not None:
             cands.append(t.steps)
@@ -425,6 +543,8 @@ class TrainingLoop:
             self.log(f"nothing to do: the budget ({stop_reason}) is already reached at step {self.step}")
             return self.run_dir
         self.log(self._header())
+        if self.world > 1:
+            self.log(self._world_line())
         self._last_save = time.perf_counter()
         try:
             return self._train()
@@ -439,11 +559,30 @@ class TrainingLoop:
         return (f"continue from {last[0].name} once fixed: ganforge train --resume {self.run_dir}" if last
                 else "no checkpoint was written yet")
 
+    def _sync(self, stats: Dict[str, float], interrupted: Dict[str, int]) -> Dict[str, float]:
+        """After a step: the statistics averaged over the ranks, and the decisions every rank must take
+        alike: ``self.elapsed`` becomes rank 0's, a stop request on any rank stops all
+        (``self._stop``), a checkpoint is due by time when it is on any rank (``self._save_due``).
+        One ``all_reduce``; in one process only the local decisions."""
+        t = self.cfg.train
+        save_due = time.perf_counter() - self._last_save >= t.checkpoint_minutes * 60
+        if self.world == 1:
+            self._stop, self._save_due = interrupted["n"] > 0, save_due
+            return stats
+        keys = sorted(stats)
+        vals = [float(stats[k]) for k in keys]
+        vals += [self.elapsed if self.is_main else 0.0, float(interrupted["n"] > 0), float(save_due)]
+        out = distributed.all_sum(vals)
+        self.elapsed = out[len(keys)]
+        self._stop, self._save_due = out[len(keys) + 1] > 0, out[len(keys) + 2] > 0
+        return {k: v / self.world for k, v in zip(keys, out[: len(keys)])}
+
     def _train(self) -> Path:
         t = self.cfg.train
         self._before_loop()
 
         interrupted = {"n": 0}
+        self._stop, self._save_due = False, False
 
         def on_sigint(signum, frame):
             interrupted["n"] += 1
@@ -451,10 +590,16 @@ class TrainingLoop:
                 raise KeyboardInterrupt
             self.log("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
 
-        old_handler = None
+        def on_sigterm(signum, frame):  # torchrun sends it to every worker after a Ctrl-C: not a second press
+            if not interrupted["n"]:
+                interrupted["n"] = 1
+                self.log("\nterminated (SIGTERM): finishing this step and writing a checkpoint")
+
+        old_handlers = {}
         if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, on_sigint)
-        bar = self._progress()
+            old_handlers = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+        bar = self._progress() if self.is_main else None
         window: Dict[str, float] = {}
         counts: Dict[str, int] = {}
         win_t0, win_imgs = time.perf_counter(), self.images_seen
@@ -463,9 +608,17 @@ class TrainingLoop:
         try:
             while True:
                 reason = self._done()
-                if reason or interrupted["n"]:
+                if self.world == 1:
+                    self._stop = interrupted["n"] > 0
+                if reason or self._stop:  # alike on every rank: the budget and the stop flag are synchronised
                     break
+                seen = self.images_seen
                 stats = self.train_step()
+                self.images_seen = seen + (self.images_seen - seen) * self.world  # every rank's images
+                now = time.perf_counter()  # the budget is wall-clock: outputs and evaluation count too
+                self.elapsed += now - t_last
+                t_last = now
+                stats = self._sync(stats, interrupted)
                 step_before = self.step
                 self._check_step(stats)
                 if self.step == step_before:
@@ -478,26 +631,29 @@ class TrainingLoop:
                         self._log_window(window, counts, time.perf_counter() - win_t0, self.images_seen - win_imgs, bar)
                         window, counts, win_t0, win_imgs = {}, {}, time.perf_counter(), self.images_seen
                     t_out = time.perf_counter()
+                    # BatchNorm running statistics agree before anything uses them (grids, evaluations
+                    # a task runs in _periodic, checkpoints): a few kB per step, nothing in one process
+                    distributed.average_buffers(self.nets)
                     self._periodic()
                     win_t0 += time.perf_counter() - t_out  # images/s counts training only (the budget counts all)
                 else:  # rolled back: start a fresh metrics window
                     window, counts, win_t0, win_imgs = {}, {}, time.perf_counter(), self.images_seen
                     if bar is not None:
                         bar.n = self.step
-                now = time.perf_counter()  # the budget is wall-clock: outputs and evaluation count too
-                self.elapsed += now - t_last
-                t_last = now
         finally:
             if bar is not None:
                 bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            for sig, old in old_handlers.items():
+                signal.signal(sig, old)
+        self.elapsed += time.perf_counter() - t_last
+        self.elapsed = distributed.broadcast_object(self.elapsed)
         if self.step % t.sample_every != 0:
             self.snapshot()
-        self._plot()
+        if self.is_main:
+            self._plot()
         folder = self.save()
         self.tb.close()
-        if interrupted["n"]:
+        if self._stop:
             self.log(f"interrupted at step {self.step}; checkpoint {folder}. "
                      f"Continue with: ganforge train --resume {self.run_dir}")
             raise KeyboardInterrupt

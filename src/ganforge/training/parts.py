@@ -44,20 +44,36 @@ def amp_enabled(requested: bool, device: torch.device, log) -> bool:
 
 
 class Batcher:
-    """Random batches of indices, epoch by epoch without replacement; reproducible and resumable."""
+    """Random batches of indices, epoch by epoch without replacement; reproducible and resumable.
+
+    ``batch_size`` is per process. Under several processes (:mod:`ganforge.training.distributed`)
+    the order is global: each step takes the next ``batch_size * world_size`` indices of one seeded
+    permutation and rank r gets the r-th slice of ``batch_size``, so the ranks see disjoint shards,
+    N ranks x B draw the same images as 1 process x N*B, and the state (the permutation and the
+    position in it) resumes under any number of processes."""
+
+    shared_across_ranks = True  # its generator is the global order: not reseeded per rank
 
     def __init__(self, n: int, batch_size: int, seed: int):
+        from ganforge.training import distributed
+
+        self.world, self.rank = distributed.world_size(), distributed.rank()
         self.n, self.batch_size = n, batch_size
+        self.global_batch = batch_size * self.world
+        if self.world > 1 and self.global_batch > n:
+            raise ConfigError(f"train.batch_size={batch_size} x {self.world} processes = {self.global_batch} images "
+                              f"per step is larger than the dataset ({n} images)")
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch, self.pos = 0, 0
         self.perm = torch.randperm(n, generator=self.gen)
 
     def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > self.n:  # drop the incomplete tail; start a new epoch
+        if self.pos + self.global_batch > self.n:  # drop the incomplete tail; start a new epoch
             self.perm = torch.randperm(self.n, generator=self.gen)
             self.pos, self.epoch = 0, self.epoch + 1
-        idx = self.perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
+        start = self.pos + self.rank * self.batch_size
+        idx = self.perm[start : start + self.batch_size]
+        self.pos += self.global_batch
         return idx
 
     def state_dict(self) -> Dict[str, Any]:
