@@ -287,8 +287,8 @@ def test_config_lists_every_key_with_its_default_and_source_comment(capsys):
         assert by_key["train.batch_size"]["default"] == TrainConfig().batch_size
         assert by_key["data.size"]["type"] == "Optional[List[int]]"
     assert by_key["inpaint.arch"]["comment"].startswith("completion network: gated")
-    assert main(["config", "video"]) == 2
-    assert "task: 'video' is not allowed; choose one of: gan, inpaint" in capsys.readouterr().err
+    assert main(["config", "audio"]) == 2
+    assert "task: 'audio' is not allowed; choose one of: gan, inpaint" in capsys.readouterr().err
 
 
 def test_config_reads_comments_from_the_source_not_a_list():

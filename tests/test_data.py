@@ -95,9 +95,10 @@ def folder_cfg(root: Path, **kw) -> DataConfig:
 
 
 def test_data_registry_names():
-    import ganforge.tasks  # noqa: F401  (the translate task registers its paired/unpaired folders)
+    import ganforge.tasks  # noqa: F401  (the translate and video tasks register their datasets)
 
-    assert DATASETS.names() == sorted(["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired"])
+    assert DATASETS.names() == sorted(["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired",
+                                       "moving-mnist", "clips"])
     assert all(callable(DATASETS.get(n)) for n in DATASETS.names())
 
 

@@ -99,8 +99,8 @@ def test_sections_of_other_tasks_are_refused(task):
 
 
 def test_unknown_task_lists_the_tasks():
-    with pytest.raises(ConfigError, match=r"task: 'video' is not allowed; choose one of: gan, inpaint"):
-        resolve(None, ["task=video"])
+    with pytest.raises(ConfigError, match=r"task: 'audio' is not allowed; choose one of: gan, inpaint"):
+        resolve(None, ["task=audio"])
 
 
 # ---- run folders of the format before tasks were plug-ins -------------------------------------

@@ -129,23 +129,25 @@ def test_init_from_with_freeze_d_resumes_exactly(task, source, tmp_path):
 
 @pytest.mark.parametrize("task", TASKS.names())
 def test_freeze_d_keeps_the_frozen_blocks_bit_identical(task, source, tmp_path):
-    src = source(task)
-    src_d = last_weights(src)["discriminator"]
+    src = last_weights(source(task))
     fast = ("d_optim.lr=0.01", "train.steps=3")
 
-    def trained_d(freeze):
-        run = ganforge.train(overrides=overrides(task, *fast), runs_dir=tmp_path / str(freeze), init_from=src,
+    def trained(freeze):
+        run = ganforge.train(overrides=overrides(task, *fast), runs_dir=tmp_path / str(freeze), init_from=source(task),
                              freeze_d=freeze)
-        return run, last_weights(run)["discriminator"]
+        return run, last_weights(run)
 
-    run, d = trained_d(1)
-    block = set(json.loads((run / RECORD).read_text())["freeze_d"]["parameters"])
-    assert block and block < set(d)
-    assert all(torch.equal(d[k], src_d[k]) for k in block)  # frozen: bit-identical
-    changed = [k for k in set(d) - block if d[k].is_floating_point() and not torch.equal(d[k], src_d[k])]
-    assert changed  # the rest of D trains
-    _, d0 = trained_d(0)  # without freezing the same tensors move
-    assert any(not torch.equal(d0[k], src_d[k]) for k in block)
+    run, w = trained(1)
+    frozen = json.loads((run / RECORD).read_text())["freeze_d"]["parameters"]  # {discriminator network: names}
+    assert frozen and all(n == "discriminator" or n.endswith("_discriminator") for n in frozen)
+    _, w0 = trained(0)  # without freezing the same tensors move
+    for net, names in frozen.items():
+        d, src_d, block = w[net], src[net], set(names)
+        assert block and block < set(d)
+        assert all(torch.equal(d[k], src_d[k]) for k in block), net  # frozen: bit-identical
+        changed = [k for k in set(d) - block if d[k].is_floating_point() and not torch.equal(d[k], src_d[k])]
+        assert changed, net  # the rest of D trains
+        assert any(not torch.equal(w0[net][k], src_d[k]) for k in block), net
 
 
 def test_discriminator_blocks_of_every_family():

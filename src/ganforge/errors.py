@@ -64,3 +64,8 @@ class TranslateError(GanforgeError, ValueError):
 
 class UsageError(GanforgeError, ValueError):
     """A bad command-line argument found after parsing."""
+
+
+class WatermarkError(GanforgeError, ValueError):
+    """A watermarking input the user can fix: a message longer than the capacity, a run of another task,
+    an image too small to read, an unreadable file, a malformed key (one line)."""

@@ -23,6 +23,7 @@ key in the task's network dictionary, so a task with any number of networks need
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -391,3 +392,12 @@ def load_network(net: nn.Module, folder: PathLike, network: str) -> nn.Module:
 def step_of(folder: PathLike) -> Optional[int]:
     m = STEP_RE.match(Path(folder).name)
     return int(m.group(1)) if m else None
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    """The SHA-256 of a file's bytes, as hex (weights provenance, export manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

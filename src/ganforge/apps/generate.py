@@ -17,10 +17,10 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ganforge.errors import ImageError, LabelError
+from ganforge.errors import ImageError, LabelError, RunError, UsageError
 from ganforge.imaging import labelled_rows, make_grid_uint8, save_png, to_pil, to_uint8, writing
 
-__all__ = ["INTERPOLATION_SUFFIXES", "class_labels", "interpolation", "sample_output_kind", "slerp",
+__all__ = ["INTERPOLATION_SUFFIXES", "class_labels", "interpolation", "sample_output_kind", "sample_writer", "slerp", "truncated_noise",
            "write_interpolation", "write_samples"]
 
 INTERPOLATION_SUFFIXES = (".png", ".gif")  # a grid, or an animation
@@ -45,6 +45,26 @@ def sample_output_kind(out: PathLike) -> Optional[str]:
     return "folder" if suffix == "" or out.is_dir() else None
 
 
+SAMPLE_OUTPUTS = "a .png file (grid), a .npz file, or a folder"  # what write_samples writes, for messages
+
+
+def sample_writer(handle):
+    """The module that writes ``handle``'s samples for ``ganforge sample``: it has ``SAMPLE_OUTPUTS``,
+    ``sample_output_kind(out)`` and ``write_samples(handle, out, n, seed=, cls=, nrow=, truncation=)``.
+    A handle names its module in ``sample_app`` (a video run's clips: :mod:`ganforge.apps.video`); image
+    generators (handles with ``sample_uint8``) use this one; other handles draw no samples (:class:`RunError`)."""
+    import importlib
+    import sys
+
+    name = getattr(handle, "sample_app", None)
+    if name:
+        return importlib.import_module(name)
+    if hasattr(handle, "sample_uint8"):
+        return sys.modules[__name__]
+    raise RunError(f"'{handle.run_dir or handle.checkpoint_path}' trained task {handle.task!r}: it has no generator "
+                   f"to sample from (use ganforge.load(run) for its {type(handle).__name__})")
+
+
 def class_labels(g, n: int, cls: ClassLike) -> Optional[torch.Tensor]:
     """The labels of ``n`` samples of class ``cls`` (an index or a name); for ``cls='all'``, ``n`` per
     class, class after class; None when no class is asked for."""
@@ -57,14 +77,34 @@ def class_labels(g, n: int, cls: ClassLike) -> Optional[torch.Tensor]:
     return torch.full((n,), g.class_index(cls), dtype=torch.long)
 
 
+def truncated_noise(g, n: int, seed: int = 0, truncation: Optional[float] = None) -> torch.Tensor:
+    """``g.noise(n, seed)`` [n, z_dim], with every component whose magnitude exceeds ``truncation`` redrawn
+    until it is within (the truncation trick of BigGAN, Brock et al. 2019: smaller values trade variety for
+    typical-looking images). None leaves the noise as it is; the same seed gives the same latents."""
+    z = g.noise(n, seed)
+    if truncation is None:
+        return z
+    if isinstance(truncation, bool) or not float(truncation) > 0:
+        raise UsageError(f"truncation {truncation!r}: expected a number > 0 (latent components larger than it are "
+                         "redrawn; leave it out for none)")
+    for k in range(1, 101):  # each round redraws the components still outside, from its own seeded draw
+        out = z.abs() > truncation
+        if not bool(out.any()):
+            return z
+        z = torch.where(out, g.noise(n, seed + k * 1_000_003), z)
+    return z.clamp(-truncation, truncation)  # what 100 rounds left (tiny truncations only)
+
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s)
 
 
-def write_samples(g, out: PathLike, n: int, seed: int = 0, cls: ClassLike = None, nrow: Optional[int] = None) -> int:
+def write_samples(g, out: PathLike, n: int, seed: int = 0, cls: ClassLike = None, nrow: Optional[int] = None,
+                  truncation: Optional[float] = None, mark=None) -> int:
     """Sample ``n`` images (``n`` per class for ``cls='all'``) with ``seed`` and write them to ``out``
     (see :func:`sample_output_kind`); returns how many were written. The same seed gives the same
-    images in every form.
+    images in every form; ``truncation`` draws the latents with :func:`truncated_noise`; ``mark`` (a function
+    of the uint8 batch ``[N, C, H, W]``, e.g. :func:`ganforge.apps.watermark.marker`) is applied before writing.
 
     * a .png grid of ``nrow`` images per row; for ``cls='all'`` one row per class, labelled;
     * a .npz file: uint8 ``arr_0`` [N, H, W, C] (the guided-diffusion layout), and for a conditional
@@ -77,7 +117,12 @@ def write_samples(g, out: PathLike, n: int, seed: int = 0, cls: ClassLike = None
         raise ImageError(f"'{out}': expected a .png file (grid), a .npz file, or a folder")
     labels = class_labels(g, n, cls)
     total = n if labels is None else labels.shape[0]
-    imgs = g.sample_uint8(total, seed=seed, labels=labels)  # [N, C, H, W]
+    if truncation is None:
+        imgs = g.sample_uint8(total, seed=seed, labels=labels)  # [N, C, H, W]
+    else:  # see truncated_noise
+        imgs = to_uint8(g.generate(truncated_noise(g, total, seed, truncation), labels))
+    if mark is not None:  # e.g. an invisible watermark (ganforge sample --watermark): uint8 [N, C, H, W] -> same
+        imgs = mark(imgs)
     if kind == "grid":
         save_png(labelled_rows(imgs, g.class_names, n) if cls == "all" else make_grid_uint8(imgs, nrow=nrow), out)
     elif kind == "npz":
@@ -124,14 +169,15 @@ def interpolation(g, rows: int = 8, steps: int = 10, seed: int = 0, linear: bool
     return to_uint8(g.generate(z, labels))
 
 
-def write_interpolation(imgs: torch.Tensor, rows: int, steps: int, out: PathLike) -> Path:
+def write_interpolation(imgs: torch.Tensor, rows: int, steps: int, out: PathLike, nrow: Optional[int] = None) -> Path:
     """Write :func:`interpolation`'s images to ``out``: a .png grid with one path per row, or a .gif
-    whose frames go along all paths at once, there and back (the end points shown once)."""
+    whose frames go along all paths at once, there and back (the end points shown once), laid out
+    ``nrow`` paths a row (default: all in one row)."""
     out = Path(out)
     if out.suffix.lower() == ".gif":
         per_t = imgs.view(rows, steps, *imgs.shape[1:]).transpose(0, 1)  # [steps, rows, C, H, W]
         seq = list(per_t) + list(per_t.flip(0))[1:-1]  # there and back, endpoints once
-        frames = [to_pil(make_grid_uint8(f, nrow=rows)) for f in seq]
+        frames = [to_pil(make_grid_uint8(f, nrow=nrow or rows)) for f in seq]
         with writing(out, "animation"):
             frames[0].save(out, save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
     elif out.suffix.lower() == ".png":

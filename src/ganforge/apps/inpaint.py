@@ -253,11 +253,15 @@ def inpaint_detailed(
     lr: float = DEFAULT_LR,
     prior_weight: float = DEFAULT_PRIOR,
     window: int = DEFAULT_WINDOW,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> InpaintResult:
-    """:func:`inpaint`, returning an :class:`InpaintResult` (the image plus how it was made)."""
+    """:func:`inpaint`, returning an :class:`InpaintResult` (the image plus how it was made);
+    ``progress(step, steps)`` is called after each step of a latent search."""
     t0 = time.perf_counter()
     comp = load_completer(model, method, checkpoint=checkpoint, device=device)
     opts = _fill_options(comp, blend, steps, restarts, seed, class_, lr, prior_weight, window)
+    if progress is not None and comp.kind == "latent":
+        opts["progress"] = progress
     job = _prepare(comp, image, mask, box)
     fill_small, details = comp.fill(job.small, job.small_hole, **opts)  # float [1, c, mh, mw] 0..255
     res = _finish(comp, job, fill_small, details, blend, compare, original)

@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -141,13 +141,15 @@ class LatentInpainter:
         lr: float = DEFAULT_LR,
         prior_weight: float = DEFAULT_PRIOR,
         window: int = DEFAULT_WINDOW,
+        progress: Optional[Callable[[int, int], None]] = None,
     ) -> LatentResult:
         """Find the latent of every image whose sample fits its known pixels.
 
         images: float [N, C, H, W] in [-1, 1] at the model's size; holes: [N, 1, H, W], True = missing.
         All N x K x R latents (K classes when conditional and ``class_`` is None, else 1) are
         optimised together as one batch; the networks are in eval mode, so each latent's path is
-        independent of the others (Adam's update is per coordinate).
+        independent of the others (Adam's update is per coordinate). ``progress(step, steps)`` is called
+        after each step (the web app's progress bar).
         """
         c, h, w = self.img_shape
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, h, w):
@@ -193,6 +195,8 @@ class LatentInpainter:
                 opt.zero_grad(set_to_none=True)
                 (ctx + prior_weight * prior).sum().backward()
                 opt.step()
+                if progress is not None:
+                    progress(len(history), steps)
             with torch.no_grad():
                 x, ctx, prior = losses(z, True)
         finally:

@@ -7,7 +7,6 @@ torch-fidelity's download URL. Used by :mod:`ganforge.metrics.features` and
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -15,19 +14,12 @@ from typing import Optional
 import torch
 
 from ganforge.metrics.errors import EvalError
+from ganforge.runs import sha256_file
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def inception_cache_path() -> Path:

@@ -147,6 +147,23 @@ class CondSequential(nn.Sequential):
         return x
 
 
+def sequential_blocks(seq: nn.Sequential, prefix: str, starts: tuple = (nn.Conv2d, nn.Conv3d, nn.Linear),
+                      drop_last: bool = False) -> List[Tuple[str, List[str]]]:
+    """A discriminator trunk ``seq`` cut into blocks for ``freeze_d``, image side first: a block begins at each
+    layer of a type in ``starts`` and takes the norms and activations after it; ``drop_last`` leaves out the
+    last layer (a logit layer inside the trunk). Returns (description, parameter names under ``prefix``)."""
+    children = list(seq.named_children())
+    if drop_last:
+        children = children[:-1]
+    blocks: List[Tuple[List[str], List[str]]] = []  # (module names, parameter names)
+    for i, m in children:
+        if isinstance(m, starts) or not blocks:
+            blocks.append(([], []))
+        blocks[-1][0].append(f"{prefix}.{i} {type(m).__name__}")
+        blocks[-1][1].extend(f"{prefix}.{i}.{p}" for p, _ in m.named_parameters())
+    return [(" + ".join(mods), params) for mods, params in blocks]
+
+
 def init_dcgan_weights(module: nn.Module) -> None:
     """DCGAN initialisation (Radford et al. 2015): N(0, 0.02) weights, BN gamma N(1, 0.02).
 
@@ -187,7 +204,8 @@ def check_labels(y: Optional[torch.Tensor], num_classes: int, n: int, who: str) 
         raise ValueError(f"{who}: labels y must be an integer tensor [N] of class indices, got a {what}")
     if y.shape[0] != n:
         raise ValueError(f"{who}: got {y.shape[0]} labels for a batch of {n}")
-    if y.device.type == "cpu" and n > 0 and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+    # the value check reads the labels, which tracing (torch.export, ONNX export, compile) cannot do
+    if y.device.type == "cpu" and n > 0 and not torch.compiler.is_compiling() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(f"{who}: labels must lie in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]")
 
 

@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganforge.errors import ModelBuildError
-from ganforge.models.layers import MAX_MULT, maybe_sn
+from ganforge.models.layers import MAX_MULT, maybe_sn, sequential_blocks
 from ganforge.registry import Registry
 
 MAX_UNET_LEVELS = 5  # most 2x downsampling levels of the U-Net
@@ -223,13 +223,7 @@ class PatchDiscriminator(nn.Module):
     def freeze_blocks(self) -> List[Tuple[str, List[str]]]:
         """Blocks image side first (what ``--freeze-d K`` freezes): each conv with the norm and activation
         after it; the last conv (the logits) is never one."""
-        blocks: List[Tuple[List[str], List[str]]] = []
-        for i, m in list(self.net.named_children())[:-1]:
-            if isinstance(m, nn.Conv2d) or not blocks:
-                blocks.append(([], []))
-            blocks[-1][0].append(f"net.{i} {type(m).__name__}")
-            blocks[-1][1].extend(f"net.{i}.{p}" for p, _ in m.named_parameters())
-        return [(" + ".join(mods), params) for mods, params in blocks]
+        return sequential_blocks(self.net, "net", drop_last=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -4,6 +4,8 @@
     inpaint   complete missing regions (a completion network)              tasks/inpaint.py
     translate image-to-image translation (pix2pix, CycleGAN)              tasks/translate.py
     superres  upscale images (super-resolution generator, L1 then GAN)     tasks/superres.py
+    video     generate short clips (content code + recurrent motion)      tasks/video.py
+    watermark invisible watermarks (encoder, decoder, attack layer)       tasks/watermark.py
 
 Adding a task is a new file that defines its config sections, trainer, handle and :class:`Task`
 object and registers it, plus one import line below (see :mod:`ganforge.tasks.base`).
@@ -24,6 +26,8 @@ from ganforge.tasks import gan as _gan  # noqa: E402,F401  (registers "gan")
 from ganforge.tasks import inpaint as _inpaint  # noqa: E402,F401  (registers "inpaint")
 from ganforge.tasks import translate as _translate  # noqa: E402,F401  (registers "translate")
 from ganforge.tasks import superres as _superres  # noqa: E402,F401  (registers "superres")
+from ganforge.tasks import video as _video  # noqa: E402,F401  (registers "video")
+from ganforge.tasks import watermark as _watermark  # noqa: E402,F401  (registers "watermark")
 
 __all__ = ["TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict", "allowed_keys"]
 

@@ -14,8 +14,9 @@ Python API dispatch on ``cfg.task`` through :data:`TASKS` and need no change for
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
@@ -28,13 +29,38 @@ from ganforge.registry import Registry
 TASKS: Registry["Task"] = Registry("task")
 
 
+@dataclass
+class ExportNet:
+    """One network of a handle as :mod:`ganforge.export` writes it (ONNX, torch.export).
+
+    The batch (dim 0 of every input and output) is always dynamic; the inputs named in ``spatial``
+    (``[N, C, H, W]``) also have a dynamic height and width, shared by all of them, that must be
+    multiples of ``multiple``. ``output_shapes`` gives an output's shape in the terms ``"batch"``,
+    ``"height"``, ``"width"`` and ``"K*height"`` (default: dim 0 ``"batch"``; for spatial networks the
+    last two ``"height"``/``"width"`` when they equal the example's; the example's numbers elsewhere).
+    ``values`` says per input/output what the values mean and ``info`` holds anything else a deployer
+    needs (class names, scale); both go to the export manifest. ``forward(*inputs)`` must be traceable
+    by ``torch.export``: no Python branching on tensor values."""
+
+    name: str  # file stem and manifest key: "generator", "encoder", "a2b", ...
+    module: nn.Module  # in eval mode
+    inputs: Tuple[torch.Tensor, ...]  # example inputs in forward order; batch >= 2 (a batch of 1 would be baked in)
+    input_names: Sequence[str]
+    output_names: Sequence[str] = ("output",)
+    spatial: Sequence[str] = ()
+    multiple: int = 1
+    output_shapes: Mapping[str, Sequence[Union[int, str]]] = field(default_factory=dict)
+    values: Mapping[str, str] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Handle:
     """A trained network of a run, ready to use: ``module`` (in eval mode), the run's ``config``,
     ``img_shape`` (C, H, W), where it came from (``checkpoint_path``, ``run_dir``, ``step``, ``kimg``).
 
     Each task's handle adds what using it means (``GeneratorHandle.sample_uint8``,
-    ``InpainterHandle.complete``, ...) and says how to call ``module`` for export
-    (:meth:`export_inputs`)."""
+    ``InpainterHandle.complete``, ...) and says how to call ``module`` (:meth:`export_inputs`) and
+    which networks ``ganforge export`` writes (:meth:`export_networks`)."""
 
     task = ""
 
@@ -59,6 +85,14 @@ class Handle:
     def output_shape(self, batch: int = 1) -> Tuple[int, ...]:
         """The shape of ``module(*export_inputs(batch))``: images of the run's shape by default."""
         return (batch, *self.img_shape)
+
+    def export_networks(self) -> List[ExportNet]:
+        """The networks ``ganforge export`` writes, with their example inputs and dynamic dims. By default
+        ``module`` fed :meth:`export_inputs`, batch dynamic; handles of fully convolutional or several
+        networks say more."""
+        inputs = self.export_inputs(2)
+        names = ("input",) if len(inputs) == 1 else tuple(f"input{i}" for i in range(len(inputs)))
+        return [ExportNet(self.task or "network", self.module, inputs, names)]
 
 
 class Task:

@@ -35,7 +35,7 @@ from ganforge.errors import ConfigError, LabelError, ModelBuildError, RunError, 
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import LOSSES, clip_weights, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.models import MODELS, build_models
-from ganforge.tasks.base import TASKS, Handle, Task
+from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training.augment import AugmentConfig, diff_augment
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import plot_curves
@@ -561,6 +561,18 @@ class GeneratorHandle(Handle):
     def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
         z = self.noise(batch, 0).to(self.device)
         return (z,) if not self.num_classes else (z, (torch.arange(batch) % self.num_classes).to(self.device))
+
+    def export_networks(self) -> List[ExportNet]:
+        """The generator, ``z`` (and ``label`` when conditional) -> ``image``; fixed image size, dynamic batch."""
+        dist = "standard normal" if self.config.model.z_dist == "normal" else f"{self.config.model.z_dist} in [-1, 1]"
+        values = {"z": f"float32 latent vectors [N, {self.z_dim}], {dist}",
+                  "image": "float32 in [-1, 1] (uint8 = round((x + 1) * 127.5))"}
+        if self.num_classes:
+            values["label"] = f"int64 class index in [0, {self.num_classes})"
+        info = {"z_dim": self.z_dim, "z_dist": self.config.model.z_dist, "num_classes": self.num_classes,
+                "class_names": list(self.class_names)}
+        return [ExportNet("generator", self.module, self.export_inputs(2), ("z", "label")[: 1 + bool(self.num_classes)],
+                          ("image",), values=values, info=info)]
 
     def __repr__(self) -> str:
         cond = f", {self.num_classes} classes" if self.num_classes else ""

@@ -44,7 +44,7 @@ from ganforge.errors import ConfigError, ModelBuildError, RunError
 from ganforge.imaging import completion_grid, to_uint8
 from ganforge.losses import d_hinge, g_hinge
 from ganforge.models.inpaint import INPAINT_MODELS, InpaintSizeError, build_inpainter
-from ganforge.tasks.base import TASKS, Handle, Task
+from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import save_figure
 from ganforge.training.masks import random_masks
@@ -314,6 +314,15 @@ class InpainterHandle(Handle):
         mask = torch.zeros(batch, 1, h, w, device=self.device)
         mask[..., h // 4 : h // 2, w // 4 : w // 2] = 1.0
         return (torch.zeros(batch, c, h, w, device=self.device), mask)
+
+    def export_networks(self) -> List[ExportNet]:
+        """The completion network, ``(image * (1 - mask), mask) -> image``; dynamic batch, height and width
+        (multiples of :attr:`multiple`)."""
+        values = {"masked_image": "float32 in [-1, 1], the image with its holes set to 0 (image * (1 - mask))",
+                  "mask": "float32, 1 = missing, 0 = known",
+                  "completed": "float32 in [-1, 1]; keep the known pixels of the input and take the holes from here"}
+        return [ExportNet("inpainter", self.module, self.export_inputs(2), ("masked_image", "mask"), ("completed",),
+                          spatial=("masked_image", "mask"), multiple=self.multiple, values=values)]
 
     def __repr__(self) -> str:
         return (f"InpainterHandle({self.config.inpaint.arch}, {'x'.join(map(str, self.img_shape))}, step {self.step}, "

@@ -58,7 +58,7 @@ from ganforge.errors import ConfigError, ModelBuildError, RunError
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import d_logistic, g_nonsaturating
 from ganforge.models.srresnet import SCALES, SR_MODELS, build_superres, tiled_upscale
-from ganforge.tasks.base import TASKS, Handle, Task
+from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import save_figure
 from ganforge.training.parts import check_finite
@@ -515,6 +515,14 @@ class UpscalerHandle(Handle):
 
     def output_shape(self, batch: int = 1) -> Tuple[int, ...]:
         return (batch, self.channels, *self.hr_shape)
+
+    def export_networks(self) -> List[ExportNet]:
+        """The upscaler, ``low_res [N, C, h, w] -> high_res [N, C, s*h, s*w]``; dynamic batch, height and width."""
+        s = self.scale
+        values = {"low_res": "float32 in [-1, 1]", "high_res": "float32, about [-1, 1] (clamp before converting to uint8)"}
+        return [ExportNet("upscaler", self.module, self.export_inputs(2), ("low_res",), ("high_res",), spatial=("low_res",),
+                          output_shapes={"high_res": ["batch", self.channels, f"{s}*height", f"{s}*width"]},
+                          values=values, info={"scale": s})]
 
     def __repr__(self) -> str:
         sr = self.config.superres

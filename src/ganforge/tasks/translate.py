@@ -49,7 +49,7 @@ from ganforge.errors import ConfigError, ModelBuildError, RunError, TranslateErr
 from ganforge.imaging import completion_grid, to_uint8
 from ganforge.losses import LOSSES
 from ganforge.models.translate import GENERATORS, PatchDiscriminator, Translator, pad_to_multiple
-from ganforge.tasks.base import TASKS, Handle, Task
+from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import save_figure
 from ganforge.training.parts import Batcher, check_finite
@@ -563,6 +563,20 @@ class TranslatorHandle(Handle):
 
     def output_shape(self, batch: int = 1) -> Tuple[int, ...]:
         return (batch, self.shape_b[0], *self.img_shape[1:])
+
+    def export_networks(self) -> List[ExportNet]:
+        """One network per direction (``a2b``, and ``b2a`` for CycleGAN), ``image -> translated``; dynamic
+        batch, height and width (multiples of the network's :attr:`Translator.multiple`)."""
+        _, h, w = self.img_shape
+        out = []
+        for d in self.directions:
+            net = self.network(d)
+            c_in, c_out = self.channels(d)
+            x = torch.zeros(2, c_in, h, w, device=self.device)
+            out.append(ExportNet(d, net, (x,), ("image",), ("translated",), spatial=("image",), multiple=net.multiple,
+                                 values={"image": f"float32 in [-1, 1], {c_in} channels",
+                                         "translated": f"float32 in [-1, 1], {c_out} channels"}))
+        return out
 
     def __repr__(self) -> str:
         return (f"TranslatorHandle({self.method}, {'/'.join(self.directions)}, A {'x'.join(map(str, self.img_shape))}, "

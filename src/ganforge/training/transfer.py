@@ -38,6 +38,7 @@ from ganforge import runs
 from ganforge.errors import ConfigError
 from ganforge.models.dcgan import DCGANDiscriminator
 from ganforge.models.inpaint import PatchDiscriminator
+from ganforge.models.layers import sequential_blocks
 from ganforge.models.mlp import MLPDiscriminator
 from ganforge.models.resnet import DBlock, ResNetDiscriminator
 
@@ -155,37 +156,43 @@ def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
         raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined "
                           f"(known: {', '.join(t.__name__ for t in TRUNKS)}, or a freeze_blocks() method)")
     attr, head_last = TRUNKS[family]
-    children = list(getattr(d, attr).named_children())
-    if head_last:
-        children = children[:-1]
-    blocks: List[Tuple[List[str], List[str]]] = []  # (module names, parameter names)
-    for i, m in children:
-        if isinstance(m, BLOCK_STARTS) or not blocks:
-            blocks.append(([], []))
-        blocks[-1][0].append(f"{attr}.{i} {type(m).__name__}")
-        blocks[-1][1].extend(f"{attr}.{i}.{p}" for p, _ in m.named_parameters())
-    return [(" + ".join(mods), params) for mods, params in blocks]
+    return sequential_blocks(getattr(d, attr), attr, BLOCK_STARTS, drop_last=head_last)
+
+
+def discriminator_names(trainer) -> List[str]:
+    """The discriminator networks of a trainer: ``discriminator`` and every ``*_discriminator`` in ``trainer.nets``."""
+    return [k for k in trainer.nets if k == "discriminator" or k.endswith("_discriminator")]
 
 
 def freeze_discriminator(trainer, k: int) -> Dict[str, Any]:
-    """Freeze the first ``k`` blocks of ``trainer.nets["discriminator"]``: no gradients, out of every optimiser."""
-    if "discriminator" not in trainer.nets:
+    """Freeze the first ``k`` blocks of every discriminator network (:func:`discriminator_names`): no
+    gradients, out of every optimiser."""
+    names = discriminator_names(trainer)
+    if not names:
         raise ConfigError(f"freeze_d: the {trainer.cfg.task!r} task has no discriminator network "
                           f"(its networks: {', '.join(trainer.nets)})")
-    d = trainer.nets["discriminator"]
-    blocks = discriminator_blocks(d)
-    if not 0 < k <= len(blocks):
-        raise ConfigError(f"freeze_d={k}: the {type(d).__name__} has {len(blocks)} blocks, so 1 to {len(blocks)}: "
-                          + "; ".join(f"{i + 1}: {desc}" for i, (desc, _) in enumerate(blocks)))
-    names = {n for _, params in blocks[:k] for n in params}
-    frozen = [p for n, p in d.named_parameters() if n in names]
+    chosen: Dict[str, List[Tuple[str, List[str]]]] = {}
+    for name in names:
+        d = trainer.nets[name]
+        blocks = discriminator_blocks(d)
+        if not 0 < k <= len(blocks):
+            raise ConfigError(f"freeze_d={k}: the {type(d).__name__} has {len(blocks)} blocks, so 1 to {len(blocks)}: "
+                              + "; ".join(f"{i + 1}: {desc}" for i, (desc, _) in enumerate(blocks)))
+        chosen[name] = blocks
+    frozen: List[nn.Parameter] = []
+    params: Dict[str, List[str]] = {}
+    for name, blocks in chosen.items():
+        keep = {n for _, ps in blocks[:k] for n in ps}
+        frozen += [p for n, p in trainer.nets[name].named_parameters() if n in keep]
+        params[name] = sorted(keep)
     for p in frozen:
         p.requires_grad_(False)
     ids = {id(p) for p in frozen}
     for opt in trainer.optims.values():
         for group in opt.param_groups:
             group["params"] = [p for p in group["params"] if id(p) not in ids]
-    desc = [b for b, _ in blocks[:k]]
-    trainer.log(f"freeze_d={k}: froze {len(frozen)} parameter tensors of the discriminator's first {k} of "
-                f"{len(blocks)} blocks ({'; '.join(desc)})")
-    return {"blocks": k, "of": len(blocks), "frozen": desc, "parameters": sorted(names)}
+    desc = {name: [b for b, _ in blocks[:k]] for name, blocks in chosen.items()}
+    of = {name: len(blocks) for name, blocks in chosen.items()}
+    trainer.log(f"freeze_d={k}: froze {len(frozen)} parameter tensors of the first {k} blocks of "
+                + "; ".join(f"{name} (of {of[name]}: {', '.join(desc[name])})" for name in chosen))
+    return {"blocks": k, "of": of, "frozen": desc, "parameters": params}

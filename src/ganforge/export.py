@@ -1,0 +1,330 @@
+"""Export a run's inference networks for deployment without ganforge: ONNX (onnxruntime and other
+runtimes) or a ``torch.export`` program (``.pt2``), with a JSON manifest next to them.
+
+    from ganforge.export import export_run
+    manifest = export_run("runs/00001-mnist-dcgan-cond", "onnx", "deploy/")
+    # deploy/generator.onnx, deploy/manifest.json
+
+Which networks a run has, their example inputs and which dims are dynamic come from the task's handle
+(:meth:`ganforge.tasks.base.Handle.export_networks`, one :class:`~ganforge.tasks.base.ExportNet` each):
+the GAN generator (``z``, plus ``label`` when class-conditional), the completion network, the upscaler,
+the translator(s) (``a2b``, and ``b2a`` for CycleGAN), and whatever a newer task lists. The batch is
+always dynamic; fully convolutional networks also take any height and width (multiples of the
+network's ``multiple``). Both formats are made from one ``torch.export`` trace of the network in eval
+mode (BatchNorm uses its running statistics); the ONNX file comes from PyTorch's dynamo exporter
+(onnxscript), in one file (weights inside), its input and output dims renamed ``batch``, ``height``,
+``width`` (``4*height`` for an upscaler's output) and the network's manifest entry stored in its
+metadata (key ``ganforge``).
+
+``OUT`` is a folder: ``OUT/<network>.onnx`` (and/or ``.pt2``; ``fmt="onnx,torch-export"`` writes both from
+one trace) per network and ``OUT/manifest.json``::
+
+    {"formats": ["onnx"], "task": "gan", "run": ..., "checkpoint": ..., "step": 2000, "kimg": 128.0, "ema": true,
+     "networks": {"generator": {"files": {"onnx": "generator.onnx"}, "sha256": {"onnx": ...},
+         "inputs":  [{"name": "z", "dtype": "float32", "shape": ["batch", 16], "values": "..."}, ...],
+         "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 28, 28], "values": "..."}],
+         "dims": {"batch": {"min": 1}}, "info": {"class_names": [...], ...}, "onnx_opset": 20}}}
+
+Exporting needs the optional dependencies: ``pip install 'ganforge[export]'`` (onnx, onnxscript,
+onnxruntime); ``torch-export`` needs only PyTorch.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ganforge import runs
+from ganforge.errors import GanforgeError, WriteError
+from ganforge.tasks.base import ExportNet, Handle
+
+FORMATS = {"onnx": ".onnx", "torch-export": ".pt2"}  # format -> file suffix
+ONNX_NEEDS = ("onnx", "onnxscript")  # what the ONNX exporter imports (onnxruntime only runs the files)
+MANIFEST = "manifest.json"
+
+__all__ = ["FORMATS", "ExportError", "export_run", "export_handle", "export_network", "resolve_shape", "check_format"]
+
+
+class ExportError(GanforgeError, ValueError):
+    """A run, network or option that cannot be exported as asked; the message says what to change."""
+
+
+# ------------------------------------------------------------------------------------------
+# checks
+
+
+def check_format(fmt: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    """The formats of ``fmt`` (``"onnx"``, ``"onnx,torch-export"`` or a sequence) if each is known and what it
+    needs is installed, else a one-line :class:`ExportError`."""
+    fmts = tuple(f.strip() for f in fmt.split(",")) if isinstance(fmt, str) else tuple(fmt)
+    for f in fmts or ("",):
+        if f not in FORMATS:
+            raise ExportError(f"--format {f!r}: choose one of: {', '.join(FORMATS)} (or both, comma-separated)")
+    if "onnx" in fmts:
+        missing = [m for m in ONNX_NEEDS if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ExportError(f"--format onnx needs {', '.join(missing)}: pip install 'ganforge[export]'")
+    return tuple(dict.fromkeys(fmts))
+
+
+def _out_folder(out: Union[str, Path]) -> Path:
+    p = Path(out).expanduser()
+    if p.exists() and not p.is_dir():
+        raise WriteError(f"cannot write the export to '{p}': it is a file; --out is a folder (one file per network "
+                         f"and {MANIFEST})")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot write the export to '{p}': {e.strerror or e}") from None
+    if not os.access(p, os.W_OK):
+        raise WriteError(f"cannot write the export to '{p}': the folder is read-only")
+    return p
+
+
+# ------------------------------------------------------------------------------------------
+# shapes
+
+
+def resolve_shape(shape: Sequence[Union[int, str]], **dims: int) -> tuple:
+    """A manifest shape with its names filled in: ``resolve_shape(["batch", 1, "4*height"], batch=2, height=7)``
+    -> ``(2, 1, 28)``. Entries are ints, a dim name, or ``K*name``."""
+    out = []
+    for d in shape:
+        if isinstance(d, int):
+            out.append(d)
+            continue
+        m = re.fullmatch(r"(?:(\d+)\*)?([a-z_]+)", str(d))
+        if not m or m.group(2) not in dims:
+            raise ExportError(f"shape entry {d!r}: expected an int, a dim name ({', '.join(dims)}) or K*name")
+        out.append(int(m.group(1) or 1) * int(dims[m.group(2)]))
+    return tuple(out)
+
+
+def _input_shapes(net: ExportNet) -> List[List[Union[int, str]]]:
+    out = []
+    for name, x in zip(net.input_names, net.inputs):
+        s: List[Union[int, str]] = ["batch", *(int(v) for v in x.shape[1:])]
+        if name in net.spatial:
+            s[-2:] = ["height", "width"]
+        out.append(s)
+    return out
+
+
+def _output_shapes(net: ExportNet, outputs: Sequence[torch.Tensor], hw: Optional[tuple]) -> List[List[Union[int, str]]]:
+    shapes = []
+    for name, y in zip(net.output_names, outputs):
+        if name in net.output_shapes:
+            shapes.append(list(net.output_shapes[name]))
+            continue
+        s: List[Union[int, str]] = ["batch", *(int(v) for v in y.shape[1:])]
+        if hw is not None and y.dim() >= 4 and tuple(y.shape[-2:]) == hw:
+            s[-2:] = ["height", "width"]
+        shapes.append(s)
+    return shapes
+
+
+def _dynamic_shapes(net: ExportNet) -> tuple:
+    """``torch.export`` dynamic shapes: dim 0 of every input; H and W of the spatial inputs, shared by them
+    (``multiple * Dim`` when the network needs multiples, so the program checks it)."""
+    from torch.export import Dim
+
+    batch = Dim("batch")
+    if net.multiple > 1:
+        h, w = net.multiple * Dim("height_blocks"), net.multiple * Dim("width_blocks")
+    else:
+        h = w = None
+    spec = []
+    for name, x in zip(net.input_names, net.inputs):
+        d: Dict[int, Any] = {0: batch}
+        if name in net.spatial:
+            d[x.dim() - 2] = h if h is not None else Dim.DYNAMIC
+            d[x.dim() - 1] = w if w is not None else Dim.DYNAMIC
+        spec.append(d)
+    return tuple(spec)
+
+
+def _dim_ranges(ep, net: ExportNet) -> Dict[str, Dict[str, int]]:
+    """Per dynamic dim: its smallest value in the traced program (and the multiple it must be of)."""
+    import sympy
+
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    users = [placeholders[n] for n in ep.graph_signature.user_inputs if n in placeholders]
+    wanted = {"batch": (0, 0)}
+    for i, name in enumerate(net.input_names):
+        if name in net.spatial:
+            nd = net.inputs[i].dim()
+            wanted.update({"height": (i, nd - 2), "width": (i, nd - 1)})
+            break
+    out: Dict[str, Dict[str, int]] = {}
+    for dim, (i, axis) in wanted.items():
+        entry: Dict[str, int] = {"min": 1}
+        try:
+            expr = users[i].meta["val"].shape[axis].node.expr
+            k, sym = (int(expr.args[0]), expr.args[1]) if isinstance(expr, sympy.Mul) else (1, expr)
+            lower = int(ep.range_constraints[sym].lower)
+            entry["min"] = max(1, k * lower)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            pass
+        if dim != "batch" and net.multiple > 1:
+            entry["multiple"] = int(net.multiple)
+        out[dim] = entry
+    return out
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+# ------------------------------------------------------------------------------------------
+# one network
+
+
+def _write_onnx(ep, net: ExportNet, path: Path, shapes: Dict[str, list], entry: Dict[str, Any]) -> int:
+    """Write ``ep`` as one ONNX file with readable dim names and ``entry`` in its metadata; returns its opset."""
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # optimize=False: onnxscript 0.7's rewriter matches constants with abs_tol=1e-8, so its "x + 0 -> x"
+        # rule deleted the "+ 1e-8" of pixel_norm (the completion network then differed by 0.13 on a blank
+        # image). ONNX Runtime folds constants itself when it loads the file.
+        program = torch.onnx.export(ep, net.inputs, input_names=list(net.input_names),
+                                    output_names=list(net.output_names), dynamo=True, external_data=False,
+                                    verbose=False, report=False, optimize=False)
+    model = program.model_proto
+    for value in [*model.graph.input, *model.graph.output]:  # readable dim names for deployers
+        if value.name in shapes:
+            for d, s in zip(value.type.tensor_type.shape.dim, shapes[value.name]):
+                if isinstance(s, str):
+                    d.dim_param = s
+                else:
+                    d.dim_value = int(s)
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "ganforge", json.dumps(entry)
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def export_network(net: ExportNet, fmt: Union[str, Sequence[str]], folder: Union[str, Path],
+                   about: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Export one network into ``folder`` as ``<name>.onnx`` and/or ``<name>.pt2`` (``fmt``: see
+    :func:`check_format`; both come from one trace); returns its manifest entry. ``about`` (run, step, ...)
+    is stored with each file (ONNX metadata key ``ganforge`` / the ``.pt2``'s extra file ``ganforge.json``)."""
+    fmts = check_format(fmt)
+    folder = Path(folder)
+    if len(net.input_names) != len(net.inputs) or not set(net.spatial) <= set(net.input_names):
+        raise ExportError(f"network {net.name!r}: {len(net.inputs)} example inputs but input names "
+                          f"{list(net.input_names)} (spatial: {list(net.spatial)})")
+    if any(x.dim() == 0 or x.shape[0] < 2 for x in net.inputs):
+        raise ExportError(f"network {net.name!r}: example inputs need a batch of 2 or more (a batch of 1 would be "
+                          "fixed in the exported graph)")
+    module = net.module.eval()
+    with torch.no_grad():
+        outputs = module(*net.inputs)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    if len(outputs) != len(net.output_names):
+        raise ExportError(f"network {net.name!r} returns {len(outputs)} tensors but names {len(net.output_names)} "
+                          f"outputs ({', '.join(net.output_names)})")
+    hw = None
+    for name, x in zip(net.input_names, net.inputs):
+        if name in net.spatial:
+            hw = tuple(int(v) for v in x.shape[-2:])
+            break
+    in_shapes, out_shapes = _input_shapes(net), _output_shapes(net, outputs, hw)
+    example = {"batch": int(net.inputs[0].shape[0])}
+    if hw is not None:
+        example.update(height=hw[0], width=hw[1])
+    for name, shape, y in zip(net.output_names, out_shapes, outputs):
+        if resolve_shape(shape, **example) != tuple(y.shape):
+            raise ExportError(f"network {net.name!r}: output {name!r} has shape {tuple(y.shape)}, not the declared "
+                              f"{shape} at {example}")
+    try:
+        ep = torch.export.export(module, tuple(net.inputs), dynamic_shapes=_dynamic_shapes(net), strict=False)
+    except Exception as e:  # torch raises many types here; the first line says what could not be traced
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"network {net.name!r} cannot be exported with dynamic batch"
+                          f"{' and height/width' if net.spatial else ''}: {first}") from None
+    entry: Dict[str, Any] = {
+        "files": {f: f"{net.name}{FORMATS[f]}" for f in fmts},
+        "inputs": [{"name": n, "dtype": _dtype(x), "shape": s, "values": net.values.get(n, "")}
+                   for n, x, s in zip(net.input_names, net.inputs, in_shapes)],
+        "outputs": [{"name": n, "dtype": _dtype(y), "shape": s, "values": net.values.get(n, "")}
+                    for n, y, s in zip(net.output_names, outputs, out_shapes)],
+        "dims": _dim_ranges(ep, net),
+        "info": dict(net.info),
+    }
+    stored = {**dict(about or {}), "network": net.name, **{k: v for k, v in entry.items() if k != "files"}}
+    entry["sha256"] = {}
+    for f in fmts:
+        path = folder / entry["files"][f]
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        try:
+            if f == "onnx":
+                shapes = {d["name"]: d["shape"] for d in entry["inputs"] + entry["outputs"]}
+                entry["onnx_opset"] = _write_onnx(ep, net, tmp, shapes, stored)
+            else:
+                torch.export.save(ep, str(tmp), extra_files={"ganforge.json": json.dumps(stored)})
+            os.replace(tmp, path)
+        except OSError as e:
+            raise WriteError(f"cannot write '{path}': {e.strerror or e}") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        entry["sha256"][f] = runs.sha256_file(path)
+    return entry
+
+
+# ------------------------------------------------------------------------------------------
+# a handle, a run
+
+
+def export_handle(handle: Handle, fmt: Union[str, Sequence[str]], out: Union[str, Path]) -> Dict[str, Any]:
+    """Export every network of a loaded handle into the folder ``out`` in ``fmt`` (one format or several:
+    see :func:`check_format`); returns the manifest (also written as ``out/manifest.json``)."""
+    fmts = check_format(fmt)
+    folder = _out_folder(out)
+    nets = handle.export_networks()
+    names = [n.name for n in nets]
+    if len(set(names)) != len(names):
+        raise ExportError(f"the {handle.task} handle lists networks with the same name: {', '.join(names)}")
+    manifest: Dict[str, Any] = {
+        "formats": list(fmts),
+        "task": handle.task,
+        "run": str(Path(handle.run_dir).resolve()) if handle.run_dir is not None else None,
+        "checkpoint": str(Path(handle.checkpoint_path).resolve()),
+        "step": handle.step,
+        "kimg": handle.kimg,
+        "ema": bool(handle.ema),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__.split("+")[0],
+        "networks": {},
+    }
+    about = {k: manifest[k] for k in ("task", "run", "checkpoint", "step", "kimg", "ema")}
+    for net in nets:
+        manifest["networks"][net.name] = export_network(net, fmts, folder, about)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, folder / MANIFEST)
+    return manifest
+
+
+def export_run(run: Union[str, Path], fmt: Union[str, Sequence[str]] = "onnx", out: Union[str, Path] = "export", *,
+               checkpoint: str = "last", ema: bool = True) -> Dict[str, Any]:
+    """Export the inference network(s) of a run folder (or checkpoint folder) into the folder ``out``:
+    ``<network>.onnx`` / ``.pt2`` and ``manifest.json``. ``checkpoint``: ``last``, ``best``, a step or a
+    checkpoint folder; ``ema``: the moving-average weights (what samples show) or the raw ones."""
+    from ganforge.api import load
+
+    check_format(fmt)
+    handle = load(Path(run).expanduser(), checkpoint=checkpoint, ema=ema, device="cpu")
+    return export_handle(handle, fmt, out)

@@ -1,0 +1,335 @@
+"""The FastAPI application of ``ganforge serve``: the pages' JSON API, the runs folder's images, the
+static browser code.
+
+    app = create_app("runs")                       # an ASGI app (serve it with uvicorn)
+    serve("runs", host="127.0.0.1", port=7860)     # what `ganforge serve` runs
+
+Routes: ``/`` (the app), ``/static/*``, ``GET /api/pages``, ``GET /api/runs`` (every run: task, dataset,
+progress, latest samples, loss curves, last metrics), ``GET /api/runs/{run}/options/{page}``,
+``POST /api/pages/{page}`` (a form -> a job id), ``GET /api/jobs/{id}`` (state, progress, outputs, the
+error line), ``GET /api/jobs/{id}/outputs/{i}/{name}``, ``GET /files/{path}`` (an image inside the runs
+folder; any path leading outside it is refused with 403).
+
+Read only: the app opens run folders to read them (through :mod:`ganforge.api`, :mod:`ganforge.apps`
+and :mod:`ganforge.runs`) and writes only into private temporary folders, which it deletes. Nothing is
+unpickled: models load from safetensors.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ganforge.errors import GanforgeError
+from ganforge.web.core import PAGES, SERVED_SUFFIXES, Forbidden, HandleCache, Job, Jobs, Limits, RunsFolder, Scratch, check_image_upload
+from ganforge.web import pages as _pages  # noqa: F401  (registers the pages)
+
+STATIC = Path(__file__).parent / "static"
+LIVE_SECONDS = 60  # a run whose metrics or samples changed this recently counts as training
+CURVE_POINTS = 400  # points per loss curve sent to the browser
+
+
+def mb(n: int) -> str:
+    return f"{n / 2**20:.3g} MB"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+# ---- what the Runs page shows ---------------------------------------------------------------------------
+
+
+def _progress(cfg: Dict[str, Any], last: Optional[Dict[str, Any]]) -> Optional[float]:
+    """How far a run is through its budget (train.steps / kimg / epochs / minutes), 0..1, or None."""
+    if not last:
+        return None
+    train = cfg.get("train") or {}
+    for key, rec_key, scale in (("steps", "step", 1), ("kimg", "kimg", 1), ("epochs", "epoch", 1),
+                                ("minutes", "time_s", 1 / 60)):
+        budget = train.get(key)
+        if budget and rec_key in last:
+            return max(0.0, min(1.0, float(last[rec_key]) * scale / float(budget)))
+    return None
+
+
+def _curves(records: List[Dict[str, Any]]) -> Dict[str, List[List[float]]]:
+    """{metric: [[step, value], ...]} for the losses (``loss_*``) and evaluations (``fid``, ``val_*``),
+    thinned to at most :data:`CURVE_POINTS` points each."""
+    out: Dict[str, List[List[float]]] = {}
+    for r in records:
+        step = r.get("step")
+        if step is None:
+            continue
+        for k, v in r.items():
+            if (k.startswith("loss") or k == "fid" or k.startswith("val_")) and isinstance(v, (int, float)):
+                out.setdefault(k, []).append([float(step), float(v)])
+    for k, pts in out.items():
+        if len(pts) > CURVE_POINTS:
+            stride = len(pts) / CURVE_POINTS
+            out[k] = [pts[int(i * stride)] for i in range(CURVE_POINTS)] + [pts[-1]]
+    return out
+
+
+def run_summary(folder: RunsFolder, name: str) -> Dict[str, Any]:
+    """One run as the Runs page shows it; a run that cannot be read is listed with its error line."""
+    from ganforge import runs
+
+    path = folder.root / name
+    out: Dict[str, Any] = {"name": name}
+    try:
+        cfg = runs.read_run_config(path)
+        records = runs.read_metrics(path)
+    except GanforgeError as e:
+        return out | {"error": f"error: {e}"}
+    data = cfg.get("data") or {}
+    model = cfg.get("model") or {}
+    train_rec = [r for r in records if any(k.startswith("loss") for k in r)]
+    last = train_rec[-1] if train_rec else (records[-1] if records else None)
+    evals = [r for r in records if any(k == "fid" or k.startswith("val_") for k in r)]
+    cks = runs.list_checkpoints(path)
+    stamps = [p.stat().st_mtime for p in (path / "metrics.jsonl", path / "samples") if p.exists()]
+    updated = max(stamps) if stamps else None
+    samples = None
+    for candidate in ("latest.gif", "latest.png"):  # an animated grid (video runs) first
+        p = path / "samples" / candidate
+        if p.is_file():
+            samples = f"/files/{name}/samples/{candidate}?t={p.stat().st_mtime_ns}"
+            break
+    progress = _progress(cfg, last)
+    return out | {
+        "task": str(cfg.get("task") or "gan"),
+        "dataset": str(data.get("dataset", "")) + (f" ({Path(str(data['root'])).name})" if data.get("root") else ""),
+        "model": str(model.get("arch") or model.get("method") or ""),
+        "step": (last or {}).get("step", runs.read_json(cks[-1] / "meta.json").get("step") if cks else None),
+        "kimg": (last or {}).get("kimg"),
+        "progress": progress,
+        "checkpoints": len(cks),
+        "samples": samples,
+        "curves": _curves(records),
+        "last_metrics": last,
+        "last_eval": evals[-1] if evals else None,
+        "updated": updated,
+        "live": _live(updated, progress),
+    }
+
+
+def _live(updated: Optional[float], progress: Optional[float]) -> bool:
+    """A run is training when its metrics or samples changed in the last :data:`LIVE_SECONDS` and it has
+    budget left."""
+    return bool(updated and time.time() - updated < LIVE_SECONDS and (progress is None or progress < 1))
+
+
+def _stamp(run: Path) -> tuple:
+    """What changes when a run writes something the Runs page shows."""
+    out = []
+    for p in (run / "config.yaml", run / "metrics.jsonl", run / "samples", run / "checkpoints"):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+# ---- the app ---------------------------------------------------------------------------------------------
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(runs_dir: Any = "runs", *, device: str = "cpu", max_upload_mb: float = 20,
+               max_pixels: int = 16_000_000, local: bool = True) -> FastAPI:
+    """The web app over the run folders in ``runs_dir`` (read only). Uploads larger than
+    ``max_upload_mb`` per file or images with more than ``max_pixels`` pixels are refused.
+
+    ``local`` (served on this machine only): requests must name a local host (``Host: 127.0.0.1:7860``,
+    ``localhost``), so a web page whose name points at 127.0.0.1 (DNS rebinding) cannot read the app; and
+    always, a form sent from a page of another origin (``Origin`` other than the app's) is refused."""
+    folder = RunsFolder(Path(runs_dir))
+    limits = Limits(int(max_upload_mb * 2**20), int(max_pixels))
+    cache = HandleCache(device=device)
+    jobs = Jobs()
+    app = FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
+    if local:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOCAL_HOSTS))
+    app.state.folder, app.state.jobs, app.state.cache, app.state.limits = folder, jobs, cache, limits
+    pages = sorted((PAGES.get(n) for n in PAGES.names()), key=lambda p: (p.order, p.name))
+
+    @app.get("/")
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/pages")
+    def list_pages() -> Dict[str, Any]:
+        return {"runs_dir": str(folder.root), "pages": [p.to_json() for p in pages],
+                "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
+
+    summaries: Dict[str, Any] = {}  # run name -> (the files' stamps, its summary): reread only what changed
+
+    @app.get("/api/runs")
+    def list_runs() -> Dict[str, Any]:
+        out = []
+        for name in folder.run_names():
+            stamp = _stamp(folder.root / name)
+            cached = summaries.get(name)
+            if cached is None or cached[0] != stamp:
+                cached = summaries[name] = (stamp, run_summary(folder, name))
+            r = dict(cached[1])
+            if "updated" in r:  # whether it is training depends on the clock, not only on the files
+                r["live"] = _live(r["updated"], r["progress"])
+            out.append(r)
+        return {"runs_dir": str(folder.root), "runs": out}
+
+    @app.get("/api/runs/{name:path}/options/{page}")
+    def run_options(name: str, page: str):
+        if page not in PAGES:
+            return _error(404, f"error: no page {page!r}")
+        p = PAGES.get(page)
+        try:
+            run = folder.run(name)
+            return {"options": p.run_options(run, cache) if p.run_options else {}}
+        except GanforgeError as e:
+            return _error(400, f"error: {e}")
+
+    @app.get("/files/{rel:path}")
+    def files(rel: str):
+        try:
+            path = folder.inside(rel)
+        except Forbidden:
+            return _error(403, "error: that path is outside the runs folder")
+        if not path.is_file() or path.suffix.lower() not in SERVED_SUFFIXES:
+            return _error(404, f"error: no such image in the runs folder: {rel}")
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/pages/{page}")
+    async def submit(page: str, request: Request):
+        if page not in PAGES:
+            return _error(404, f"error: no page {page!r}")
+        p = PAGES.get(page)
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            return _error(403, f"error: a form from another site ({origin}) is not accepted")
+        length = request.headers.get("content-length")
+        n_files = sum(f.kind in ("image", "mask") for f in p.fields)
+        allowed = limits.max_bytes * max(n_files, 1) + 2**20
+        if length is None or not length.isdigit():
+            return _error(411, "error: the upload has no Content-Length")
+        if int(length) > allowed:
+            return _error(413, f"error: the upload is {mb(int(length))}; this server accepts at most "
+                               f"{mb(limits.max_bytes)} per file (ganforge serve --max-upload-mb)")
+        form = await request.form(max_files=n_files, max_fields=len(p.fields) + 4)
+        scratch = Scratch()
+        job = Job(page)
+        job.clean, job.scratch, job.cache = scratch.clean_message, scratch, cache
+        try:
+            values = {}
+            for f in p.fields:
+                v = f.parse(form.get(f.name), scratch, limits)
+                if f.kind == "run":
+                    v = folder.run(str(v))
+                elif f.kind in ("image", "mask") and v is not None:
+                    v = await _save_upload(v, scratch, limits, "mask" if f.kind == "mask" else "image", f.name)
+                values[f.name] = v
+        except GanforgeError as e:
+            scratch.close()
+            return _error(400, scratch.clean_message(f"error: {e}"))
+        finally:
+            await form.close()
+
+        def work(j: Job):
+            try:
+                return p.run(values, j)
+            finally:
+                scratch.close()
+
+        jobs.submit(job, work)
+        return {"job": job.id}
+
+    @app.get("/api/jobs/{job_id}")
+    def job_state(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            return _error(404, "error: no such job (the server keeps the last 32)")
+        return job.to_json()
+
+    @app.get("/api/jobs/{job_id}/outputs/{index}/{name}")
+    def job_output(job_id: str, index: int, name: str):
+        job = jobs.get(job_id)
+        if job is None or not 0 <= index < len(job.outputs):
+            return _error(404, "error: no such output")
+        o = job.outputs[index]
+        disp = "attachment" if o.kind == "file" else "inline"
+        return Response(o.data, media_type=o.mime, headers={"Content-Disposition": f'{disp}; filename="{o.name}"'})
+
+    return app
+
+
+
+async def _save_upload(upload, scratch: Scratch, limits: Limits, what: str, field: str) -> Path:
+    """Write an uploaded file into the job's scratch folder, refusing more than the size limit, and
+    check it is an image of at most ``limits.max_pixels`` pixels."""
+    from ganforge.errors import ImageError
+
+    from ganforge.web.core import safe_name
+
+    name = safe_name(upload.filename, f"{what}.png")
+    path = scratch.path(name, sub=field)
+    size = 0
+    with open(path, "wb") as f:
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise ImageError(f"{what} '{name}' is larger than {mb(limits.max_bytes)}, the most this "
+                                 "server accepts (ganforge serve --max-upload-mb)")
+            f.write(chunk)
+    check_image_upload(path, limits, what)
+    return path
+
+
+def serve(runs_dir: Any = "runs", host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> None:
+    """Serve :func:`create_app` with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(runs_dir, local=host in LOCAL_HOSTS, **kwargs)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class BackgroundServer:
+    """The app served by uvicorn on a thread (for tests and notebooks): ``with BackgroundServer(runs) as url:``."""
+
+    def __init__(self, runs_dir: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any):
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = s.getsockname()[1]
+        self.url = f"http://{host}:{port}"
+        self.app = create_app(runs_dir, **kwargs)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self.url
+            time.sleep(0.05)
+        raise RuntimeError("the web server did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
