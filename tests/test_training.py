@@ -226,3 +226,17 @@ def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             Trainer(resolve(None, tiny_overrides + ["train.device=cuda"]), dry_run=True)
+
+
+def test_decay_lr_is_linear_in_steps_and_leaves_constant_rates_alone():
+    from ganforge.training.parts import decay_lr
+
+    net = torch.nn.Linear(2, 2)
+    optims = {"g": torch.optim.Adam(net.parameters(), lr=1.0), "d": torch.optim.Adam(net.parameters(), lr=0.5)}
+    base = {"g": 0.2, "d": 0.1}
+    seen = [decay_lr(optims, base, step, 10, 4) for step in (0, 10, 11, 13, 14, 20)]
+    assert seen == [1.0, 1.0, 0.75, 0.25, 0.0, 0.0]
+    assert optims["g"].param_groups[0]["lr"] == 0.0 and optims["d"].param_groups[0]["lr"] == 0.0
+    decay_lr(optims, base, 11, 10, 4)
+    assert math.isclose(optims["g"].param_groups[0]["lr"], 0.15) and math.isclose(optims["d"].param_groups[0]["lr"], 0.075)
+    assert decay_lr(optims, base, 100, 10, 0) == 1.0 and math.isclose(optims["g"].param_groups[0]["lr"], 0.15)  # steps=0: untouched

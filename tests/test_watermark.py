@@ -250,3 +250,13 @@ def test_sample_watermark_marks_every_image(tiny_run, tmp_path, capsys):
     assert "error: --message applies with --watermark WM_RUN" in capsys.readouterr().err
     assert cli("sample", gan, "--n", 4, "--out", tmp_path / "x.png", "--watermark", gan) == 2
     assert "error: '" in capsys.readouterr().err
+
+
+def test_learning_rates_decay_linearly_over_the_steps_given(tmp_path):
+    from ganforge import runs
+
+    run = ganforge.train(overrides=TINY + ["train.steps=3", "watermark.lr_decay_start=1", "watermark.lr_decay_steps=4",
+                                           "g_optim.lr=0.004", "d_optim.lr=0.002"], runs_dir=tmp_path)
+    state = runs.load_state(runs.find_checkpoint(run, "last"))  # the rates set for the last step (step 2): 3/4 of the base
+    assert math.isclose(state["opt_g"]["param_groups"][0]["lr"], 0.003)
+    assert math.isclose(state["opt_d"]["param_groups"][0]["lr"], 0.0015)

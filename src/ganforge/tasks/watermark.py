@@ -50,7 +50,7 @@ from ganforge.models.watermark import WatermarkDecoder, WatermarkDiscriminator, 
 from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training import attacks as A
 from ganforge.training.loop import TrainingLoop
-from ganforge.training.parts import check_finite
+from ganforge.training.parts import check_finite, decay_lr
 
 GRID_MAX = 8
 MIN_SIDE = 16  # smallest image side the decoder is asked to read (smaller images are refused)
@@ -73,6 +73,8 @@ class WatermarkConfig(Section):
     clean_steps: int = 300  # steps without attacks first
     clean_weight: float = 0.1  # weight of BCE(decoder(clean), 1/2)
     adv_weight: float = 0.01  # weight of the adversarial loss (0: no discriminator)
+    lr_decay_start: int = 0  # step at which both learning rates start decaying linearly ...
+    lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0: constant learning rates)
 
     def check(self, key: str = "watermark") -> None:
         for k in ("bits", "res", "width", "d_width"):
@@ -89,7 +91,7 @@ class WatermarkConfig(Section):
             raise ConfigError(f"{key}.attacks: {bad or 'empty'} not allowed; choose from: {', '.join(A.ATTACKS)}")
         if not 0 <= self.combine <= 1:
             raise ConfigError(f"{key}.combine={self.combine}: expected a probability in [0, 1]")
-        for k in ("psnr_steps", "clean_steps", "clean_weight", "adv_weight"):
+        for k in ("psnr_steps", "clean_steps", "clean_weight", "adv_weight", "lr_decay_start", "lr_decay_steps"):
             nonneg(f"{key}.{k}", getattr(self, k))
 
 
@@ -190,6 +192,7 @@ class WatermarkTrainer(TrainingLoop):
 
     def train_step(self) -> Dict[str, float]:
         wm, B = self.cfg.watermark, self.cfg.train.batch_size
+        decay_lr(self.optims, {"g": self.cfg.g_optim.lr, "d": self.cfg.d_optim.lr}, self.step, wm.lr_decay_start, wm.lr_decay_steps)
         x, _ = self.real_batch()  # [B, C, H, W] in [-1, 1]
         g = self.wm_gen
         s = int(wm.sizes[int(torch.randint(0, len(wm.sizes), (1,), generator=g))])

@@ -102,6 +102,19 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
+def decay_lr(optims: Dict[str, torch.optim.Optimizer], base: Dict[str, float], step: int, start: int, steps: int) -> float:
+    """Linear learning-rate decay (CycleGAN's schedule, in steps so a resumed run follows it exactly):
+    set every group of ``optims[k]`` to ``base[k]`` times ``1 - (step - start) / steps``, held at 1 before
+    ``start`` and at 0 after ``start + steps``; ``steps == 0`` leaves them alone. Returns the factor."""
+    if steps <= 0:
+        return 1.0
+    frac = max(0.0, 1.0 - max(0, step - start) / steps)
+    for key, opt in optims.items():
+        for group in opt.param_groups:
+            group["lr"] = base[key] * frac
+    return frac
+
+
 def check_finite(stats: Dict[str, float], step: int, advice: str) -> None:
     """Raise a :class:`TrainingError` naming the non-finite statistics of a step, with ``advice``."""
     if not all(math.isfinite(v) for v in stats.values()):
