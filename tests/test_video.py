@@ -12,7 +12,7 @@ from ganforge.cli import main
 from ganforge.config import DataConfig
 from ganforge.data import DATASETS, load_dataset
 from ganforge.data.clips import load_clip_folder, load_clips, moving_mnist, read_clip
-from ganforge.errors import ConfigError, DataError
+from ganforge.errors import ConfigError, DataError, ModelBuildError
 from ganforge.models.video import VideoDiscriminator, VideoGenerator
 from ganforge.tasks import get_task, resolve
 
@@ -142,6 +142,46 @@ def test_snapped_samples_are_exact_whole_pixel_copies_of_the_sprite():
     assert not torch.allclose(moved, x, atol=1e-3)
     moved.mean().backward()
     assert g.shift.weight.grad.abs().sum() > 0 and g.rnn.weight_ih.grad.abs().sum() > 0
+
+
+def test_two_renders_are_the_sub_pixel_and_the_whole_pixel_clips():
+    torch.manual_seed(0)
+    g = VideoGenerator((1, 16, 16), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", snap=True).eval()
+    with torch.no_grad():
+        g.shift.weight.mul_(50)
+    zc, eps = torch.randn(2, 4), torch.randn(2, 5, 2)
+    smooth, whole = g.two_renders(zc, eps)
+    assert torch.equal(whole, g(zc, eps))  # what sampling shows
+    g.snap = False
+    assert torch.equal(smooth, g(zc, eps)) and not torch.allclose(smooth, whole, atol=1e-3)
+    whole.square().sum().backward()  # the crisp frames train the sprites, not the shifts
+    assert g.sprites.fc[0].weight.grad.abs().sum() > 0
+    assert g.shift.weight.grad is None or g.shift.weight.grad.abs().sum() == 0
+
+
+def test_small_sprites_stay_whole_inside_the_frame():
+    torch.manual_seed(0)
+    g = VideoGenerator((1, 24, 28), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", snap=True, sprite=12).eval()
+    assert g.sprites(torch.randn(1, 4)).shape == (1, 1, 12, 12)  # drawn at the sprite's size
+    with torch.no_grad():
+        g.shift.weight.mul_(500)  # shifts pushed to the bounds
+        zc, eps = torch.randn(3, 4), torch.randn(3, 7, 2)
+        sprite = g.sprites(zc) + 1  # [3, 1, 12, 12], 0 = black
+        x = g(zc, eps) + 1  # [3, 7, 1, 24, 28]
+        shift = torch.round(torch.tanh(g.shift(g.motion_codes(eps))) * torch.tensor([8.0, 6.0])).long()  # reach (28-12)//2, (24-12)//2
+    assert (shift[..., 0].abs().max().item(), shift[..., 1].abs().max().item()) == (8, 6)  # the bounds are reached ...
+    for i in range(3):
+        for t in range(7):
+            dx, dy = shift[i, t].tolist()
+            frame = torch.zeros(1, 24, 28)
+            frame[:, 6 + dy : 18 + dy, 8 + dx : 20 + dx] = sprite[i]  # ... and the whole sprite is in every frame
+            assert torch.allclose(x[i, t], frame, atol=1e-5)
+    with pytest.raises(ModelBuildError, match=r"^sprite=25: expected 0 \(the frame size\) up to the frame's shorter side 24$"):
+        VideoGenerator((1, 24, 28), motion="warp", sprite=25)
+    with pytest.raises(ModelBuildError, match=r"^sprite=10: a sprite side must be b \* 2\^k with k >= 2 and 3 <= b <= 16, such as 12$"):
+        VideoGenerator((1, 24, 28), motion="warp", sprite=10)
+    with pytest.raises(ConfigError, match=r"^video\.sprite_size=8: sprites belong to motion=warp, not motion=free$"):
+        resolve(None, ["task=video", "video.motion=free", "video.sprite_size=8"])
 
 
 def test_centred_sprites_sit_where_the_motion_code_puts_them():

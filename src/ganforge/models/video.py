@@ -14,6 +14,14 @@ codes** made by a recurrent network (a GRU cell) from T draws of noise ``eps`` [
   so the motion network gets smooth gradients); with ``snap``, sampling (eval mode) rounds the shifts
   to whole pixels, so every frame holds exact copies of the sprites, as Moving MNIST moves its digits.
   (Rounding in training too, with a straight-through gradient, was tried: the clips stopped moving.)
+  Instead, training with ``snap`` renders each clip twice (:meth:`VideoGenerator.two_renders`): the video
+  discriminator judges the sub-pixel clip (smooth gradients for the motion), the image discriminator the
+  whole-pixel frames (crisp, as sampling shows them; bilinear blur at fractional shifts was an easy tell
+  that let it win).
+  With ``sprite`` = S > 0 the sprites are drawn on an S x S canvas (the size of a digit), pasted in the
+  middle of the frame, and the shifts are bounded (``tanh`` scaled to ``floor((W - S) / 2)`` pixels across,
+  likewise down) so that a sprite always stays whole inside the frame, as Moving MNIST's digits bounce
+  off the edges instead of leaving; with ``snap`` every frame of a sample then holds the whole sprite.
 - ``free``: MoCoGAN's own frame generator: a DCGAN generator of ``[z_c, h_t]`` per frame, so motion
   may change appearance too (T generator passes per clip).
 
@@ -29,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.models.layers import ModelBuildError, init_dcgan_weights, plan_stages, sequential_blocks
+from ganforge.models.layers import ModelBuildError, ModelSizeError, init_dcgan_weights, nearest_size, plan_stages, sequential_blocks
 
 MOTIONS = ("warp", "free")
 
@@ -69,18 +77,27 @@ class VideoGenerator(nn.Module):
 
     def __init__(self, img_shape: Tuple[int, int, int], content_dim: int = 32, motion_dim: int = 8,
                  hidden_dim: int = 32, width: int = 32, motion: str = "warp", layers: int = 1, snap: bool = False,
-                 centre: bool = False):
+                 centre: bool = False, sprite: int = 0):
         super().__init__()
         if motion not in MOTIONS:
             raise ModelBuildError(f"motion={motion!r}: expected one of {', '.join(MOTIONS)}")
         if layers < 1:
             raise ModelBuildError(f"layers={layers}: expected at least 1 sprite layer")
         c, h, w = img_shape
+        if sprite < 0 or sprite > min(h, w):
+            raise ModelBuildError(f"sprite={sprite}: expected 0 (the frame size) up to the frame's shorter side {min(h, w)}")
+        if sprite and sprite < min(h, w):
+            try:
+                plan_stages(sprite, sprite)
+            except ModelSizeError:
+                raise ModelBuildError(f"sprite={sprite}: a sprite side must be b * 2^k with k >= 2 and 3 <= b <= 16, "
+                                      f"such as {nearest_size(sprite)}") from None
         self.img_shape, self.motion, self.layers, self.snap, self.centre = (c, h, w), motion, layers, snap, centre
+        self.sprite = sprite
         self.content_dim, self.motion_dim, self.hidden_dim = content_dim, motion_dim, hidden_dim
         self.rnn = nn.GRUCell(motion_dim, hidden_dim)
         if motion == "warp":
-            self.sprites = ImageGenerator(content_dim, c * layers, (h, w), width)
+            self.sprites = ImageGenerator(content_dim, c * layers, (sprite, sprite) if sprite else (h, w), width)
             self.shift = nn.Linear(hidden_dim, 2 * layers)  # (dx, dy) per layer, through tanh: in canvas half-widths
             nn.init.normal_(self.shift.weight, 0.0, 0.02)
             nn.init.zeros_(self.shift.bias)
@@ -97,16 +114,39 @@ class VideoGenerator(nn.Module):
         return torch.stack(out, 1)  # [N, T, hidden]
 
     def forward(self, z_content: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Clips [N, T, C, H, W] in [-1, 1]; ``warp`` with ``snap`` shifts by whole pixels in eval mode."""
+        return self._render(z_content, eps, (self.snap and not self.training,))[0]
+
+    def two_renders(self, z_content: torch.Tensor, eps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(sub-pixel clips, whole-pixel clips) of the same sprites and motion, each [N, T, C, H, W]: what
+        training with ``snap`` uses (the video discriminator judges the first, whose shifts have smooth
+        gradients; the image discriminator the second, the crisp frames sampling shows). ``free``: twice the same."""
+        if self.motion == "free":
+            x = self(z_content, eps)
+            return x, x
+        smooth, whole = self._render(z_content, eps, (False, True))
+        return smooth, whole
+
+    def _render(self, z_content: torch.Tensor, eps: torch.Tensor, whole: Tuple[bool, ...]) -> List[torch.Tensor]:
+        """The clips of the codes, once per entry of ``whole`` (True: shifts rounded to whole pixels)."""
         n, t = eps.shape[:2]
         c, hh, ww = self.img_shape
         m = self.motion_codes(eps)  # [N, T, hidden]
         if self.motion == "free":
             v = torch.cat([z_content[:, None].expand(n, t, -1), m], 2).reshape(n * t, -1)  # [N*T, content+hidden]
-            return self.frames(v).view(n, t, c, hh, ww)  # [N, T, C, H, W]
-        k = self.layers
-        sprites = self.sprites(z_content).view(n, 1, k, c, hh, ww) + 1.0  # [N, 1, K, C, H, W] in [0, 2] (0 = black)
-        sprites = sprites.expand(n, t, k, c, hh, ww).reshape(n * t * k, c, hh, ww)  # [N*T*K, C, H, W]
+            return [self.frames(v).view(n, t, c, hh, ww)] * len(whole)  # [N, T, C, H, W]
+        k, s = self.layers, self.sprite
+        sprites = self.sprites(z_content) + 1.0  # [N, K*C, S, S] (or [N, K*C, H, W]) in [0, 2] (0 = black)
+        reach = d_reach = None
+        if s:  # paste the S x S sprites in the middle of the frame; shifts at most `reach` pixels each way
+            top, left = (hh - s) // 2, (ww - s) // 2
+            sprites = F.pad(sprites, (left, ww - s - left, top, hh - s - top))  # [N, K*C, H, W]
+            reach = sprites.new_tensor([(ww - s) // 2, (hh - s) // 2])  # whole pixels, (x, y)
+            d_reach = reach / sprites.new_tensor([ww / 2, hh / 2])  # the same in half-canvas units
+        sprites = sprites.view(n, 1, k, c, hh, ww).expand(n, t, k, c, hh, ww).reshape(n * t * k, c, hh, ww)  # [N*T*K, C, H, W]
         d = torch.tanh(self.shift(m)).view(n * t * k, 2)  # [N*T*K, (dx, dy)] in half-canvas units
+        if d_reach is not None:
+            d = d * d_reach  # |shift| < reach pixels: the sprite stays whole inside the frame (rounding too)
         if self.centre:  # move each sprite's centre of mass to the canvas centre first: the shift is its position
             mass = sprites.sum((1, 2, 3)).clamp_min(1e-6)  # [N*T*K]
             gy = (torch.arange(hh, device=d.device, dtype=d.dtype) + 0.5) / (hh / 2) - 1  # pixel centres in [-1, 1]
@@ -114,17 +154,18 @@ class VideoGenerator(nn.Module):
             cy = (sprites.sum((1, 3)) * gy).sum(1) / mass
             cx = (sprites.sum((1, 2)) * gx).sum(1) / mass
             d = d - torch.stack([cx, cy], 1)
-        if self.snap and not self.training:  # sampling: whole-pixel shifts, exact copies of the sprites
-            px = d.new_tensor([ww / 2, hh / 2])  # pixels per half-canvas unit, (x, y)
-            d = torch.round(d * px) / px
-        theta = torch.zeros(n * t * k, 2, 3, device=eps.device, dtype=d.dtype)
-        theta[:, 0, 0] = 1.0
-        theta[:, 1, 1] = 1.0
-        theta[:, :, 2] = -d  # output pixel p samples the sprite at p - d: the sprite moves by +d
-        grid = F.affine_grid(theta, [n * t * k, c, hh, ww], align_corners=False)  # [N*T*K, H, W, 2]
-        moved = F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        frames = moved.view(n, t, k, c, hh, ww).amax(2)  # [N, T, C, H, W] in [0, 2]
-        return frames - 1.0  # [N, T, C, H, W] in [-1, 1]
+        px = d.new_tensor([ww / 2, hh / 2])  # pixels per half-canvas unit, (x, y)
+        out = []
+        for rounded in whole:  # whole-pixel shifts give exact copies of the sprites (no gradient to the shifts)
+            dd = torch.round(d * px) / px if rounded else d
+            theta = torch.zeros(n * t * k, 2, 3, device=eps.device, dtype=d.dtype)
+            theta[:, 0, 0] = 1.0
+            theta[:, 1, 1] = 1.0
+            theta[:, :, 2] = -dd  # output pixel p samples the sprite at p - d: the sprite moves by +d
+            grid = F.affine_grid(theta, [n * t * k, c, hh, ww], align_corners=False)  # [N*T*K, H, W, 2]
+            moved = F.grid_sample(sprites, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out.append(moved.view(n, t, k, c, hh, ww).amax(2) - 1.0)  # [N, T, C, H, W] in [-1, 1]
+        return out
 
 
 class ImageDiscriminator(nn.Module):
@@ -205,7 +246,7 @@ class VideoDiscriminator(nn.Module):
 
 def build_video(img_shape: Tuple[int, int, int], frames: int, content_dim: int, motion_dim: int, hidden_dim: int,
                 g_width: int, d_width: int, vd_width: int, motion: str, layers: int, vd_pool: int = 1,
-                snap: bool = False, centre: bool = False) -> Tuple[VideoGenerator, ImageDiscriminator, VideoDiscriminator]:
+                snap: bool = False, centre: bool = False, sprite: int = 0) -> Tuple[VideoGenerator, ImageDiscriminator, VideoDiscriminator]:
     """The generator and both discriminators for clips of ``frames`` frames of ``img_shape`` (C, H, W)."""
-    g = VideoGenerator(img_shape, content_dim, motion_dim, hidden_dim, g_width, motion, layers, snap, centre)
+    g = VideoGenerator(img_shape, content_dim, motion_dim, hidden_dim, g_width, motion, layers, snap, centre, sprite)
     return g, ImageDiscriminator(img_shape, d_width), VideoDiscriminator(img_shape, frames, vd_width, vd_pool)

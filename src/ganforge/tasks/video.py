@@ -51,8 +51,9 @@ class VideoConfig(Section):
     frames: int = 16  # T: frames per clip
     motion: str = "warp"  # warp: sprites of the content code moved by the motion codes | free: MoCoGAN's frame generator
     layers: int = 0  # warp: sprite layers, each moved on its own; 0 = video.digits for moving-mnist, else 1
-    snap: bool = True  # warp: samples shift sprites by whole pixels (exact copies in every frame); training is sub-pixel
+    snap: bool = True  # warp: samples shift sprites by whole pixels (exact copies in every frame); in training the image D sees such frames, the video D sub-pixel ones
     centre: bool = False  # warp: centre each sprite (its centre of mass) before the shift, so the shift is its position
+    sprite_size: int = 0  # warp: sprites drawn on this square canvas, pasted in the frame, shifts bounded to keep them whole inside; 0 = the frame
     content_dim: int = 32  # content code (one per clip)
     motion_dim: int = 8  # noise per frame fed to the motion GRU
     hidden_dim: int = 32  # motion codes (the GRU's state)
@@ -71,10 +72,12 @@ class VideoConfig(Section):
         choice(f"{key}.motion", self.motion, list(MOTIONS))
         for k in ("frames", "content_dim", "motion_dim", "hidden_dim", "g_width", "d_width", "vd_width", "vd_pool", "image_frames", "digits", "clips"):
             positive(f"{key}.{k}", getattr(self, k))
-        for k in ("layers", "image_weight", "digit_size", "data_seed"):
+        for k in ("layers", "image_weight", "digit_size", "data_seed", "sprite_size"):
             nonneg(f"{key}.{k}", getattr(self, k))
         if self.frames < 2:
             raise ConfigError(f"{key}.frames={self.frames}: a clip needs at least 2 frames")
+        if self.sprite_size and self.motion != "warp":
+            raise ConfigError(f"{key}.sprite_size={self.sprite_size}: sprites belong to motion=warp, not motion={self.motion}")
         if self.image_frames > self.frames:
             raise ConfigError(f"{key}.image_frames={self.image_frames}: at most {key}.frames={self.frames}")
 
@@ -88,7 +91,7 @@ def build_from_config(cfg: Config, frame_shape: Tuple[int, int, int]):
     v = cfg.video
     try:
         return build_video(frame_shape, v.frames, v.content_dim, v.motion_dim, v.hidden_dim, v.g_width, v.d_width,
-                           v.vd_width, v.motion, sprite_layers(cfg), v.vd_pool, v.snap, v.centre)
+                           v.vd_width, v.motion, sprite_layers(cfg), v.vd_pool, v.snap, v.centre, v.sprite_size)
     except ModelBuildError as e:
         raise ConfigError(f"video: {e}") from None
 
@@ -170,13 +173,16 @@ class VideoTrainer(TrainingLoop):
         zc, eps = draw_codes(b, v.frames, v.content_dim, v.motion_dim, self.noise_gen, self.device)
         which_r = torch.randint(v.frames, (b, v.image_frames), generator=self.noise_gen, device=self.device)
         which_f = torch.randint(v.frames, (b, v.image_frames), generator=self.noise_gen, device=self.device)
-        fake = self.G(zc, eps)  # [B, T, C, H, W]
+        if v.snap:  # the image discriminator judges crisp whole-pixel frames, the video one the sub-pixel clips
+            fake, fake_i = self.G.two_renders(zc, eps)  # [B, T, C, H, W] each
+        else:
+            fake = fake_i = self.G(zc, eps)  # [B, T, C, H, W]
 
         # discriminators: real clips and frames against the generator's
         self.DI.requires_grad_(True)
         self.DV.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        di_real, di_fake = self.DI(self._pick(real, which_r)), self.DI(self._pick(fake.detach(), which_f))
+        di_real, di_fake = self.DI(self._pick(real, which_r)), self.DI(self._pick(fake_i.detach(), which_f))
         dv_real, dv_fake = self.DV(real), self.DV(fake.detach())
         loss_di, loss_dv = d_logistic(di_real, di_fake), d_logistic(dv_real, dv_fake)
         (loss_di + loss_dv).backward()
@@ -186,7 +192,7 @@ class VideoTrainer(TrainingLoop):
         self.DI.requires_grad_(False)
         self.DV.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        g_i = g_nonsaturating(self.DI(self._pick(fake, which_f)))
+        g_i = g_nonsaturating(self.DI(self._pick(fake_i, which_f)))
         g_v = g_nonsaturating(self.DV(fake))
         (g_v + v.image_weight * g_i).backward()
         loss_di, loss_dv, g_i, g_v = loss_di.detach(), loss_dv.detach(), g_i.detach(), g_v.detach()
