@@ -9,12 +9,14 @@ Digits (unpaired, CycleGAN, preset ``digits2mnist``): the 500 held-out scikit-le
 digits by other writers, placed as MNIST digits are; ``scripts/make_translation_sets.py``) translated
 into the style of MNIST. Scored with the shipped MNIST classifier: FID in its 128-d feature space
 against the 2,000 held-out MNIST digits (which neither the classifier nor the run saw), and its
-accuracy against the digits' true labels (content kept). Baseline: the untranslated input. Floor: the
+accuracy against the digits' true labels (content kept), with the run's checkpoint ``best`` when it has one
+(its in-training selection, ``translate.select=fid``: no labels, no test digits). Baseline: the untranslated input. Floor: the
 FID of 500 MNIST training digits against the same reference. The other direction (the 2,000 held-out
 MNIST digits into the sklearn style) is scored the same way against the 500 held-out sklearn digits.
 
 Photos (``photo2style``): the three test photographs astronaut, coffee, chelsea (scikit-image; never
-used in training), translated whole at their own size, against OpenCV's ``cv2.stylization`` of the same
+used in training), translated at their own size (in overlapping tiles of the run's ``translate.tile``, as
+``ganforge translate`` does), against OpenCV's ``cv2.stylization`` of the same
 photographs: PSNR and SSIM (torchmetrics, data range 255). Baseline: the untranslated photograph. pix2pix
 learnt from pairs; CycleGAN from a photo collection and a disjoint stylised collection.
 
@@ -56,22 +58,25 @@ def train_preset(preset: str, overrides: List[str], runs_dir: Path) -> Path:
 
 
 CYCLE_PHOTO = ["translate.method=cyclegan", "data.dataset=unpaired", "data.root=translation-data/photo2style/unpaired",
-               "translate.width=16", "translate.blocks=3", "translate.d_width=16", "translate.d_norm=spectral",
-               "translate.crop_size=32",
+               "translate.input_skip=true", "translate.width=16", "translate.blocks=3", "translate.d_width=16",
+               "translate.d_norm=spectral", "translate.crop_size=32", "translate.tile=512",
                "train.batch_size=4", "train.steps=1000", "translate.lr_decay_start=500", "translate.lr_decay_steps=500"]
 
 
 # ---- digits -----------------------------------------------------------------------------------------
 
 
-def digits_part(run: Path, pictures: Optional[Path]) -> Dict[str, float]:
+def digits_part(run: Path, pictures: Optional[Path], checkpoint: str = "auto") -> Dict[str, float]:
     import ganforge
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import get_feature_space
     from ganforge.metrics.compute import fid
 
-    h = ganforge.load(run)
+    if checkpoint == "auto":  # the run's 'best' (its in-training selection, translate.select=fid) when it has one
+        checkpoint = "best" if (run / "checkpoints" / "best" / "meta.json").is_file() else "last"
+    h = ganforge.load(run, checkpoint=checkpoint)
+    print(f"# digits: {run} checkpoint {checkpoint} (step {h.step})", flush=True)
     space = get_feature_space("mnist")
     _, test, _, y_test = digits_split()
     x = torch.from_numpy(test)[:, None]  # [500, 1, 28, 28]
@@ -126,13 +131,19 @@ def labelled_strip(panels):
 # ---- photos -------------------------------------------------------------------------------------------
 
 
-def photo_part(runs: Dict[str, Path], pictures: Optional[Path]) -> Dict[str, Dict[str, float]]:
+def photo_part(runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[Dict[str, int]] = None
+               ) -> Dict[str, Dict[str, float]]:
     import ganforge
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     from PIL import Image
 
     handles = {k: ganforge.load(v) for k, v in runs.items()}
+    for k, h in handles.items():
+        if k in (tiles or {}):
+            h.tile = tiles[k]
+        source = "--tile" if k in (tiles or {}) else "the run's translate.tile"
+        print(f"# {k}: {runs[k]} (step {h.step}), translated in tiles of {h.tile} px ({source})", flush=True)
 
     def scores(out: np.ndarray, target: np.ndarray):
         a = torch.from_numpy(out).permute(2, 0, 1)[None].float()
@@ -171,12 +182,22 @@ def photo_part(runs: Dict[str, Path], pictures: Optional[Path]) -> Dict[str, Dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--digits", help="a digits2mnist run (CycleGAN)")
+    ap.add_argument("--digits-checkpoint", default="auto",
+                    help="checkpoint of the digits run: auto (its 'best' when it has one, else last), last, best, a step")
     ap.add_argument("--pix2pix", help="a photo2style run (pix2pix, paired)")
     ap.add_argument("--cyclegan", help="a photo2style CycleGAN run (unpaired)")
+    ap.add_argument("--tile", nargs="*", default=[], metavar="METHOD=N",
+                    help="tile side for a photo run, e.g. pix2pix=128 (default: each run's translate.tile)")
     ap.add_argument("--train", action="store_true", help="train each run that is not given with its preset")
     ap.add_argument("--runs-dir", default="runs/translate_bench")
     ap.add_argument("--pictures", help="also write docs pictures (translate_digits.png, translate_photo.png) to this folder")
     args = ap.parse_args()
+    tiles = {}
+    for item in args.tile:
+        method, _, n = item.partition("=")
+        if method not in ("pix2pix", "cyclegan") or not n.isdigit():
+            ap.error(f"--tile {item}: expected pix2pix=N or cyclegan=N")
+        tiles[method] = int(n)
     torch.set_num_threads(1)
     runs_dir = Path(args.runs_dir)
     pictures = Path(args.pictures) if args.pictures else None
@@ -186,7 +207,7 @@ def main() -> None:
         args.cyclegan = args.cyclegan or str(train_preset("photo2style", CYCLE_PHOTO, runs_dir))
     summary = []
     if args.digits:
-        d = digits_part(Path(args.digits), pictures)
+        d = digits_part(Path(args.digits), pictures, args.digits_checkpoint)
         ratio = d["fid_input"] / d["fid_cyclegan"]
         ok = ratio >= 5 and d["acc_cyclegan"] >= d["acc_input"]
         summary.append(f"digits FID {d['fid_cyclegan']:.2f} vs input {d['fid_input']:.2f} ({ratio:.1f}x lower, target >= 5x), "
@@ -194,7 +215,7 @@ def main() -> None:
                        f"{'MET' if ok else 'MISSED'}")
     photo_runs = {k: Path(v) for k, v in (("pix2pix", args.pix2pix), ("cyclegan", args.cyclegan)) if v}
     if photo_runs:
-        m = photo_part(photo_runs, pictures)
+        m = photo_part(photo_runs, pictures, tiles)
         for k, need in (("pix2pix", 8.0), ("cyclegan", 4.0)):
             if k in m:
                 gain = m[k]["psnr"] - m["input"]["psnr"]

@@ -10,15 +10,16 @@ and centred by its centre of mass in a 28x28 canvas. 500 of them (a seeded choic
 training digits of the embedded MNIST (``data.heldout=2000 data.part=train``: the split the shipped
 classifier was trained on); the benchmark scores against the 2,000 held-out ones.
 
-``photo2style`` (colour, 64x64 patches): photographs that ship with scikit-image / scikit-learn,
-and the same photographs passed through OpenCV's ``cv2.stylization`` (an edge-aware, painting-like
-filter; default sigma_s=60, sigma_r=0.45), applied to each whole photograph before it is cut into
-patches. The test photographs of the benchmark (astronaut, coffee, chelsea) are never used.
+``photo2style`` (colour): photographs that ship with scikit-image / scikit-learn / matplotlib, and the
+same photographs passed through OpenCV's ``cv2.stylization`` (an edge-aware, painting-like filter;
+default sigma_s=60, sigma_r=0.45), applied to each whole photograph before it is cut into patches. The
+test photographs of the benchmark (astronaut, coffee, chelsea) are never used.
 
-- ``paired/A`` and ``paired/B``: the same 64x64 patches (stride 24) of the photo and of its stylised
-  version, for ``rocket``, ``hubble_deep_field``, ``immunohistochemistry``, ``china``, ``flower``
-  (``PHOTO_TRAIN`` of ``benchmarks/inpaint_quality.py``), matched by file name (2,921 pairs; the large
-  and mostly black Hubble image gives almost half of them).
+- ``paired/A`` and ``paired/B``: the same 160x160 patches (stride 40) of the photo and of its stylised
+  version, for ``PAIRED_PHOTOS`` (rocket, china, flower, immunohistochemistry, stereo_motorcycle,
+  matplotlib's grace_hopper, hubble_deep_field, retina), at most 150 per photograph (a seeded choice),
+  matched by file name: 897 pairs. (The first set, 64x64 patches of five photographs with almost half
+  from the mostly black Hubble image, went with a darker, greyer pix2pix output; see the README.)
 - ``unpaired/A``: photo patches of ``rocket``, ``china``, ``hubble_deep_field``; ``unpaired/B``:
   stylised patches of the disjoint set ``flower``, ``immunohistochemistry``, ``stereo_motorcycle``
   (at most 450 per photograph): no photograph appears on both sides. (With the mostly black Hubble
@@ -38,14 +39,17 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from inpaint_quality import PHOTO_TEST, PHOTO_TRAIN, _photo  # noqa: E402  (the photo helpers of the completion benchmark)
+from inpaint_quality import PHOTO_TEST, _photo  # noqa: E402  (the photo helpers of the completion benchmark)
 
 DIGITS_TEST = 500
-PATCH, STRIDE = 64, 24
+PATCH, STRIDE = 64, 24  # the unpaired collections
+PAIRED_PATCH, PAIRED_STRIDE, PAIRED_CAP = 160, 40, 150  # the pairs: larger patches (the filter's support is large)
+PAIRED_PHOTOS = ("rocket", "china", "flower", "immunohistochemistry", "stereo_motorcycle", "grace_hopper",
+                 "hubble_deep_field", "retina")
 UNPAIRED_CAP = 450  # most patches per photograph in the unpaired collections
 UNPAIRED_A = ("rocket", "china", "hubble_deep_field")
 UNPAIRED_B = ("flower", "immunohistochemistry", "stereo_motorcycle")
-assert not set(UNPAIRED_A) & set(UNPAIRED_B) and not set(UNPAIRED_A + UNPAIRED_B + PHOTO_TRAIN) & set(PHOTO_TEST)
+assert not set(UNPAIRED_A) & set(UNPAIRED_B) and not set(UNPAIRED_A + UNPAIRED_B + PAIRED_PHOTOS) & set(PHOTO_TEST)
 
 
 # ---- digits ------------------------------------------------------------------------------------
@@ -121,10 +125,17 @@ def patches(a: np.ndarray, size: int = PATCH, stride: int = STRIDE):
 
 
 def photo(name: str) -> np.ndarray:
+    """RGB uint8 [H, W, 3] of a scikit-image / scikit-learn sample photograph, or matplotlib's ``grace_hopper``."""
+    if name == "grace_hopper":
+        import matplotlib.cbook
+
+        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
+            return np.asarray(im.convert("RGB"))
     return np.asarray(Image.fromarray(_photo(name)).convert("RGB"))
 
 
-def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0) -> int:
+def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0, size: int = PATCH,
+                  stride: int = STRIDE) -> int:
     """Write the patches of each photograph (stylised first when ``styled``), at most ``cap`` per photograph
     (a seeded choice, the same for the photo and its stylised version); returns how many."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +144,7 @@ def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0
         a = photo(name)
         if styled:
             a = stylise(a)
-        ps = list(patches(a))
+        ps = list(patches(a, size, stride))
         keep = range(len(ps))
         if cap and len(ps) > cap:
             keep = sorted(np.random.default_rng(0).choice(len(ps), cap, replace=False))
@@ -148,11 +159,13 @@ def make_photos(out: Path) -> None:
 
     for part in ("paired", "unpaired"):  # a rerun must not keep images of an older set
         shutil.rmtree(out / part, ignore_errors=True)
-    n = write_patches(PHOTO_TRAIN, out / "paired" / "A", styled=False)
-    write_patches(PHOTO_TRAIN, out / "paired" / "B", styled=True)
+    grid = dict(cap=PAIRED_CAP, size=PAIRED_PATCH, stride=PAIRED_STRIDE)
+    n = write_patches(PAIRED_PHOTOS, out / "paired" / "A", styled=False, **grid)
+    write_patches(PAIRED_PHOTOS, out / "paired" / "B", styled=True, **grid)
     na = write_patches(UNPAIRED_A, out / "unpaired" / "A", styled=False, cap=UNPAIRED_CAP)
     nb = write_patches(UNPAIRED_B, out / "unpaired" / "B", styled=True, cap=UNPAIRED_CAP)
-    print(f"photo2style: {n} pairs of {PATCH}x{PATCH} patches in {out / 'paired'}; unpaired {na} photo patches "
+    print(f"photo2style: {n} pairs of {PAIRED_PATCH}x{PAIRED_PATCH} patches ({', '.join(PAIRED_PHOTOS)}) in "
+          f"{out / 'paired'}; unpaired {na} photo patches "
           f"({', '.join(UNPAIRED_A)}) and {nb} stylised patches ({', '.join(UNPAIRED_B)}) in {out / 'unpaired'}",
           flush=True)
 

@@ -43,8 +43,8 @@ from ganforge.tasks.translate import DIRECTIONS, TranslateError, TranslatorHandl
 __all__ = ["TranslateError", "TranslateResult", "compare_panels", "load_translator", "translate", "translate_detailed",
            "translate_folder", "translate_array"]
 
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 32
+DEFAULT_TILE = None  # None: the model's own (translate.tile when it was trained, 512 by default)
+DEFAULT_OVERLAP = None  # None: min(32, tile // 4)
 
 
 def load_translator(model: Any, checkpoint: str = "last", device: str = "cpu", ema: bool = True) -> TranslatorHandle:
@@ -65,8 +65,9 @@ def load_translator(model: Any, checkpoint: str = "last", device: str = "cpu", e
     raise TranslateError(f"model: expected a run folder or a TranslatorHandle, got {type(model).__name__}")
 
 
-def translate_array(handle: TranslatorHandle, pixels: np.ndarray, direction: str = "a2b", tile: int = DEFAULT_TILE,
-                    overlap: int = DEFAULT_OVERLAP, label: str = "the image") -> np.ndarray:
+def translate_array(handle: TranslatorHandle, pixels: np.ndarray, direction: str = "a2b",
+                    tile: Optional[int] = DEFAULT_TILE, overlap: Optional[int] = DEFAULT_OVERLAP,
+                    label: str = "the image") -> np.ndarray:
     """uint8 ``[H, W, C_in]`` -> uint8 ``[H, W, C_out]`` with ``direction``'s network."""
     c_in, _ = handle.channels(direction)
     c = pixels.shape[2]
@@ -105,7 +106,8 @@ def _check_direction(handle: TranslatorHandle, direction: str) -> None:
 
 def translate_detailed(model: Any, image: ImageLike, direction: str = "a2b", compare: Union[str, Path, None] = None,
                        target: Optional[ImageLike] = None, *, checkpoint: str = "last", device: str = "cpu",
-                       ema: bool = True, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> TranslateResult:
+                       ema: bool = True, tile: Optional[int] = DEFAULT_TILE,
+                       overlap: Optional[int] = DEFAULT_OVERLAP) -> TranslateResult:
     """:func:`translate`, returning a :class:`TranslateResult`."""
     t0 = time.perf_counter()
     handle = load_translator(model, checkpoint=checkpoint, device=device, ema=ema)
@@ -138,7 +140,8 @@ def translate(model: Any, image: ImageLike, direction: str = "a2b", compare: Uni
     compare    a path: also write input | output | target (``target``, when given) side by side.
 
     Keyword-only extras: ``checkpoint``, ``device``, ``ema``, ``tile`` (the largest side translated in one
-    pass, default 512), ``overlap`` (of the tiles, default 32). Raises :class:`TranslateError` for
+    pass, default the model's ``translate.tile``, 512 unless set in training), ``overlap`` (of the tiles,
+    default ``min(32, tile // 4)``). Raises :class:`TranslateError` for
     unusable inputs and ``RunError`` for an unusable run folder.
     """
     return translate_detailed(model, image, direction, compare, target, **kwargs).image
@@ -161,8 +164,8 @@ def compare_panels(image: Image.Image, output: Image.Image, target: Optional[Ima
 
 def translate_folder(model: Any, image_dir: Union[str, Path], out_dir: Union[str, Path], direction: str = "a2b",
                      compare_dir: Union[str, Path, None] = None, target_dir: Union[str, Path, None] = None, *,
-                     checkpoint: str = "last", device: str = "cpu", ema: bool = True, tile: int = DEFAULT_TILE,
-                     overlap: int = DEFAULT_OVERLAP,
+                     checkpoint: str = "last", device: str = "cpu", ema: bool = True,
+                     tile: Optional[int] = DEFAULT_TILE, overlap: Optional[int] = DEFAULT_OVERLAP,
                      progress: Optional[Callable[[int, int, TranslateResult], None]] = None) -> List[TranslateResult]:
     """Translate every image directly in ``image_dir`` into ``out_dir``, keeping each file's name; with
     ``compare_dir`` also write the side-by-side pictures there (as PNG), with the image of the same name

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "images named like the inputs in folder mode)")
     parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
     parser.add_argument("--no-ema", action="store_true", help="use the raw trained weights instead of their moving average")
-    parser.add_argument("--tile", type=int, default=512, metavar="N",
-                        help="images with a side above N pixels are translated in overlapping tiles (default 512)")
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help="images with a side above N pixels are translated in overlapping tiles (default: the "
+                             "model's translate.tile, 512 unless set when training)")
     add_device(parser)
     add_threads(parser)
 

@@ -26,7 +26,9 @@ background), where tanh needs infinite pre-activations. ``raw()`` is the network
 ``forward()`` clamps it to [-1, 1]; the trainer puts its losses on the clamped output with a
 straight-through gradient plus a small penalty on the raw output leaving [-1, 1].
 
-``GENERATORS`` maps ``translate.arch`` to a builder ``fn(c_in, c_out, size, width, blocks)``.
+``GENERATORS`` maps ``translate.arch`` to a builder ``fn(c_in, c_out, size, width, blocks, dropout=0.5)``;
+:func:`build` adds ``input_skip`` (output = input + network: the generator learns the change, and keeps
+the absolute colours that its instance normalisation removes, which matters on small crops).
 """
 from __future__ import annotations
 
@@ -76,6 +78,16 @@ class Translator(nn.Module):
     in_channels: int
     out_channels: int
     multiple: int  # height and width must be multiples of this
+    input_skip: bool = False  # add the input to the output (the network learns the change)
+
+    def add_input(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out + x`` when :attr:`input_skip` is on (grey input added to every output channel, a colour input
+        to a grey output as its channel mean), else ``out``."""
+        if not self.input_skip:
+            return out
+        if x.shape[1] != out.shape[1]:
+            x = x.expand(-1, out.shape[1], -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
+        return out + x
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -139,7 +151,7 @@ class UNetGenerator(Translator):
             h = up(h)  # [N, ch[i-1] (or C_out), H / 2^i, W / 2^i]
             if skips:
                 h = torch.cat([h, skips.pop()], dim=1)  # [N, 2 * ch[i-1], H / 2^i, W / 2^i]
-        return h  # [N, C_out, H, W], linear
+        return self.add_input(x, h)  # [N, C_out, H, W], linear
 
 
 # ------------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ class ResnetGenerator(Translator):
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x, "ResnetGenerator")
-        return self.net(x)
+        return self.add_input(x, self.net(x))  # [N, C_out, H, W], linear
 
 
 # ------------------------------------------------------------------------------------------
@@ -234,24 +246,34 @@ class PatchDiscriminator(nn.Module):
 # ------------------------------------------------------------------------------------------
 # registry
 
-GeneratorBuilder = Callable[[int, int, Sequence[int], int, int], Translator]
+GeneratorBuilder = Callable[..., Translator]  # fn(c_in, c_out, size, width, blocks, dropout=0.5); see build()
 GENERATORS: Registry[GeneratorBuilder] = Registry("translation generator")
 
 
 @GENERATORS.register("unet")
-def build_unet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6) -> Translator:
+def build_unet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
+               dropout: float = 0.5) -> Translator:
     """The pix2pix U-Net for ``size`` = (H, W) training crops (``blocks`` is unused)."""
-    return UNetGenerator(c_in, c_out, unet_levels(*size), width)
+    return UNetGenerator(c_in, c_out, unet_levels(*size), width, dropout)
 
 
 @GENERATORS.register("resnet")
-def build_resnet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6) -> Translator:
-    """The CycleGAN ResNet generator (sides must be multiples of 4)."""
+def build_resnet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
+                 dropout: float = 0.5) -> Translator:
+    """The CycleGAN ResNet generator (sides must be multiples of 4; ``dropout`` is unused: it has none)."""
     h, w = (int(s) for s in size)
     if h % 4 or w % 4 or min(h, w) < 8:
         raise TranslateSizeError(f"the ResNet generator cannot be built for {h}x{w}: height and width must be multiples "
                                  "of 4 and at least 8; set data.size or translate.crop_size")
     return ResnetGenerator(c_in, c_out, width, blocks)
+
+
+def build(arch: str, c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
+          dropout: float = 0.5, input_skip: bool = False) -> Translator:
+    """The generator ``arch`` (a ``GENERATORS`` name), with the input added to its output when ``input_skip``."""
+    net = GENERATORS.get(arch)(c_in, c_out, size, width, blocks, dropout)
+    net.input_skip = input_skip
+    return net
 
 
 def pad_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -22,7 +22,12 @@ Both: random square crops (``translate.crop_size``) and horizontal flips (``data
 for the two images of a pair; losses on the generator's output clamped to [-1, 1] with a straight-through
 gradient plus ``0.1 *`` the raw output's overshoot (see :mod:`ganforge.models.translate`); linear
 learning-rate decay to 0 over ``lr_decay_steps`` steps from ``lr_decay_start`` (both optimisers, as in
-CycleGAN); EMA copies of the generators (``train.ema_decay``) for samples and use. Every random choice
+CycleGAN); EMA copies of the generators (``train.ema_decay``) for samples and use. Model selection
+(``translate.select=fid``): every ``select_every`` steps the EMA generator translates (up to ``select_count``)
+training A images and their FID against training B images in a feature space (``select_features``: the
+shipped MNIST classifier or Inception) is logged (``select_fid`` in metrics.jsonl); the lowest so far is
+saved as checkpoint ``best`` (``ganforge.load(run, checkpoint="best")``). It uses no labels and no test
+images, and guards against the late drift of GAN training. Every random choice
 (batches, crops, flips, the pool, dropout) comes from seeded generators whose states are checkpointed,
 so on CPU a resumed run ends bit for bit where an uninterrupted one does.
 
@@ -48,11 +53,11 @@ from ganforge.data.pairs import PAIRED, UNPAIRED, TranslationData, derive_pairs,
 from ganforge.errors import ConfigError, ModelBuildError, RunError, TranslateError
 from ganforge.imaging import completion_grid, to_uint8
 from ganforge.losses import LOSSES
-from ganforge.models.translate import GENERATORS, PatchDiscriminator, Translator, pad_to_multiple
+from ganforge.models.translate import GENERATORS, PatchDiscriminator, Translator, build, pad_to_multiple
 from ganforge.tasks.base import TASKS, ExportNet, Handle, Task
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import save_figure
-from ganforge.training.parts import Batcher, check_finite
+from ganforge.training.parts import Batcher, check_finite, decay_lr
 
 OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1]
 GRID_MAX = 16  # images per direction in the sample grid (at most)
@@ -68,6 +73,8 @@ class TranslateConfig(Section):
     arch: str = "auto"  # generator: auto (unet for pix2pix, resnet for cyclegan) | unet | resnet
     width: int = 32  # generator base channels
     blocks: int = 6  # residual blocks of the resnet generator
+    dropout: float = 0.5  # unet: dropout in the two deepest decoder levels while training (pix2pix's noise; 0 = off)
+    input_skip: bool = False  # generators output input + network (learn the change; keeps absolute colours)
     d_width: int = 32  # PatchGAN base channels
     d_norm: str = "instance"  # PatchGAN normalisation: instance (pix2pix, CycleGAN) | spectral (SN-PatchGAN, steadier) | none
     crop_size: Optional[int] = None  # random square crops of this side while training (None: whole images)
@@ -80,6 +87,12 @@ class TranslateConfig(Section):
     pool_size: int = 50  # cyclegan: generated images kept in each history pool for D (0 = none)
     lr_decay_start: int = 0  # step at which the linear learning-rate decay starts ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0 = constant learning rates)
+    tile: int = 512  # use: images with a side above this are translated in overlapping tiles of this side (the
+    # default of the trained model; tiles near the training crop keep the instance-norm statistics of training)
+    select: str = "none"  # none | fid: every select_every steps, the FID of G(A) against B; the lowest is checkpoint 'best'
+    select_every: int = 100  # steps between two selection evaluations
+    select_features: str = "mnist"  # feature space of the selection FID: mnist (the shipped classifier) | inception
+    select_count: int = 1000  # at most this many training images of each domain (a seeded choice) for the selection FID
 
     def check(self, key: str = "translate") -> None:
         choice(f"{key}.method", self.method, list(METHODS))
@@ -87,11 +100,21 @@ class TranslateConfig(Section):
         choice(f"{key}.derive", self.derive, ["edges", "invert", "grey"])
         choice(f"{key}.loss", self.loss, list(ADV_LOSSES))
         choice(f"{key}.d_norm", self.d_norm, ["instance", "spectral", "none"])
+        choice(f"{key}.select", self.select, ["none", "fid"])
+        choice(f"{key}.select_features", self.select_features, ["mnist", "inception"])
+        positive(f"{key}.select_every", self.select_every)
+        positive(f"{key}.select_count", self.select_count)
+        if self.select_count < 2:
+            raise ConfigError(f"{key}.select_count: expected at least 2 images for an FID, got {self.select_count}")
         for k in ("width", "blocks", "d_width"):
             positive(f"{key}.{k}", getattr(self, k))
         positive(f"{key}.crop_size", self.crop_size, allow_none=True)
+        if self.tile < 16:
+            raise ConfigError(f"{key}.tile: expected at least 16 pixels, got {self.tile}")
         if self.crop_size is not None and self.crop_size < 8:
             raise ConfigError(f"{key}.crop_size: expected at least 8 pixels, got {self.crop_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{key}.dropout: expected a probability in [0, 1), got {self.dropout}")
         for k in ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size", "lr_decay_start",
                   "lr_decay_steps"):
             nonneg(f"{key}.{k}", getattr(self, k))
@@ -107,10 +130,12 @@ class TranslateConfig(Section):
 def straight_through(raw: torch.Tensor) -> torch.Tensor:
     """``raw`` clamped to [-1, 1] in the forward pass, the identity in the backward pass.
 
-    Used for the L1 terms (a pixel clamped on the wrong side still gets pulled back). The adversarial
-    terms use the plain clamp instead: with the straight-through gradient, D's gradient kept pushing
-    already-clamped pixels further out, the raw outputs ran away and CycleGAN on digits collapsed
-    after 500-700 steps in three runs (with instance-norm and spectral-norm D, adversarial weight 1 and 0.5)."""
+    Used for the L1 terms against a target (a pixel clamped on the wrong side still gets pulled back).
+    The adversarial terms, and CycleGAN's translations on their way into the other generator, use the
+    plain clamp instead: with the straight-through gradient there, D's gradient (first) and then the
+    cycle loss's kept pushing already-clamped pixels further out; the raw outputs ran away (to -150 on
+    the digits' black background) and CycleGAN on digits collapsed after 600-700 steps (cycle and identity
+    L1 rising from 0.12 to 0.4-0.6), in four runs."""
     return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
 
 
@@ -211,10 +236,10 @@ class TranslateTrainer(TrainingLoop):
         ca, cb = self.img_shape[0], int(self.images_b.shape[1])
         self.ca, self.cb = ca, cb
         self.cycle = tr.method == "cyclegan"
-        builder = GENERATORS.get(tr.generator)
+        opts = dict(width=tr.width, blocks=tr.blocks, dropout=tr.dropout, input_skip=tr.input_skip)
         try:
-            self.G = builder(ca, cb, self.train_size, tr.width, tr.blocks)
-            self.F = builder(cb, ca, self.train_size, tr.width, tr.blocks) if self.cycle else None
+            self.G = build(tr.generator, ca, cb, self.train_size, **opts)
+            self.F = build(tr.generator, cb, ca, self.train_size, **opts) if self.cycle else None
         except ModelBuildError as e:
             raise ConfigError(f"translate.arch={tr.generator}: {e}") from None
         self.D = PatchDiscriminator(cb if self.cycle else ca + cb, self.train_size, tr.d_width, tr.d_norm)  # judges B
@@ -252,6 +277,22 @@ class TranslateTrainer(TrainingLoop):
         ib = ia if self.pairs.paired else torch.randperm(nb, generator=torch.Generator().manual_seed(t.seed + 4))[:k]
         self.val_a = self.images[ia.to(self.device)].float().div(127.5).sub(1.0)  # [k, Ca, H, W]
         self.val_b = self.images_b[ib.to(self.device)].float().div(127.5).sub(1.0)  # [k, Cb, H, W]
+        self.best_fid = float("inf")
+        self.select_space = None
+        if tr.select == "fid":
+            self._setup_selection()
+
+    def _setup_selection(self) -> None:
+        """The feature space and the reference statistics of domain B for ``translate.select=fid``."""
+        from ganforge.metrics.compute import fid_statistics
+        from ganforge.metrics.features import get_feature_space
+
+        tr, t = self.cfg.translate, self.cfg.train
+        self.select_space = get_feature_space(tr.select_features, device=str(self.device))
+        na, nb = self.images.shape[0], self.images_b.shape[0]
+        self.select_a = torch.randperm(na, generator=torch.Generator().manual_seed(t.seed + 15))[: tr.select_count]
+        ib = torch.randperm(nb, generator=torch.Generator().manual_seed(t.seed + 16))[: tr.select_count]
+        self.select_ref = fid_statistics(self.select_space.extract(self.images_b[ib.to(self.device)].cpu())["features"])
 
     def run_suffix(self) -> str:
         return f"{self.cfg.translate.method}-{self.cfg.translate.generator}"
@@ -304,17 +345,9 @@ class TranslateTrainer(TrainingLoop):
         b = self.images_b[ib].float().div_(127.5).sub_(1.0)
         return self._crop_flip(a, b, same=self.paired_batches)
 
-    def _set_lr(self) -> None:
-        tr = self.cfg.translate
-        if tr.lr_decay_steps == 0:
-            return
-        frac = max(0.0, 1.0 - max(0, self.step - tr.lr_decay_start) / tr.lr_decay_steps)
-        for key, opt in self.optims.items():
-            for group in opt.param_groups:
-                group["lr"] = self.base_lr[key] * frac
-
     def train_step(self) -> Dict[str, float]:
-        self._set_lr()
+        tr = self.cfg.translate
+        decay_lr(self.optims, self.base_lr, self.step, tr.lr_decay_start, tr.lr_decay_steps)
         a, b = self.batch()
         stats = self._step_cycle(a, b) if self.cycle else self._step_pix2pix(a, b)
         self.step += 1
@@ -353,7 +386,9 @@ class TranslateTrainer(TrainingLoop):
         with self.autocast():
             raw_b = self.G.raw(a).float()  # [B, Cb, h, w]  G(a)
             raw_a = self.F.raw(b).float()  # [B, Ca, h, w]  F(b)
-        fake_b, fake_a = straight_through(raw_b), straight_through(raw_a)
+        # the translations go on to the other generator plainly clamped (as tanh saturates): with the
+        # straight-through gradient the cycle loss kept pushing already-clamped pixels further out
+        fake_b, fake_a = raw_b.clamp(-1.0, 1.0), raw_a.clamp(-1.0, 1.0)
         with self.autocast():
             raw_ra = self.F.raw(fake_b).float()  # F(G(a))
             raw_rb = self.G.raw(fake_a).float()  # G(F(b))
@@ -419,6 +454,37 @@ class TranslateTrainer(TrainingLoop):
         gap = np.full((6, grids[0].shape[1], 3), 255, dtype=np.uint8)
         return np.concatenate([g if i == 0 else np.concatenate([gap, g]) for i, g in enumerate(grids)]), l1
 
+    @torch.no_grad()
+    def selection_fid(self) -> float:
+        """FID (``translate.select_features`` space) of the a2b translations of the selection A images against
+        the selection B images: unsupervised (no labels, no test images)."""
+        from ganforge.metrics.compute import fid_from_statistics, fid_statistics
+
+        net = self._eval_net("a2b")
+        state = net.training
+        net.eval()
+        out = []
+        for idx in self.select_a.split(256):
+            x = self.images[idx.to(self.device)].float().div(127.5).sub(1.0)  # [n, Ca, H, W]
+            out.append(to_uint8(run_padded(net, x)).cpu())  # [n, Cb, H, W] uint8
+        net.train(state)
+        feats = self.select_space.extract(torch.cat(out))["features"]
+        return fid_from_statistics(fid_statistics(feats), self.select_ref)
+
+    def _periodic(self) -> None:
+        tr = self.cfg.translate
+        if tr.select == "fid" and self.step % tr.select_every == 0:
+            value = self.selection_fid()
+            best = value < self.best_fid
+            self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3),
+                                 "select_fid": round(value, 4)})
+            self.tb.scalars({"val/select_fid": value}, self.step)
+            self.log(f"step {self.step}: selection FID {value:.2f}{' (best so far)' if best else ''}")
+            if best:
+                self.best_fid = value
+                self.save("best")
+        super()._periodic()
+
     def sample_grid(self) -> np.ndarray:
         grid, l1 = self.validate()
         if l1 is not None:
@@ -428,7 +494,7 @@ class TranslateTrainer(TrainingLoop):
 
     def _extra_state(self) -> Dict[str, Any]:
         return {"batcher_b": self.batcher_b.state_dict(), "aug_gen": self.aug_gen.get_state(),
-                "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+                "pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict(), "best_fid": self.best_fid}
 
     def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
         if full:
@@ -436,6 +502,7 @@ class TranslateTrainer(TrainingLoop):
             self.aug_gen.set_state(s["aug_gen"])
             self.pool_a.load_state_dict(s["pool_a"], self.device)
             self.pool_b.load_state_dict(s["pool_b"], self.device)
+            self.best_fid = float(s.get("best_fid", float("inf")))
 
     # ---- hooks of the shared loop ------------------------------------------------------------------
     def _header(self) -> str:
@@ -461,7 +528,10 @@ class TranslateTrainer(TrainingLoop):
 
     def _done_extra(self) -> str:
         last = next((r["val_l1"] for r in reversed(self.metrics.records) if "val_l1" in r), None)
-        return f"validation L1 {last:.4f}; " if last is not None else ""
+        out = f"validation L1 {last:.4f}; " if last is not None else ""
+        if self.best_fid < float("inf"):
+            out += f"best selection FID {self.best_fid:.2f} (checkpoint 'best'); "
+        return out
 
 
 def plot_translate_curves(records: List[Dict[str, Any]], path: Path) -> None:
@@ -510,6 +580,7 @@ class TranslatorHandle(Handle):
         self.module_b2a = module_b2a.eval() if module_b2a is not None else None
         self.shape_b: Tuple[int, int, int] = tuple(int(s) for s in checkpoint.config["shape_b"])
         self.method = config.translate.method
+        self.tile = int(config.translate.tile)  # the default tile side (translate.tile when it was trained)
 
     @property
     def directions(self) -> Tuple[str, ...]:
@@ -532,14 +603,17 @@ class TranslatorHandle(Handle):
         return (ca, cb) if direction == "a2b" else (cb, ca)
 
     @torch.no_grad()
-    def translate(self, images: Union[torch.Tensor, np.ndarray], direction: str = "a2b", tile: int = 512,
-                  overlap: int = 32, batch_size: int = 16) -> torch.Tensor:
+    def translate(self, images: Union[torch.Tensor, np.ndarray], direction: str = "a2b", tile: Optional[int] = None,
+                  overlap: Optional[int] = None, batch_size: int = 16) -> torch.Tensor:
         """uint8 ``[N, C_in, H, W]`` (any H, W) -> uint8 ``[N, C_out, H, W]``.
 
-        Images are reflect-padded to the network's multiple; images with a side larger than ``tile`` are
-        translated in overlapping ``tile`` x ``tile`` tiles blended with linear ramps over ``overlap``
-        pixels (the networks' instance normalisation then sees each tile's statistics)."""
+        Images are reflect-padded to the network's multiple; images with a side larger than ``tile`` (default:
+        the model's ``translate.tile``, 512 unless set when training) are translated in overlapping ``tile`` x
+        ``tile`` tiles blended with linear ramps over ``overlap`` pixels (default ``min(32, tile // 4)``); the
+        networks' instance normalisation then sees each tile's statistics, as it saw each crop's in training."""
         net = self.network(direction)
+        tile = self.tile if tile is None else tile
+        overlap = min(32, tile // 4) if overlap is None else overlap
         images = torch.as_tensor(images)
         c_in, _ = self.channels(direction)
         if images.dtype != torch.uint8 or images.dim() != 4:
@@ -637,9 +711,9 @@ class TranslateTask(Task):
             ca = int(checkpoint.config["img_shape"][0])
             cb = int(checkpoint.config["shape_b"][0])
             size = tuple(int(s) for s in checkpoint.config["train_size"])
-            builder = GENERATORS.get(tr.generator)
-            g = builder(ca, cb, size, tr.width, tr.blocks)
-            f = builder(cb, ca, size, tr.width, tr.blocks) if "b2a" in checkpoint.config["directions"] else None
+            opts = dict(width=tr.width, blocks=tr.blocks, input_skip=tr.input_skip)
+            g = build(tr.generator, ca, cb, size, **opts)
+            f = build(tr.generator, cb, ca, size, **opts) if "b2a" in checkpoint.config["directions"] else None
         except (KeyError, TypeError, ValueError, ModelBuildError) as e:
             raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the translation networks: {e}") from None
         use_ema = ema and checkpoint.has("generator_ema")
