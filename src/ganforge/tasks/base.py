@@ -137,6 +137,23 @@ class Task:
         """Load the weights ``<network>.safetensors`` of ``checkpoint`` into ``net``, with a one-line error."""
         return runs.load_network(net, checkpoint.folder, network)
 
+    def load_generator(self, checkpoint: runs.Checkpoint, handle_cls: Type["Handle"], build_net, what: str,
+                       ema: bool = True, device: Union[str, torch.device] = "cpu", ema_optional: bool = False) -> "Handle":
+        """What most tasks' :meth:`load` is: rebuild the network with ``build_net(cfg, checkpoint.config)``
+        (a bad or missing field is a one-line :class:`RunError` naming ``what``), load the weights of
+        ``generator_ema`` (``ema``; with ``ema_optional``, only when the checkpoint has them) or ``generator``,
+        and wrap it in ``handle_cls(net, checkpoint, cfg)`` on ``device``."""
+        cfg = self.stored_config(checkpoint)
+        try:
+            net = build_net(cfg, checkpoint.config)
+        except (KeyError, TypeError, IndexError, ValueError) as e:  # ConfigError / ModelBuildError are ValueErrors
+            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the {what}: {e}") from None
+        use_ema = ema and (not ema_optional or checkpoint.has("generator_ema"))
+        self.load_state(net, checkpoint, "generator_ema" if use_ema else "generator")
+        handle = handle_cls(net.to(device), checkpoint, cfg)
+        handle.ema = use_ema
+        return handle
+
 
 def all_sections() -> Dict[str, type]:
     """Every section any registered task uses (to tell a section of another task from a typo)."""

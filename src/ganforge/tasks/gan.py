@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Config, EvalConfig, Section, choice, nonneg, positive
-from ganforge.errors import ConfigError, LabelError, ModelBuildError, RunError, TrainingError
+from ganforge.errors import ConfigError, LabelError, ModelBuildError, TrainingError
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import LOSSES, clip_weights, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.models import MODELS, build_models
@@ -608,15 +608,8 @@ class GanTask(Task):
             )
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> GeneratorHandle:
-        cfg = self.stored_config(checkpoint)
-        try:
-            g, _ = build_models(cfg.model, tuple(checkpoint.config["img_shape"]))
-        except (KeyError, TypeError, ModelBuildError) as e:
-            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the generator: {e}") from None
-        self.load_state(g, checkpoint, "generator_ema" if ema else "generator")
-        handle = GeneratorHandle(g.to(device), checkpoint, cfg)
-        handle.ema = ema
-        return handle
+        return self.load_generator(checkpoint, GeneratorHandle, lambda cfg, c: build_models(cfg.model, tuple(c["img_shape"]))[0],
+                                   "generator", ema, device)
 
 
 TASKS.register("gan")(GanTask())

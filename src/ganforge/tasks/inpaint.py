@@ -337,17 +337,10 @@ class InpaintTask(Task):
     tiny = ("inpaint.width=4", "inpaint.d_width=4")
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> InpainterHandle:
-        cfg = self.stored_config(checkpoint)
-        ip = cfg.inpaint
-        try:
-            g = INPAINT_MODELS.get(ip.arch)(tuple(int(s) for s in checkpoint.config["img_shape"]), ip.width)
-        except (KeyError, TypeError, ModelBuildError) as e:
-            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the completion network: {e}") from None
-        network = "generator_ema" if ema and checkpoint.has("generator_ema") else "generator"
-        self.load_state(g, checkpoint, network)
-        handle = InpainterHandle(g.to(device), checkpoint, cfg)
-        handle.ema = network == "generator_ema"
-        return handle
+        def build_net(cfg, c):
+            return INPAINT_MODELS.get(cfg.inpaint.arch)(tuple(int(s) for s in c["img_shape"]), cfg.inpaint.width)
+
+        return self.load_generator(checkpoint, InpainterHandle, build_net, "completion network", ema, device, ema_optional=True)
 
 
 TASKS.register("inpaint")(InpaintTask())

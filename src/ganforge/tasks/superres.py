@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Section, choice, nonneg, positive
 from ganforge.data.degrade import DEGRADATIONS, degrade
-from ganforge.errors import ConfigError, ModelBuildError, RunError
+from ganforge.errors import ConfigError, ModelBuildError
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import d_logistic, g_nonsaturating
 from ganforge.models.srresnet import SCALES, SR_MODELS, build_superres, tiled_upscale
@@ -538,18 +538,12 @@ class SuperResTask(Task):
     tiny = ("superres.width=4", "superres.blocks=1", "superres.d_width=4", "superres.pixel_steps=1")
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> UpscalerHandle:
-        cfg = self.stored_config(checkpoint)
-        sr = cfg.superres
-        try:
-            channels = int(checkpoint.config["img_shape"][0])
-            g = SR_MODELS.get(sr.arch)(channels, sr.scale, sr.width, sr.blocks, sr.growth)
-        except (KeyError, TypeError, IndexError, ModelBuildError) as e:
-            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the super-resolution network: {e}") from None
-        network = "generator_ema" if ema and checkpoint.has("generator_ema") else "generator"
-        self.load_state(g, checkpoint, network)
-        handle = UpscalerHandle(g.to(device), checkpoint, cfg)
-        handle.ema = network == "generator_ema"
-        return handle
+        def build_net(cfg, c):
+            sr = cfg.superres
+            return SR_MODELS.get(sr.arch)(int(c["img_shape"][0]), sr.scale, sr.width, sr.blocks, sr.growth)
+
+        return self.load_generator(checkpoint, UpscalerHandle, build_net, "super-resolution network", ema, device,
+                                   ema_optional=True)
 
 
 TASKS.register("superres")(SuperResTask())

@@ -36,7 +36,7 @@ import torch
 from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Config, Section, choice, nonneg, positive
 from ganforge.data.clips import CLIP_DATASETS, DEFAULT_CLIPS, ClipData, clip_grid_frames, clip_strip, gif_bytes, load_clips
-from ganforge.errors import ConfigError, ModelBuildError, RunError
+from ganforge.errors import ConfigError, ModelBuildError
 from ganforge.imaging import to_uint8
 from ganforge.losses import d_logistic, g_nonsaturating
 from ganforge.models.video import MOTIONS, VideoGenerator, build_video
@@ -328,15 +328,9 @@ class VideoTask(Task):
             raise ConfigError("data.hflip: the video task does not flip clips; set data.hflip=false")
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device: Union[str, torch.device] = "cpu") -> ClipHandle:
-        cfg = self.stored_config(checkpoint)
-        try:
-            g, _, _ = build_from_config(cfg, tuple(int(s) for s in checkpoint.config["img_shape"]))
-        except (KeyError, TypeError, ConfigError) as e:
-            raise RunError(f"checkpoint '{checkpoint.folder}': cannot rebuild the video generator: {e}") from None
-        self.load_state(g, checkpoint, "generator_ema" if ema else "generator")
-        handle = ClipHandle(g.to(device), checkpoint, cfg)
-        handle.ema = ema
-        return handle
+        return self.load_generator(checkpoint, ClipHandle,
+                                   lambda cfg, c: build_from_config(cfg, tuple(int(s) for s in c["img_shape"]))[0],
+                                   "video generator", ema, device)
 
 
 TASKS.register("video")(VideoTask())
