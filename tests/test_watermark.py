@@ -1,5 +1,6 @@
 """The watermark task (tasks/watermark.py), its attack layer (training/attacks.py), the app
 (apps/watermark.py: message coding, detection statistics, files, folders) and the CLI verb."""
+import itertools
 import json
 import math
 from pathlib import Path
@@ -75,6 +76,38 @@ def test_binomial_p_value_and_threshold():
         t = wm.threshold(n, 1e-6)
         assert tail(t) <= 1e-6 < tail(t - 1)
     assert wm.threshold(8, 1e-6) == 9  # no 8-bit reading is that unlikely
+
+
+def _rademacher_tail(z, expected, slack=0.0):
+    """P(sum e_i |z_i| >= T - slack) by enumerating every sign pattern (the soft test's reference for small n)."""
+    a = np.abs(np.clip(z, -wm.SOFT_CLIP, wm.SOFT_CLIP))
+    t = float(((np.asarray(expected) * 2 - 1) * np.clip(z, -wm.SOFT_CLIP, wm.SOFT_CLIP)).sum())
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=len(z))))
+    return float(((signs @ a) >= t - slack - 1e-12).mean())
+
+
+def test_soft_p_value_bounds_the_exact_tail_and_equals_the_binomial_on_hard_logits():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(4, 13))
+        z = rng.normal(0, 2, n) * rng.choice([1, 10], n)  # some beyond the clip
+        expected = rng.integers(0, 2, n)
+        exact, got = _rademacher_tail(z, expected), wm.soft_p_value(z, expected)
+        assert exact <= got + 1e-12  # never claims more than it has ...
+        assert got <= _rademacher_tail(z, expected, slack=2 * n / wm.SOFT_STEPS) + 1e-12  # ... and no more than the rounding
+    # logits all of size 1 are the binomial count: the same p-value for any number of matches
+    for n in (8, 32):
+        expected = rng.integers(0, 2, n)
+        for m in range(n + 1):
+            z = np.where(np.arange(n) < m, expected * 2.0 - 1, 1 - expected * 2.0)
+            assert wm.soft_p_value(z, expected) == pytest.approx(wm.p_value(m, n), rel=1e-9)
+    # a wrong bit read with little confidence costs little; the binomial count loses a whole bit
+    expected = rng.integers(0, 2, 32)
+    z = (expected * 2.0 - 1) * 3.0
+    z[:3] = -z[:3] / 30  # three wrong bits at |z| = 0.1
+    assert wm.soft_p_value(z, expected) < 1e-8 < wm.p_value(29, 32)
+    with pytest.raises(ValueError, match="3 logits for 4 expected bits"):
+        wm.soft_p_value(np.zeros(3), np.zeros(4))
 
 
 # ---- attacks -------------------------------------------------------------------------------------------
@@ -178,6 +211,8 @@ def test_bad_inputs_get_one_line_errors(tiny_run, run32, tmp_path):
         wm.extract(tiny_run, bad)
     with pytest.raises(WatermarkError, match=r"strength 0: expected a number in \(0, 10\]"):
         wm.embed(tiny_run, np.zeros((40, 40), np.uint8), "a", strength=0)
+    with pytest.raises(WatermarkError, match="^test 'z': expected one of combined, soft, binomial$"):
+        wm.detect(tiny_run, np.zeros((40, 40), np.uint8), "a", test="z")
     with pytest.raises(WatermarkError, match="fpr 2: expected a false-positive rate"):
         wm.detect(tiny_run, np.zeros((40, 40), np.uint8), "a", fpr=2)
     other = Path(__file__).parent / "fixtures" / "v0-inpaint-run"  # a run of another task (only read)
@@ -225,6 +260,19 @@ def test_cli_embed_detect_extract_single_and_folder(run32, tmp_path, capsys):
     det = json.loads(capsys.readouterr().out)
     ref = wm.detect(run32, marked, "gf")
     assert det["matches"] == ref["matches"] and det["p_value"] == pytest.approx(ref["p_value"]) and det["threshold"] == 30
+    key = wm.message_code(32).encode("gf")
+    readings = wm.read_all(run32, marked)  # [4, 32]
+    soft = min(wm.soft_p_value(z, key) for z in readings)
+    count = int(((readings > 0) == key).sum(1).max())
+    assert det["test"] == "combined"  # the best of 4 readings x 2 statistics, Bonferroni
+    assert ref["p_value"] == pytest.approx(min(1.0, 8 * min(soft, wm.p_value(count, 32))))
+    assert wm.detect(run32, marked, "gf", test="soft")["p_value"] == pytest.approx(min(1.0, 4 * soft))
+    assert cli("watermark", "detect", "--model", run32, "--image", tmp_path / "o.png", "--key", "gf", "--test", "binomial") == 0
+    line = capsys.readouterr().out.strip()
+    binom = wm.detect(run32, marked, "gf", test="binomial")
+    assert binom["p_value"] == pytest.approx(min(1.0, 4 * wm.p_value(binom["matches"], 32)))
+    assert line.endswith(f"{binom['matches']}/32 bits match the key, p-value {binom['p_value']:.3g} "
+                         "(binomial test: needs 30; FPR 1e-06)")
     assert cli("watermark", "embed", "--model", run32, "--image", src, "--message", "gf", "--out", tmp_path / "out") == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     capsys.readouterr()
@@ -260,3 +308,23 @@ def test_learning_rates_decay_linearly_over_the_steps_given(tmp_path):
     state = runs.load_state(runs.find_checkpoint(run, "last"))  # the rates set for the last step (step 2): 3/4 of the base
     assert math.isclose(state["opt_g"]["param_groups"][0]["lr"], 0.003)
     assert math.isclose(state["opt_d"]["param_groups"][0]["lr"], 0.0015)
+
+
+def test_dead_leaves_script_writes_the_same_varied_images_for_a_seed(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_dead_leaves.py"
+    for out in ("a", "b"):
+        subprocess.run([sys.executable, str(script), str(tmp_path / out), "--count", "3", "--size", "48"], check=True,
+                       capture_output=True)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["leaves_00000.png", "leaves_00001.png", "leaves_00002.png"]
+    imgs = [np.asarray(Image.open(tmp_path / "a" / n)) for n in names]
+    for n, a in zip(names, imgs):
+        assert a.shape == (48, 48, 3) and a.dtype == np.uint8
+        assert np.array_equal(a, np.asarray(Image.open(tmp_path / "b" / n)))  # seeded: the same files again
+        assert a.std() > 10  # discs of different shades, not a flat image
+    assert not np.array_equal(imgs[0], imgs[1])
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "c"), "--size", "8"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected --count >= 1 and --size >= 16" in bad.stderr

@@ -16,13 +16,21 @@ bits, 5 for 64); the codeword is XORed with a fixed pseudo-random mask (so that 
 not a blank pattern). :func:`extract` returns the raw bits, the corrected payload and the number of
 corrected errors (``ok`` is False when the code could not correct them).
 
-**Detection** is a statistical test against a key (the message that was embedded): the ``n`` bits read
-from the image are compared with the key's codeword; on an unmarked image each bit matches with
-probability 1/2, so the p-value is the binomial tail P(X >= matches), X ~ Bin(n, 1/2). The image is read
-four ways (as it is, and as centred crops of 10%, 17.5% and 25% resized back,
-:data:`~ganforge.tasks.watermark.CROP_SEARCH`); the best reading's p-value is multiplied by 4
-(Bonferroni), and the image is declared marked when that is at most ``fpr`` (default 1e-6: at least 30
-of 32 bits must match). :func:`extract` reports the reading :func:`best_reading` picks.
+**Detection** is a statistical test against a key (the message that was embedded): the decoder's ``n``
+logits ``z`` read from the image are compared with the key's codeword ``s`` (as signs, +1 for a 1 bit).
+Two statistics are used. The **binomial** count of matching bits: on an unmarked image each bit matches
+with probability 1/2, so its p-value is P(X >= matches), X ~ Bin(n, 1/2) (:func:`p_value`). The **soft**
+statistic weighs each bit by the decoder's confidence, ``T = sum_i s_i clip(z_i)``, with the p-value
+``P(sum_i e_i |clip(z_i)| >= T)`` for independent fair signs ``e_i``: what ``T`` is worth on an image
+that does not carry the key (whatever the decoder reads there, a key independent of the image agrees
+with each sign by chance), exact up to a conservative rounding of the weights (:func:`soft_p_value`);
+a wrong bit read with little confidence costs it little, where the count loses a whole bit. The image
+is read four ways (as it is, and as centred crops of 10%, 17.5% and 25% resized back,
+:data:`~ganforge.tasks.watermark.CROP_SEARCH`). The default test (``test="combined"``) takes the
+smallest p-value of both statistics over the four readings and multiplies it by 8 (Bonferroni over the
+8 p-values); ``test="soft"`` or ``"binomial"`` use one statistic (times 4). The image is declared marked
+when the corrected p-value is at most ``fpr`` (default 1e-6: the count still passes at 30 of 32 bits,
+8 x 1.2e-7 = 9.9e-7). :func:`extract` reports the reading :func:`best_reading` picks.
 
 Images are paths, PIL images or uint8 arrays (H x W, H x W x C) of any size, grey or colour (an alpha
 channel is kept untouched); the mark is added to the luminance. Problems raise :class:`WatermarkError`
@@ -45,9 +53,12 @@ from ganforge.errors import ImageError, WatermarkError
 from ganforge.imaging import ImageLike, images_in, join_alpha, load_image, save_image, source_name, split_alpha
 
 __all__ = ["WatermarkError", "MessageCode", "DEFAULT_FPR", "DEFAULT_MESSAGE", "MIN_SIDE", "load_watermarker", "marker", "message_code",
-           "embed", "mark_batch", "extract", "detect", "p_value", "threshold", "embed_folder", "read_folder"]
+           "embed", "mark_batch", "extract", "detect", "p_value", "soft_p_value", "threshold", "embed_folder", "read_folder"]
 
 DEFAULT_FPR = 1e-6
+TESTS = ("combined", "soft", "binomial")  # detection tests (detect(test=...)); the first is the default
+SOFT_CLIP = 8.0  # logits are clipped to [-8, 8] in the soft statistic (beyond that a bit is certain)
+SOFT_STEPS = 64  # weights are rounded down to multiples of 1/SOFT_STEPS for the exact tail
 MIN_SIDE = 16  # smallest image side that is read (see the README: digits of 28x28 are read, less reliably)
 MASK_SEED = 0x6A6F  # the fixed scrambling mask's seed
 
@@ -166,6 +177,32 @@ def threshold(n: int, fpr: float = DEFAULT_FPR, tests: int = 1) -> int:
         if min(1.0, tests * p_value(k, n)) <= fpr:
             return k
     return n + 1
+
+
+def soft_p_value(logits: np.ndarray, expected: np.ndarray, steps: int = SOFT_STEPS) -> float:
+    """The soft test's p-value: ``P(sum_i e_i a_i >= T)`` with ``a = |clip(z)|``, ``T = sum_i s_i clip(z)``
+    (``z``: ``logits`` [n]; ``s``: ``expected`` bits [n] as +-1) and independent fair signs ``e_i``.
+
+    Computed exactly on weights rounded down to multiples of ``1/steps`` (``k_i = floor(a_i * steps)``):
+    ``sum e_i a_i <= sum e_i k_i / steps + n / steps``, so the tail of the rounded sum at ``T - n / steps``
+    (a convolution over integers) is an upper bound: the test never claims more than it has. With all
+    ``|z_i| = 1`` it is the binomial tail of the matches (while ``n < 2 steps``)."""
+    z = np.clip(np.asarray(logits, dtype=np.float64).ravel(), -SOFT_CLIP, SOFT_CLIP)
+    s = np.asarray(expected, dtype=np.float64).ravel() * 2 - 1
+    if z.shape != s.shape:
+        raise ValueError(f"soft_p_value: {z.size} logits for {s.size} expected bits")
+    t = float((s * z).sum()) - z.size / steps
+    k = np.floor(np.abs(z) * steps).astype(np.int64)
+    total = int(k.sum())
+    dist = np.zeros(2 * total + 1)  # P(sum e_i k_i = v - total)
+    dist[total] = 1.0
+    for ki in k[k > 0]:
+        nxt = np.zeros_like(dist)
+        nxt[ki:] += 0.5 * dist[:-ki]
+        nxt[:-ki] += 0.5 * dist[ki:]
+        dist = nxt
+    first = math.ceil(t * steps - 1e-9) + total  # the smallest rounded sum v - total with v / steps >= t
+    return float(min(1.0, dist[max(0, first):].sum())) if first <= 2 * total else 0.0
 
 
 # ---- the model ---------------------------------------------------------------------------------------
@@ -289,20 +326,33 @@ def extract(model: Any, image: ImageLike) -> Dict[str, Any]:
             "ok": ok, "n_bits": h.bits, "ecc_t": code.t, "confidence": round(float(np.abs(logits).mean()), 4)}
 
 
-def detect(model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DEFAULT_FPR) -> Dict[str, Any]:
-    """Test whether ``image`` carries ``key`` (the embedded message): ``matches`` of ``n_bits``, ``p_value``
-    (binomial tail), ``threshold`` (matches needed at ``fpr``), ``detected``, and the raw ``bits``."""
+def detect(model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DEFAULT_FPR,
+           test: str = "combined") -> Dict[str, Any]:
+    """Test whether ``image`` carries ``key`` (the embedded message): ``p_value`` of the ``test`` (``combined``,
+    the default: the better of the soft and the binomial statistic; ``soft``: bits weighed by the decoder's
+    confidence, :func:`soft_p_value`; ``binomial``: the count of matching bits, :func:`p_value`) for the
+    best of the readings, Bonferroni-corrected for every p-value looked at; ``detected`` (p-value <= ``fpr``);
+    ``matches`` of ``n_bits`` in the reading with the most; ``threshold`` (the matches that pass on their own
+    at ``fpr``: 30 of 32), and the raw ``bits`` of that reading."""
     if not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
         raise WatermarkError(f"fpr {fpr!r}: expected a false-positive rate between 0 and 1 (e.g. 1e-6)")
+    if test not in TESTS:
+        raise WatermarkError(f"test {test!r}: expected one of {', '.join(TESTS)}")
     h = load_watermarker(model)
     expected = message_code(h.bits).encode(key)
-    readings = (read_all(h, image) > 0).astype(np.uint8)  # [K, n]
+    logits = read_all(h, image)  # [K, n]
+    readings = (logits > 0).astype(np.uint8)
     per = (readings == expected).sum(1)
+    ps = []  # every p-value looked at
+    if test in ("combined", "soft"):
+        ps += [soft_p_value(z, expected) for z in logits]
+    if test in ("combined", "binomial"):
+        ps += [p_value(int(m), h.bits) for m in per]
+    p = min(1.0, len(ps) * min(ps))  # Bonferroni
     best = int(per.argmax())
-    matches, k = int(per[best]), readings.shape[0]
-    p = min(1.0, k * p_value(matches, h.bits))  # the best of k readings: Bonferroni
-    return {"detected": bool(p <= fpr), "p_value": p, "matches": matches, "n_bits": h.bits,
-            "threshold": threshold(h.bits, fpr, k), "fpr": fpr, "readings": k, "bits": _bitstring(readings[best])}
+    return {"detected": bool(p <= fpr), "p_value": p, "test": test, "matches": int(per[best]), "n_bits": h.bits,
+            "threshold": threshold(h.bits, fpr, len(ps)), "fpr": fpr, "readings": len(logits),
+            "bits": _bitstring(readings[best])}
 
 
 # ---- files and folders ---------------------------------------------------------------------------------
@@ -345,7 +395,7 @@ def embed_folder(model: Any, folder: Union[str, Path], out: Union[str, Path], me
 
 
 def read_folder(model: Any, folder: Union[str, Path], key: Optional[Union[str, bytes]] = None, fpr: float = DEFAULT_FPR,
-                progress: Optional[Callable[[int, int, FileResult], None]] = None) -> List[FileResult]:
+                test: str = "combined", progress: Optional[Callable[[int, int, FileResult], None]] = None) -> List[FileResult]:
     """:func:`detect` (with ``key``) or :func:`extract` (without) on every image of ``folder``."""
     h = load_watermarker(model)
     if key is not None:
@@ -356,7 +406,7 @@ def read_folder(model: Any, folder: Union[str, Path], key: Optional[Union[str, b
     results = []
     for i, p in enumerate(files):
         t0 = time.perf_counter()
-        info = detect(h, p, key, fpr) if key is not None else extract(h, p)
+        info = detect(h, p, key, fpr, test) if key is not None else extract(h, p)
         results.append(FileResult(p, None, info, time.perf_counter() - t0))
         if progress:
             progress(i, len(files), results[-1])

@@ -2,7 +2,7 @@
 (:mod:`ganforge.apps.watermark`).
 
     ganforge watermark embed   --model WM_RUN --image in.png --message TEXT_OR_HEX --out out.png [--strength S]
-    ganforge watermark detect  --model WM_RUN --image img.png --key TEXT_OR_HEX [--fpr 1e-6] [--json]
+    ganforge watermark detect  --model WM_RUN --image img.png --key TEXT_OR_HEX [--fpr 1e-6] [--test combined|soft|binomial] [--json]
     ganforge watermark extract --model WM_RUN --image img.png [--json]
 
 ``--image`` may be a folder: embed writes every image into the folder ``--out``; detect and extract
@@ -41,14 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="residual strength (default 1: the trained PSNR; 2 = 6 dB lower PSNR, more robust)")
     det.add_argument("--key", required=True, metavar="TEXT_OR_HEX", help="the message that was embedded")
     det.add_argument("--fpr", type=float, default=1e-6, help="false-positive rate of the decision (default 1e-6)")
+    det.add_argument("--test", choices=("combined", "soft", "binomial"), default="combined",
+                     help="combined (default): the better of soft (bits weighed by the decoder's confidence) and "
+                          "binomial (the count of matching bits), Bonferroni-corrected")
     for p in (det, ext):
         p.add_argument("--json", action="store_true", help="print one JSON object per image (raw bits under 'bits')")
 
 
 def _detect_line(info) -> str:
     verdict = "MARKED" if info["detected"] else "not detected"
+    how = {"combined": f"soft and binomial tests; the count alone needs {info['threshold']}",
+           "soft": "soft test: bits weighed by confidence", "binomial": f"binomial test: needs {info['threshold']}"}[info["test"]]
     return (f"{verdict}: {info['matches']}/{info['n_bits']} bits match the key, p-value {info['p_value']:.3g} "
-            f"(needs {info['threshold']} at FPR {info['fpr']:g})")
+            f"({how}; FPR {info['fpr']:g})")
 
 
 def _extract_line(info) -> str:
@@ -96,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: {line}" if image.is_dir() else line, flush=True)
 
     if image.is_dir():
-        res = wm.read_folder(handle, image, key, getattr(args, "fpr", wm.DEFAULT_FPR),
+        res = wm.read_folder(handle, image, key, getattr(args, "fpr", wm.DEFAULT_FPR), getattr(args, "test", "combined"),
                              progress=lambda i, n, r: show(r.path, r.info))
         if key is not None and not args.json:
             print(f"{sum(r.info['detected'] for r in res)} of {len(res)} image(s) carry the key", file=sys.stderr)
         return 0
-    info = wm.detect(handle, image, key, args.fpr) if key is not None else wm.extract(handle, image)
+    info = wm.detect(handle, image, key, args.fpr, args.test) if key is not None else wm.extract(handle, image)
     show(image, info)
     return 0

@@ -50,8 +50,8 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
         verdict = "marked with this key" if r["detected"] else "not shown to carry this key"
         return [png_output(inp, "input.png"),
                 Output("text", "about", text=f"{verdict}: {r['matches']}/{r['n_bits']} bits match (p-value "
-                                               f"{r['p_value']:.3g}; {r['threshold']} needed at a false-positive rate "
-                                               f"of {r['fpr']:g})")]
+                                               f"{r['p_value']:.3g}; {r['threshold']} matching bits pass on their "
+                                               f"own at a false-positive rate of {r['fpr']:g})")]
     r = wm.extract(h, form["image"])
     said = r["text"] if r["text"] is not None else "0x" + r["hex"]
     state = f"{r['corrected']} bit errors corrected" if r["ok"] else "too many bit errors to correct (the raw reading)"
