@@ -164,10 +164,7 @@ class Ganforge:
         soft statistic and the count over the 4 readings, times 8) and the count alone (times 4)."""
         x = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None]
         logits = self.h.logits_search(x)[0].numpy()  # [K, 32]
-        k = logits.shape[0]
-        soft = min(self.wm.soft_p_value(z, bits) for z in logits)
-        count = self.wm.p_value(int(((logits > 0) == bits).sum(1).max()), 32)
-        return {"combined": min(1.0, 2 * k * min(soft, count)), "binomial": min(1.0, k * count)}
+        return {t: self.wm.detection_p_value(logits, bits, t)[0] for t in ("combined", "binomial")}
 
 
 class Peer:

@@ -53,7 +53,7 @@ from ganforge.errors import ImageError, WatermarkError
 from ganforge.imaging import ImageLike, images_in, join_alpha, load_image, save_image, source_name, split_alpha
 
 __all__ = ["WatermarkError", "MessageCode", "DEFAULT_FPR", "DEFAULT_MESSAGE", "MIN_SIDE", "load_watermarker", "marker", "message_code",
-           "embed", "mark_batch", "extract", "detect", "p_value", "soft_p_value", "threshold", "embed_folder", "read_folder"]
+           "embed", "mark_batch", "extract", "detect", "p_value", "soft_p_value", "detection_p_value", "threshold", "embed_folder", "read_folder"]
 
 DEFAULT_FPR = 1e-6
 TESTS = ("combined", "soft", "binomial")  # detection tests (detect(test=...)); the first is the default
@@ -336,23 +336,29 @@ def detect(model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DE
     at ``fpr``: 30 of 32), and the raw ``bits`` of that reading."""
     if not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
         raise WatermarkError(f"fpr {fpr!r}: expected a false-positive rate between 0 and 1 (e.g. 1e-6)")
-    if test not in TESTS:
-        raise WatermarkError(f"test {test!r}: expected one of {', '.join(TESTS)}")
     h = load_watermarker(model)
     expected = message_code(h.bits).encode(key)
     logits = read_all(h, image)  # [K, n]
     readings = (logits > 0).astype(np.uint8)
     per = (readings == expected).sum(1)
-    ps = []  # every p-value looked at
+    p, looked = detection_p_value(logits, expected, test)
+    best = int(per.argmax())
+    return {"detected": bool(p <= fpr), "p_value": p, "test": test, "matches": int(per[best]), "n_bits": h.bits,
+            "threshold": threshold(h.bits, fpr, looked), "fpr": fpr, "readings": len(logits),
+            "bits": _bitstring(readings[best])}
+
+
+def detection_p_value(logits: np.ndarray, expected: np.ndarray, test: str = "combined") -> Tuple[float, int]:
+    """(the Bonferroni-corrected p-value of ``test`` for the readings ``logits`` [K, n] against the key's
+    codeword ``expected`` [n], the number of p-values it looked at): what :func:`detect` decides by."""
+    if test not in TESTS:
+        raise WatermarkError(f"test {test!r}: expected one of {', '.join(TESTS)}")
+    ps = []
     if test in ("combined", "soft"):
         ps += [soft_p_value(z, expected) for z in logits]
     if test in ("combined", "binomial"):
-        ps += [p_value(int(m), h.bits) for m in per]
-    p = min(1.0, len(ps) * min(ps))  # Bonferroni
-    best = int(per.argmax())
-    return {"detected": bool(p <= fpr), "p_value": p, "test": test, "matches": int(per[best]), "n_bits": h.bits,
-            "threshold": threshold(h.bits, fpr, len(ps)), "fpr": fpr, "readings": len(logits),
-            "bits": _bitstring(readings[best])}
+        ps += [p_value(int(m), len(expected)) for m in ((logits > 0) == expected).sum(1)]
+    return min(1.0, len(ps) * min(ps)), len(ps)
 
 
 # ---- files and folders ---------------------------------------------------------------------------------
