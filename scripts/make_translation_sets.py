@@ -24,6 +24,12 @@ test photographs of the benchmark (astronaut, coffee, chelsea) are never used.
   stylised patches of the disjoint set ``flower``, ``immunohistochemistry``, ``stereo_motorcycle``
   (at most 450 per photograph): no photograph appears on both sides. (With the mostly black Hubble
   image uncapped on the stylised side, a CycleGAN learnt "stylised = dark" and lost the content.)
+- ``halves/A`` and ``halves/B``: unpaired collections from the same eight ``PAIRED_PHOTOS``, cut in two
+  down the middle: A holds the photo patches of one half of each photograph (the left half of the 1st,
+  3rd, ... photograph, the right half of the others), B the stylised patches of the other half (at most
+  250 per half, 1,653 on each side). No region appears on both sides, and the two collections show the
+  same kinds of things and colours: on ``unpaired/`` a CycleGAN's discriminators told the domains apart
+  by what the photographs show (a freer generator copied the stylised collection's colours).
 """
 from __future__ import annotations
 
@@ -49,6 +55,7 @@ PAIRED_PHOTOS = ("rocket", "china", "flower", "immunohistochemistry", "stereo_mo
 UNPAIRED_CAP = 450  # most patches per photograph in the unpaired collections
 UNPAIRED_A = ("rocket", "china", "hubble_deep_field")
 UNPAIRED_B = ("flower", "immunohistochemistry", "stereo_motorcycle")
+HALVES_CAP = 250  # most patches per half photograph in halves/
 assert not set(UNPAIRED_A) & set(UNPAIRED_B) and not set(UNPAIRED_A + UNPAIRED_B + PAIRED_PHOTOS) & set(PHOTO_TEST)
 
 
@@ -154,19 +161,44 @@ def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0
     return n
 
 
+def write_halves(out: Path, cap: int = HALVES_CAP) -> Tuple[int, int]:
+    """``out/A``: photo patches of one half of each of ``PAIRED_PHOTOS`` (left for even positions, right for
+    odd); ``out/B``: stylised patches (the whole photograph stylised, then cut) of the other half; at most
+    ``cap`` per half (a seeded choice). Returns the two counts."""
+    counts = {"A": 0, "B": 0}
+    for side in counts:
+        (out / side).mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(PAIRED_PHOTOS):
+        p = photo(name)
+        s = stylise(p)
+        w = p.shape[1] // 2
+        halves = {"A": p[:, :w] if k % 2 == 0 else p[:, w:], "B": s[:, w:] if k % 2 == 0 else s[:, :w]}
+        for side, img in halves.items():
+            ps = list(patches(img, PATCH, STRIDE))
+            keep = range(len(ps))
+            if cap and len(ps) > cap:
+                keep = sorted(np.random.default_rng(0).choice(len(ps), cap, replace=False))
+            for i in keep:
+                Image.fromarray(ps[i]).save(out / side / f"{name}-{i:05d}.png")
+            counts[side] += len(keep)
+    return counts["A"], counts["B"]
+
+
 def make_photos(out: Path) -> None:
     import shutil
 
-    for part in ("paired", "unpaired"):  # a rerun must not keep images of an older set
+    for part in ("paired", "unpaired", "halves"):  # a rerun must not keep images of an older set
         shutil.rmtree(out / part, ignore_errors=True)
     grid = dict(cap=PAIRED_CAP, size=PAIRED_PATCH, stride=PAIRED_STRIDE)
     n = write_patches(PAIRED_PHOTOS, out / "paired" / "A", styled=False, **grid)
     write_patches(PAIRED_PHOTOS, out / "paired" / "B", styled=True, **grid)
     na = write_patches(UNPAIRED_A, out / "unpaired" / "A", styled=False, cap=UNPAIRED_CAP)
     nb = write_patches(UNPAIRED_B, out / "unpaired" / "B", styled=True, cap=UNPAIRED_CAP)
+    ha, hb = write_halves(out / "halves")
     print(f"photo2style: {n} pairs of {PAIRED_PATCH}x{PAIRED_PATCH} patches ({', '.join(PAIRED_PHOTOS)}) in "
           f"{out / 'paired'}; unpaired {na} photo patches "
-          f"({', '.join(UNPAIRED_A)}) and {nb} stylised patches ({', '.join(UNPAIRED_B)}) in {out / 'unpaired'}",
+          f"({', '.join(UNPAIRED_A)}) and {nb} stylised patches ({', '.join(UNPAIRED_B)}) in {out / 'unpaired'}; "
+          f"{ha} photo and {hb} stylised patches of opposite halves of the paired set's photographs in {out / 'halves'}",
           flush=True)
 
 
