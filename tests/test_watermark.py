@@ -138,6 +138,21 @@ def test_attacks_shapes_values_and_gradients():
         A.AttackLayer(["jpeg", "tilt"])
 
 
+def test_reframe_puts_a_centred_crop_back_where_it_was():
+    x = A.blur(torch.rand(2, 1, 96, 96) * 2 - 1, 3.0)  # smooth, so resampling twice changes little
+    assert torch.equal(A.reframe(x, 0.0), x)
+    for cut in (0.1, 0.25):
+        back = A.resize_to(A.crop(x, cut), (96, 96))  # a centred crop, resized back
+        y = A.reframe(back, cut)
+        inner = round(96 * (1 - cut))
+        a = (96 - inner) // 2
+        assert y.shape == x.shape
+        # outside the window: the image's mean; inside: the content of x where it was
+        assert torch.allclose(y[:, :, :a], back.mean((2, 3), keepdim=True).expand(-1, -1, a, 96), atol=1e-5)
+        err = (y[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3] - x[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3]).abs().mean()
+        assert err < 0.02 and err < 0.2 * (back - x).abs().mean(), (cut, float(err))
+
+
 def test_normalise_sets_the_psnr():
     r = torch.randn(3, 1, 50, 50)
     x = torch.zeros(3, 1, 50, 50)

@@ -54,7 +54,7 @@ from ganforge.training.parts import check_finite, decay_lr
 
 GRID_MAX = 8
 MIN_SIDE = 16  # smallest image side the decoder is asked to read (smaller images are refused)
-CROP_SEARCH = (0.0, 0.1, 0.175, 0.25)  # readings of WatermarkHandle.logits_search: centred crops cutting this much
+CROP_SEARCH = A.SEARCH_CUTS  # readings of WatermarkHandle.logits_search: centred crops cutting this much
 
 
 @dataclass
@@ -345,20 +345,10 @@ class WatermarkHandle(Handle):
     def logits_search(self, images, cuts=CROP_SEARCH) -> torch.Tensor:
         """uint8 ``[N, C, H, W]`` -> bit logits ``[N, len(cuts), n_bits]``, one reading per hypothesis: the image
         as it is (cut 0), and the image as the centre of a larger one that lost ``cut`` of each side and was
-        resized back (it is shrunk to ``1 - cut`` of the internal resolution and padded with its mean), so a
-        centred crop that was resized back is read where the mark was put."""
+        resized back (:func:`~ganforge.training.attacks.reframe`: shrunk to ``1 - cut`` of the internal
+        resolution and padded with its mean), so a centred crop that was resized back is read where the mark was put."""
         y = self._luma_small(self._check(images))  # [N, 1, res, res]
-        out = []
-        for cut in cuts:
-            if cut <= 0:
-                out.append(self.module.decoder(y))
-                continue
-            inner = max(4, round(self.res * (1 - cut)))
-            a = (self.res - inner) // 2
-            small = A.resize_to(y, (inner, inner))
-            canvas = y.mean((2, 3), keepdim=True).expand(-1, -1, self.res, self.res).clone()
-            canvas[:, :, a : a + inner, a : a + inner] = small
-            out.append(self.module.decoder(canvas))
+        out = [self.module.decoder(A.reframe(y, cut)) for cut in cuts]
         return torch.stack(out, 1).float().cpu()  # [N, K, n_bits]
 
     def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:

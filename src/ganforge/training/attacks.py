@@ -150,6 +150,23 @@ def crop(x: torch.Tensor, cut: float, gen: Optional[torch.Generator] = None) -> 
     return x[:, :, y0 : y0 + ch, x0 : x0 + cw]
 
 
+SEARCH_CUTS = (0.0, 0.1, 0.175, 0.25)  # the centred crops a watermark reader tries (the share of each side cut)
+
+
+def reframe(x: torch.Tensor, cut: float) -> torch.Tensor:
+    """The reader's hypothesis that ``x`` [N, C, H, W] is the centre of a larger image that lost ``cut`` of
+    each side and was resized back: ``x`` shrunk to ``1 - cut`` of its size in the middle of a canvas of its
+    own size filled with its mean, which puts a centred crop's content back where it was marked."""
+    if cut <= 0:
+        return x
+    h, w = x.shape[2:]
+    ih, iw = max(4, round(h * (1 - cut))), max(4, round(w * (1 - cut)))
+    a, b = (h - ih) // 2, (w - iw) // 2
+    canvas = x.mean((2, 3), keepdim=True).expand(-1, -1, h, w).clone()
+    canvas[:, :, a : a + ih, b : b + iw] = resize_to(x, (ih, iw))
+    return canvas
+
+
 def gaussian_kernel(sigma: float) -> torch.Tensor:
     r = max(1, int(math.ceil(3 * sigma)))
     t = torch.arange(-r, r + 1, dtype=torch.float32)
