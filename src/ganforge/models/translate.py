@@ -12,6 +12,9 @@ any image whose sides are multiples of :attr:`Translator.multiple` (the apps pad
 - :class:`ResnetGenerator`: the generator of CycleGAN (Zhu et al. 2017, after Johnson et al. 2016):
   reflection-padded 7x7 stem, two stride-2 downsamplings, ``blocks`` residual blocks, two transposed
   convolutions up, 7x7 output; instance normalisation. Needs sides that are multiples of 4.
+- Both generators take ``upsample``: ``deconv`` (transposed convolutions, as published) or ``resize``
+  (nearest-neighbour 2x then a 3x3 convolution, Odena et al. 2016, "Deconvolution and Checkerboard
+  Artifacts": each output pixel gets the same number of kernel taps, so no checkerboard by construction).
 - :class:`PatchDiscriminator`: the PatchGAN (Isola et al. 2017): 4x4 stride-2 convolutions with
   LeakyReLU 0.2 and instance normalisation (none on the first), halving while the shorter side stays
   >= 4 (at most 3 times), then two 3x3 convolutions to a map of logits ``[N, 1, h', w']``, one per
@@ -26,7 +29,8 @@ background), where tanh needs infinite pre-activations. ``raw()`` is the network
 ``forward()`` clamps it to [-1, 1]; the trainer puts its losses on the clamped output with a
 straight-through gradient plus a small penalty on the raw output leaving [-1, 1].
 
-``GENERATORS`` maps ``translate.arch`` to a builder ``fn(c_in, c_out, size, width, blocks, dropout=0.5)``;
+``GENERATORS`` maps ``translate.arch`` to a builder ``fn(c_in, c_out, size, width, blocks, dropout=0.5,
+upsample="deconv")``;
 :func:`build` adds ``input_skip`` (output = input + network: the generator learns the change, and keeps
 the absolute colours that its instance normalisation removes, which matters on small crops).
 """
@@ -44,6 +48,20 @@ from ganforge.registry import Registry
 
 MAX_UNET_LEVELS = 5  # most 2x downsampling levels of the U-Net
 MIN_SIDE = 4  # the coarsest map keeps at least this many pixels on its shorter side
+UPSAMPLES = ("deconv", "resize")
+
+
+def up2(c_in: int, c_out: int, upsample: str, kernel: int = 4) -> nn.Module:
+    """A 2x upsampling ``[N, c_in, H, W] -> [N, c_out, 2H, 2W]``: a transposed convolution (``deconv``; 4x4
+    stride 2 for the U-Net, 3x3 stride 2 for the ResNet generator) or nearest-neighbour 2x + 3x3 convolution
+    (``resize``)."""
+    if upsample == "deconv":
+        if kernel == 4:
+            return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
+        return nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=1)
+    if upsample == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1))
+    raise ModelBuildError(f"upsample {upsample!r} is not allowed; choose one of {', '.join(UPSAMPLES)}")
 
 
 class TranslateSizeError(ModelBuildError):
@@ -113,7 +131,8 @@ class Translator(nn.Module):
 class UNetGenerator(Translator):
     """The pix2pix U-Net (Isola et al. 2017), ``levels`` 2x steps deep."""
 
-    def __init__(self, in_channels: int, out_channels: int, levels: int, width: int = 32, dropout: float = 0.5):
+    def __init__(self, in_channels: int, out_channels: int, levels: int, width: int = 32, dropout: float = 0.5,
+                 upsample: str = "deconv"):
         super().__init__()
         self.in_channels, self.out_channels, self.levels = in_channels, out_channels, levels
         self.multiple = 2**levels
@@ -131,7 +150,7 @@ class UNetGenerator(Translator):
         for i in reversed(range(levels)):  # up[j] takes level i+1 (joined with its skip when not innermost) to level i
             c_in = ch[i] if i == levels - 1 else 2 * ch[i]
             c_out = out_channels if i == 0 else ch[i - 1]
-            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]  # doubles H, W
+            layers = [nn.ReLU(), up2(c_in, c_out, upsample)]  # doubles H, W
             if i > 0:
                 layers.append(nn.InstanceNorm2d(c_out))
                 if dropout > 0 and i >= levels - 2 and levels > 2:
@@ -175,7 +194,7 @@ class ResBlock(nn.Module):
 class ResnetGenerator(Translator):
     """The CycleGAN generator: c7s1-w, d2w, d4w, ``blocks`` x R4w, u2w, uw, c7s1-C_out."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: int = 32, blocks: int = 6):
+    def __init__(self, in_channels: int, out_channels: int, width: int = 32, blocks: int = 6, upsample: str = "deconv"):
         super().__init__()
         self.in_channels, self.out_channels, self.blocks = in_channels, out_channels, blocks
         self.multiple = 4
@@ -185,8 +204,8 @@ class ResnetGenerator(Translator):
             nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(),  # [N, 2w, H/2, W/2]
             nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(),  # [N, 4w, H/4, W/4]
             *(ResBlock(4 * w) for _ in range(blocks)),  # [N, 4w, H/4, W/4]
-            nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(),  # H/2
-            nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w), nn.ReLU(),  # [N, w, H, W]
+            up2(4 * w, 2 * w, upsample, 3), nn.InstanceNorm2d(2 * w), nn.ReLU(),  # [N, 2w, H/2, W/2]
+            up2(2 * w, w, upsample, 3), nn.InstanceNorm2d(w), nn.ReLU(),  # [N, w, H, W]
             nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7),  # [N, C_out, H, W], linear
         )
         init_weights(self)
@@ -246,32 +265,33 @@ class PatchDiscriminator(nn.Module):
 # ------------------------------------------------------------------------------------------
 # registry
 
-GeneratorBuilder = Callable[..., Translator]  # fn(c_in, c_out, size, width, blocks, dropout=0.5); see build()
+GeneratorBuilder = Callable[..., Translator]  # fn(c_in, c_out, size, width, blocks, dropout=0.5, upsample); see build()
 GENERATORS: Registry[GeneratorBuilder] = Registry("translation generator")
 
 
 @GENERATORS.register("unet")
 def build_unet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-               dropout: float = 0.5) -> Translator:
+               dropout: float = 0.5, upsample: str = "deconv") -> Translator:
     """The pix2pix U-Net for ``size`` = (H, W) training crops (``blocks`` is unused)."""
-    return UNetGenerator(c_in, c_out, unet_levels(*size), width, dropout)
+    return UNetGenerator(c_in, c_out, unet_levels(*size), width, dropout, upsample)
 
 
 @GENERATORS.register("resnet")
 def build_resnet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-                 dropout: float = 0.5) -> Translator:
+                 dropout: float = 0.5, upsample: str = "deconv") -> Translator:
     """The CycleGAN ResNet generator (sides must be multiples of 4; ``dropout`` is unused: it has none)."""
     h, w = (int(s) for s in size)
     if h % 4 or w % 4 or min(h, w) < 8:
         raise TranslateSizeError(f"the ResNet generator cannot be built for {h}x{w}: height and width must be multiples "
                                  "of 4 and at least 8; set data.size or translate.crop_size")
-    return ResnetGenerator(c_in, c_out, width, blocks)
+    return ResnetGenerator(c_in, c_out, width, blocks, upsample)
 
 
 def build(arch: str, c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-          dropout: float = 0.5, input_skip: bool = False) -> Translator:
-    """The generator ``arch`` (a ``GENERATORS`` name), with the input added to its output when ``input_skip``."""
-    net = GENERATORS.get(arch)(c_in, c_out, size, width, blocks, dropout)
+          dropout: float = 0.5, input_skip: bool = False, upsample: str = "deconv") -> Translator:
+    """The generator ``arch`` (a ``GENERATORS`` name), with the input added to its output when ``input_skip``
+    and the 2x upsampling ``upsample`` (``deconv`` | ``resize``)."""
+    net = GENERATORS.get(arch)(c_in, c_out, size, width, blocks, dropout, upsample=upsample)
     net.input_skip = input_skip
     return net
 

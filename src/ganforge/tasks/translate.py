@@ -14,9 +14,17 @@ pairs derived from any single-domain dataset (``translate.derive``: edges -> ima
 - **CycleGAN** (Zhu et al. 2017; ``translate.method=cyclegan``): ResNet generators G: A -> B and
   F: B -> A, PatchGANs D_B and D_A. G and F minimise the adversarial losses of both directions plus
   ``cycle_weight * (L1(F(G(a)), a) + L1(G(F(b)), b))`` plus, when both sides have the same channels,
-  the identity loss ``identity_weight * cycle_weight * (L1(G(b), b) + L1(F(a), a))``. Each D is updated on
+  the identity loss ``identity_weight * cycle_weight * (L1(G(b), b) + L1(F(a), a))``, plus (``lowres_weight``)
+  ``lowres_weight * (L1(P(G(a)), P(a)) + L1(P(F(b)), P(b)))`` with P an average pooling over
+  ``lowres_factor`` x ``lowres_factor`` cells (the coarse shape kept, the fine detail free). Each D is updated on
   real images against generated ones drawn from a history pool of the last ``pool_size`` (Shrivastava
   et al. 2017). Paired data is used unpaired (A and B batches drawn independently).
+
+Both: ``translate.d_steps=k`` updates the discriminator(s) k times per generator update, the extra k - 1
+on fresh batches translated by the current generators (CycleGAN: through the pools), as WGAN's critic
+iterations; ``translate.upsample=resize`` builds the generators with nearest-neighbour upsampling + 3x3
+convolutions instead of transposed convolutions (no checkerboard by construction; see
+:mod:`ganforge.models.translate`).
 
 Both: random square crops (``translate.crop_size``) and horizontal flips (``data.hflip``), identical
 for the two images of a pair; losses on the generator's output clamped to [-1, 1] with a straight-through
@@ -77,6 +85,8 @@ class TranslateConfig(Section):
     input_skip: bool = False  # generators output input + network (learn the change; keeps absolute colours)
     d_width: int = 32  # PatchGAN base channels
     d_norm: str = "instance"  # PatchGAN normalisation: instance (pix2pix, CycleGAN) | spectral (SN-PatchGAN, steadier) | none
+    d_steps: int = 1  # discriminator updates per generator update (the extra ones on fresh batches)
+    upsample: str = "deconv"  # generators' 2x upsampling: deconv (transposed convolution) | resize (nearest + conv)
     crop_size: Optional[int] = None  # random square crops of this side while training (None: whole images)
     derive: str = "edges"  # pairs from a single-domain dataset: edges (edges -> image) | invert | grey (grey -> colour)
     loss: str = "lsgan"  # adversarial loss: lsgan | non-saturating | hinge | minimax (ganforge.losses)
@@ -85,6 +95,8 @@ class TranslateConfig(Section):
     cycle_weight: float = 10.0  # cyclegan: weight of each cycle-consistency L1
     identity_weight: float = 0.5  # cyclegan: identity L1 weight, relative to cycle_weight (0 = off; needs equal channels)
     pool_size: int = 50  # cyclegan: generated images kept in each history pool for D (0 = none)
+    lowres_weight: float = 0.0  # cyclegan: weight of L1(pool(G(a)), pool(a)) + L1(pool(F(b)), pool(b)) (0 = off)
+    lowres_factor: int = 4  # cyclegan: side of the average pooling of lowres_weight (keeps the coarse shape)
     lr_decay_start: int = 0  # step at which the linear learning-rate decay starts ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0 = constant learning rates)
     tile: int = 512  # use: images with a side above this are translated in overlapping tiles of this side (the
@@ -100,13 +112,14 @@ class TranslateConfig(Section):
         choice(f"{key}.derive", self.derive, ["edges", "invert", "grey"])
         choice(f"{key}.loss", self.loss, list(ADV_LOSSES))
         choice(f"{key}.d_norm", self.d_norm, ["instance", "spectral", "none"])
+        choice(f"{key}.upsample", self.upsample, ["deconv", "resize"])
         choice(f"{key}.select", self.select, ["none", "fid"])
         choice(f"{key}.select_features", self.select_features, ["mnist", "inception"])
         positive(f"{key}.select_every", self.select_every)
         positive(f"{key}.select_count", self.select_count)
         if self.select_count < 2:
             raise ConfigError(f"{key}.select_count: expected at least 2 images for an FID, got {self.select_count}")
-        for k in ("width", "blocks", "d_width"):
+        for k in ("width", "blocks", "d_width", "d_steps", "lowres_factor"):
             positive(f"{key}.{k}", getattr(self, k))
         positive(f"{key}.crop_size", self.crop_size, allow_none=True)
         if self.tile < 16:
@@ -116,7 +129,7 @@ class TranslateConfig(Section):
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{key}.dropout: expected a probability in [0, 1), got {self.dropout}")
         for k in ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size", "lr_decay_start",
-                  "lr_decay_steps"):
+                  "lr_decay_steps", "lowres_weight"):
             nonneg(f"{key}.{k}", getattr(self, k))
 
     @property
@@ -137,6 +150,18 @@ def straight_through(raw: torch.Tensor) -> torch.Tensor:
     the digits' black background) and CycleGAN on digits collapsed after 600-700 steps (cycle and identity
     L1 rising from 0.12 to 0.4-0.6), in four runs."""
     return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
+
+
+def lowres_l1(out: torch.Tensor, inp: torch.Tensor, factor: int) -> torch.Tensor:
+    """L1 between ``out`` and ``inp`` average-pooled over ``factor`` x ``factor`` cells (sides padded up to a
+    multiple by replication, so no pixel is dropped), compared as channel means when the channel counts differ:
+    a content term on the coarse shape only, leaving strokes, edges and texture to the adversarial loss."""
+    if out.shape[1] != inp.shape[1]:
+        out, inp = out.mean(1, keepdim=True), inp.mean(1, keepdim=True)
+    h, w = out.shape[2:]
+    pad = (0, -w % factor, 0, -h % factor)
+    pool = lambda x: torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, pad, mode="replicate"), factor)  # noqa: E731
+    return (pool(out) - pool(inp)).abs().mean()
 
 
 def overshoot(raw: torch.Tensor) -> torch.Tensor:
@@ -236,7 +261,7 @@ class TranslateTrainer(TrainingLoop):
         ca, cb = self.img_shape[0], int(self.images_b.shape[1])
         self.ca, self.cb = ca, cb
         self.cycle = tr.method == "cyclegan"
-        opts = dict(width=tr.width, blocks=tr.blocks, dropout=tr.dropout, input_skip=tr.input_skip)
+        opts = dict(width=tr.width, blocks=tr.blocks, dropout=tr.dropout, input_skip=tr.input_skip, upsample=tr.upsample)
         try:
             self.G = build(tr.generator, ca, cb, self.train_size, **opts)
             self.F = build(tr.generator, cb, ca, self.train_size, **opts) if self.cycle else None
@@ -363,13 +388,7 @@ class TranslateTrainer(TrainingLoop):
         with self.autocast():
             raw = self.G.raw(a).float()  # [B, Cb, h, w]
         fake = straight_through(raw)
-        with self.autocast():
-            r = self.D(torch.cat([a, b], 1)).float()  # [B, 1, h', w'] logits
-            f = self.D(torch.cat([a, fake.detach()], 1)).float()
-        loss_d = self.loss.d(r, f)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        loss_d = self._update_d_pix2pix(a, b, fake.detach())
         self.D.requires_grad_(False)
         with self.autocast():  # D sees the hard-clamped output: its gradient cannot push pixels beyond [-1, 1]
             adv = self.loss.g(self.D(torch.cat([a, raw.clamp(-1.0, 1.0)], 1)).float())
@@ -379,7 +398,23 @@ class TranslateTrainer(TrainingLoop):
         loss_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
+        for _ in range(tr.d_steps - 1):  # extra D updates, each on a fresh pair batch
+            a2, b2 = self.batch()
+            with torch.no_grad(), self.autocast():
+                fake2 = self.G.raw(a2).float().clamp(-1.0, 1.0)
+            loss_d = self._update_d_pix2pix(a2, b2, fake2)
         return {"loss_d": loss_d.item(), "adv_g": adv.item(), "l1": l1.item(), "loss_g": loss_g.item()}
+
+    def _update_d_pix2pix(self, a: torch.Tensor, b: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One update of the conditional D on ``(a, b)`` against ``(a, fake)`` (``fake`` detached, in [-1, 1])."""
+        with self.autocast():
+            r = self.D(torch.cat([a, b], 1)).float()  # [B, 1, h', w'] logits
+            f = self.D(torch.cat([a, fake], 1)).float()
+        loss_d = self.loss.d(r, f)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return loss_d
 
     def _step_cycle(self, a: torch.Tensor, b: torch.Tensor) -> Dict[str, float]:
         tr = self.cfg.translate
@@ -410,11 +445,27 @@ class TranslateTrainer(TrainingLoop):
             loss_g = loss_g + tr.identity_weight * tr.cycle_weight * idt + OVERSHOOT_WEIGHT * (
                 overshoot(raw_ib) + overshoot(raw_ia))
             stats["identity"] = idt.item()
+        if tr.lowres_weight > 0:
+            low = lowres_l1(straight_through(raw_b), a, tr.lowres_factor) + lowres_l1(straight_through(raw_a), b,
+                                                                                       tr.lowres_factor)
+            loss_g = loss_g + tr.lowres_weight * low
+            stats["lowres"] = low.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         self.D_A.requires_grad_(True)
+        loss_d = self._update_d_cycle(a, b, fake_b, fake_a)
+        for _ in range(tr.d_steps - 1):  # extra D updates, each on fresh batches of both domains
+            a2, b2 = self.batch()
+            with torch.no_grad(), self.autocast():
+                fb2, fa2 = self.G.raw(a2).float().clamp(-1.0, 1.0), self.F.raw(b2).float().clamp(-1.0, 1.0)
+            loss_d = self._update_d_cycle(a2, b2, fb2, fa2)
+        stats.update(loss_d=loss_d.item(), adv_g=(adv_a + adv_b).item(), cycle=cyc.item(), loss_g=loss_g.item())
+        return stats
+
+    def _update_d_cycle(self, a: torch.Tensor, b: torch.Tensor, fake_b: torch.Tensor, fake_a: torch.Tensor) -> torch.Tensor:
+        """One update of D_B and D_A: real images against generated ones passed through the history pools."""
         pb, pa = self.pool_b.query(fake_b), self.pool_a.query(fake_a)
         with self.autocast():
             loss_db = self.loss.d(self.D(b).float(), self.D(pb).float())
@@ -423,8 +474,7 @@ class TranslateTrainer(TrainingLoop):
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
-        stats.update(loss_d=loss_d.item(), adv_g=(adv_a + adv_b).item(), cycle=cyc.item(), loss_g=loss_g.item())
-        return stats
+        return loss_d
 
     # ---- outputs ----------------------------------------------------------------------------------
     def _eval_net(self, which: str) -> Translator:
@@ -547,7 +597,8 @@ def plot_translate_curves(records: List[Dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     x = [r["kimg"] for r in rows]
-    for key, label in (("l1", "L1(G(a), b)"), ("cycle", "cycle L1 (both)"), ("identity", "identity L1 (both)")):
+    for key, label in (("l1", "L1(G(a), b)"), ("cycle", "cycle L1 (both)"), ("identity", "identity L1 (both)"),
+                       ("lowres", "low-resolution L1 (both)")):
         if rows and key in rows[-1]:
             axes[0].plot(x, [r.get(key, np.nan) for r in rows], label=label)
     if vals:
@@ -711,7 +762,7 @@ class TranslateTask(Task):
             ca = int(checkpoint.config["img_shape"][0])
             cb = int(checkpoint.config["shape_b"][0])
             size = tuple(int(s) for s in checkpoint.config["train_size"])
-            opts = dict(width=tr.width, blocks=tr.blocks, input_skip=tr.input_skip)
+            opts = dict(width=tr.width, blocks=tr.blocks, input_skip=tr.input_skip, upsample=tr.upsample)
             g = build(tr.generator, ca, cb, size, **opts)
             f = build(tr.generator, cb, ca, size, **opts) if "b2a" in checkpoint.config["directions"] else None
         except (KeyError, TypeError, ValueError, ModelBuildError) as e:

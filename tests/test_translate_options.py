@@ -1,0 +1,135 @@
+"""The ``translate`` task's training options ``translate.d_steps`` (several discriminator updates per generator
+update, exact on resume) and ``translate.upsample`` (resize + convolution instead of transposed convolutions)."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import ganforge
+from ganforge import runs
+from ganforge.errors import ConfigError
+from ganforge.models.translate import build
+
+TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
+        "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",
+        "translate.width=4", "translate.d_width=4", "translate.blocks=1"]
+
+
+@pytest.fixture(scope="module")
+def unpaired(tmp_path_factory) -> Path:
+    """Grey 16x16 domains: unpaired (10 A images, 7 B images) and, in paired/, 8 pairs (same names)."""
+    root = tmp_path_factory.mktemp("opt")
+    g = np.random.default_rng(0)
+    for side, n, name in (("A", 10, "A{}"), ("B", 7, "B{}"), ("paired/A", 8, "{}"), ("paired/B", 8, "{}")):
+        (root / side).mkdir(parents=True)
+        for i, im in enumerate(g.integers(0, 256, (n, 16, 16), dtype=np.uint8)):
+            Image.fromarray(im).save(root / side / f"{name.format(i)}.png")
+    return root
+
+
+def _cycle(root: Path):
+    return TINY + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root}", "translate.pool_size=3",
+                   "translate.crop_size=8", "data.hflip=true"]
+
+
+def _adam_steps(state, name: str) -> set:
+    return {int(s["step"]) for s in state[name]["state"].values()}
+
+
+@pytest.mark.parametrize("method", ["cyclegan", "pix2pix"])
+def test_d_steps_updates_the_discriminators_that_many_times_per_step(unpaired, tmp_path, method):
+    root = unpaired
+    if method == "cyclegan":
+        o = _cycle(root)
+    else:
+        o = TINY + ["data.dataset=paired", f"data.root={root / 'paired'}", "data.hflip=true"]
+    run = ganforge.train(overrides=o + ["train.steps=2", "translate.d_steps=3"], runs_dir=tmp_path)
+    s = runs.load_state(runs.open_checkpoint(run).folder)
+    assert _adam_steps(s, "opt_g") == {2} and _adam_steps(s, "opt_d") == {6}
+    with pytest.raises(ConfigError, match=r"^translate\.d_steps: expected a positive number, got 0$"):
+        ganforge.train(overrides=o + ["translate.d_steps=0"], runs_dir=tmp_path)
+
+
+def test_d_steps_resume_is_exact(unpaired, tmp_path):
+    o = _cycle(unpaired) + ["translate.d_steps=2", "train.steps=4", "train.keep_checkpoints=5"]
+    full = ganforge.train(overrides=o, runs_dir=tmp_path / "a")
+    half = shutil.copytree(full, tmp_path / "b" / full.name)
+    shutil.rmtree(half / "checkpoints" / "step-00000004")
+    resumed = ganforge.train(resume=half)
+    ca, cb = runs.open_checkpoint(full), runs.open_checkpoint(resumed)
+    assert ca.step == cb.step == 4
+    for f in sorted(ca.folder.glob("*.safetensors")):
+        wa, wb = load_file(str(f)), load_file(str(cb.folder / f.name))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), f.name
+    sa, sb = runs.load_state(ca.folder), runs.load_state(cb.folder)
+    assert torch.equal(sa["pool_b"]["images"], sb["pool_b"]["images"])
+
+
+@pytest.mark.parametrize("arch", ["resnet", "unet"])
+def test_resize_upsampling_has_no_transposed_convolutions_and_no_checkerboard(arch):
+    torch.manual_seed(0)
+    deconv = build(arch, 1, 1, (32, 32), width=4, blocks=1, dropout=0.0)
+    resize = build(arch, 1, 1, (32, 32), width=4, blocks=1, dropout=0.0, upsample="resize")
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in deconv.modules())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in resize.modules())
+    # the first 2x upsampling alone, on a constant map: the transposed convolution (stride 2) gives each output
+    # pixel a different subset of its taps by parity (a checkerboard); nearest resize + conv a constant interior
+    ups = [m for m in resize.modules() if isinstance(m, torch.nn.Sequential) and isinstance(m[0], torch.nn.Upsample)]
+    decs = [m for m in deconv.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    up, dec = ups[0], decs[0]
+    if True:
+        c_in = dec.in_channels
+        for p in (*up.parameters(), *dec.parameters()):
+            torch.nn.init.normal_(p)
+        x = torch.ones(1, c_in, 8, 8)
+        yr, yd = up(x)[..., 2:-2, 2:-2], dec(x)[..., 2:-2, 2:-2]  # [1, c_out, 12, 12] interiors
+        assert yr.std(dim=(2, 3)).max() < 1e-5
+        assert (yd[..., 0::2, 0::2] - yd[..., 1::2, 1::2]).abs().mean() > 0.1
+
+
+def test_resize_upsampling_trains_loads_and_is_checked(unpaired, tmp_path):
+    run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=2", "translate.upsample=resize"],
+                         runs_dir=tmp_path)
+    h = ganforge.load(run)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in h.network("b2a").modules())
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 1, 20, 24), dtype=np.uint8))
+    assert h.translate(x, "a2b").shape == (2, 1, 20, 24)
+    with pytest.raises(ConfigError, match=r"^translate\.upsample: 'bilinear' is not allowed; choose one of: deconv, "
+                                          r"resize$"):
+        ganforge.train(overrides=_cycle(unpaired) + ["translate.upsample=bilinear"], runs_dir=tmp_path)
+
+
+def test_lowres_l1_compares_only_the_pooled_images():
+    from ganforge.tasks.translate import lowres_l1
+
+    g = torch.Generator().manual_seed(0)
+    inp = torch.rand(2, 1, 10, 12, generator=g) * 2 - 1
+    # detail that averages to zero in every 2x2 cell: invisible to the term at factor 2, not at factor 1
+    checker = 0.3 * ((torch.arange(10)[:, None] + torch.arange(12)[None, :]) % 2 * 2 - 1).float()
+    assert lowres_l1(inp + checker, inp, 2).item() == pytest.approx(0.0, abs=1e-6)
+    assert lowres_l1(inp + checker, inp, 1).item() == pytest.approx(0.3, abs=1e-6)
+    # sides that are no multiple of the factor: replicated up (10x12 -> 12x12 at factor 4); reference by hand
+    out = torch.rand(2, 1, 10, 12, generator=g) * 2 - 1
+    pad = lambda x: torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1)], 2)  # noqa: E731
+    ref = (pad(out).reshape(2, 1, 3, 4, 3, 4).mean((3, 5)) - pad(inp).reshape(2, 1, 3, 4, 3, 4).mean((3, 5))).abs().mean()
+    assert lowres_l1(out, inp, 4).item() == pytest.approx(ref.item(), abs=1e-6)
+    # grey against colour: channel means
+    col = torch.rand(2, 3, 8, 8, generator=g)
+    assert lowres_l1(col, col.mean(1, keepdim=True), 4).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lowres_weight_adds_its_term_and_is_checked(unpaired, tmp_path):
+    run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=1", "translate.lowres_weight=5",
+                                                       "translate.lowres_factor=2"], runs_dir=tmp_path)
+    import json
+
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("lowres", 0) > 0 for r in recs)
+    with pytest.raises(ConfigError, match=r"^translate\.lowres_weight: "):
+        ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_weight=-1"], runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^translate\.lowres_factor: expected a positive number, got 0$"):
+        ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_factor=0"], runs_dir=tmp_path)
