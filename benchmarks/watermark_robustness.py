@@ -30,6 +30,11 @@ With ``--gan RUN``: ``--digits`` digits sampled from a GAN run (28x28) are marke
 sample --watermark`` marks them; the same figures, and the FID (MNIST classifier features, against the
 run's training digits) of the marked and of the unmarked samples. ``--digits-model WM_RUN`` repeats that
 section with a second watermark model (one trained on the digits' own domain and size).
+
+With ``--validation``: the same table for ganforge alone on the **validation** photographs instead (scikit-image's
+grey brick, grass, gravel, coins, moon, clock, cell, text and page, which neither the preset's training
+data nor the test set contains: each resized to 256x256 plus 6 seeded crops, 63 images), for choosing
+settings without looking at the test photographs.
 """
 from __future__ import annotations
 
@@ -73,6 +78,27 @@ def test_sets(crops: int, seed: int = 0) -> Dict[str, List[np.ndarray]]:
             y, x = rng.integers(0, h - 256 + 1), rng.integers(0, w - 256 + 1)
             s256.append(a[y : y + 256, x : x + 256].copy())
     return {"256": s256, "full": list(full.values())}
+
+
+def validation_set(crops: int = 6, seed: int = 11) -> List[np.ndarray]:
+    """The validation photographs (module docstring), uint8 256 x 256 x 3."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in ("brick", "grass", "gravel", "coins", "moon", "clock", "cell", "text", "page"):
+        a = getattr(data, name)()
+        a = np.repeat(a[..., None], 3, axis=2)
+        h, w = a.shape[:2]
+        if min(h, w) < 256:  # text and page: enlarged so that 256x256 crops fit
+            f = 256 / min(h, w)
+            a = cv2.resize(a, (max(256, round(w * f)), max(256, round(h * f))), interpolation=cv2.INTER_LINEAR)
+            h, w = a.shape[:2]
+        out.append(cv2.resize(a, (256, 256), interpolation=cv2.INTER_AREA))
+        for _ in range(crops):
+            y, x = rng.integers(0, h - 256 + 1), rng.integers(0, w - 256 + 1)
+            out.append(a[y : y + 256, x : x + 256].copy())
+    return out
 
 
 # ---- attacks on uint8 H x W x C (RGB) ----------------------------------------------------------------
@@ -329,6 +355,8 @@ def main() -> None:
                          "their FPR is measured on the unattacked unmarked images")
     ap.add_argument("--riva-full", action="store_true", help="also run rivaGan on the full-size photographs (slow)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--validation", action="store_true",
+                    help="ganforge alone on the validation photographs (not the test set), then stop")
     ap.add_argument("--small-sizes", default="16,24,28,32,48,64", help="image sides of the small-image table ('' for none)")
     ap.add_argument("--strengths", default="0.7,1,1.4,2", help="embedding strengths of the PSNR/robustness curve ('' for none)")
     args = ap.parse_args()
@@ -338,6 +366,13 @@ def main() -> None:
     if gf.h.bits != 32:
         sys.exit(f"--model: this benchmark compares 32-bit marks; '{args.model}' carries {gf.h.bits} bits")
     methods = [gf] + ([] if args.no_peers else [Peer("dwtDct"), Peer("dwtDctSvd"), Peer("rivaGan")])
+    if args.validation:
+        images = validation_set()
+        rng = np.random.default_rng(11)
+        messages = [gf.message(rng) for _ in images]
+        print(f"# watermark robustness, validation photographs: {args.model} ({gf.h!r})")
+        report("validation photographs 256", {"ganforge": measure(gf, images, messages)}, len(images))
+        return
     sets = test_sets(args.crops)
     print(f"# watermark robustness: {args.model} ({gf.h!r}); torch threads {torch.get_num_threads()}")
     for size in [v for v in args.sizes.split(",") if v]:

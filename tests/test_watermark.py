@@ -147,10 +147,26 @@ def test_reframe_puts_a_centred_crop_back_where_it_was():
         inner = round(96 * (1 - cut))
         a = (96 - inner) // 2
         assert y.shape == x.shape
-        # outside the window: the image's mean; inside: the content of x where it was
-        assert torch.allclose(y[:, :, :a], back.mean((2, 3), keepdim=True).expand(-1, -1, a, 96), atol=1e-5)
+        # outside the window: the window's edge pixels repeated; inside: the content of x where it was
+        assert torch.equal(y[:, :, :a], y[:, :, a : a + 1].expand(-1, -1, a, 96))
+        assert torch.equal(y[:, :, :, :a], y[:, :, :, a : a + 1].expand(-1, -1, 96, a))
         err = (y[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3] - x[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3]).abs().mean()
         assert err < 0.02 and err < 0.2 * (back - x).abs().mean(), (cut, float(err))
+
+
+def test_crop_search_attack_is_a_crop_read_through_the_readers_hypothesis():
+    x = A.blur(torch.rand(4, 1, 64, 64) * 2 - 1, 3.0)
+    g = torch.Generator().manual_seed(0)
+    mid = (slice(None), slice(None), slice(16, 48), slice(16, 48))
+    for _ in range(6):
+        # the hypothesis puts the content back: the middle matches x far better than the crop resized back
+        # does without it (0.012 to 0.030 for the three cuts)
+        y = A.crop_search(x, g, jitter=0.0)
+        assert y.shape == x.shape and (y[mid] - x[mid]).abs().mean() < 0.004
+        y = A.crop_search(x, g)  # cuts near a hypothesis, not on it
+        assert y.shape == x.shape and 0.0005 < (y[mid] - x[mid]).abs().mean() < 0.012
+    out, name = A.AttackLayer(["crop_search"])(x, g)
+    assert name == "crop_search" and out.shape == x.shape
 
 
 def test_normalise_sets_the_psnr():

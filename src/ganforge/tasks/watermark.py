@@ -309,18 +309,22 @@ class WatermarkHandle(Handle):
             raise ValueError(f"expected uint8 images [N, C, H, W] with C 1 or 3, got {images.dtype} {tuple(images.shape)}")
         return images
 
-    def _luma_small(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[N, C, H, W]`` -> luma at the internal resolution ``[N, 1, res, res]`` in [-1, 1]. Large
-        images are first box-averaged by a whole factor, a band of rows at a time (no full-size float copy)."""
+    def _luma(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, C, H, W]`` -> luma in [-1, 1] ``[N, 1, H', W']``: at full size, or, for images of 8 res
+        and more, box-averaged by a whole factor down to 4-8 res, a band of rows at a time (no full-size float copy)."""
         h, w = images.shape[2:]
-        k = min(h, w) // (4 * self.res)  # images of 8 res and more: averaged down to 4-8 res first
+        k = min(h, w) // (4 * self.res)
         if k < 2:
             x = images.to(self.device).float().div(127.5).sub(1.0)
         else:
             band = k * 16
             x = torch.cat([F.avg_pool2d(images[:, :, i : i + band].to(self.device).float(), k, ceil_mode=True)
                            for i in range(0, h, band)], 2).div(127.5).sub(1.0)  # [N, C, ~H/k, ~W/k]
-        return A.resize_to(A.to_luma(x), (self.res, self.res))
+        return A.to_luma(x)
+
+    def _luma_small(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[N, C, H, W]`` -> luma at the internal resolution ``[N, 1, res, res]`` in [-1, 1]."""
+        return A.resize_to(self._luma(images), (self.res, self.res))
 
     @torch.no_grad()
     def embed(self, images, bits, strength: float = 1.0) -> torch.Tensor:
@@ -345,10 +349,12 @@ class WatermarkHandle(Handle):
     def logits_search(self, images, cuts=CROP_SEARCH) -> torch.Tensor:
         """uint8 ``[N, C, H, W]`` -> bit logits ``[N, len(cuts), n_bits]``, one reading per hypothesis: the image
         as it is (cut 0), and the image as the centre of a larger one that lost ``cut`` of each side and was
-        resized back (:func:`~ganforge.training.attacks.reframe`: shrunk to ``1 - cut`` of the internal
-        resolution and padded with its mean), so a centred crop that was resized back is read where the mark was put."""
-        y = self._luma_small(self._check(images))  # [N, 1, res, res]
-        out = [self.module.decoder(A.reframe(y, cut)) for cut in cuts]
+        resized back (:func:`~ganforge.training.attacks.reframe`: shrunk to ``1 - cut`` of its size, the border
+        filled with its edge pixels), so a centred crop that was resized back is read where the mark was put. The
+        hypotheses are made on the image's own pixel grid (box-averaged for large images), where the crop was
+        cut, and then resized to the internal resolution: sharper than reframing at the internal resolution."""
+        y = self._luma(self._check(images))  # [N, 1, H', W']
+        out = [self.module.decoder(A.resize_to(A.reframe(y, cut), (self.res, self.res))) for cut in cuts]
         return torch.stack(out, 1).float().cpu()  # [N, K, n_bits]
 
     def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:

@@ -156,15 +156,24 @@ SEARCH_CUTS = (0.0, 0.1, 0.175, 0.25)  # the centred crops a watermark reader tr
 def reframe(x: torch.Tensor, cut: float) -> torch.Tensor:
     """The reader's hypothesis that ``x`` [N, C, H, W] is the centre of a larger image that lost ``cut`` of
     each side and was resized back: ``x`` shrunk to ``1 - cut`` of its size in the middle of a canvas of its
-    own size filled with its mean, which puts a centred crop's content back where it was marked."""
+    own size, the border filled by repeating the edge pixels, which puts a centred crop's content back where
+    it was marked (the window is placed as :func:`crop` cuts a centred one, so on the image's own pixel grid
+    it lands on the same pixels)."""
     if cut <= 0:
         return x
     h, w = x.shape[2:]
     ih, iw = max(4, round(h * (1 - cut))), max(4, round(w * (1 - cut)))
     a, b = (h - ih) // 2, (w - iw) // 2
-    canvas = x.mean((2, 3), keepdim=True).expand(-1, -1, h, w).clone()
-    canvas[:, :, a : a + ih, b : b + iw] = resize_to(x, (ih, iw))
-    return canvas
+    return F.pad(resize_to(x, (ih, iw)), (b, w - iw - b, a, h - ih - a), mode="replicate")
+
+
+def crop_search(x: torch.Tensor, gen: torch.Generator, jitter: float = 0.025) -> torch.Tensor:
+    """A centred crop resized back, as a watermark reader reads it: one of the reader's hypotheses ``c`` of
+    :data:`SEARCH_CUTS` (not 0), a crop cutting ``c`` +/- ``jitter`` of each side, resized back to the image's
+    size, then :func:`reframe` by ``c`` (trains the reading that ``logits_search`` makes of a cropped image)."""
+    c = SEARCH_CUTS[1 + int(torch.randint(0, len(SEARCH_CUTS) - 1, (1,), generator=gen))]
+    cut = c + _u(gen, -jitter, jitter)
+    return reframe(resize_to(crop(x, cut), tuple(x.shape[2:])), c)
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -229,6 +238,7 @@ ATTACKS: Dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
     "jpeg_diff": lambda x, g: jpeg_diff(x, _u(g, 40, 95)),
     "resize": lambda x, g: resize(x, _u(g, 0.35, 0.9)),
     "crop": lambda x, g: crop(x, _u(g, 0.0, 0.3), g),
+    "crop_search": crop_search,
     "blur": lambda x, g: blur(x, _u(g, 0.3, 2.0)),
     "noise": lambda x, g: noise(x, _u(g, 0.0, 0.05), g),
     "brightness": lambda x, g: brightness(x, _u(g, 0.7, 1.3)),
