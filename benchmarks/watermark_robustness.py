@@ -67,16 +67,22 @@ def photos() -> Dict[str, np.ndarray]:
     return out
 
 
+def resized_and_crops(a: np.ndarray, crops: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """``a`` resized to 256x256 (area), then ``crops`` 256x256 crops of it at places drawn from ``rng``."""
+    out = [cv2.resize(a, (256, 256), interpolation=cv2.INTER_AREA)]
+    h, w = a.shape[:2]
+    for _ in range(crops):
+        y, x = rng.integers(0, h - 256 + 1), rng.integers(0, w - 256 + 1)
+        out.append(a[y : y + 256, x : x + 256].copy())
+    return out
+
+
 def test_sets(crops: int, seed: int = 0) -> Dict[str, List[np.ndarray]]:
     rng = np.random.default_rng(seed)
     full = photos()
     s256 = []
     for a in full.values():
-        s256.append(cv2.resize(a, (256, 256), interpolation=cv2.INTER_AREA))
-        h, w = a.shape[:2]
-        for _ in range(crops):
-            y, x = rng.integers(0, h - 256 + 1), rng.integers(0, w - 256 + 1)
-            s256.append(a[y : y + 256, x : x + 256].copy())
+        s256 += resized_and_crops(a, crops, rng)
     return {"256": s256, "full": list(full.values())}
 
 
@@ -93,11 +99,7 @@ def validation_set(crops: int = 6, seed: int = 11) -> List[np.ndarray]:
         if min(h, w) < 256:  # text and page: enlarged so that 256x256 crops fit
             f = 256 / min(h, w)
             a = cv2.resize(a, (max(256, round(w * f)), max(256, round(h * f))), interpolation=cv2.INTER_LINEAR)
-            h, w = a.shape[:2]
-        out.append(cv2.resize(a, (256, 256), interpolation=cv2.INTER_AREA))
-        for _ in range(crops):
-            y, x = rng.integers(0, h - 256 + 1), rng.integers(0, w - 256 + 1)
-            out.append(a[y : y + 256, x : x + 256].copy())
+        out += resized_and_crops(a, crops, rng)
     return out
 
 

@@ -141,6 +141,18 @@ def photo(name: str) -> np.ndarray:
     return np.asarray(Image.fromarray(_photo(name)).convert("RGB"))
 
 
+def save_patches(a: np.ndarray, folder: Path, name: str, cap: int = 0, size: int = PATCH, stride: int = STRIDE) -> int:
+    """Write the ``size`` patches of ``a`` at ``stride`` to ``folder/NAME-IIIII.png``, at most ``cap`` of them (a
+    seeded choice, the same for every image with as many patches); returns how many."""
+    ps = list(patches(a, size, stride))
+    keep = range(len(ps))
+    if cap and len(ps) > cap:
+        keep = sorted(np.random.default_rng(0).choice(len(ps), cap, replace=False))
+    for i in keep:
+        Image.fromarray(ps[i]).save(folder / f"{name}-{i:05d}.png")
+    return len(keep)
+
+
 def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0, size: int = PATCH,
                   stride: int = STRIDE) -> int:
     """Write the patches of each photograph (stylised first when ``styled``), at most ``cap`` per photograph
@@ -149,15 +161,7 @@ def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0
     n = 0
     for name in names:
         a = photo(name)
-        if styled:
-            a = stylise(a)
-        ps = list(patches(a, size, stride))
-        keep = range(len(ps))
-        if cap and len(ps) > cap:
-            keep = sorted(np.random.default_rng(0).choice(len(ps), cap, replace=False))
-        for i in keep:
-            Image.fromarray(ps[i]).save(folder / f"{name}-{i:05d}.png")
-            n += 1
+        n += save_patches(stylise(a) if styled else a, folder, name, cap, size, stride)
     return n
 
 
@@ -174,13 +178,7 @@ def write_halves(out: Path, cap: int = HALVES_CAP) -> Tuple[int, int]:
         w = p.shape[1] // 2
         halves = {"A": p[:, :w] if k % 2 == 0 else p[:, w:], "B": s[:, w:] if k % 2 == 0 else s[:, :w]}
         for side, img in halves.items():
-            ps = list(patches(img, PATCH, STRIDE))
-            keep = range(len(ps))
-            if cap and len(ps) > cap:
-                keep = sorted(np.random.default_rng(0).choice(len(ps), cap, replace=False))
-            for i in keep:
-                Image.fromarray(ps[i]).save(out / side / f"{name}-{i:05d}.png")
-            counts[side] += len(keep)
+            counts[side] += save_patches(img, out / side, name, cap)
     return counts["A"], counts["B"]
 
 

@@ -26,7 +26,7 @@ that does not carry the key (whatever the decoder reads there, a key independent
 with each sign by chance), exact up to a conservative rounding of the weights (:func:`soft_p_value`);
 a wrong bit read with little confidence costs it little, where the count loses a whole bit. The image
 is read four ways (as it is, and as centred crops of 10%, 17.5% and 25% resized back,
-:data:`~ganforge.tasks.watermark.CROP_SEARCH`). The default test (``test="combined"``) takes the
+:data:`~ganforge.training.attacks.SEARCH_CUTS`). The default test (``test="combined"``) takes the
 smallest p-value of both statistics over the four readings and multiplies it by 8 (Bonferroni over the
 8 p-values); ``test="soft"`` or ``"binomial"`` use one statistic (times 4). The image is declared marked
 when the corrected p-value is at most ``fpr`` (default 1e-6: the count still passes at 30 of 32 bits,

@@ -54,7 +54,6 @@ from ganforge.training.parts import check_finite, decay_lr
 
 GRID_MAX = 8
 MIN_SIDE = 16  # smallest image side the decoder is asked to read (smaller images are refused)
-CROP_SEARCH = A.SEARCH_CUTS  # readings of WatermarkHandle.logits_search: centred crops cutting this much
 
 
 @dataclass
@@ -346,7 +345,7 @@ class WatermarkHandle(Handle):
         return self.module.decoder(self._luma_small(self._check(images))).float().cpu()
 
     @torch.no_grad()
-    def logits_search(self, images, cuts=CROP_SEARCH) -> torch.Tensor:
+    def logits_search(self, images, cuts=A.SEARCH_CUTS) -> torch.Tensor:
         """uint8 ``[N, C, H, W]`` -> bit logits ``[N, len(cuts), n_bits]``, one reading per hypothesis: the image
         as it is (cut 0), and the image as the centre of a larger one that lost ``cut`` of each side and was
         resized back (:func:`~ganforge.training.attacks.reframe`: shrunk to ``1 - cut`` of its size, the border
