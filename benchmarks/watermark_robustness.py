@@ -198,7 +198,7 @@ class Ganforge:
     def decode(self, a: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
         """The bits ``extract`` reports (apps.watermark.best_reading)."""
         logits = self.logits(a)
-        return (logits[self.wm.best_reading(logits)] > 0).astype(np.uint8)
+        return (logits[self.wm.best_reading(logits, self.h.crop_margin)] > 0).astype(np.uint8)
 
     def p_values(self, a: np.ndarray, bits: np.ndarray, size=None) -> Dict[str, float]:
         """Detection's p-values (``apps.watermark.detect``): its default test (``combined``: the better of the

@@ -169,6 +169,22 @@ def test_crop_search_attack_is_a_crop_read_through_the_readers_hypothesis():
     assert name == "crop_search" and out.shape == x.shape
 
 
+def test_best_reading_takes_a_crop_only_when_it_is_margin_times_more_confident(tiny_run, tmp_path):
+    logits = np.array([[1.0, -1.0, 1.0, -1.0], [1.5, -1.5, -1.5, 1.5], [0.2, 0.2, 0.2, 0.2]])  # direct, crop, crop
+    assert wm.best_reading(logits) == 1  # 1.5 > 1.1 x 1.0
+    assert wm.best_reading(logits, margin=1.5) == 0 and wm.best_reading(logits, margin=1.49) == 1
+    assert wm.best_reading(logits[:1]) == 0
+    h = ganforge.load(tiny_run)
+    assert h.crop_margin == wm.CROP_MARGIN == 1.1  # the default a model is trained with
+    with pytest.raises(ganforge.errors.ConfigError, match="watermark.crop_margin=0.9: expected a ratio of at least 1"):
+        ganforge.train(overrides=TINY + ["train.steps=1", "watermark.crop_margin=0.9"], runs_dir="/nonexistent")
+    # a model trained with a margin reads with it: with an unreachable one, extract reports the direct reading
+    never = ganforge.load(ganforge.train(overrides=TINY + ["train.steps=1", "watermark.crop_margin=1e9"], runs_dir=tmp_path))
+    assert never.crop_margin == 1e9
+    img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    assert wm.extract(never, img)["bits"] == "".join("1" if v > 0 else "0" for v in wm.read_all(never, img)[0])
+
+
 def test_normalise_sets_the_psnr():
     r = torch.randn(3, 1, 50, 50)
     x = torch.zeros(3, 1, 50, 50)

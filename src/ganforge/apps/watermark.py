@@ -288,25 +288,27 @@ def read_all(model: Any, image: ImageLike) -> np.ndarray:
     return h.logits_search(_batch(base))[0].numpy()
 
 
-CROP_MARGIN = 1.1  # a crop reading replaces the direct one when it is this much more confident
+CROP_MARGIN = 1.1  # a crop reading replaces the direct one when it is this much more confident (models' default)
 
 
-def best_reading(logits: np.ndarray) -> int:
+def best_reading(logits: np.ndarray, margin: float = CROP_MARGIN) -> int:
     """Which row of ``logits`` ``[K, n]`` (row 0: the image as it is) :func:`extract` reports: the most
-    confident crop reading (mean |logit|) when it beats the direct reading's confidence by
-    :data:`CROP_MARGIN`, else the direct reading (the margin was chosen on the benchmark's photographs:
-    it keeps small and rotated images on the direct reading and still reads centred crops)."""
+    confident crop reading (mean |logit|) when it beats the direct reading's confidence by ``margin``
+    (the model's ``watermark.crop_margin``, :data:`CROP_MARGIN` unless trained otherwise), else the direct
+    reading (1.1 was chosen on validation photographs: it keeps small and rotated images on the direct
+    reading and still reads centred crops; a larger margin reads crops less readily)."""
     conf = np.abs(logits).mean(1)
     if logits.shape[0] < 2:
         return 0
     j = int(conf[1:].argmax()) + 1
-    return j if conf[j] > CROP_MARGIN * conf[0] else 0
+    return j if conf[j] > margin * conf[0] else 0
 
 
 def read_bits(model: Any, image: ImageLike) -> Tuple[np.ndarray, np.ndarray]:
     """(bits uint8 [n], logits float [n]) read from ``image`` (the reading :func:`best_reading` picks)."""
-    logits = read_all(model, image)
-    best = logits[best_reading(logits)]
+    h = load_watermarker(model)
+    logits = read_all(h, image)
+    best = logits[best_reading(logits, h.crop_margin)]
     return (best > 0).astype(np.uint8), best
 
 

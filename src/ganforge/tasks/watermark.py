@@ -74,6 +74,7 @@ class WatermarkConfig(Section):
     adv_weight: float = 0.01  # weight of the adversarial loss (0: no discriminator)
     lr_decay_start: int = 0  # step at which both learning rates start decaying linearly ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0: constant learning rates)
+    crop_margin: float = 1.1  # reading: a crop hypothesis replaces the direct reading when its mean |logit| is this many times larger
 
     def check(self, key: str = "watermark") -> None:
         for k in ("bits", "res", "width", "d_width"):
@@ -92,6 +93,8 @@ class WatermarkConfig(Section):
             raise ConfigError(f"{key}.combine={self.combine}: expected a probability in [0, 1]")
         for k in ("psnr_steps", "clean_steps", "clean_weight", "adv_weight", "lr_decay_start", "lr_decay_steps"):
             nonneg(f"{key}.{k}", getattr(self, k))
+        if not self.crop_margin >= 1:
+            raise ConfigError(f"{key}.crop_margin={self.crop_margin}: expected a ratio of at least 1 (1.1 by default)")
 
 
 def target_rms(psnr: float) -> float:
@@ -300,6 +303,7 @@ class WatermarkHandle(Handle):
         self.bits: int = module.n_bits
         self.res: int = module.res
         self.psnr: float = module.psnr
+        self.crop_margin: float = float(config.watermark.crop_margin)  # see apps.watermark.best_reading
 
     @staticmethod
     def _check(images) -> torch.Tensor:
