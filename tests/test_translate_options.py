@@ -105,9 +105,31 @@ def test_lowres_l1_compares_only_the_pooled_images():
     assert lowres_l1(col, col.mean(1, keepdim=True), 4).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_lowres_max_pool_keeps_where_the_strokes_are_not_their_thickness():
+    from ganforge.tasks.translate import lowres_l1
+
+    bg = -torch.ones(1, 1, 8, 8)
+    thin, thick, moved = bg.clone(), bg.clone(), bg.clone()
+    thin[:, :, :, 1] = 1.0  # a one-pixel vertical stroke in the left 4x4 cells
+    thick[:, :, :, 0:3] = 1.0  # the same stroke, three pixels thick
+    moved[:, :, :, 5] = 1.0  # a thin stroke in the right cells instead
+    assert lowres_l1(thick, thin, 4, "max").item() == pytest.approx(0.0, abs=1e-6)
+    # avg: the left cells' means go from -0.5 (4 of 16 pixels lit) to 0.5 (12 of 16): 1.0 in 2 of the 4 cells
+    assert lowres_l1(thick, thin, 4, "avg").item() == pytest.approx(0.5, abs=1e-6)
+    assert lowres_l1(moved, thin, 4, "max").item() == pytest.approx(2.0, abs=1e-6)  # every cell's max flips
+    # max: each 4x4 cell's brightest pixel; sides replicated up as for avg (reference by hand)
+    g = torch.Generator().manual_seed(1)
+    out, inp = torch.rand(2, 1, 10, 12, generator=g), torch.rand(2, 1, 10, 12, generator=g)
+    pad = lambda x: torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1)], 2)  # noqa: E731
+    cell_max = lambda x: pad(x).reshape(2, 1, 3, 4, 3, 4).amax((3, 5))  # noqa: E731
+    assert lowres_l1(out, inp, 4, "max").item() == pytest.approx((cell_max(out) - cell_max(inp)).abs().mean().item(),
+                                                                 abs=1e-6)
+
+
 def test_lowres_weight_adds_its_term_and_is_checked(unpaired, tmp_path):
     run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=1", "translate.lowres_weight=5",
-                                                       "translate.lowres_factor=2"], runs_dir=tmp_path)
+                                                       "translate.lowres_factor=2", "translate.lowres_pool=max"],
+                         runs_dir=tmp_path)
     import json
 
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -116,3 +138,5 @@ def test_lowres_weight_adds_its_term_and_is_checked(unpaired, tmp_path):
         ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_weight=-1"], runs_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"^translate\.lowres_factor: expected a positive number, got 0$"):
         ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_factor=0"], runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^translate\.lowres_pool: 'min' is not allowed; choose one of: avg, max$"):
+        ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_pool=min"], runs_dir=tmp_path)

@@ -16,7 +16,8 @@ pairs derived from any single-domain dataset (``translate.derive``: edges -> ima
   ``cycle_weight * (L1(F(G(a)), a) + L1(G(F(b)), b))`` plus, when both sides have the same channels,
   the identity loss ``identity_weight * cycle_weight * (L1(G(b), b) + L1(F(a), a))``, plus (``lowres_weight``)
   ``lowres_weight * (L1(P(G(a)), P(a)) + L1(P(F(b)), P(b)))`` with P an average pooling over
-  ``lowres_factor`` x ``lowres_factor`` cells (the coarse shape kept, the fine detail free). Each D is updated on
+  ``lowres_factor`` x ``lowres_factor`` cells (the coarse shape kept, the fine detail free; ``lowres_pool=max``:
+  a max pooling, which keeps where the bright strokes are but not how thick they are). Each D is updated on
   real images against generated ones drawn from a history pool of the last ``pool_size`` (Shrivastava
   et al. 2017). Paired data is used unpaired (A and B batches drawn independently).
 
@@ -97,6 +98,8 @@ class TranslateConfig(Section):
     pool_size: int = 50  # cyclegan: generated images kept in each history pool for D (0 = none)
     lowres_weight: float = 0.0  # cyclegan: weight of L1(pool(G(a)), pool(a)) + L1(pool(F(b)), pool(b)) (0 = off)
     lowres_factor: int = 4  # cyclegan: side of the average pooling of lowres_weight (keeps the coarse shape)
+    lowres_pool: str = "avg"  # cyclegan: lowres_weight's pooling: avg (the mean per cell: ties the amount of ink) |
+    # max (the brightest pixel per cell: which cells hold a bright stroke, not how thick it is)
     lr_decay_start: int = 0  # step at which the linear learning-rate decay starts ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0 = constant learning rates)
     tile: int = 512  # use: images with a side above this are translated in overlapping tiles of this side (the
@@ -113,6 +116,7 @@ class TranslateConfig(Section):
         choice(f"{key}.loss", self.loss, list(ADV_LOSSES))
         choice(f"{key}.d_norm", self.d_norm, ["instance", "spectral", "none"])
         choice(f"{key}.upsample", self.upsample, ["deconv", "resize"])
+        choice(f"{key}.lowres_pool", self.lowres_pool, ["avg", "max"])
         choice(f"{key}.select", self.select, ["none", "fid"])
         choice(f"{key}.select_features", self.select_features, ["mnist", "inception"])
         positive(f"{key}.select_every", self.select_every)
@@ -152,16 +156,19 @@ def straight_through(raw: torch.Tensor) -> torch.Tensor:
     return raw + (raw.clamp(-1.0, 1.0) - raw).detach()
 
 
-def lowres_l1(out: torch.Tensor, inp: torch.Tensor, factor: int) -> torch.Tensor:
-    """L1 between ``out`` and ``inp`` average-pooled over ``factor`` x ``factor`` cells (sides padded up to a
+def lowres_l1(out: torch.Tensor, inp: torch.Tensor, factor: int, pool: str = "avg") -> torch.Tensor:
+    """L1 between ``out`` and ``inp`` pooled over ``factor`` x ``factor`` cells (sides padded up to a
     multiple by replication, so no pixel is dropped), compared as channel means when the channel counts differ:
-    a content term on the coarse shape only, leaving strokes, edges and texture to the adversarial loss."""
+    a content term on the coarse shape only, leaving strokes, edges and texture to the adversarial loss.
+    ``pool="avg"`` compares each cell's mean (on digits: the amount of ink, so the stroke thickness too),
+    ``pool="max"`` each cell's brightest pixel (whether a bright stroke crosses the cell, however thin)."""
     if out.shape[1] != inp.shape[1]:
         out, inp = out.mean(1, keepdim=True), inp.mean(1, keepdim=True)
     h, w = out.shape[2:]
     pad = (0, -w % factor, 0, -h % factor)
-    pool = lambda x: torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, pad, mode="replicate"), factor)  # noqa: E731
-    return (pool(out) - pool(inp)).abs().mean()
+    fn = {"avg": torch.nn.functional.avg_pool2d, "max": torch.nn.functional.max_pool2d}[pool]
+    cells = lambda x: fn(torch.nn.functional.pad(x, pad, mode="replicate"), factor)  # noqa: E731
+    return (cells(out) - cells(inp)).abs().mean()
 
 
 def overshoot(raw: torch.Tensor) -> torch.Tensor:
@@ -446,8 +453,8 @@ class TranslateTrainer(TrainingLoop):
                 overshoot(raw_ib) + overshoot(raw_ia))
             stats["identity"] = idt.item()
         if tr.lowres_weight > 0:
-            low = lowres_l1(straight_through(raw_b), a, tr.lowres_factor) + lowres_l1(straight_through(raw_a), b,
-                                                                                       tr.lowres_factor)
+            low = (lowres_l1(straight_through(raw_b), a, tr.lowres_factor, tr.lowres_pool)
+                   + lowres_l1(straight_through(raw_a), b, tr.lowres_factor, tr.lowres_pool))
             loss_g = loss_g + tr.lowres_weight * low
             stats["lowres"] = low.item()
         self.opt_g.zero_grad(set_to_none=True)
