@@ -248,11 +248,12 @@ def test_cyclegan_run_translates_both_ways_and_keeps_alpha(cycle_run):
 
 
 @pytest.mark.parametrize("d_steps", [1, 2])  # 2: the extra D updates draw batches, crops and pool entries too
-def test_cyclegan_resume_is_exact_with_pool_crops_and_lr_decay(folders, tmp_path, d_steps):
+def test_cyclegan_resume_is_exact_with_pool_crops_and_lr_decay(folders, tmp_path, d_steps):  # 2 with cycle noise
     root, _, _ = folders
     o = TINY + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root / 'unpaired'}",
                 "translate.pool_size=3", "translate.crop_size=8", "translate.d_norm=spectral", "data.hflip=true", "translate.lr_decay_start=1",
-                "translate.lr_decay_steps=4", "train.steps=4", "train.keep_checkpoints=5", f"translate.d_steps={d_steps}"]
+                "translate.lr_decay_steps=4", "train.steps=4", "train.keep_checkpoints=5", f"translate.d_steps={d_steps}",
+                f"translate.cycle_noise={0.1 * (d_steps - 1)}"]
     full = ganforge.train(overrides=o, runs_dir=tmp_path / "a")
     half = shutil.copytree(full, tmp_path / "b" / full.name)
     shutil.rmtree(half / "checkpoints" / "step-00000004")

@@ -140,3 +140,22 @@ def test_lowres_weight_adds_its_term_and_is_checked(unpaired, tmp_path):
         ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_factor=0"], runs_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"^translate\.lowres_pool: 'min' is not allowed; choose one of: avg, max$"):
         ganforge.train(overrides=_cycle(unpaired) + ["translate.lowres_pool=min"], runs_dir=tmp_path)
+
+
+def test_cycle_noise_enters_the_cycle_only_and_is_checked(unpaired, tmp_path):
+    from safetensors.torch import load_file
+
+    def trained(noise: float):
+        run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=1", f"translate.cycle_noise={noise}"],
+                             runs_dir=tmp_path / str(noise))
+        c = runs.open_checkpoint(run)
+        return {f.name: load_file(str(f)) for f in sorted(c.folder.glob("*.safetensors"))}
+
+    a, b = trained(0.0), trained(0.5)
+    gen = [n for n in a if n.startswith("generator") and "ema" not in n]
+    assert gen and all(any(not torch.equal(a[n][k], b[n][k]) for k in a[n]) for n in gen)  # the cycle's gradient changed
+    # the discriminators are updated on the translations themselves (no noise): same first step, same weights
+    for n in (n for n in a if n.startswith("discriminator")):
+        assert all(torch.equal(a[n][k], b[n][k]) for k in a[n]), n
+    with pytest.raises(ConfigError, match=r"^translate\.cycle_noise: expected a number >= 0, got -0\.1$"):
+        ganforge.train(overrides=_cycle(unpaired) + ["translate.cycle_noise=-0.1"], runs_dir=tmp_path)

@@ -17,7 +17,8 @@ pairs derived from any single-domain dataset (``translate.derive``: edges -> ima
   the identity loss ``identity_weight * cycle_weight * (L1(G(b), b) + L1(F(a), a))``, plus (``lowres_weight``)
   ``lowres_weight * (L1(P(G(a)), P(a)) + L1(P(F(b)), P(b)))`` with P an average pooling over
   ``lowres_factor`` x ``lowres_factor`` cells (the coarse shape kept, the fine detail free; ``lowres_pool=max``:
-  a max pooling, which keeps where the bright strokes are but not how thick they are). Each D is updated on
+  a max pooling, which keeps where the bright strokes are but not how thick they are); ``cycle_noise`` adds
+  Gaussian noise to each translation on its way into the other generator (Chu et al. 2017). Each D is updated on
   real images against generated ones drawn from a history pool of the last ``pool_size`` (Shrivastava
   et al. 2017). Paired data is used unpaired (A and B batches drawn independently).
 
@@ -98,6 +99,8 @@ class TranslateConfig(Section):
     pool_size: int = 50  # cyclegan: generated images kept in each history pool for D (0 = none)
     lowres_weight: float = 0.0  # cyclegan: weight of L1(pool(G(a)), pool(a)) + L1(pool(F(b)), pool(b)) (0 = off)
     lowres_factor: int = 4  # cyclegan: side of the average pooling of lowres_weight (keeps the coarse shape)
+    cycle_noise: float = 0.0  # cyclegan: std of Gaussian noise added to each translation on its way into the other
+    # generator (Chu et al. 2017: it stops G hiding the input in faint signals, so the cycle needs visible content; 0 = off)
     lowres_pool: str = "avg"  # cyclegan: lowres_weight's pooling: avg (the mean per cell: ties the amount of ink) |
     # max (the brightest pixel per cell: which cells hold a bright stroke, not how thick it is)
     lr_decay_start: int = 0  # step at which the linear learning-rate decay starts ...
@@ -133,7 +136,7 @@ class TranslateConfig(Section):
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{key}.dropout: expected a probability in [0, 1), got {self.dropout}")
         for k in ("adv_weight", "l1_weight", "cycle_weight", "identity_weight", "pool_size", "lr_decay_start",
-                  "lr_decay_steps", "lowres_weight"):
+                  "lr_decay_steps", "lowres_weight", "cycle_noise"):
             nonneg(f"{key}.{k}", getattr(self, k))
 
     @property
@@ -431,9 +434,13 @@ class TranslateTrainer(TrainingLoop):
         # the translations go on to the other generator plainly clamped (as tanh saturates): with the
         # straight-through gradient the cycle loss kept pushing already-clamped pixels further out
         fake_b, fake_a = raw_b.clamp(-1.0, 1.0), raw_a.clamp(-1.0, 1.0)
+        into_f, into_g = fake_b, fake_a
+        if tr.cycle_noise > 0:  # noise from the checkpointed augmentation stream: resume stays exact
+            into_f = fake_b + tr.cycle_noise * torch.randn(fake_b.shape, generator=self.aug_gen).to(fake_b.device)
+            into_g = fake_a + tr.cycle_noise * torch.randn(fake_a.shape, generator=self.aug_gen).to(fake_a.device)
         with self.autocast():
-            raw_ra = self.F.raw(fake_b).float()  # F(G(a))
-            raw_rb = self.G.raw(fake_a).float()  # G(F(b))
+            raw_ra = self.F.raw(into_f).float()  # F(G(a))
+            raw_rb = self.G.raw(into_g).float()  # G(F(b))
         rec_a, rec_b = straight_through(raw_ra), straight_through(raw_rb)
         self.D.requires_grad_(False)
         self.D_A.requires_grad_(False)
