@@ -51,6 +51,7 @@ import torch
 from ganforge import runs
 from ganforge.errors import ImageError, WatermarkError
 from ganforge.imaging import ImageLike, images_in, join_alpha, load_image, save_image, source_name, split_alpha
+from ganforge.tasks.watermark import MIN_SIDE, WatermarkConfig
 
 __all__ = ["WatermarkError", "MessageCode", "DEFAULT_FPR", "DEFAULT_MESSAGE", "MIN_SIDE", "load_watermarker", "marker", "message_code",
            "embed", "mark_batch", "extract", "detect", "p_value", "soft_p_value", "detection_p_value", "threshold", "embed_folder", "read_folder"]
@@ -59,7 +60,6 @@ DEFAULT_FPR = 1e-6
 TESTS = ("combined", "soft", "binomial")  # detection tests (detect(test=...)); the first is the default
 SOFT_CLIP = 8.0  # logits are clipped to [-8, 8] in the soft statistic (beyond that a bit is certain)
 SOFT_STEPS = 64  # weights are rounded down to multiples of 1/SOFT_STEPS for the exact tail
-MIN_SIDE = 16  # smallest image side that is read (see the README: digits of 28x28 are read, less reliably)
 MASK_SEED = 0x6A6F  # the fixed scrambling mask's seed
 
 
@@ -288,7 +288,7 @@ def read_all(model: Any, image: ImageLike) -> np.ndarray:
     return h.logits_search(_batch(base))[0].numpy()
 
 
-CROP_MARGIN = 1.1  # a crop reading replaces the direct one when it is this much more confident (models' default)
+CROP_MARGIN = WatermarkConfig.crop_margin  # a crop reading replaces the direct one when it is this much more confident (models' default)
 
 
 def best_reading(logits: np.ndarray, margin: float = CROP_MARGIN) -> int:
