@@ -54,7 +54,7 @@ def _worker(rank: int, world: int, port: int, overrides, threads: int, steps: in
                       WORLD_SIZE=str(world))
     torch.set_num_threads(threads)
     from ganforge.tasks import resolve
-    from ganforge.tasks.gan import GanTrainer
+    from ganforge.tasks.gan.trainer import GanTrainer
     from ganforge.training import distributed
 
     cfg = resolve(None, list(overrides) + ["train.progress=false", "train.tensorboard=false"])

@@ -63,7 +63,7 @@ def generate(run, n, seed=0):
         h = load_generator(run)
         return h.sample_uint8(n, seed=seed, batch_size=500), f"run {h.checkpoint_path}"
     from ganforge.tasks import resolve
-    from ganforge.models import build_models
+    from ganforge.tasks.gan.networks import build_models
 
     cfg = resolve(None, ["data.size=32"])
     torch.manual_seed(seed)

@@ -17,7 +17,7 @@ import torch
 
 def measure(overrides, steps: int, warmup: int) -> float:
     from ganforge.tasks import resolve
-    from ganforge.tasks.gan import GanTrainer as Trainer
+    from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
     tr = Trainer(resolve(ARGS.preset, overrides + ["train.progress=false", "train.tensorboard=false"]),
                  dry_run=True, log=lambda m: print("   ", m))

@@ -48,7 +48,7 @@ def write_digits(folder: Path, n: int, seed: int) -> None:
 
 def timed(label: str, gan: Path, src: Path, out: Path, batch_size: int, threads: int, opts: dict) -> Tuple[float, float]:
     """Seconds to complete the folder, and the mean final contextual loss of the search."""
-    from ganforge.apps.inpaint import inpaint_folder
+    from ganforge.tasks.inpaint.app import inpaint_folder
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -81,7 +81,7 @@ def agreement(src: Path, a: Path, b: Path) -> str:
 
 
 def main() -> None:
-    from ganforge.apps.options import DEFAULT_BATCH, DEFAULT_RESTARTS, DEFAULT_STEPS
+    from ganforge.tasks.inpaint.options import DEFAULT_BATCH, DEFAULT_RESTARTS, DEFAULT_STEPS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gan", type=Path, help="a GAN run folder (default: train one with train.steps=300)")

@@ -7,7 +7,7 @@ the classic baselines (OpenCV Telea and Navier-Stokes, mean fill), measured in t
 MNIST part: the first ``--n`` of the 2,000 held-out digits (``data.heldout=2000 data.part=heldout``:
 digits that neither the shipped classifier nor a GAN trained on ``data.part=train`` has seen), with
 fixed seeded masks: the centre 14x14 box, random boxes (10-50 % of the image) and free-form strokes
-(DeepFill v2 style, ``ganforge.training.masks``) at three hole ratios. For each method:
+(DeepFill v2 style, ``ganforge.tasks.inpaint.masks``) at three hole ratios. For each method:
 
 - hole L1: mean absolute error over the missing pixels, in [0, 1] units;
 - hole PSNR: 10 log10(255^2 / MSE over the missing pixels), dB;
@@ -48,7 +48,7 @@ Masks = Dict[str, torch.Tensor]
 
 # ---- masks ------------------------------------------------------------------------------
 def _own_masks(n: int, h: int, w: int, kind: str, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    """Seeded fallback masks when ``ganforge.training.masks`` is absent: boxes of area in [lo, hi],
+    """Seeded fallback masks when ``ganforge.tasks.inpaint.masks`` is absent: boxes of area in [lo, hi],
     or random-walk strokes 3 px wide grown until the hole reaches a target in [lo, hi]."""
     out = torch.zeros(n, 1, h, w)
     target = lo + (hi - lo) * torch.rand(n, generator=gen)
@@ -79,13 +79,13 @@ def _own_masks(n: int, h: int, w: int, kind: str, lo: float, hi: float, gen: tor
 def make_masks(n: int, h: int, w: int, centre: int, seed: int) -> Masks:
     """The fixed mask sets: name -> bool [n, 1, h, w] (True = missing)."""
     try:
-        from ganforge.training.masks import center_box_mask, random_masks
+        from ganforge.tasks.inpaint.masks import center_box_mask, random_masks
 
         def rand(kind: str, lo: float, hi: float, s: int) -> torch.Tensor:
             return random_masks(n, h, w, kind, lo, hi, generator=torch.Generator().manual_seed(s))
 
         centre_m = center_box_mask(h, w, centre, centre).expand(n, 1, h, w)
-        source = "ganforge.training.masks"
+        source = "ganforge.tasks.inpaint.masks"
     except ImportError:
         def rand(kind: str, lo: float, hi: float, s: int) -> torch.Tensor:
             return _own_masks(n, h, w, kind, lo, hi, torch.Generator().manual_seed(s))
@@ -155,7 +155,7 @@ def train_gan(minutes: float, runs_dir: Path) -> Path:
 
 def train_net(overrides: List[str], runs_dir: Path, what: str) -> Path:
     from ganforge.tasks import resolve
-    from ganforge.tasks.inpaint import InpaintTrainer
+    from ganforge.tasks.inpaint.trainer import InpaintTrainer
 
     t0 = time.perf_counter()
     cfg = resolve(None, ["task=inpaint", "train.progress=false", "train.tensorboard=false", "train.threads=1",
@@ -279,7 +279,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
 
-    from ganforge.apps.inpaint import complete_batch, load_completer
+    from ganforge.tasks.inpaint.app import complete_batch, load_completer
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import get_feature_space

@@ -72,7 +72,7 @@ def cv_resize(images: torch.Tensor, scale: int, method: str) -> torch.Tensor:
 
 def models_of(run: Optional[str], device: str = "cpu") -> Dict[str, object]:
     """{"pixel": handle, "gan": handle} of a superres run (the pixel one when the run has it)."""
-    from ganforge.apps.upscale import load_upscaler
+    from ganforge.tasks.superres.app import load_upscaler
 
     if not run:
         return {}

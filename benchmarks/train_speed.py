@@ -60,7 +60,7 @@ def torchvision_mnist_root(tmp: Path) -> Path:
 
 def build(size: int, width: int):
     from ganforge.tasks import resolve
-    from ganforge.models import build_models
+    from ganforge.tasks.gan.networks import build_models
 
     cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100"])
     torch.manual_seed(0)
@@ -101,7 +101,7 @@ def baseline_images_per_s(root: Path, size: int, width: int, steps: int, workers
 
 def ganforge_trainer(size: int, width: int, extra=()):
     from ganforge.tasks import resolve
-    from ganforge.tasks.gan import GanTrainer as Trainer
+    from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
     cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100",
                          "train.batch_size=64", "train.steps=1", f"train.threads={torch.get_num_threads()}", *extra])

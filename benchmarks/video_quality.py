@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import ganforge
-from ganforge.data.clips import default_digit_size, moving_mnist
+from ganforge.tasks.video.data import default_digit_size, moving_mnist
 from ganforge.metrics.compute import fid
 from ganforge.metrics.features import get_feature_space
 from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input

@@ -175,7 +175,7 @@ class Ganforge:
     min_side = 16
 
     def __init__(self, run: str):
-        from ganforge.apps import watermark as wm
+        from ganforge.tasks.watermark import app as wm
 
         self.wm = wm
         self.h = wm.load_watermarker(run)
@@ -235,7 +235,7 @@ class Peer:
         return np.array(dec.decode(np.ascontiguousarray(a[..., ::-1]), self.method), dtype=np.uint8)[:32]
 
     def p_values(self, a: np.ndarray, bits: np.ndarray, size: Tuple[int, int]) -> Dict[str, float]:
-        from ganforge.apps.watermark import p_value
+        from ganforge.tasks.watermark.app import p_value
 
         return {"binomial": p_value(int((self.decode(a, size) == bits).sum()), 32)}
 
@@ -308,7 +308,7 @@ def report(title: str, results: Dict[str, Dict[str, object]], n: int) -> None:
 
 def digits(args, gf: Ganforge, label: str) -> None:
     import ganforge
-    from ganforge.apps.watermark import mark_batch
+    from ganforge.tasks.watermark.app import mark_batch
     from ganforge.data import load_dataset
     from ganforge.metrics.evaluation import evaluate
 

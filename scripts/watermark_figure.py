@@ -35,7 +35,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from ganforge.apps import watermark as wm
+    from ganforge.tasks.watermark import app as wm
 
     h = wm.load_watermarker(args.model)
     if args.gan:

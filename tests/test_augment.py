@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganforge.training.augment import diff_augment
+from ganforge.tasks.gan.augment import diff_augment
 
 POLICIES = ["color", "translation", "cutout", "color,translation,cutout"]
 

@@ -164,13 +164,13 @@ def _never(*args, **kwargs):
 @pytest.mark.parametrize("verb", ["sample", "sample-folder", "interpolate", "eval", "inpaint", "inpaint-compare"])
 def test_unwritable_output_is_one_line_before_any_work(verb, where, run_dir, tmp_path, capsys, monkeypatch):
     import ganforge.api
-    import ganforge.apps.inpaint
+    import ganforge.tasks.inpaint.app
 
     if verb in ("sample", "sample-folder", "eval"):  # these check before loading the run
         monkeypatch.setattr(ganforge.api, "load_generator", _never)
         monkeypatch.setattr(ganforge.api, "evaluate", _never)
-    monkeypatch.setattr("ganforge.apps.generate.interpolation", _never)
-    monkeypatch.setattr(ganforge.apps.inpaint, "load_completer", _never)
+    monkeypatch.setattr("ganforge.tasks.gan.app.interpolation", _never)
+    monkeypatch.setattr(ganforge.tasks.inpaint.app, "load_completer", _never)
     bad = _unwritable(tmp_path)[where]
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "in.png")
     inpaint = ["inpaint", "--model", str(run_dir), "--image", str(tmp_path / "in.png"), "--box", "1,1,5,5"]

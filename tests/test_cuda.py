@@ -11,7 +11,7 @@ import torch
 import ganforge
 from ganforge.api import load_generator
 from ganforge.tasks import resolve
-from ganforge.tasks.gan import GanTrainer as Trainer
+from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 from ganforge import runs as ckpt
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

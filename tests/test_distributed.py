@@ -25,7 +25,8 @@ from ganforge import runs
 from ganforge.api import trainer
 from ganforge.errors import ConfigError
 from ganforge.tasks import get_task, resolve
-from ganforge.tasks.gan import GanTrainer, draw_z
+from ganforge.tasks.gan.trainer import GanTrainer
+from ganforge.tasks.gan.networks import draw_z
 from ganforge.training import distributed
 from ganforge.training.parts import Batcher
 

@@ -5,17 +5,8 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge.apps.blend import blend, solve_poisson
-from ganforge.apps.inpaint import (
-    InpaintError,
-    LatentInpainter,
-    complete_batch,
-    contextual_weights,
-    inpaint,
-    inpaint_detailed,
-    inpaint_folder,
-    load_completer,
-)
+from ganforge.tasks.inpaint.blend import blend, solve_poisson
+from ganforge.tasks.inpaint.app import InpaintError, LatentInpainter, complete_batch, contextual_weights, inpaint, inpaint_detailed, inpaint_folder, load_completer
 from ganforge.cli import main as ganforge_main
 from ganforge.imaging import compare_layout
 
@@ -393,7 +384,7 @@ def test_folder_mode_checks_outputs_and_batch_size_first(grey_run, tmp_path, mon
     from ganforge.errors import WriteError
 
     imgs, masks = _mixed_folder(tmp_path, 2)
-    monkeypatch.setattr("ganforge.apps.inpaint.load_completer", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("ganforge.tasks.inpaint.app.load_completer", lambda *a, **k: pytest.fail("model loaded"))
     (tmp_path / "file").write_text("x")
     with pytest.raises(WriteError, match=r"cannot write output folder .*file': it is a file; expected a folder"):
         inpaint_folder(grey_run, imgs, masks, tmp_path / "file")
@@ -413,3 +404,37 @@ def test_cli_folder_mode_reports_each_image_without_a_terminal(grey_run, tmp_pat
     assert cli_main(["--model", str(grey_run), "--image", str(imgs), "--mask", str(masks), "--out", str(tmp_path / "o"),
                      "--batch-size", "0"]) == 2
     assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+# ---- options objects -------------------------------------------------------------------------
+def test_options_object_and_keywords_give_identical_outputs(grey_run, tmp_path):
+    from ganforge.tasks.inpaint.app import InpaintOptions
+
+    im = digit_image((40, 36))
+    kw = dict(steps=6, restarts=2, seed=3, blend="feather", lr=0.04, window=5)
+    by_kw = inpaint_detailed(grey_run, im, box=(10, 8, 16, 14), **kw)
+    by_opts = inpaint_detailed(grey_run, im, box=(10, 8, 16, 14), options=InpaintOptions(**kw))
+    mixed = inpaint(grey_run, im, box=(10, 8, 16, 14), options=InpaintOptions(steps=6, restarts=2, seed=3, lr=0.04,
+                                                                                  window=5), blend="feather")
+    assert np.array_equal(np.asarray(by_kw.image), np.asarray(by_opts.image))
+    assert np.array_equal(np.asarray(by_kw.image), np.asarray(mixed))  # a keyword replaces the options' value
+    assert by_kw.details["context_loss"] == by_opts.details["context_loss"]
+    imgs, masks = _mixed_folder(tmp_path, 3)
+    a = inpaint_folder(grey_run, imgs, masks, tmp_path / "a", batch_size=2, **kw)
+    b = inpaint_folder(grey_run, imgs, masks, tmp_path / "b", options=InpaintOptions(batch_size=2, **kw))
+    for x, y in zip(a, b):
+        assert np.array_equal(np.asarray(x.image), np.asarray(y.image))
+
+
+def test_unknown_keyword_is_one_line_naming_it_and_the_options(grey_run, tmp_path):
+    im = digit_image((40, 36))
+    for call in (lambda: inpaint(grey_run, im, box=(1, 1, 5, 5), stepz=3),
+                 lambda: inpaint_detailed(grey_run, im, box=(1, 1, 5, 5), stepz=3),
+                 lambda: inpaint_folder(grey_run, tmp_path, None, tmp_path / "o", box=(1, 1, 5, 5), stepz=3)):
+        with pytest.raises(TypeError) as e:
+            call()
+        msg = str(e.value)
+        assert "\n" not in msg and "unexpected keyword argument 'stepz'" in msg
+        assert "InpaintOptions options: method, steps, restarts" in msg
+    with pytest.raises(TypeError, match="options must be InpaintOptions, got dict"):
+        inpaint(grey_run, im, box=(1, 1, 5, 5), options={"steps": 3})

@@ -4,20 +4,12 @@ import torch
 
 import ganforge
 from ganforge.tasks import resolve
-from ganforge.models.inpaint import (
-    INPAINT_MODELS,
-    GatedUNet,
-    InpaintSizeError,
-    PartialConv2d,
-    PartialUNet,
-    PatchDiscriminator,
-    build_inpainter,
-    plan_levels,
-)
-from ganforge.models.layers import ModelBuildError
+from ganforge.tasks.inpaint.networks import INPAINT_MODELS, GatedUNet, InpaintSizeError, PartialConv2d, PartialUNet, PatchDiscriminator, build_inpainter, plan_levels
+from ganforge.nn.layers import ModelBuildError
 from ganforge.errors import RunError
-from ganforge.tasks.inpaint import InpaintTrainer, load_inpainter
-from ganforge.training.masks import box_mask, center_box_mask, random_masks
+from ganforge.tasks.inpaint.trainer import InpaintTrainer
+from ganforge.tasks.inpaint.task import load_inpainter
+from ganforge.tasks.inpaint.masks import box_mask, center_box_mask, random_masks
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 48, 64)]
 TINY_INPAINT = [

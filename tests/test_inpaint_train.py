@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 
 from ganforge.config import ConfigError
 from ganforge.tasks import resolve
-from ganforge.tasks.inpaint import load_inpainter
+from ganforge.tasks.inpaint.task import load_inpainter
 from ganforge import runs as ckpt
-from ganforge.tasks.inpaint import InpaintTrainer
+from ganforge.tasks.inpaint.trainer import InpaintTrainer
 
 TINY = [
     "task=inpaint", "data.limit=256", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
@@ -108,7 +108,7 @@ def test_training_lowers_the_hole_error(tmp_path):
     # and the network does better than filling the hole with the background
     h = load_inpainter(run)
     from ganforge.data import load_dataset
-    from ganforge.training.masks import center_box_mask
+    from ganforge.tasks.inpaint.masks import center_box_mask
 
     x = load_dataset(resolve(None, ["data.limit=256"]).data).images
     m = center_box_mask(28, 28, 14, 14)

@@ -421,3 +421,20 @@ def test_evaluate_a_run_folder(tmp_path, tiny_overrides, capsys):
     assert code == 0 and "fid" in json.loads(capsys.readouterr().out)
     saved = list((run / "eval").glob("*-mnist-100.json"))
     assert saved and (run / "eval" / "results.jsonl").is_file()
+
+
+def test_evaluate_takes_an_options_object_or_its_keywords(sets):
+    """``evaluate(..., options=EvalOptions(...))`` and the same settings as keywords give the same result;
+    an unknown keyword is a one-line TypeError naming it and the options."""
+    from ganforge.metrics import EvalOptions
+
+    real, fake = sets["a"][:300], sets["b"][:200]
+    kw = dict(features="mnist", metrics="fid,kid", floor=True, seed=2, cache=False)
+    by_kw, by_opts = evaluate(fake, real, **kw), evaluate(fake, real, options=EvalOptions(**kw))
+    for r in (by_kw, by_opts):
+        r.pop("timings"), r["provenance"].pop("created")
+    assert by_kw == by_opts
+    with pytest.raises(TypeError) as e:
+        evaluate(fake, real, num_sample=10)
+    assert "\n" not in str(e.value) and "unexpected keyword argument 'num_sample'" in str(e.value)
+    assert "EvalOptions options: metrics, num_samples, features" in str(e.value)

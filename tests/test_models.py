@@ -5,9 +5,9 @@ from safetensors.torch import load_file, save_file
 
 from ganforge.config import ConfigError
 from ganforge.tasks import resolve
-from ganforge.tasks.gan import ModelConfig
-from ganforge.models import MODELS, build_models
-from ganforge.models.dcgan import ModelSizeError, plan_stages
+from ganforge.tasks.gan.config import ModelConfig
+from ganforge.tasks.gan.networks import MODELS, build_models
+from ganforge.tasks.gan.dcgan import ModelSizeError, plan_stages
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 48, 64), (1, 64, 64)]
 
@@ -95,7 +95,7 @@ def test_pad_needs_dcgan():
 
 
 def test_unbuildable_size_is_a_config_error():
-    from ganforge.tasks.gan import GanTrainer as Trainer
+    from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
     class Data:
         images = torch.zeros(8, 1, 30, 30, dtype=torch.uint8)
@@ -109,12 +109,7 @@ def test_unbuildable_size_is_a_config_error():
 # ------------------------------------------------------------------------------------------
 # class-conditional models, minibatch std, the resnet family
 
-from ganforge.models.layers import (  # noqa: E402
-    ConditionalBatchNorm,
-    MinibatchStd,
-    ModelBuildError,
-    ProjectionHead,
-)
+from ganforge.nn.layers import ConditionalBatchNorm, MinibatchStd, ModelBuildError, ProjectionHead
 
 K = 5
 # (g_cond, d_cond, mbstd): every option is exercised in at least one combination
@@ -316,7 +311,7 @@ def test_resnet_discriminator_norms():
     _, d = build_models(tiny("resnet", d_norm="batch"), (3, 32, 32))
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
     assert not any(hasattr(m, "parametrizations") for m in d.modules())
-    from ganforge.models.resnet import ResNetDiscriminator
+    from ganforge.tasks.gan.resnet import ResNetDiscriminator
 
     d = ResNetDiscriminator((3, 32, 32), width=8)  # the class defaults to spectral norm, as SNGAN
     assert any(hasattr(m, "parametrizations") for m in d.modules())

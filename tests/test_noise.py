@@ -7,7 +7,7 @@ import ganforge
 from ganforge.api import trainer
 from ganforge.errors import ConfigError
 from ganforge.tasks import resolve
-from ganforge.tasks.gan import draw_z
+from ganforge.tasks.gan.networks import draw_z
 
 
 def test_uniform_noise_is_uniform_in_minus_one_one():
@@ -51,7 +51,7 @@ def test_z_dist_is_checked():
 
 @pytest.mark.parametrize("dist", ["normal", "uniform"])
 def test_latent_inpainting_starts_from_the_runs_noise(dist, tiny_overrides, tmp_path):
-    from ganforge.apps.latent import LatentInpainter
+    from ganforge.tasks.inpaint.latent import LatentInpainter
 
     run = ganforge.train(overrides=[*tiny_overrides, f"model.z_dist={dist}", "train.steps=1", "train.minutes=null",
                                     "eval.every_kimg=0"], runs_dir=tmp_path)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ganforge.tasks import resolve
-from ganforge.tasks.gan import GanTrainer as Trainer
+from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 from ganforge.training.parts import ema_update
 
 

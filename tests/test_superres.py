@@ -10,11 +10,11 @@ from PIL import Image
 
 import ganforge
 from ganforge import runs
-from ganforge.apps.upscale import UpscaleError, compare_picture, upscale, upscale_detailed, upscale_folder
+from ganforge.tasks.superres.app import UpscaleError, compare_picture, upscale, upscale_detailed, upscale_folder
 from ganforge.cli import main as ganforge_main
-from ganforge.data.degrade import degrade, downsample, practical
+from ganforge.tasks.superres.data import degrade, downsample, practical
 from ganforge.errors import ConfigError, RunError
-from ganforge.models.srresnet import SRGenerator, UNetDiscriminator, d_levels, tiled_upscale
+from ganforge.tasks.superres.networks import SRGenerator, UNetDiscriminator, d_levels, tiled_upscale
 from ganforge.tasks import resolve
 
 BASE = ["task=superres", "data.limit=64", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
@@ -191,7 +191,7 @@ def test_sizes_that_do_not_fit_the_scale_are_refused(tmp_path):
 def test_user_vgg_weights_train_and_bad_files_are_refused(tmp_path):
     from safetensors.torch import save_file
 
-    from ganforge.tasks.superres import VGGFeatures, vgg19_features
+    from ganforge.tasks.superres.losses import VGGFeatures, vgg19_features
 
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in vgg19_features().state_dict().items()}  # torchvision's vgg19().features[:35]
@@ -339,7 +339,7 @@ def test_cli_upscale_and_its_errors(grey_run, tmp_path, capsys):
 
 
 def test_mnist_feature_network_is_fully_convolutional_and_frozen():
-    from ganforge.tasks.superres import MnistFeatures, feature_distance
+    from ganforge.tasks.superres.losses import MnistFeatures, feature_distance
 
     net = MnistFeatures()
     grey = torch.rand(2, 1, 28, 28) * 2 - 1

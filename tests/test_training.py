@@ -180,7 +180,7 @@ def test_bfloat16_autocast_on_a_cpu_that_supports_it(tmp_path, tiny_overrides):
     """train.amp=true on a bfloat16 CPU: activations in bfloat16, weights and losses float32 and finite,
     and the run still resumes exactly (the CPU kernels are deterministic)."""
     from ganforge.tasks import resolve
-    from ganforge.tasks.gan import GanTrainer as Trainer
+    from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
     tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true"]), dry_run=True, log=lambda m: None)
     assert tr.amp
@@ -207,7 +207,7 @@ def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
     training, with a message."""
     from ganforge.tasks import resolve
     from ganforge.training import parts
-    from ganforge.tasks.gan import GanTrainer as Trainer
+    from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
     monkeypatch.setattr(parts, "cpu_bf16_supported", lambda: False)
 

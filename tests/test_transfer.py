@@ -11,8 +11,8 @@ from ganforge import runs
 from ganforge.api import trainer
 from ganforge.cli import main
 from ganforge.errors import ConfigError, RunError
-from ganforge.models import build_models
-from ganforge.models.inpaint import PatchDiscriminator
+from ganforge.tasks.gan.networks import build_models
+from ganforge.tasks.inpaint.networks import PatchDiscriminator
 from ganforge.tasks import TASKS, get_task, resolve
 from ganforge.training.transfer import RECORD, discriminator_blocks
 

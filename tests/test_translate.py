@@ -11,24 +11,18 @@ from safetensors.torch import load_file
 
 import ganforge
 from ganforge import runs
-from ganforge.apps.translate import TranslateError, compare_panels, translate, translate_detailed, translate_folder
+from ganforge.tasks.translate.app import TranslateError, compare_panels, translate, translate_detailed, translate_folder
 from ganforge.cli import main as ganforge_main
 from ganforge.config import DataConfig
 from ganforge.data import load_dataset
-from ganforge.data.pairs import derive_pairs, load_paired, load_translation, load_unpaired
+from ganforge.tasks.translate.data import derive_pairs, load_paired, load_translation, load_unpaired
 from ganforge.errors import ConfigError, DataError, RunError
 from ganforge.imaging import compare_layout
-from ganforge.models.translate import (
-    PatchDiscriminator,
-    ResnetGenerator,
-    TranslateSizeError,
-    Translator,
-    UNetGenerator,
-    build_unet,
-    unet_levels,
-)
+from ganforge.tasks.translate.networks import PatchDiscriminator, ResnetGenerator, TranslateSizeError, Translator, UNetGenerator, build_unet, unet_levels
 from ganforge.tasks import resolve
-from ganforge.tasks.translate import HistoryPool, TranslateTrainer, _tiled, load_translator
+from ganforge.tasks.translate.trainer import HistoryPool, TranslateTrainer
+from ganforge.tasks.translate.handle import _tiled
+from ganforge.tasks.translate.task import load_translator
 
 TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
         "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",

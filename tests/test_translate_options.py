@@ -10,7 +10,7 @@ from PIL import Image
 import ganforge
 from ganforge import runs
 from ganforge.errors import ConfigError
-from ganforge.models.translate import build
+from ganforge.tasks.translate.networks import build
 
 TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
         "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",
@@ -87,7 +87,7 @@ def test_resize_upsampling_trains_loads_and_is_checked(unpaired, tmp_path):
 
 
 def test_lowres_l1_compares_only_the_pooled_images():
-    from ganforge.tasks.translate import lowres_l1
+    from ganforge.tasks.translate.losses import lowres_l1
 
     g = torch.Generator().manual_seed(0)
     inp = torch.rand(2, 1, 10, 12, generator=g) * 2 - 1
@@ -106,7 +106,7 @@ def test_lowres_l1_compares_only_the_pooled_images():
 
 
 def test_lowres_max_pool_keeps_where_the_strokes_are_not_their_thickness():
-    from ganforge.tasks.translate import lowres_l1
+    from ganforge.tasks.translate.losses import lowres_l1
 
     bg = -torch.ones(1, 1, 8, 8)
     thin, thick, moved = bg.clone(), bg.clone(), bg.clone()

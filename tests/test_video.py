@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.apps.video import write_clips
+from ganforge.tasks.video.app import write_clips
 from ganforge.cli import main
 from ganforge.config import DataConfig
 from ganforge.data import DATASETS, load_dataset
-from ganforge.data.clips import load_clip_folder, load_clips, moving_mnist, read_clip
+from ganforge.tasks.video.data import load_clip_folder, load_clips, moving_mnist, read_clip
 from ganforge.errors import ConfigError, DataError, ModelBuildError
-from ganforge.models.video import VideoDiscriminator, VideoGenerator
+from ganforge.tasks.video.networks import VideoDiscriminator, VideoGenerator
 from ganforge.tasks import get_task, resolve
 
 TINY = ["task=video", "data.limit=32", "train.batch_size=8", "train.progress=false", "train.log_every=1",

@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge.apps import watermark as wm
+from ganforge.tasks.watermark import app as wm
 from ganforge.errors import ImageError, RunError, WatermarkError
 from ganforge.tasks import get_task
-from ganforge.tasks.watermark import WatermarkHandle, normalise, psnr_of, target_rms
-from ganforge.training import attacks as A
+from ganforge.tasks.watermark.handle import WatermarkHandle
+from ganforge.tasks.watermark.networks import normalise, psnr_of, target_rms
+from ganforge.tasks.watermark import attacks as A
 
 TINY = ["task=watermark", "data.limit=32", "train.batch_size=8", "train.progress=false", "train.tensorboard=false",
         "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=4",

@@ -19,13 +19,13 @@ from ganforge.config import Config, apply_overrides
 from ganforge.errors import ConfigError, LabelError, RunError  # noqa: F401  (LabelError re-exported)
 from ganforge.tasks import config_from_dict, get_task, resolve
 from ganforge.tasks.base import Handle
-from ganforge.tasks.gan import GeneratorHandle
+from ganforge.tasks.gan.handle import GeneratorHandle
 from ganforge.training.loop import RESUMABLE_KEYS
 from ganforge.training.transfer import Transfer
 
 ConfigLike = Union[Config, Dict[str, Any], None]
 
-__all__ = ["train", "trainer", "load", "load_generator", "resume_config", "evaluate", "GeneratorHandle", "Handle"]
+__all__ = ["train", "trainer", "load", "load_generator", "resume_config", "evaluate", "GeneratorHandle", "Handle", "sample_writer"]
 
 
 def trainer(
@@ -137,15 +137,32 @@ def load_generator(
     return h
 
 
-def evaluate(model, reference=None, *, checkpoint: str = "last", ema: bool = True, device: str = "cpu", **kwargs):
+def evaluate(model, reference=None, *, checkpoint: str = "last", ema: bool = True, **kwargs):
     """:func:`ganforge.metrics.evaluate` for a run folder too: ``model`` may be a run path (its generator
-    is loaded with ``checkpoint``/``ema``), a handle, a sampler, images or an image folder/.npz."""
+    is loaded with ``checkpoint``/``ema`` on the options' device), a handle, a sampler, images or an image
+    folder/.npz. ``kwargs``: :func:`ganforge.metrics.evaluation.evaluate`'s (``options=``, ``out=``, ``log=``
+    and the :class:`~ganforge.metrics.evaluation.EvalOptions` fields)."""
     from ganforge.errors import EvalError
     from ganforge.metrics.evaluation import evaluate as evaluate_samples
 
     if isinstance(model, (str, Path)) and (runs.is_run_dir(model) or runs.is_checkpoint_dir(model)):
+        device = kwargs.get("device", getattr(kwargs.get("options"), "device", "cpu"))
         try:
             model = load_generator(Path(model).expanduser(), checkpoint=checkpoint, ema=ema, device=device)
         except RunError as e:
             raise EvalError(f"cannot load a generator from {model}: {e}") from None
-    return evaluate_samples(model, reference, device=device, **kwargs)
+    return evaluate_samples(model, reference, **kwargs)
+
+
+def sample_writer(handle: Handle):
+    """The module that writes ``handle``'s samples for ``ganforge sample``: it has ``SAMPLE_OUTPUTS``,
+    ``sample_output_kind(out)`` and ``write_samples(handle, out, n, seed=, cls=, nrow=, truncation=)``.
+    A handle names its module in ``sample_app`` (a GAN's images: :mod:`ganforge.tasks.gan.app`; a video
+    run's clips: :mod:`ganforge.tasks.video.app`); handles of tasks that draw no samples have none (:class:`RunError`)."""
+    import importlib
+
+    name = getattr(handle, "sample_app", None)
+    if not name:
+        raise RunError(f"'{handle.run_dir or handle.checkpoint_path}' trained task {handle.task!r}: it has no generator "
+                       f"to sample from (use ganforge.load(run) for its {type(handle).__name__})")
+    return importlib.import_module(name)

@@ -1,16 +1,11 @@
 """Configuration machinery: typed sections, YAML presets, ``key=value`` overrides, loud errors.
 
-A run is described by one :class:`Config`: its ``task``, an optional ``name`` and one typed
-*section* (a dataclass) per group of keys. Which sections a run has is decided by its task
-(:mod:`ganforge.tasks`): every task uses the shared sections defined here (``data``, ``train``,
-``g_optim``, ``d_optim``; ``eval`` where it evaluates) and adds its own (``model``, ``loss``,
-``inpaint``, ...). A config is built from defaults, then a preset (a shipped name such as
-``default`` or a path to a YAML file), then dotted overrides (``train.batch_size=128``).
-Every step is checked: an unknown key names the allowed keys, a wrong type or out-of-range value
-names the key and what was expected, a section that the task does not use is refused.
-
-This module knows no task, model or dataset (it imports nothing of ganforge but the errors);
-:func:`ganforge.tasks.resolve` puts a task's sections together with :func:`build`.
+A run is one :class:`Config`: its ``task``, an optional ``name`` and one typed section (a dataclass) per
+group of keys: the shared ones defined here (``data``, ``train``, ``g_optim``, ``d_optim``) and the task's own.
+:func:`build` applies defaults, then a preset, then dotted overrides (``train.batch_size=128``), checking each
+step: an unknown key, a wrong type or value, or a section the task does not use is an error that names it.
+This module knows no task (it imports nothing of ganforge but the errors); :func:`ganforge.tasks.resolve`
+puts a task's sections together.
 """
 from __future__ import annotations
 
@@ -87,10 +82,10 @@ class DataConfig(Section):
 @dataclass
 class OptimConfig(Section):
     name: str = "adam"  # adam | rmsprop
-    lr: float = 2e-4
+    lr: float = 2e-4  # learning rate
     beta1: float = 0.5  # Adam only
     beta2: float = 0.999  # Adam only; RMSprop uses it as alpha
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 weight decay passed to the optimiser (0 = none)
 
     def check(self, key: str) -> None:
         choice(f"{key}.name", self.name, ["adam", "rmsprop"])
@@ -104,13 +99,13 @@ class OptimConfig(Section):
 
 @dataclass
 class TrainConfig(Section):
-    batch_size: int = 64
+    batch_size: int = 64  # images per batch (per process under torchrun)
     steps: Optional[int] = None  # generator steps
     kimg: Optional[float] = None  # thousands of real images shown to D
     epochs: Optional[float] = None  # passes over the dataset
     minutes: Optional[float] = None  # wall-clock budget
     n_critic: int = 1  # discriminator steps per generator step
-    seed: int = 0
+    seed: int = 0  # seed of every random stream of the run (init, batches, noise, ...)
     ema_decay: float = 0.999  # EMA of generator weights used for samples (0 = off)
     ema_warmup: bool = True  # warm-up: the decay at step t is min(ema_decay, (1+t)/(10+t)), so early samples are not stale
     log_every: int = 50  # steps between metric lines
@@ -124,8 +119,8 @@ class TrainConfig(Section):
     compile: bool = False  # torch.compile the networks (falls back with a warning)
     sync_bn: bool = False  # several CUDA processes (torchrun): SyncBatchNorm; on the CPU running stats are averaged instead
     threads: Optional[int] = None  # torch.set_num_threads; None leaves torch's default
-    tensorboard: bool = True
-    progress: bool = True
+    tensorboard: bool = True  # write TensorBoard events to the run's tb/ folder
+    progress: bool = True  # show a progress bar on a terminal
 
     BUDGET_KEYS = ("steps", "kimg", "epochs", "minutes")
 

@@ -1,32 +1,14 @@
-"""Export a run's inference networks for deployment without ganforge: ONNX (onnxruntime and other
-runtimes) or a ``torch.export`` program (``.pt2``), with a JSON manifest next to them.
+"""Export a run's inference networks for deployment without ganforge: ONNX or a ``torch.export``
+program (``.pt2``), with a JSON manifest next to them.
 
     from ganforge.export import export_run
     manifest = export_run("runs/00001-mnist-dcgan-cond", "onnx", "deploy/")
     # deploy/generator.onnx, deploy/manifest.json
 
-Which networks a run has, their example inputs and which dims are dynamic come from the task's handle
-(:meth:`ganforge.tasks.base.Handle.export_networks`, one :class:`~ganforge.tasks.base.ExportNet` each):
-the GAN generator (``z``, plus ``label`` when class-conditional), the completion network, the upscaler,
-the translator(s) (``a2b``, and ``b2a`` for CycleGAN), and whatever a newer task lists. The batch is
-always dynamic; fully convolutional networks also take any height and width (multiples of the
-network's ``multiple``). Both formats are made from one ``torch.export`` trace of the network in eval
-mode (BatchNorm uses its running statistics); the ONNX file comes from PyTorch's dynamo exporter
-(onnxscript), in one file (weights inside), its input and output dims renamed ``batch``, ``height``,
-``width`` (``4*height`` for an upscaler's output) and the network's manifest entry stored in its
-metadata (key ``ganforge``).
-
-``OUT`` is a folder: ``OUT/<network>.onnx`` (and/or ``.pt2``; ``fmt="onnx,torch-export"`` writes both from
-one trace) per network and ``OUT/manifest.json``::
-
-    {"formats": ["onnx"], "task": "gan", "run": ..., "checkpoint": ..., "step": 2000, "kimg": 128.0, "ema": true,
-     "networks": {"generator": {"files": {"onnx": "generator.onnx"}, "sha256": {"onnx": ...},
-         "inputs":  [{"name": "z", "dtype": "float32", "shape": ["batch", 16], "values": "..."}, ...],
-         "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 28, 28], "values": "..."}],
-         "dims": {"batch": {"min": 1}}, "info": {"class_names": [...], ...}, "onnx_opset": 20}}}
-
-Exporting needs the optional dependencies: ``pip install 'ganforge[export]'`` (onnx, onnxscript,
-onnxruntime); ``torch-export`` needs only PyTorch.
+The networks, their example inputs and dynamic dims come from the task's handle
+(:meth:`ganforge.tasks.base.Handle.export_networks`). Both formats come from one ``torch.export`` trace
+in eval mode; ONNX uses PyTorch's dynamo exporter and stores the manifest entry in its metadata (key
+``ganforge``). Needs ``pip install 'ganforge[export]'`` for ONNX. Manifest format: ``docs/export.md``.
 """
 from __future__ import annotations
 

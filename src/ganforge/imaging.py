@@ -1,20 +1,11 @@
-"""Images in and out: the one place that reads and writes image files, masks and boxes, and
-lays images out as grids and comparison panels.
+"""Images in and out: the one place that reads and writes image files, masks and boxes, and lays
+images out as grids and comparison panels.
 
-* tensors and arrays: :func:`to_uint8` ([-1, 1] float -> uint8), :func:`to_pil`, :func:`make_grid_uint8`,
-  :func:`labelled_rows` (one labelled row per class), :func:`completion_grid` (masked | completed |
-  original rows);
-* files: :data:`IMAGE_SUFFIXES` (what counts as an image file everywhere in ganforge),
-  :data:`LOSSY_SUFFIXES`, :func:`images_in`, :func:`image_size`, :func:`load_image`,
-  :func:`save_png` (atomic), :func:`save_image`; :func:`check_writable` (can an output go there?,
-  asked before any work) and :func:`writing` (a failed write as one line);
-* masks and boxes (white / True = missing): :func:`load_mask`, :func:`parse_box`, :func:`box_mask`;
-* pixels: :func:`split_alpha` / :func:`join_alpha`, :func:`match_channels`;
-* the side-by-side picture of an image completion: :func:`compare_layout`, :func:`compare_image`.
-
-Problems with a file, an image, a mask or a box raise :class:`~ganforge.errors.ImageError` with a
-one-line message that names it; an output that cannot be written raises
-:class:`~ganforge.errors.WriteError` naming the path and the cause.
+Tensors to pictures (:func:`to_uint8`, :func:`make_grid_uint8`, :func:`completion_grid`), files
+(:data:`IMAGE_SUFFIXES`, the one list of image extensions; :func:`load_image`, :func:`save_png`, atomic;
+:func:`check_writable`, asked before any work), masks and boxes (white / True = missing), alpha and
+channels. A bad file, image, mask or box raises :class:`~ganforge.errors.ImageError`, an output that
+cannot be written :class:`~ganforge.errors.WriteError`, each one line naming the path.
 """
 from __future__ import annotations
 

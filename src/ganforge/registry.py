@@ -1,19 +1,25 @@
-"""One small registry: name -> builder. Used for models, losses, datasets and metrics.
+"""One small registry: name -> builder. Used for tasks, models, losses, datasets, metrics and web pages.
 
 CLI choices and config validation read the keys, so a typo fails with the list of
 allowed names instead of a KeyError deep in the code.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from typing import Callable, Dict, Generic, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, loader: Optional[Callable[[], None]] = None):
         self.kind = kind
         self._items: Dict[str, T] = {}
+        self._loader = loader  # imports the modules that register the built-in entries, on first look-up
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            loader, self._loader = self._loader, None
+            loader()
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@MODELS.register("dcgan")``."""
@@ -29,6 +35,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
@@ -37,13 +44,16 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._items)

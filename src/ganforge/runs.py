@@ -1,24 +1,11 @@
 """The run folder: the one place that reads and writes it.
 
-::
-
-    runs/00003-mnist-dcgan/
-        config.yaml                  the resolved config (its ``task`` says what the run trains)
-        metrics.jsonl  log.txt  loss_curve.png  samples/  tb/
-        checkpoints/step-00001000/   one folder per checkpoint:
-            <network>.safetensors    one file per network of the task (generator, generator_ema,
-                                     discriminator, ...): safetensors, loading cannot run code
-            config.json              task, image shape, class names and the config: enough to
-                                     rebuild the networks without the run folder
-            state.pt                 optimisers, RNG states, counters: tensors and plain containers
-                                     only, loaded with weights_only=True
-            meta.json                step, kimg, time; written last
-        checkpoints/good/, best/     named checkpoints (watchdog rollback target, lowest FID)
-
-A checkpoint is written into a temporary folder beside its final place and renamed into place in
-one step, so a crash leaves either the old set of checkpoints or the new one, never a partial
-folder. Only folders whose ``meta.json`` exists count as checkpoints. A network's file name is its
-key in the task's network dictionary, so a task with any number of networks needs nothing here.
+``runs/00003-mnist-dcgan/`` holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``log.txt``,
+``samples/``, ``tb/`` and ``checkpoints/step-NNNNNNNN/`` (plus named ones such as ``good/`` and ``best/``), each
+with one ``<network>.safetensors`` per network of the task, ``config.json`` (enough to rebuild the networks),
+``state.pt`` (optimisers, RNG states, counters; loaded with ``weights_only=True``) and ``meta.json``, written
+last. A checkpoint is written beside its place and renamed into it, so a crash never leaves a partial
+folder; only folders with ``meta.json`` count. Layout in full: ``docs/architecture.md``.
 """
 from __future__ import annotations
 

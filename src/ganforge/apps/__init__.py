@@ -12,18 +12,19 @@ One module per job:
     generate   samples and latent interpolations of a generator, written as files
     info       what a run folder holds
 
-``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` / ``InpaintError`` are imported from
-:mod:`ganforge.apps.inpaint` on first use, so importing this package loads nothing.
+``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` / ``InpaintOptions`` / ``InpaintError`` are imported from
+:mod:`ganforge.tasks.inpaint.app` on first use, so importing this package loads nothing.
 """
 from __future__ import annotations
 
 from typing import Any
 
 _LAZY = {
-    "inpaint": "ganforge.apps.inpaint",
-    "inpaint_detailed": "ganforge.apps.inpaint",
-    "inpaint_folder": "ganforge.apps.inpaint",
-    "InpaintError": "ganforge.apps.inpaint",
+    "inpaint": "ganforge.tasks.inpaint.app",
+    "inpaint_detailed": "ganforge.tasks.inpaint.app",
+    "inpaint_folder": "ganforge.tasks.inpaint.app",
+    "InpaintError": "ganforge.tasks.inpaint.app",
+    "InpaintOptions": "ganforge.tasks.inpaint.app",
 }
 
 __all__ = sorted(_LAZY)

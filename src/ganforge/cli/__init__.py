@@ -1,28 +1,23 @@
-"""``ganforge`` command line: train | sample | interpolate | info | eval | inpaint | config | presets.
+"""The ``ganforge`` command line: the core verbs (train, sample, info, eval, config, presets, export, serve)
+and the tasks' verbs.
 
-One module per verb, ``ganforge.cli.<verb>``, each with ``HELP`` (its line in ``ganforge --help``),
-``DESCRIPTION`` (or None), ``ORDER`` (its place in the help), ``add_arguments(parser)`` and
-``run(args) -> int``. Verbs are found by listing this package: a new verb is a new file here. A verb module parses
-and checks its arguments, calls :mod:`ganforge.api` or :mod:`ganforge.apps`, and prints; it imports
-them (and torch) inside ``run``. :func:`main` adds the options of the one verb asked for before
-parsing, so help texts and argument errors come at once, without importing torch. Modules whose
-name starts with ``_`` are not verbs: ``_common`` holds the options several verbs share
-(``--device``, ``--threads``).
-
-Contract relied on by scripts: ``ganforge train`` prints the run folder's path as the last line of
-its standard output (everything else goes to standard error). A problem the user can fix
-(:class:`~ganforge.errors.GanforgeError`) is one line ``error: ...`` on standard error with exit
-status 2; Ctrl-C (and SIGTERM while training) exits with status 130. Under ``torchrun`` every process
-runs the verb; errors from ranks other than 0 say which rank they come from (``error: [rank 1] ...``).
+One module per verb, with ``HELP``, ``DESCRIPTION``, ``ORDER``, ``add_arguments(parser)`` and ``run(args) -> int``:
+the modules of this package (those starting with ``_`` are helpers) and each task's ``tasks/<task>/cli.py``
+(named by its ``VERB``). :func:`main` adds only the asked verb's options and imports torch inside ``run``,
+so help and argument errors come at once. Contract for scripts: ``ganforge train`` prints the run folder
+as the last line of standard output; a :class:`~ganforge.errors.GanforgeError` is one ``error: ...`` line on
+standard error with exit status 2 (``[rank N]`` under torchrun); Ctrl-C or SIGTERM exits with status 130.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import importlib.util
 import os
 import pkgutil
 import sys
-from typing import Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from ganforge.errors import GanforgeError
 
@@ -30,27 +25,41 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _find_verbs() -> tuple:
-    """Every module of this package not starting with ``_``, in ``ORDER``."""
-    names = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
-    order = {n: getattr(importlib.import_module(f"ganforge.cli.{n}"), "ORDER", 100) for n in names}
-    return tuple(sorted(names, key=lambda n: (order[n], n)))
+@functools.lru_cache(maxsize=None)
+def verb_modules() -> Dict[str, Any]:
+    """{verb: its module}, in ``ORDER``: every module of this package not starting with ``_``, and the
+    ``cli.py`` of every task that has one (``VERB`` names its verb). Imports no torch."""
+    from ganforge.tasks import NAMES
+
+    found = {m.name: f"ganforge.cli.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    for task in NAMES:
+        if importlib.util.find_spec(f"ganforge.tasks.{task}.cli") is not None:
+            mod = importlib.import_module(f"ganforge.tasks.{task}.cli")
+            if mod.VERB in found:
+                raise ValueError(f"task {task!r}: its verb {mod.VERB!r} is already a verb")
+            found[mod.VERB] = mod.__name__
+    mods = {name: importlib.import_module(path) for name, path in found.items()}
+    return dict(sorted(mods.items(), key=lambda kv: (getattr(kv[1], "ORDER", 100), kv[0])))
 
 
-VERBS = _find_verbs()
+def __getattr__(name: str) -> Any:
+    if name == "VERBS":  # every verb, in help order
+        return tuple(verb_modules())
+    raise AttributeError(f"module 'ganforge.cli' has no attribute {name!r}")
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "VERBS", "build_parser", "main"]
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "VERBS", "build_parser", "main", "verb_modules"]
 
 
 def build_parser(verbs: Optional[Iterable[str]] = None) -> argparse.ArgumentParser:
     """The ``ganforge`` parser with every verb; ``verbs``: the verbs whose options are added
     (default: all of them; the others parse no options)."""
-    wanted = set(VERBS if verbs is None else verbs)
+    modules = verb_modules()
+    wanted = set(modules if verbs is None else verbs)
     p = argparse.ArgumentParser(prog="ganforge", description="Train, watch, measure and use GANs on images.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command")
-    for name in VERBS:
-        verb = importlib.import_module(f"ganforge.cli.{name}")
+    for name, verb in modules.items():
         sp = sub.add_parser(name, help=verb.HELP, description=verb.DESCRIPTION)
         if name in wanted:
             verb.add_arguments(sp)
@@ -61,7 +70,7 @@ def build_parser(verbs: Optional[Iterable[str]] = None) -> argparse.ArgumentPars
 def _verb_in(argv: List[str]) -> Optional[str]:
     """The verb of a command line: its first word that is not an option (the top level has only flags)."""
     first = next((a for a in argv if not a.startswith("-")), None)
-    return first if first in VERBS else None
+    return first if first in verb_modules() else None
 
 
 def _rank_tag() -> str:

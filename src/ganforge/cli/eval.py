@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ganforge eval`` for parsed ``args``; returns the exit code (0), raises EvalError."""
     from ganforge.api import evaluate
+    from ganforge.metrics.evaluation import EvalOptions
     from ganforge.imaging import check_writable
     from ganforge.metrics.features import FEATURES
 
@@ -105,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
             log(f"features: {args.features} ({'grayscale run' if grey else 'colour run or image files'}; "
                 "--features to choose)")
 
-    result = evaluate(
-        fake, reference, metrics=args.metrics, num_samples=args.samples, features=args.features,
-        seed=args.seed, floor=args.floor, batch_size=args.batch_size, device=device,
-        inception_weights=args.inception_weights, inception_sha256=args.inception_sha256,
-        cache=not args.no_cache, cache_dir=args.cache_dir, out=args.out, log=log,
+    options = EvalOptions(
+        metrics=args.metrics, num_samples=args.samples, features=args.features, seed=args.seed, floor=args.floor,
+        batch_size=args.batch_size, device=device, inception_weights=args.inception_weights,
+        inception_sha256=args.inception_sha256, cache=not args.no_cache, cache_dir=args.cache_dir,
     )
+    result = evaluate(fake, reference, options=options, out=args.out, log=log)
     saved = []
     if args.out:
         saved.append(str(Path(args.out).expanduser()))

@@ -1,7 +1,7 @@
 """``ganforge sample RUN_DIR --out PATH``: images from a trained run, as a .png grid, a .npz file or a
-folder of PNGs (:func:`ganforge.apps.generate.write_samples`); prints the output path. Runs whose
+folder of PNGs (:func:`ganforge.tasks.gan.app.write_samples`); prints the output path. Runs whose
 handle names another writer (``sample_app``: a video run's clips as .gif/.mp4/.npz/folder, see
-:mod:`ganforge.apps.video`) are written by that module (:func:`ganforge.apps.generate.sample_writer`)."""
+:mod:`ganforge.tasks.video.app`) are written by that module (:func:`ganforge.api.sample_writer`)."""
 from __future__ import annotations
 
 import argparse
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import ganforge.api
-    from ganforge.apps.generate import sample_writer
+    from ganforge.api import sample_writer
     from ganforge.errors import UsageError
     from ganforge.imaging import check_writable
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(out, "--out", folder=out.suffix == "" or out.is_dir())  # every writer: no suffix = a folder
     use_threads(args.threads)
     g = ganforge.api.load(args.run_dir, checkpoint=args.checkpoint, ema=not args.no_ema, device=device)
-    writer = sample_writer(g)  # how this run's samples are written (the handle says; GAN runs: apps/generate.py)
+    writer = sample_writer(g)  # how this run's samples are written (the handle says; GAN runs: tasks/gan/app.py)
     if writer.sample_output_kind(out) is None:
         raise UsageError(f"--out {out}: expected {writer.SAMPLE_OUTPUTS}")
     if args.cls is not None and not g.num_classes:

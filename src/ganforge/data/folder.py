@@ -1,15 +1,9 @@
-"""A folder of image files (:data:`ganforge.imaging.IMAGE_SUFFIXES`: PNG, JPEG, WebP, BMP, TIFF, GIF),
-optionally one subfolder per class.
+"""A folder of image files (:data:`ganforge.imaging.IMAGE_SUFFIXES`), optionally one subfolder per class.
 
-Loading runs in two passes: a cheap header scan (size, mode, EXIF orientation) that
-decides the channel count, checks sizes and estimates memory, then the decoding pass, which
-converts and resizes every image straight into one preallocated uint8 array, using a few
-threads (PIL releases the GIL while decoding and resizing). Images are placed by index, so
-the result does not depend on thread scheduling.
-
-Conventions: hidden files and folders (name starting with ".") are ignored; transparent
-images are composited onto black; 16-bit images are scaled to 8 bits; the EXIF orientation
-of photos is applied.
+Two passes: a cheap header scan (size, mode, EXIF orientation) that decides the channels, checks sizes and
+estimates memory, then decoding straight into one preallocated uint8 array on a few threads, by index, so
+the result does not depend on scheduling. Hidden files are ignored; transparency is composited onto
+black, 16-bit images scaled to 8 bits, EXIF orientation applied.
 """
 from __future__ import annotations
 

@@ -1,17 +1,8 @@
 """Metric values from features, with torch-fidelity's own implementations of the math.
 
 Everything here takes features already extracted (:meth:`FeatureSpace.extract`), so one pass of the
-extractor over an image set serves FID, KID, precision/recall, IS and the class histogram.
-
-=========  =====================================================  ================================
-metric     torch-fidelity function                                 inputs
-=========  =====================================================  ================================
-FID        ``fid_features_to_statistics`` +                        pool features (or mu/sigma)
-           ``fid_statistics_to_metric``
-KID        ``kid_features_to_metric`` (poly kernel, unbiased MMD)   pool features
-IS         ``isc_features_to_metric``                              logits
-PR         ``prc_features_to_metric`` (k-NN manifolds, k=3)         pool features
-=========  =====================================================  ================================
+extractor over an image set serves FID and KID (pool features), precision/recall (k-NN manifolds, k=3),
+IS (logits) and the class histogram.
 """
 from __future__ import annotations
 

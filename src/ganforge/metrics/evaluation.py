@@ -24,7 +24,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,11 +34,33 @@ from ganforge.metrics.errors import EvalError
 from ganforge.metrics.features import FeatureSpace, get_feature_space
 from ganforge.metrics.refstats import reference_features
 from ganforge.metrics.sources import Statistics, is_stats_file, load_images, load_stats
+from ganforge.options import with_overrides
 
 DEFAULT_NUM_SAMPLES = 10000
 SAMPLE_CHUNK = 10000  # generated images are drawn and featurised in chunks of this many (seed + i * 1000003)
 FLOOR_KIND = "real vs real: two disjoint random subsets of the reference, m images each"
 IS_FLOOR_KIND = "IS of m real reference images (a reference value, not a floor)"
+
+
+@dataclasses.dataclass
+class EvalOptions:
+    """What :func:`evaluate` measures and how: the metrics, the sample count, the feature space (by name,
+    or ``feature_space`` already made), the seed, the real-vs-real floor, and where features are computed
+    and cached."""
+
+    metrics: Union[str, Sequence[str]] = "fid,kid,is,pr"
+    num_samples: Optional[int] = None  # images to generate (default 10,000), or the first N of a fixed set
+    features: str = "inception"  # a name in FEATURES
+    seed: int = 0
+    floor: bool = False  # also each metric between two disjoint real subsets of the same size
+    coverage: bool = True  # class coverage, for a domain classifier's features
+    batch_size: int = 256
+    device: str = "cpu"
+    inception_weights: Optional[str] = None
+    inception_sha256: Optional[str] = None
+    cache: bool = True  # reference features cached on disk
+    cache_dir: Union[str, Path, None] = None
+    feature_space: Optional[FeatureSpace] = None  # overrides ``features`` when given
 
 
 @dataclasses.dataclass
@@ -56,175 +78,224 @@ class _Real:
     stats: Optional[Statistics] = None
 
 
+@dataclasses.dataclass
+class _RefSide:
+    """The reference's statistics and features (features and logits are None for a mu/sigma file)."""
+
+    stats: Dict[str, Any]  # {"mu", "sigma"}
+    features: Optional[torch.Tensor]
+    logits: Optional[torch.Tensor]
+    sha256: Optional[str]
+    num: int
+    shape: Optional[List[Any]]  # [C, H, W], or None when unknown
+    cache: Optional[str]
+
+
+@dataclasses.dataclass
+class _FakeSide:
+    """The generated images' features and logits, their shape and count."""
+
+    features: torch.Tensor
+    logits: torch.Tensor
+    shape: List[int]  # [C, H, W]
+    num: int
+
+
 def evaluate(
     fake,
     reference=None,
     *,
-    metrics: Union[str, Sequence[str]] = "fid,kid,is,pr",
-    num_samples: Optional[int] = None,
-    features: str = "inception",
-    seed: int = 0,
-    floor: bool = False,
-    coverage: bool = True,
-    batch_size: int = 256,
-    device: str = "cpu",
-    inception_weights: Optional[str] = None,
-    inception_sha256: Optional[str] = None,
-    cache: bool = True,
-    cache_dir: Union[str, Path, None] = None,
+    options: Optional[EvalOptions] = None,
     out: Union[str, Path, None] = None,
-    feature_space: Optional[FeatureSpace] = None,
     log: Optional[Callable[[str], None]] = None,
+    **overrides: Any,
 ) -> Dict[str, Any]:
     """Measure generated images against a reference; returns the result object (see module doc).
 
-    ``num_samples``: images to generate (default 10,000), or the first N of a fixed set (default: all).
-    ``floor``: also compute each metric between two disjoint real subsets of the same size.
+    ``options``: an :class:`EvalOptions`; each of its fields may also be given as a keyword
+    (``num_samples=5000``, ``floor=True``), replacing the options' value.
     ``out``: write the result as JSON there. Raises :class:`EvalError` with a one-line message for
     anything the user can fix (missing weights, bad paths, not a run, channel mismatch...).
     """
     t_start = time.perf_counter()
+    o = with_overrides(EvalOptions, options, overrides, "evaluate")
     say = log or (lambda msg: None)
-    wanted = C.parse_metrics(metrics)
-    if num_samples is not None and num_samples < 2:
-        raise EvalError(f"--samples must be at least 2, got {num_samples}")
+    wanted = C.parse_metrics(o.metrics)
+    if o.num_samples is not None and o.num_samples < 2:
+        raise EvalError(f"--samples must be at least 2, got {o.num_samples}")
     timings: Dict[str, float] = {}
-
-    fk = _resolve_fake(fake)
-    rl = _resolve_reference(reference, fk)
-
-    t = time.perf_counter()
-    space = feature_space or get_feature_space(
-        features, weights_path=inception_weights if features == "inception" else None,
-        sha256=inception_sha256, device=device,
-    )
-    timings["load_extractor_s"] = time.perf_counter() - t
-
     notes: List[str] = []
     skipped: Dict[str, str] = {}
 
-    # ---- reference side ------------------------------------------------------------------
+    fk, rl, space = _resolve_sources(fake, reference, o, timings)
     t = time.perf_counter()
-    ref_feats = ref_logits = None
-    ref_cache = None
+    ref = _reference_side(rl, space, o, say)
+    timings["reference_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fks, t_sample = _fake_side(fk, space, o, notes, say)
+    timings["sample_s"] = t_sample
+    timings["fake_features_s"] = time.perf_counter() - t - t_sample
+    _check_shapes(ref.shape, fks.shape, notes)
+
+    t = time.perf_counter()
+    values = _metric_values(wanted, fks, ref, o.seed, skipped)
+    timings["metrics_s"] = time.perf_counter() - t
+    floors: Optional[Dict[str, Any]] = None
+    if o.floor:
+        t = time.perf_counter()
+        floors = _floors(wanted, ref.features, ref.logits, fks.num, o.seed, notes, skipped)
+        timings["floor_s"] = time.perf_counter() - t
+    cov = _coverage(fks, ref, space, floors, notes) if o.coverage else None
+
+    prov = _provenance(space, fk, rl, ref, fks, o)
+    result = _result(wanted, values, floors, cov, skipped, notes, prov)
+    timings["total_s"] = time.perf_counter() - t_start
+    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    result = _clean(result)
+    if out is not None:
+        write_json(result, out)
+    return result
+
+
+# ---- the steps of evaluate ---------------------------------------------------------------
+
+
+def _resolve_sources(fake, reference, o: EvalOptions, timings: Dict[str, float]):
+    """(fake source, reference source, feature space): what is compared, and in which features."""
+    fk = _resolve_fake(fake)
+    rl = _resolve_reference(reference, fk)
+    t = time.perf_counter()
+    space = o.feature_space or get_feature_space(
+        o.features, weights_path=o.inception_weights if o.features == "inception" else None,
+        sha256=o.inception_sha256, device=o.device,
+    )
+    timings["load_extractor_s"] = time.perf_counter() - t
+    return fk, rl, space
+
+
+def _reference_side(rl: _Real, space: FeatureSpace, o: EvalOptions, say: Callable[[str], None]) -> _RefSide:
+    """The reference's statistics: read from a statistics file (checked against ``space``), or
+    computed from its images (cached on disk)."""
     if rl.stats is not None:
         st = rl.stats
-        ref_stats = {"mu": st.mu, "sigma": st.sigma}
-        ref_feats, ref_logits = st.features, st.logits
-        ref_hash = st.meta.get("data_sha256")
-        num_real = st.num_samples
-        real_shape = st.meta.get("shape", [None] * 4)[1:] if st.meta.get("shape") else None
         if st.meta.get("features") and st.meta["features"] != space.name:
             raise EvalError(f"statistics file {st.path} was computed with features {st.meta['features']!r}, "
                             f"not {space.name!r}; use --features {st.meta['features']} or other statistics")
         if st.mu.shape[0] != space.feature_dim:
             raise EvalError(f"statistics file {st.path} has {st.mu.shape[0]}-d statistics but features "
                             f"{space.name!r} give {space.feature_dim}-d features; use statistics from the same extractor")
-        ref_cache = st.path
-    else:
-        _check_images(rl.images, f"reference {rl.label}")
-        say(f"reference: {rl.label}: {len(rl.images)} images, features {space.name}")
-        ref = reference_features(rl.images, space, batch_size=batch_size, cache=cache, cache_dir=cache_dir)
-        ref_stats, ref_feats, ref_logits = ref.stats, ref.features, ref.logits
-        ref_hash, num_real = ref.data_sha256, ref.num_samples
-        real_shape = list(rl.images.shape[1:])
-        ref_cache = str(ref.path) if ref.path else None
-        if ref.from_cache:
-            say(f"reference statistics loaded from cache {ref.path}")
-    timings["reference_s"] = time.perf_counter() - t
+        shape = st.meta.get("shape", [None] * 4)[1:] if st.meta.get("shape") else None
+        return _RefSide({"mu": st.mu, "sigma": st.sigma}, st.features, st.logits, st.meta.get("data_sha256"),
+                        st.num_samples, shape, st.path)
+    _check_images(rl.images, f"reference {rl.label}")
+    say(f"reference: {rl.label}: {len(rl.images)} images, features {space.name}")
+    ref = reference_features(rl.images, space, batch_size=o.batch_size, cache=o.cache, cache_dir=o.cache_dir)
+    if ref.from_cache:
+        say(f"reference statistics loaded from cache {ref.path}")
+    return _RefSide(ref.stats, ref.features, ref.logits, ref.data_sha256, ref.num_samples, list(rl.images.shape[1:]),
+                    str(ref.path) if ref.path else None)
 
-    # ---- fake side -----------------------------------------------------------------------
-    t = time.perf_counter()
-    fake_out, fake_shape, n_fake, t_sample = _fake_features(fk, space, num_samples, seed, batch_size, notes, say)
-    timings["sample_s"] = t_sample
-    timings["fake_features_s"] = time.perf_counter() - t - t_sample
 
-    if real_shape and real_shape[0] is not None:
-        if int(real_shape[0]) != int(fake_shape[0]):
-            raise EvalError(
-                f"channels differ: generated images have {fake_shape[0]} channel(s), the reference has {real_shape[0]}; "
-                "compare like with like (e.g. a reference with the run's data.channels)"
-            )
-        if list(real_shape[1:]) != list(fake_shape[1:]):
-            notes.append(f"image sizes differ: generated {fake_shape[1]}x{fake_shape[2]}, reference "
-                         f"{real_shape[1]}x{real_shape[2]}; both are resized by the feature extractor")
+def _fake_side(fk: _Fake, space: FeatureSpace, o: EvalOptions, notes: List[str], say) -> Tuple[_FakeSide, float]:
+    """The generated images' features (sampled from the generator, or read from a fixed set), and the
+    seconds spent sampling."""
+    out, shape, n, t_sample = _fake_features(fk, space, o.num_samples, o.seed, o.batch_size, notes, say)
+    return _FakeSide(out["features"], out["logits"], shape, n), t_sample
 
-    # ---- metrics -------------------------------------------------------------------------
-    t = time.perf_counter()
-    ff, fl = fake_out["features"], fake_out["logits"]
+
+def _check_shapes(real_shape: Optional[List[Any]], fake_shape: List[int], notes: List[str]) -> None:
+    """Channels must agree between the two sides; differing sizes are only noted."""
+    if not real_shape or real_shape[0] is None:
+        return
+    if int(real_shape[0]) != int(fake_shape[0]):
+        raise EvalError(
+            f"channels differ: generated images have {fake_shape[0]} channel(s), the reference has {real_shape[0]}; "
+            "compare like with like (e.g. a reference with the run's data.channels)"
+        )
+    if list(real_shape[1:]) != list(fake_shape[1:]):
+        notes.append(f"image sizes differ: generated {fake_shape[1]}x{fake_shape[2]}, reference "
+                     f"{real_shape[1]}x{real_shape[2]}; both are resized by the feature extractor")
+
+
+def _metric_values(wanted, fks: _FakeSide, ref: _RefSide, seed: int, skipped: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
+    """{metric: {"value", "std", ...}} for the wanted metrics; those the reference cannot give go to ``skipped``."""
+    ff, fl = fks.features, fks.logits
     values: Dict[str, Dict[str, Any]] = {}
     if "fid" in wanted:
-        values["fid"] = {"value": C.fid_from_statistics(C.fid_statistics(ff), ref_stats)}
+        values["fid"] = {"value": C.fid_from_statistics(C.fid_statistics(ff), ref.stats)}
     for m in ("kid", "pr"):
-        if m in wanted and ref_feats is None:
+        if m in wanted and ref.features is None:
             skipped[m] = "the reference is a statistics file without features (mu/sigma only)"
-    if "kid" in wanted and ref_feats is not None:
-        k = C.kid(ff, ref_feats, seed=seed)
+    if "kid" in wanted and ref.features is not None:
+        k = C.kid(ff, ref.features, seed=seed)
         values["kid"] = {"value": k["mean"], "std": k["std"], "kid_subset_size": k["subset_size"], "kid_subsets": k["subsets"]}
     if "is" in wanted:
         s = C.inception_score(fl, seed=seed)
         values["is"] = {"value": s["mean"], "std": s["std"], "isc_splits": s["splits"]}
-    if "pr" in wanted and ref_feats is not None:
-        p = C.precision_recall(ff, ref_feats)
+    if "pr" in wanted and ref.features is not None:
+        p = C.precision_recall(ff, ref.features)
         values["precision"] = {"value": p["precision"], "f_score": p["f_score"], "prc_neighborhood": p["neighborhood"]}
         values["recall"] = {"value": p["recall"], "f_score": p["f_score"], "prc_neighborhood": p["neighborhood"]}
-    timings["metrics_s"] = time.perf_counter() - t
+    return values
 
-    # ---- real-vs-real floor ---------------------------------------------------------------
-    floors: Optional[Dict[str, Any]] = None
-    if floor:
-        t = time.perf_counter()
-        floors = _floors(wanted, ref_feats, ref_logits, n_fake, seed, notes, skipped)
-        timings["floor_s"] = time.perf_counter() - t
 
-    # ---- coverage -------------------------------------------------------------------------
-    cov = None
-    if coverage and space.is_domain_classifier:
-        if ref_logits is None:
-            notes.append("coverage: the reference has no classifier outputs (statistics only): real class distribution unknown")
-        else:
-            cov = C.coverage(fl, ref_logits, space.class_names)
-            if floors is not None and floors.get("_idx") is not None:
-                a, b = floors["_idx"]
-                cov["kl_floor"] = C.coverage(ref_logits[a], ref_logits, space.class_names)["kl_fake_to_real"]
+def _coverage(fks: _FakeSide, ref: _RefSide, space: FeatureSpace, floors: Optional[Dict[str, Any]],
+              notes: List[str]) -> Optional[Dict[str, Any]]:
+    """Class coverage of the generated images (domain-classifier features only), with the real floor's KL."""
+    if not space.is_domain_classifier:
+        return None
+    if ref.logits is None:
+        notes.append("coverage: the reference has no classifier outputs (statistics only): real class distribution unknown")
+        return None
+    cov = C.coverage(fks.logits, ref.logits, space.class_names)
+    if floors is not None and floors.get("_idx") is not None:
+        a, b = floors["_idx"]
+        cov["kl_floor"] = C.coverage(ref.logits[a], ref.logits, space.class_names)["kl_fake_to_real"]
+    return cov
 
-    # ---- result ---------------------------------------------------------------------------
+
+def _provenance(space: FeatureSpace, fk: _Fake, rl: _Real, ref: _RefSide, fks: _FakeSide, o: EvalOptions) -> Dict[str, Any]:
+    """Where the numbers come from: extractor, both sides, checkpoint, seed, device, versions, time."""
     handle = fk.handle
-    prov = {
+    real_shape = ref.shape
+    return {
         **space.describe(),
-        "num_fake": n_fake,
-        "num_real": num_real,
+        "num_fake": fks.num,
+        "num_real": ref.num,
         "reference": rl.label,
-        "reference_sha256": ref_hash,
-        "reference_cache": ref_cache,
+        "reference_sha256": ref.sha256,
+        "reference_cache": ref.cache,
         "fake": fk.description,
-        "fake_shape": [int(v) for v in fake_shape],
+        "fake_shape": [int(v) for v in fks.shape],
         "real_shape": [int(v) for v in real_shape] if real_shape and real_shape[0] is not None else None,
-        "seed": int(seed),
+        "seed": int(o.seed),
         "checkpoint": str(handle.checkpoint_path) if handle is not None else None,
         "step": int(handle.step) if handle is not None else None,
         "kimg": float(getattr(handle, "kimg", 0.0)) if handle is not None else None,
         "run_dir": str(handle.run_dir) if handle is not None and handle.run_dir is not None else None,
         "ema": bool(getattr(handle, "ema", False)) if handle is not None else None,
-        "device": str(device),
+        "device": str(o.device),
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _result(wanted, values, floors, cov, skipped, notes, prov) -> Dict[str, Any]:
+    """The result object: one value (and std) per metric, a record per metric with its provenance, and
+    the floor, coverage, skipped metrics, notes and provenance."""
     if floors:
         floors.pop("_idx", None)  # internal: the subsets used
     records = []
     for name, v in values.items():
         rec = {"metric": name, "value": v["value"], "std": v.get("std")}
         if floors is not None:
-            key = name
-            rec["floor"] = floors.get(key)
+            rec["floor"] = floors.get(name)
             rec["floor_num_samples"] = floors.get("num_samples")
             rec["floor_kind"] = IS_FLOOR_KIND if name == "is" else FLOOR_KIND
         rec.update({k: val for k, val in v.items() if k not in ("value", "std")})
         rec.update({k: prov[k] for k in ("features", "weights_sha256", "num_real", "num_fake", "reference",
                                          "resize", "seed", "checkpoint", "step")})
         records.append(rec)
-
     result: Dict[str, Any] = {}
     for name, v in values.items():
         result[name] = v["value"]
@@ -239,15 +310,11 @@ def evaluate(
         "notes": notes,
         "provenance": prov,
     })
-    timings["total_s"] = time.perf_counter() - t_start
-    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    result = _clean(result)
-    if out is not None:
-        write_json(result, out)
     return result
 
 
 def write_json(result: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Write ``result`` as indented JSON (NaN refused) at ``path``; returns the path."""
     p = Path(path).expanduser()
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,10 @@
-"""Feature spaces for the metrics: a registry of named feature extractors.
+"""Feature spaces for the metrics: ``FEATURES`` maps a name to a :class:`FeatureSpace` builder.
 
-``FEATURES`` maps a name to a builder returning a :class:`FeatureSpace`:
-
-* ``mnist``     the classifier that ships with ganforge (``assets/mnist_classifier.safetensors``);
-                FID/KID/PR on its 128-d penultimate layer, IS on its 10 logits (the "MNIST score").
-* ``inception`` torch-fidelity's ``inception-v3-compat`` (the TF-FID InceptionV3): FID/KID/PR on the
-                2048-d pool features, IS on ``logits_unbiased`` -- the numbers papers report.
-
-Both are torch-fidelity ``FeatureExtractorBase`` objects (see :mod:`ganforge.metrics.fidelity_bridge`);
-a FeatureSpace runs one over uint8 images in batches and returns every layer the metrics need, so
-features are computed once per image set.
-
-Inception weights are found in this order: an explicit path (``--inception-weights``), the
-``GANFORGE_INCEPTION_WEIGHTS`` environment variable, torch-fidelity's own cache
-(``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``), then torch-fidelity's
-download URL. Files are loaded with ``torch.load(weights_only=True)`` (no code runs) and their
-SHA-256 is recorded; give an expected SHA-256 to have it checked.
+``mnist``: the classifier that ships with ganforge (FID/KID/PR on its 128-d penultimate layer, IS on its
+logits, the "MNIST score"); ``inception``: torch-fidelity's ``inception-v3-compat``, the numbers papers
+report. A FeatureSpace runs its extractor over uint8 images in batches and returns every layer the metrics
+need, so features are computed once per image set. Inception weights: ``--inception-weights``, then
+``$GANFORGE_INCEPTION_WEIGHTS``, torch-fidelity's cache, its download URL; loaded with ``weights_only=True``.
 """
 from __future__ import annotations
 

@@ -1,20 +1,14 @@
 """ganforge's feature extractors as torch-fidelity ``FeatureExtractorBase`` classes.
 
-After :func:`register_torch_fidelity` (idempotent; nothing is registered at import), torch-fidelity's
-own API works in ganforge's feature spaces::
+After :func:`register_torch_fidelity` (idempotent; nothing is registered at import), torch-fidelity's own
+API works in ganforge's feature spaces::
 
-    import torch_fidelity
-    from ganforge.metrics import register_torch_fidelity
     register_torch_fidelity()
     torch_fidelity.calculate_metrics(input1=TensorImages(fake), input2=TensorImages(real), fid=True,
-                                     kid=True, isc=True, feature_extractor="ganforge-mnist", cuda=False)
+                                     feature_extractor="ganforge-mnist", cuda=False)
 
-(:class:`TensorImages`: uint8 [N, C, H, W] tensors, e.g. ``GeneratorHandle.sample_uint8``, as the
-dataset torch-fidelity reads; ``torch.utils.data.TensorDataset`` yields tuples, which it refuses.)
-
-* ``ganforge-mnist``: the shipped MNIST classifier; layers ``"128"`` (FID/KID/PR) and ``"logits"`` (IS).
-* ``ganforge-inception-v3-compat``: torch-fidelity's InceptionV3 unchanged, except that weights are
-  loaded with ``torch.load(weights_only=True)`` (torch-fidelity's own loader unpickles freely).
+``ganforge-mnist`` is the shipped classifier (layers ``"128"`` and ``"logits"``); ``ganforge-inception-v3-compat``
+is torch-fidelity's InceptionV3 with its weights loaded by ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -35,7 +29,8 @@ MNIST_NAME = "ganforge-mnist"
 
 
 class TensorImages(torch.utils.data.Dataset):
-    """uint8 images [N, C, H, W] as a torch-fidelity input (one uint8 [C, H, W] tensor per item)."""
+    """uint8 images [N, C, H, W] as a torch-fidelity input (one uint8 [C, H, W] tensor per item; a
+    ``TensorDataset`` yields tuples, which torch-fidelity refuses)."""
 
     def __init__(self, images: torch.Tensor):
         self.images = images

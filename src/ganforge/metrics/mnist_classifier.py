@@ -1,19 +1,10 @@
 """The shipped MNIST digit classifier: ganforge's offline domain feature extractor.
 
-A small CNN trained by ``scripts/train_mnist_classifier.py`` on the embedded MNIST (8,000 train /
-2,000 held out, seeded split); its weights ship as ``assets/mnist_classifier.safetensors`` and its
-training record (held-out accuracy, split, seed, sha256) as ``assets/mnist_classifier.json``.
-
-It gives two feature layers:
-  * ``"128"``    the penultimate layer (after ReLU), used for FID / KID / precision-recall
-  * ``"logits"`` the 10 class logits, used for the Inception-Score analogue ("MNIST score")
-                 and for the class histogram of mode-coverage diagnostics.
-
-Input preprocessing (:func:`to_classifier_input`), the same for real and generated images:
-  uint8 [N, C, H, W], C in {1, 3, 4}
-  -> luma if C >= 3: Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601, as PIL's "L" mode); alpha dropped
-  -> resize to 28x28 if needed: bilinear with antialiasing (torch ``interpolate(..., antialias=True)``)
-  -> float in [0, 1], then normalised with the MNIST mean/std (0.1307, 0.3081).
+A small CNN trained by ``scripts/train_mnist_classifier.py`` on the embedded MNIST (8,000 train / 2,000 held
+out, seeded split); its weights ship as ``assets/mnist_classifier.safetensors`` and its training record
+(held-out accuracy, split, seed, sha256) as ``assets/mnist_classifier.json``. Layers: ``"128"``
+(penultimate, for FID / KID / precision-recall) and ``"logits"`` (for the "MNIST score" and the class
+histogram). :func:`to_classifier_input` prepares real and generated images alike.
 """
 from __future__ import annotations
 
@@ -103,7 +94,9 @@ class FusedMnistClassifier(nn.Module):
 
 
 def to_classifier_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, C, H, W] (C = 1, 3 or 4) -> normalised float [N, 1, 28, 28]. See the module doc."""
+    """uint8 [N, C, H, W] (C = 1, 3 or 4) -> normalised float [N, 1, 28, 28]: luma if C >= 3
+    (Y = 0.299 R + 0.587 G + 0.114 B, as PIL's "L"; alpha dropped), bilinear antialiased resize to 28x28 if
+    needed, [0, 1], then the MNIST mean/std (0.1307, 0.3081)."""
     if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"expected a uint8 tensor [N, C, H, W], got {_describe(images)}")
     c = images.shape[1]

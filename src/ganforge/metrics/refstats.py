@@ -1,16 +1,10 @@
 """Reference features and statistics cached on disk, reusable across runs.
 
-Key = SHA-256 of (content hash of the exact uint8 images fed to the extractor, their shape,
-feature extractor name, its weights' SHA-256, its layers, its resize/preprocessing, format version).
-The content hash covers the dataset's own preprocessing (size, channels, resize method of the data
-config), because it is taken on the images after it.
-
-Files: ``<cache>/<features>-<key[:24]>.npz`` holding ``mu``, ``sigma`` (float64), ``features`` and
-``logits`` (float32, for KID / precision-recall / IS / coverage / the real-vs-real floor) and
-``meta`` (JSON). They are ordinary ``.npz`` statistics files: pass one as ``--reference``.
-
-Cache folder: the ``cache_dir`` argument, else ``$GANFORGE_CACHE/refstats``, else
-``~/.cache/ganforge/refstats``.
+The key hashes the exact uint8 images fed to the extractor (so the data config's preprocessing counts),
+their shape, the extractor's name, weights, layers and preprocessing, and a format version. A file
+``<cache>/<features>-<key[:24]>.npz`` holds ``mu``, ``sigma``, ``features``, ``logits`` and ``meta``: an ordinary
+statistics file, usable as ``--reference``. Cache folder: ``cache_dir``, else ``$GANFORGE_CACHE/refstats``,
+else ``~/.cache/ganforge/refstats``.
 """
 from __future__ import annotations
 

@@ -1,19 +1,14 @@
 """``TrainingEvaluator``: quick FID/KID/coverage during training, with a best-by-FID tracker.
 
     ev = TrainingEvaluator(real_data, features="mnist", num_samples=2000, seed=0, every_kimg=50)
-    ...
     if ev.due(kimg):
-        r = ev(lambda n: handle_or_trainer.sample_uint8(n, seed=0), kimg=kimg)
-        log(r)                          # {"fid", "kid", "kid_std", "classes_covered", "kl_class", ...}
-        if r["is_best"]: save the "best" checkpoint
+        r = ev(lambda n: trainer_or_handle.sample_uint8(n, seed=0), kimg=kimg)  # {"fid", "kid", "is_best", ...}
 
-The real features/statistics are computed once (on the first call) and kept in memory. Use a
-fixed sampling seed in ``sample_fn`` so that successive evaluations differ only by the weights.
-
-Under several processes (``torchrun``; :mod:`ganforge.training.distributed`) every rank calls the
-evaluator with the same ``sample_fn`` (the weights agree across ranks), extracts the features of its
-contiguous share of the samples, and the shares are gathered in rank order: every rank gets the
-FID/KID of all the samples, the value one process computes for them (up to float rounding).
+The real features are computed once (first call) and kept; a fixed sampling seed makes successive
+evaluations differ only by the weights. A trainer keeps its ``best`` checkpoint with the loop's
+``keep_best`` (the GAN trainer: by this FID). Under several processes every rank calls it with the
+same ``sample_fn``, extracts the features of its share, and the shares are gathered in rank order,
+so every rank gets the figures of all the samples.
 """
 from __future__ import annotations
 

@@ -1,14 +1,17 @@
-"""Tasks: what ganforge trains and uses, one file each, registered in :data:`TASKS`.
+"""Tasks: what ganforge trains and uses, one folder each, registered in :data:`TASKS`.
 
-    gan       generate images (GANs, unconditional or class-conditional)   tasks/gan.py
-    inpaint   complete missing regions (a completion network)              tasks/inpaint.py
-    translate image-to-image translation (pix2pix, CycleGAN)              tasks/translate.py
-    superres  upscale images (super-resolution generator, L1 then GAN)     tasks/superres.py
-    video     generate short clips (content code + recurrent motion)      tasks/video.py
-    watermark invisible watermarks (encoder, decoder, attack layer)       tasks/watermark.py
+    gan        generate images (GANs, unconditional or class-conditional)    tasks/gan/
+    inpaint    complete missing regions (a completion network)                tasks/inpaint/
+    superres   upscale images (super-resolution generator, L1 then GAN)      tasks/superres/
+    translate  image-to-image translation (pix2pix, CycleGAN)                tasks/translate/
+    video      generate short clips (content code + recurrent motion)        tasks/video/
+    watermark  invisible watermarks (encoder, decoder, attack layer)          tasks/watermark/
 
-Adding a task is a new file that defines its config sections, trainer, handle and :class:`Task`
-object and registers it, plus one import line below (see :mod:`ganforge.tasks.base`).
+A task is a folder with the same files in every task (``config.py networks.py trainer.py handle.py
+task.py`` and, where it has them, ``losses.py app.py cli.py web.py``); its ``task.py`` registers its
+:class:`Task` object. Adding a task is a new folder (copy ``tasks/_template/``) plus its name in
+:data:`NAMES`. Importing this package is cheap: the tasks are imported on the first look-up in
+:data:`TASKS`, so the CLI can list task verbs without importing torch.
 
 This module also turns presets and overrides into a task's :class:`~ganforge.config.Config`
 (:func:`resolve`, :func:`config_from_dict`), since which sections a config has depends on its task.
@@ -17,19 +20,24 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from ganforge.config import TOP_LEVEL, Config, TrainConfig, apply_overrides, deepcopy, load_preset, merge, parse_override, section_keys
+from ganforge.config import (
+    TOP_LEVEL,
+    Config,
+    TrainConfig,
+    apply_overrides,
+    deepcopy,
+    load_preset,
+    merge,
+    parse_override,
+    section_keys,
+)
 from ganforge.errors import ConfigError
 from ganforge.tasks.base import TASKS, Handle, Task, all_sections, get_task
 
-# ---- the registered tasks: one import each -------------------------------------------------
-from ganforge.tasks import gan as _gan  # noqa: E402,F401  (registers "gan")
-from ganforge.tasks import inpaint as _inpaint  # noqa: E402,F401  (registers "inpaint")
-from ganforge.tasks import translate as _translate  # noqa: E402,F401  (registers "translate")
-from ganforge.tasks import superres as _superres  # noqa: E402,F401  (registers "superres")
-from ganforge.tasks import video as _video  # noqa: E402,F401  (registers "video")
-from ganforge.tasks import watermark as _watermark  # noqa: E402,F401  (registers "watermark")
+# the built-in tasks, each a folder tasks/<name>/ whose task.py registers it: a new task adds its name here
+NAMES = ("gan", "inpaint", "translate", "superres", "video", "watermark")
 
-__all__ = ["TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict", "allowed_keys"]
+__all__ = ["NAMES", "TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict", "allowed_keys"]
 
 
 def resolve(preset: Optional[str] = None, overrides: Sequence[str] = (), base: Optional[Mapping[str, Any]] = None) -> Config:

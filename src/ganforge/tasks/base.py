@@ -16,17 +16,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
 
-import torch
-import torch.nn as nn
-
-from ganforge import runs
 from ganforge.config import SHARED_SECTIONS, Config, build, choice
 from ganforge.errors import ConfigError, RunError
 from ganforge.registry import Registry
 
-TASKS: Registry["Task"] = Registry("task")
+if TYPE_CHECKING:  # this module imports no torch, so ``ganforge.tasks`` stays cheap to import
+    import torch
+    import torch.nn as nn
+
+    from ganforge import runs
+
+
+def _load_builtin_tasks() -> None:
+    """Import every task of :data:`ganforge.tasks.NAMES` (each registers itself in its ``task.py``)."""
+    import importlib
+
+    for name in importlib.import_module("ganforge.tasks").NAMES:
+        importlib.import_module(f"ganforge.tasks.{name}.task")
+
+
+TASKS: Registry["Task"] = Registry("task", loader=_load_builtin_tasks)
 
 
 @dataclass
@@ -135,6 +158,8 @@ class Task:
     @staticmethod
     def load_state(net: nn.Module, checkpoint: runs.Checkpoint, network: str) -> nn.Module:
         """Load the weights ``<network>.safetensors`` of ``checkpoint`` into ``net``, with a one-line error."""
+        from ganforge import runs
+
         return runs.load_network(net, checkpoint.folder, network)
 
     def load_generator(self, checkpoint: runs.Checkpoint, handle_cls: Type["Handle"], build_net, what: str,

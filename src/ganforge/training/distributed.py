@@ -302,8 +302,9 @@ def rank_seed(seed: int, rank_: int, *more: int) -> int:
 
 
 def rank_generators(trainer) -> Dict[str, torch.Generator]:
-    """The trainer's per-rank random streams by name: its ``torch.Generator`` attributes and those one
-    attribute down (``pool.gen``), except those of objects marked ``shared_across_ranks = True``
+    """The trainer's per-rank random streams by name: its ``torch.Generator`` attributes, those one
+    attribute down (``pool.gen``) and those the loop checkpoints (``rng(..., save_as=...)``), except
+    those of objects marked ``shared_across_ranks = True``
     (:class:`~ganforge.training.parts.Batcher`: the data order is global; a task can mark an object
     whose draws must agree on every rank the same way)."""
     found: Dict[str, torch.Generator] = {}
@@ -317,6 +318,10 @@ def rank_generators(trainer) -> Dict[str, torch.Generator]:
             for sub, w in sorted(vars(v).items()):
                 if isinstance(w, torch.Generator):
                     found[f"{name}.{sub}"] = w
+    known = {id(g) for g in found.values()}
+    for key, g in sorted(getattr(trainer, "_streams", {}).items()):  # streams the loop checkpoints (rng(save_as=))
+        if id(g) not in known:
+            found[key] = g
     return found
 
 

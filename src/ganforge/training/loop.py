@@ -1,34 +1,13 @@
-"""The training loop every task shares: :class:`TrainingLoop`.
+"""The training loop every task shares: :class:`TrainingLoop` (its hooks are listed there).
 
-A task's trainer (:mod:`ganforge.tasks`) subclasses it and provides :meth:`~TrainingLoop.build`
-(its networks and optimisers, put in ``self.nets`` and ``self.optims``), :meth:`~TrainingLoop.train_step`
-and :meth:`~TrainingLoop.sample_grid`; the other hooks have defaults. The loop owns everything else:
-
-- set-up: threads, device, bfloat16 autocast, the dataset (loaded once, kept on the device), the
-  seeded batch order (``self.batcher``) and noise generator (``self.noise_gen``);
-- wrapping networks (:meth:`wrap`: ``torch.compile`` with an eager fallback) -- the one place
-  that does, so data-parallel training has one seam;
-- the run folder (:mod:`ganforge.runs`): config, metric lines, TensorBoard, sample grids and
-  checkpoints holding every network in ``self.nets`` (one ``<name>.safetensors`` each), every
-  optimiser in ``self.optims`` (``opt_<name>`` in state.pt), every RNG and the counters, so a
-  resumed CPU run ends bit for bit where an uninterrupted one does;
-- the budget (steps / kimg / epochs / wall-clock minutes), the progress bar, metric windows
-  (means over ``train.log_every`` steps), Ctrl-C and SIGTERM (the first finishes the step and
-  writes a checkpoint, a second Ctrl-C aborts) and the end of a run;
-- several processes (``torchrun``, :mod:`ganforge.training.distributed`), with no code in the tasks:
-  ``train.batch_size`` is per process; the seeded batch order is global and each rank takes its
-  slice of every global batch (``Batcher``); every optimiser in ``self.optims`` averages its
-  gradients over the ranks before it steps; rank 0's weights are broadcast after ``build()``;
-  ``images_seen`` and the budgets count the images of all ranks; step statistics are averaged over
-  the ranks (so checks and the watchdog decide alike); the wall clock is rank 0's and a stop
-  request on any rank stops all at the same step; BatchNorm running statistics are averaged after
-  every step, before ``_periodic`` (SyncBatchNorm with ``train.sync_bn`` on CUDA); only rank 0
-  writes the run folder; a checkpoint holds every rank's random streams and task state
-  (``_extra_state``), so it resumes exactly under the same number of processes and, re-sharded,
-  under any other. Rules for tasks: every optimiser goes in ``self.optims``; the random streams
-  are ``torch.Generator`` attributes of the trainer (or one attribute down), which each rank
-  reseeds for itself (:func:`~ganforge.training.distributed.decorrelate`); anything that decides
-  control flow (whether an optimiser steps) must not depend on them; ``sample_grid`` runs on rank 0 only.
+The loop owns what tasks must not repeat: set-up (threads, device, bfloat16, the dataset kept on the
+device, seeded batches and named random streams), the run folder and checkpoints (every network,
+optimiser, random stream and counter, so a resumed CPU run ends bit for bit where an uninterrupted
+one does), budgets, progress, metric windows, curves, Ctrl-C/SIGTERM, the ``best`` and ``good``
+checkpoints, and several processes (``torchrun``, :mod:`ganforge.training.distributed`): each rank
+takes its slice of the global batch, optimisers average gradients, statistics and stop decisions are
+shared, rank 0 writes; a task's random streams are ``torch.Generator`` attributes of its trainer,
+reseeded per rank, and nothing that decides control flow may depend on them.
 """
 from __future__ import annotations
 
@@ -40,7 +19,8 @@ import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -49,10 +29,10 @@ import torch.nn as nn
 from ganforge import runs
 from ganforge.errors import ConfigError, RunError, WriteError
 from ganforge.imaging import save_png
-from ganforge.training.monitor import MetricsLog, TensorBoard
-from ganforge.training import distributed
+from ganforge.training import distributed, streams
 from ganforge.training import transfer as weight_transfer
-from ganforge.training.parts import Batcher, amp_enabled, ema_decay, ema_update, resolve_device
+from ganforge.training.monitor import MetricsLog, Panel, TensorBoard, format_pieces, plot_curves
+from ganforge.training.parts import Batcher, amp_enabled, check_finite, ema_decay, ema_update, resolve_device
 
 # keys that may change when a run is resumed; everything else is fixed by the run
 RESUMABLE_KEYS = {
@@ -60,6 +40,11 @@ RESUMABLE_KEYS = {
     "train.checkpoint_every", "train.checkpoint_minutes", "train.keep_checkpoints", "train.progress",
     "train.tensorboard", "train.sync_bn",
 }
+
+
+# the methods a task's trainer overrides (see TrainingLoop); every other method of the loop is not
+HOOKS = ("build", "train_step", "sample_grid", "evaluate", "check_step", "extra_state", "load_extra_state",
+         "load_data")
 
 
 class _MemoryLog:
@@ -75,12 +60,50 @@ class _MemoryLog:
 class TrainingLoop:
     """Builds a task's networks from a config and trains them; ``run()`` returns the run folder.
 
+    A task's trainer subclasses it and overrides these hooks, and no other method of this class:
+
+    - ``build()``: networks into ``self.nets``, optimisers into ``self.optims``, fixed sample batches;
+      runs after ``torch.manual_seed(train.seed)``. Required.
+    - ``train_step() -> stats``: one step; advances ``self.step`` and ``self.images_seen``. Required.
+    - ``sample_grid() -> HxWxC uint8``: the picture of a snapshot (rank 0; may log metrics). Required.
+    - ``evaluate()``: after every step, before its snapshot and checkpoint (so a checkpoint holds the
+      step's evaluation); the task checks whether an evaluation is due and may call :meth:`keep_best`.
+    - ``check_step(stats)``: inspect a step's statistics; may raise or roll back (move ``self.step``).
+      Default: raise on non-finite statistics, with ``diverged_advice``.
+    - ``extra_state() -> dict`` / ``load_extra_state(state, full)``: task state saved in checkpoints
+      (``full=False``: a rollback, weights and counters only).
+    - ``load_data(data)``: the dataset the loop batches (default: ``data`` or ``cfg.data`` loaded);
+      tasks that train on pairs or clips load them here.
+
+    What else a task declares, as attributes (class attributes, or set in ``build()``):
+    ``progress`` (format pieces over a metrics record for the progress bar; a piece whose fields are
+    missing is left out), ``summary`` (pieces over the newest record holding their fields, for the
+    final line), ``curves`` (the :class:`~ganforge.training.monitor.Panel` list of loss_curve.png),
+    ``diverged_advice``, and in ``build()``: ``description`` (the start line), ``run_suffix`` (the
+    run folder's name after the data), ``dataset_label``, ``images_per_step``, ``model_info``
+    (added to a checkpoint's config.json) and ``watchdog`` (with ``action=rollback`` the loop keeps
+    ``checkpoints/good``). Helpers for the hooks: :meth:`rng` (named random streams), :meth:`keep_best`,
+    :meth:`restore`, :meth:`real_batch`, :meth:`update_ema`, :meth:`optimizer`, :meth:`wrap`,
+    :meth:`autocast`, :meth:`save`, :meth:`log`.
+
     ``runs_dir``: where the numbered run folder is made; ``resume``: a run folder to continue, from
     its newest intact checkpoint (``resume_from="last"``, falling back to older ones when the newest
     is damaged) or the one ``resume_from`` names (a step, ``good``, ``best``, a folder); ``data``: an
     ``ImageData`` already in memory instead of ``cfg.data``; ``log``: where messages go (default:
     standard error); ``dry_run``: build everything and run one step, writing nothing.
     """
+
+    # ---- what a task declares (see the class doc) ---------------------------------------------
+    progress: Sequence[str] = ()
+    summary: Sequence[str] = ()
+    curves: Sequence[Panel] = ()
+    diverged_advice = "try lower learning rates (g_optim.lr, d_optim.lr)"
+    description: Optional[str] = None
+    run_suffix: Optional[str] = None
+    dataset_label: Optional[str] = None
+    images_per_step: Optional[int] = None
+    model_info: Mapping[str, Any] = MappingProxyType({})
+    watchdog = None
 
     def __init__(
         self,
@@ -100,6 +123,8 @@ class TrainingLoop:
         self.nets: Dict[str, nn.Module] = {}  # every network a checkpoint holds, by file name
         self.optims: Dict[str, torch.optim.Optimizer] = {}  # every optimiser, saved as opt_<key>
         self.step, self.images_seen, self.elapsed = 0, 0, 0.0
+        self._streams: Dict[str, torch.Generator] = {}  # random streams checkpointed by the loop, by state key
+        self._best: Optional[Dict[str, Any]] = None  # what keep_best has kept (saved as state["best"])
         self._hooks: List[Any] = []  # gradient-averaging hooks on the optimisers (several processes)
         self._stop = self._save_due = False  # decisions every rank takes alike (see _sync)
         self._setup(data)
@@ -113,7 +138,7 @@ class TrainingLoop:
             if self.is_main:
                 weight_transfer.save_record(self, record)
 
-    # ---- what a task provides ---------------------------------------------------------------
+    # ---- the hooks a task overrides -------------------------------------------------------------
     def build(self) -> None:
         """Build the networks (into ``self.nets``), optimisers (``self.optims``) and anything else
         the steps need. Runs after ``torch.manual_seed(train.seed)``."""
@@ -127,10 +152,75 @@ class TrainingLoop:
         """The HxWxC uint8 picture a snapshot writes to ``samples/`` (may also log metrics)."""
         raise NotImplementedError
 
+    def evaluate(self) -> None:
+        """Periodic evaluation after a step (before its snapshot and checkpoint): the task decides
+        whether one is due. Under several processes every rank calls it and must decide alike."""
+
+    def check_step(self, stats: Dict[str, float]) -> None:
+        """Inspect a step's statistics; may raise, or move ``self.step`` back (a rollback)."""
+        check_finite(stats, self.step, self.diverged_advice)
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Task state saved in checkpoints next to the loop's (random streams made with
+        ``rng(..., save_as=...)`` are saved by the loop)."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any], full: bool) -> None:
+        """Restore :meth:`extra_state` from a checkpoint's state; ``full=False`` for a rollback
+        (weights and counters only: keep the task's own history)."""
+
+    def load_data(self, data):
+        """The dataset the loop batches and keeps on the device (``images`` [N, ...] uint8): ``data``
+        when given, else ``cfg.data`` loaded."""
+        if data is not None:
+            return data
+        from ganforge.data import load_dataset
+
+        return load_dataset(self.cfg.data)
+
+    # ---- helpers for the hooks -------------------------------------------------------------------
+    def stream_seed(self, name: str) -> int:
+        """The seed of the named random stream (:mod:`ganforge.training.streams`)."""
+        return streams.stream_seed(self.cfg.train.seed, name)
+
+    def rng(self, name: str, device="cpu", save_as: Optional[str] = None) -> torch.Generator:
+        """A ``torch.Generator`` for the named random stream. With ``save_as`` the loop checkpoints it
+        under that state key and restores it on resume; keep it as an attribute of the trainer, so
+        several processes draw independent numbers (it is reseeded per rank)."""
+        gen = streams.generator(self.cfg.train.seed, name, device)
+        if save_as:
+            self._streams[save_as] = gen
+        return gen
+
+    def keep_best(self, metric: str, value: float, lower_is_better: bool = True, label: Optional[str] = None) -> bool:
+        """Record an evaluation: when ``value`` improves on the best so far, keep it (checkpointed with
+        the run, so it survives a resume) and write the ``best`` checkpoint. Returns whether it did.
+        Every rank calls it under several processes (it saves)."""
+        if not math.isfinite(value):
+            return False
+        b = self._best
+        if b is not None and not (value < b["value"] if lower_is_better else value > b["value"]):
+            return False
+        self._best = {"metric": metric, "label": label or metric, "value": float(value), "step": self.step,
+                      "kimg": round(self.images_seen / 1000, 3)}
+        self.save("best")
+        return True
+
+    @property
+    def good_checkpoint(self) -> Path:
+        """``checkpoints/good``: the newest checkpoint written while ``self.watchdog`` was healthy."""
+        return self.run_dir / "checkpoints" / "good"
+
+    def restore(self, folder: Path) -> None:
+        """Go back to a checkpoint's weights, optimisers and counters (a rollback): the random streams
+        and ``extra_state`` (loaded with ``full=False``) go on."""
+        self._load(Path(folder), restore_rng=False)
+
     def _header(self) -> str:
         """The line logged when training starts."""
-        return (f"training {self.cfg.task} on {self.data.name} {self.images.shape[0]} images "
-                f"{'x'.join(map(str, self.img_shape))}, batch {self.cfg.train.batch_size}, device {self.device}, "
+        what = self.description or (f"{self.cfg.task} on {self.data.name} {self.images.shape[0]} images "
+                                    f"{'x'.join(map(str, self.img_shape))}")
+        return (f"training {what}, batch {self.cfg.train.batch_size}, device {self.device}, "
                 f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
 
     def _world_line(self) -> str:
@@ -140,50 +230,57 @@ class TrainingLoop:
                 f"per process, {t.batch_size * self.world} per step in all (train.batch_size is per process); "
                 f"rank 0 writes the run folder")
 
-    def _before_loop(self) -> None:
-        """Called once before the first step of a new or resumed run (default: a snapshot at step 0)."""
-        if self.step == 0:
-            self.snapshot()
-
-    def _check_step(self, stats: Dict[str, float]) -> None:
-        """Inspect a step's statistics; may raise, or move ``self.step`` back (a rollback)."""
+    def _keeps_good(self) -> bool:
+        """Whether the loop keeps ``checkpoints/good`` (a watchdog that rolls back)."""
+        return self.watchdog is not None and getattr(self.watchdog.cfg, "action", None) == "rollback"
 
     def _periodic(self) -> None:
-        """Snapshots, checkpoints and evaluations after a step (not counted in images/s). Under several
+        """Evaluation, snapshots and checkpoints after a step (not counted in images/s). Under several
         processes every rank calls it and must take the same decisions (they may not use the local clock)."""
         t = self.cfg.train
+        step = self.step
+        self.evaluate()
+        if self.step != step:  # the evaluation rolled the run back
+            return
         if self.step % t.sample_every == 0:
             self.snapshot()
         if self.step % t.checkpoint_every == 0 or self._save_due:
             self.save()
 
     def _plot(self) -> None:
-        """Redraw the run's loss_curve.png."""
+        """Redraw the run's loss_curve.png from ``curves``."""
+        if self.curves:
+            plot_curves(self.metrics.records, self.run_dir / "loss_curve.png", self.curves)
 
     def _postfix(self, rec: Dict[str, Any]) -> str:
         """The progress bar's text for a metrics record."""
-        return f"{rec['img_per_s']:.0f} img/s"
+        return " ".join([*format_pieces(self.progress, rec), f"{rec['img_per_s']:.0f} img/s"])
 
     def _done_extra(self) -> str:
-        """Added to the final 'done' line (e.g. the validation figure)."""
-        return ""
+        """Added to the final 'done' line: the ``summary`` pieces and the best evaluation."""
+        out = ""
+        for piece in self.summary:
+            rec = next((r for r in reversed(self.metrics.records) if format_pieces([piece], r)), None)
+            if rec is not None:
+                out += format_pieces([piece], rec)[0] + "; "
+        if self._best is not None:
+            v = self._best["value"]
+            out += f"best {self._best['label']} {v:.2f} (checkpoint 'best'); " if abs(v) >= 1 else \
+                f"best {self._best['label']} {v:.4g} (checkpoint 'best'); "
+        return out
 
     def _images_per_step(self) -> int:
-        return self.cfg.train.batch_size
+        return self.images_per_step or self.cfg.train.batch_size
 
-    def class_names(self) -> List[str]:
-        """Class names recorded in a checkpoint's config.json (for tasks that use labels)."""
-        return []
+    def _task_state(self) -> Dict[str, Any]:
+        """The task's checkpointed state: its saved random streams and :meth:`extra_state`."""
+        return {**{key: g.get_state() for key, g in self._streams.items()}, **self.extra_state()}
 
-    def _extra_state(self) -> Dict[str, Any]:
-        """Task-specific training state saved next to the shared one."""
-        return {}
-
-    def _restore_extra(self, s: Dict[str, Any], full: bool) -> None:
-        """Restore ``_extra_state``; ``full=False`` for a rollback (weights and counters only)."""
-
-    def _after_save(self, weights, model_config, state, meta) -> None:
-        """Called after each numbered checkpoint (the GAN trainer keeps a last known-good copy)."""
+    def _restore_task_state(self, s: Dict[str, Any], full: bool) -> None:
+        if full:
+            for key, g in self._streams.items():
+                g.set_state(s[key])
+        self.load_extra_state(s, full)
 
     # ---- set-up shared by the tasks ----------------------------------------------------------
     def _setup(self, data) -> None:
@@ -195,11 +292,7 @@ class TrainingLoop:
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self.is_main = self.rank == 0
         self.amp = amp_enabled(t.amp, self.device, self.log)
-        if data is None:
-            from ganforge.data import load_dataset
-
-            data = load_dataset(self.cfg.data)
-        self.data = data
+        self.data = self.load_data(data)
         if getattr(self.data, "skipped", None):
             self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
         n = self.data.images.shape[0]
@@ -207,8 +300,8 @@ class TrainingLoop:
             raise ConfigError(f"train.batch_size={t.batch_size} is larger than the dataset ({n} images)")
         self.img_shape = tuple(int(s) for s in self.data.images.shape[1:])
         self.images = self.data.images.to(self.device)
-        self.batcher = Batcher(n, t.batch_size, t.seed + 1)
-        self.noise_gen = torch.Generator(self.device).manual_seed(t.seed + 2)
+        self.batcher = Batcher(n, t.batch_size, self.stream_seed("batches"))
+        self.noise_gen = self.rng("noise", self.device)
 
     def _distribute(self) -> None:
         """Under several processes: SyncBatchNorm (``train.sync_bn``, CUDA), rank 0's weights everywhere,
@@ -251,7 +344,7 @@ class TrainingLoop:
             self._resume(resume_from)
         else:
             if self.is_main:
-                self.run_dir = runs.next_run_dir(Path(runs_dir), self.run_name())
+                self.run_dir = runs.next_run_dir(Path(runs_dir), self._run_name())
                 (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
             self.run_dir = Path(distributed.broadcast_object(str(self.run_dir)))
             early, self._early_log = self._early_log, []
@@ -266,19 +359,15 @@ class TrainingLoop:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step if resume else None)
         self.tb = TensorBoard(self.run_dir / "tb", self.cfg.train.tensorboard, purge_step=self.step if resume else None)
 
-    def run_name(self) -> str:
-        """The run folder's suffix: ``name`` when set, else ``<data>-<what the task trains>``."""
+    def _run_name(self) -> str:
+        """The run folder's suffix: ``name`` when set, else ``<data>-<run_suffix>``."""
         if self.cfg.name:
             return self.cfg.name
         d = self.cfg.data
-        ds = {"mnist-embedded": "mnist"}.get(d.dataset, d.dataset)
-        if d.dataset == "folder" and d.root:
+        ds = self.dataset_label or {"mnist-embedded": "mnist"}.get(d.dataset, d.dataset)
+        if not self.dataset_label and d.dataset == "folder" and d.root:
             ds = Path(d.root).name or "folder"
-        return f"{ds}-{self.run_suffix()}"
-
-    def run_suffix(self) -> str:
-        """What the run folder's name says after the data set (the GAN task: its architecture)."""
-        return self.cfg.task
+        return f"{ds}-{self.run_suffix or self.cfg.task}"
 
     # ---- helpers the tasks use ----------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -365,15 +454,17 @@ class TrainingLoop:
 
     # ---- checkpoints ------------------------------------------------------------------------
     def model_config(self) -> Dict[str, Any]:
-        """config.json of a checkpoint: enough to rebuild the networks without the run folder."""
+        """config.json of a checkpoint: enough to rebuild the networks without the run folder (the
+        shared fields, then the task's ``model_info``)."""
         from ganforge import __version__
 
         return {
             "ganforge_version": __version__,
             "task": self.cfg.task,
             "img_shape": list(self.img_shape),
-            "class_names": list(self.class_names()),
+            "class_names": [],
             "config": self.cfg.to_dict(),
+            **self.model_info,
         }
 
     def save(self, name: Optional[str] = None) -> Path:
@@ -392,7 +483,8 @@ class TrainingLoop:
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
-            **self._extra_state(),
+            **self._task_state(),
+            "best": self._best,
             "world_size": self.world,
             "rank_states": ranks[1:],  # ranks 1..N-1: their own streams and task state (rank 0's is above)
         })
@@ -407,7 +499,8 @@ class TrainingLoop:
             runs.save_checkpoint(folder, weights, model_config, state, meta)
             if name is None:
                 runs.prune_checkpoints(self.run_dir, self.cfg.train.keep_checkpoints)
-                self._after_save(weights, model_config, state, meta)
+                if self._keeps_good() and self.watchdog.healthy():  # a checkpoint to roll back to
+                    runs.save_checkpoint(self.good_checkpoint, weights, model_config, state, meta)
         distributed.barrier()  # e.g. a watchdog rollback on any rank reads what rank 0 wrote
         return folder
 
@@ -415,7 +508,7 @@ class TrainingLoop:
         """What differs between ranks: the random streams and the task's own state."""
         return {"noise_gen": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "extra": self._extra_state()}
+                "extra": self._task_state()}
 
     def _restore_rank_state(self, s: Dict[str, Any]) -> None:
         """Under several processes, after rank 0's state is loaded: this rank's own streams and task state
@@ -433,7 +526,7 @@ class TrainingLoop:
             torch.set_rng_state(own["torch_rng"])
             if self.device.type == "cuda" and own.get("cuda_rng"):
                 torch.cuda.set_rng_state_all(own["cuda_rng"])
-            self._restore_extra(own["extra"], full=True)
+            self._restore_task_state(own["extra"], full=True)
         else:
             distributed.decorrelate(self, self.cfg.train.seed, self.step)
 
@@ -450,9 +543,10 @@ class TrainingLoop:
             except (KeyError, ValueError) as e:
                 raise RunError(f"training state '{folder / 'state.pt'}' does not fit the run's optimiser {key!r}: {e}") from None
         self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
-        self._restore_extra(s, full=restore_rng)
+        self._restore_task_state(s, full=restore_rng)
         if not restore_rng:
             return
+        self._best = s["best"] if "best" in s else _legacy_best(s)
         self.elapsed = float(s["elapsed"])
         self.batcher.load_state_dict(s["batcher"])
         self.noise_gen.set_state(s["noise_gen"])
@@ -579,7 +673,10 @@ class TrainingLoop:
 
     def _train(self) -> Path:
         t = self.cfg.train
-        self._before_loop()
+        if self.step == 0:
+            self.snapshot()
+            if self._keeps_good():
+                self.save("good")
 
         interrupted = {"n": 0}
         self._stop, self._save_due = False, False
@@ -620,7 +717,7 @@ class TrainingLoop:
                 t_last = now
                 stats = self._sync(stats, interrupted)
                 step_before = self.step
-                self._check_step(stats)
+                self.check_step(stats)
                 if self.step == step_before:
                     for k, v in stats.items():
                         window[k] = window.get(k, 0.0) + v
@@ -631,8 +728,8 @@ class TrainingLoop:
                         self._log_window(window, counts, time.perf_counter() - win_t0, self.images_seen - win_imgs, bar)
                         window, counts, win_t0, win_imgs = {}, {}, time.perf_counter(), self.images_seen
                     t_out = time.perf_counter()
-                    # BatchNorm running statistics agree before anything uses them (grids, evaluations
-                    # a task runs in _periodic, checkpoints): a few kB per step, nothing in one process
+                    # BatchNorm running statistics agree before anything uses them (evaluations, grids,
+                    # checkpoints): a few kB per step, nothing in one process
                     distributed.average_buffers(self.nets)
                     self._periodic()
                     win_t0 += time.perf_counter() - t_out  # images/s counts training only (the budget counts all)
@@ -660,3 +757,13 @@ class TrainingLoop:
         self.log(f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
                  f"{self._done_extra()}samples {self.run_dir / 'samples' / 'latest.png'}")
         return self.run_dir
+
+
+def _legacy_best(s: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The best evaluation of a checkpoint written before ``keep_best`` (no ``best`` key): translate's
+    ``best_fid``, or the GAN evaluator's own ``best_fid``."""
+    for value, metric, label in ((s.get("best_fid"), "select_fid", "selection FID"),
+                                 ((s.get("evaluator") or {}).get("best_fid"), "fid", "FID")):
+        if value is not None and math.isfinite(float(value)):
+            return {"metric": metric, "label": label, "value": float(value), "step": None, "kimg": None}
+    return None

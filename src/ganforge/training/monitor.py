@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-
 
 
 class MetricsLog:
@@ -34,40 +35,93 @@ class MetricsLog:
             f.write(json.dumps(rec) + "\n")
 
 
-def plot_curves(records: List[Dict[str, Any]], path: Path) -> None:
-    """Loss curves and D outputs against kimg, written as PNG."""
-    rows = [r for r in records if "loss_d" in r]
-    if not rows:
+@dataclass(frozen=True)
+class Panel:
+    """One plot of loss_curve.png: ``series`` of the metric records against kimg, each
+    ``(key, label)`` or ``(key, label, style)`` and drawn from the records that hold ``key``;
+    ``twin`` series go on a right-hand axis; ``empty`` is shown when no series has data yet."""
+
+    title: str
+    series: Sequence[Tuple[str, ...]]
+    xlabel: str = "kimg"
+    log: bool = False
+    ylim: Optional[Tuple[float, float]] = None
+    twin: Sequence[Tuple[str, ...]] = ()
+    twin_label: str = ""
+    empty: str = ""
+
+
+# the adversarial curves of the GAN and video tasks: losses (with FID when evaluated) and D's outputs
+ADVERSARIAL_CURVES = (
+    Panel("losses", (("loss_d", "D loss"), ("loss_g", "G loss")), xlabel="kimg (thousands of real images shown)",
+          twin=(("fid", "FID", "k.--"),), twin_label="FID"),
+    Panel("discriminator outputs (sigmoid of logits)", (("d_real", "D(x)"), ("d_fake", "D(G(z))")),
+          ylim=(-0.02, 1.02)),
+)
+
+
+def _draw(ax, records: List[Dict[str, Any]], series) -> int:
+    drawn = 0
+    for key, label, *style in series:
+        rows = [r for r in records if key in r]
+        if rows:
+            ax.plot([r["kimg"] for r in rows], [r[key] for r in rows], *style, label=label)
+            drawn += 1
+    return drawn
+
+
+def plot_curves(records: List[Dict[str, Any]], path: Path, panels: Sequence[Panel] = ADVERSARIAL_CURVES) -> None:
+    """Draw ``panels`` (one row) from the metric records, written as PNG; nothing while no series has data."""
+    keys = {s[0] for p in panels for s in (*p.series, *p.twin)}
+    if not any(k in r for r in records for k in keys):
         return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = [r["kimg"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    axes[0].plot(x, [r["loss_d"] for r in rows], label="D loss")
-    axes[0].plot(x, [r["loss_g"] for r in rows], label="G loss")
-    axes[0].set_xlabel("kimg (thousands of real images shown)")
-    axes[0].set_title("losses")
-    axes[0].legend()
-    axes[1].plot(x, [r["d_real"] for r in rows], label="D(x)")
-    axes[1].plot(x, [r["d_fake"] for r in rows], label="D(G(z))")
-    axes[1].set_ylim(-0.02, 1.02)
-    axes[1].set_xlabel("kimg")
-    axes[1].set_title("discriminator outputs (sigmoid of logits)")
-    axes[1].legend()
-    evals = [r for r in records if "fid" in r]
-    if evals:
-        ax = axes[0].twinx()
-        ax.plot([r["kimg"] for r in evals], [r["fid"] for r in evals], "k.--", label="FID")
-        ax.set_ylabel("FID")
-        ax.legend(loc="center right")
+    fig, axes = plt.subplots(1, len(panels), figsize=(11 if len(panels) <= 2 else 14, 3.8), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        if _draw(ax, records, p.series):
+            ax.legend()
+        elif p.empty:
+            ax.text(0.5, 0.5, p.empty, ha="center", va="center")
+        if p.log:
+            ax.set_yscale("log")
+        if p.ylim:
+            ax.set_ylim(*p.ylim)
+        ax.set_xlabel(p.xlabel)
+        ax.set_title(p.title)
+        if p.twin and any(s[0] in r for r in records for s in p.twin):
+            tw = ax.twinx()
+            _draw(tw, records, p.twin)
+            tw.set_ylabel(p.twin_label)
+            tw.legend(loc="center right")
     save_figure(fig, path)
 
 
+class _RecordFormatter(string.Formatter):
+    """``str.format`` over a record whose keys may hold dots (``val_acc_resize0.5``)."""
+
+    def get_field(self, field_name, args, kwargs):
+        return kwargs[field_name], field_name
+
+
+_FMT = _RecordFormatter()
+
+
+def format_pieces(pieces: Sequence[str], rec: Dict[str, Any]) -> List[str]:
+    """Each format piece filled from ``rec``, leaving out the pieces whose fields ``rec`` lacks."""
+    out = []
+    for piece in pieces:
+        fields = [f for _, f, _, _ in _FMT.parse(piece) if f]
+        if all(f in rec for f in fields):
+            out.append(_FMT.vformat(piece, (), rec))
+    return out
+
+
 def save_figure(fig, path) -> None:
-    """Write a matplotlib figure as ``path`` (PNG, 90 dpi) atomically, so a reader never sees half a file, and close it."""
+    """Write a matplotlib figure as ``path`` (PNG, 90 dpi) atomically (a reader never sees half a file); close it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -36,20 +36,10 @@ import torch.nn as nn
 
 from ganforge import runs
 from ganforge.errors import ConfigError
-from ganforge.models.dcgan import DCGANDiscriminator
-from ganforge.models.inpaint import PatchDiscriminator
-from ganforge.models.layers import sequential_blocks
-from ganforge.models.mlp import MLPDiscriminator
-from ganforge.models.resnet import DBlock, ResNetDiscriminator
 
 RECORD = "transfer.json"  # the provenance file in the run folder
 SHOWN = 5  # mismatches named in the log line
 
-# each discriminator family's trunk (its layers before the logit) and whether the trunk's last layer is
-# the logit layer itself (which is never frozen)
-TRUNKS = {DCGANDiscriminator: ("features", False), MLPDiscriminator: ("net", True),
-          ResNetDiscriminator: ("blocks", False), PatchDiscriminator: ("net", True)}
-BLOCK_STARTS = (nn.Conv2d, nn.Linear, DBlock)  # a block begins at each of these; norms and activations join it
 
 
 @dataclass
@@ -144,19 +134,13 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
 
 
 def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
-    """The blocks of discriminator ``d``, image side first: (description, names of its parameters).
-
-    A discriminator can say this itself with a ``freeze_blocks()`` method returning that list (the
-    discriminators of later tasks do); the families in :data:`TRUNKS` are split here."""
+    """The blocks of discriminator ``d``, image side first: (description, names of its parameters), from
+    its ``freeze_blocks()`` method (every discriminator family defines one, usually with
+    :func:`ganforge.nn.layers.sequential_blocks`)."""
     own = getattr(d, "freeze_blocks", None)
-    if callable(own):
-        return own()
-    family = next((t for t in TRUNKS if isinstance(d, t)), None)
-    if family is None:
-        raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined "
-                          f"(known: {', '.join(t.__name__ for t in TRUNKS)}, or a freeze_blocks() method)")
-    attr, head_last = TRUNKS[family]
-    return sequential_blocks(getattr(d, attr), attr, BLOCK_STARTS, drop_last=head_last)
+    if not callable(own):
+        raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined (it has no freeze_blocks() method)")
+    return own()
 
 
 def discriminator_names(trainer) -> List[str]:

@@ -1,12 +1,10 @@
 """What every page of the web app shares: the runs folder (read only, nothing outside it served),
 uploads (size and pixel limits), background jobs with progress, and the declarative page.
 
-A page (:class:`Page`) is a form and one function: its :class:`Field` list says what the browser
-shows (a run picker filtered by the tasks the page works with, numbers, choices, an image upload,
-a mask drawn with the mouse), and ``run(form, job)`` calls :mod:`ganforge.apps` / :mod:`ganforge.api`
-and returns :class:`Output` items (images, downloads, lines of text). The browser code
-(``static/app.js``) draws any page from its fields, so a new page is one Python file plus its
-registration in :mod:`ganforge.web.pages`.
+A page (:class:`Page`) is a form and one function: its :class:`Field` list says what the browser shows
+(a run picker, numbers, choices, an image upload, a mask drawn with the mouse), and ``run(form, job)``
+calls the task's app functions and returns :class:`Output` items. The browser code (``static/app.js``)
+draws any page from its fields, so a new page is a task's ``web.py`` registered in :data:`PAGES`.
 """
 from __future__ import annotations
 
@@ -398,7 +396,19 @@ class Jobs:
 
 from ganforge.registry import Registry  # noqa: E402
 
-PAGES: "Registry[Page]" = Registry("page")
+def _load_task_pages() -> None:
+    """Import the ``web.py`` of every task that has one (each registers its page)."""
+    import importlib
+    import importlib.util
+
+    from ganforge.tasks import NAMES
+
+    for task in NAMES:
+        if importlib.util.find_spec(f"ganforge.tasks.{task}.web") is not None:
+            importlib.import_module(f"ganforge.tasks.{task}.web")
+
+
+PAGES: "Registry[Page]" = Registry("page", loader=_load_task_pages)
 
 
 def register(page: Page) -> Page:
@@ -413,3 +423,8 @@ def checkpoint_field() -> Field:
 
 def ema_field() -> Field:
     return Field("ema", "check", "EMA weights", True, help="the moving average of the weights (else the trained ones)")
+
+
+def model_fields(ema: bool = True) -> List[Field]:
+    """The fields that pick the model every page starts with: the run, its checkpoint (and the EMA weights)."""
+    return [Field("run", "run", "run"), checkpoint_field()] + ([ema_field()] if ema else [])

@@ -4,15 +4,10 @@ static browser code.
     app = create_app("runs")                       # an ASGI app (serve it with uvicorn)
     serve("runs", host="127.0.0.1", port=7860)     # what `ganforge serve` runs
 
-Routes: ``/`` (the app), ``/static/*``, ``GET /api/pages``, ``GET /api/runs`` (every run: task, dataset,
-progress, latest samples, loss curves, last metrics), ``GET /api/runs/{run}/options/{page}``,
-``POST /api/pages/{page}`` (a form -> a job id), ``GET /api/jobs/{id}`` (state, progress, outputs, the
-error line), ``GET /api/jobs/{id}/outputs/{i}/{name}``, ``GET /files/{path}`` (an image inside the runs
-folder; any path leading outside it is refused with 403).
-
-Read only: the app opens run folders to read them (through :mod:`ganforge.api`, :mod:`ganforge.apps`
-and :mod:`ganforge.runs`) and writes only into private temporary folders, which it deletes. Nothing is
-unpickled: models load from safetensors.
+Routes: ``/``, ``/static/*``, ``/api/pages``, ``/api/runs``, ``/api/runs/{run}/options/{page}``, ``POST
+/api/pages/{page}`` (a form -> a job id), ``/api/jobs/{id}`` and its outputs, ``/files/{path}`` (an image in
+the runs folder; a path leading outside it gets 403). Read only: run folders are read, never written;
+outputs go to private temporary folders, deleted afterwards; nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -28,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 
 from ganforge.errors import GanforgeError
 from ganforge.web.core import PAGES, SERVED_SUFFIXES, Forbidden, HandleCache, Job, Jobs, Limits, RunsFolder, Scratch, check_image_upload
-from ganforge.web import pages as _pages  # noqa: F401  (registers the pages)
 
 STATIC = Path(__file__).parent / "static"
 LIVE_SECONDS = 60  # a run whose metrics or samples changed this recently counts as training

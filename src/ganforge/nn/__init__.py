@@ -1,0 +1,1 @@
+"""Layers and blocks that more than one task's networks use."""

@@ -1,0 +1,70 @@
+"""``ganforge translate``: translate an image (or a folder of images) with a ``task=translate`` run
+(:mod:`ganforge.tasks.translate.app`); prints the output path.
+
+    ganforge translate --model RUN_DIR --image in.png --out out.png [--direction a2b|b2a]
+    ganforge translate --model RUN_DIR --image in.png --out out.png --compare cmp.png --target truth.png
+    ganforge translate --model RUN_DIR --image photos/ --out styled/ [--compare cmp/ --target truths/]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+
+VERB = "translate"  # the command: ganforge translate ...
+ORDER = 65  # place in `ganforge --help`
+HELP = "translate images from one domain to another with a pix2pix or CycleGAN run"
+DESCRIPTION = ("Translate an image, or every image of a folder (outputs keep the input file names), with a run of "
+               "'ganforge train task=translate': a2b (default), or b2a for CycleGAN runs. Any image size works.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="RUN_DIR", help="run folder of 'ganforge train task=translate'")
+    parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
+    parser.add_argument("--out", required=True, metavar="PATH", help="output image, or folder (folder mode)")
+    parser.add_argument("--direction", choices=["a2b", "b2a"], default="a2b",
+                        help="a2b (default) or b2a (CycleGAN runs learn both; pix2pix only a2b)")
+    parser.add_argument("--compare", metavar="PATH", help="also write input | output | target side by side (a folder in folder mode)")
+    parser.add_argument("--target", metavar="PATH", help="the expected output, shown in the comparison (a folder of "
+                                                         "images named like the inputs in folder mode)")
+    parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw trained weights instead of their moving average")
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help="images with a side above N pixels are translated in overlapping tiles (default: the "
+                             "model's translate.tile, 512 unless set when training)")
+    add_device(parser)
+    add_threads(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ganforge translate`` for parsed ``args``; raises TranslateError / RunError with one-line messages."""
+    from ganforge.errors import TranslateError
+    from ganforge.imaging import check_writable, save_image
+    from ganforge.tasks.translate.app import TranslateOptions, translate_detailed, translate_folder
+
+    device = check_device(args.device)
+    use_threads(args.threads)
+    image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
+    options = TranslateOptions(checkpoint=args.checkpoint, device=device, ema=not args.no_ema, tile=args.tile)
+    if image.is_dir():
+        if args.target is not None and not Path(args.target).is_dir():
+            raise TranslateError(f"--image is a folder, so --target must be a folder of images named like the inputs; "
+                                 f"'{args.target}' is not a folder")
+        results = translate_folder(args.model, image, out, args.direction, args.compare, args.target, options=options)
+        print(f"translated {len(results)} image(s) ({args.direction}) into {out}", file=sys.stderr)
+        print(out)
+        return 0
+    if out.is_dir():
+        out = out / image.name
+    check_writable(out, "--out")
+    if args.compare is not None:
+        check_writable(args.compare, "--compare")
+    res = translate_detailed(args.model, image, args.direction, args.compare, args.target, options=options)
+    save_image(res.image, out)
+    print(f"translated {image} -> {out}: {res.describe()}", file=sys.stderr)
+    if res.compare_path is not None:
+        print(f"comparison: {res.compare_path}", file=sys.stderr)
+    print(out)
+    return 0

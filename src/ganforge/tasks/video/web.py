@@ -1,0 +1,60 @@
+"""The Video page: clips of a ``task=video`` run as an animated grid, with GIF / MP4 / npz downloads.
+It calls the run's sample writer (:func:`ganforge.api.sample_writer`, which picks
+:mod:`ganforge.tasks.video.app` for a video run: what ``ganforge sample`` calls)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from ganforge.web.core import (
+    Field,
+    Job,
+    Output,
+    Page,
+    file_output,
+    model_fields,
+    register,
+)
+
+
+def _run(form: Dict[str, Any], job: Job) -> List[Output]:
+    from ganforge.api import sample_writer
+
+    h = job.cache.load(form["run"], form["checkpoint"], form["ema"])
+    writer = sample_writer(h)
+    n, seed, frames = form["count"], form["seed"], form["frames"]
+    outs = []
+    names = ["clips.gif", "clips.npz"] + (["clips.mp4"] if _has_av() else [])
+    for i, name in enumerate(names):
+        job.progress(i, len(names), f"writing {name}")
+        path = job.scratch.path(name)
+        writer.write_samples(h, path, n, seed=seed, frames=frames, scale=form["scale"])
+        if name.endswith(".gif"):
+            outs.append(file_output(path, name, kind="image", group="clips"))
+        outs.append(file_output(path, name, group="downloads"))
+    job.progress(len(names), len(names), "done")
+    return outs + [Output("text", "about", text=f"{n} clips of {h!r}, seed {seed}")]
+
+
+def _has_av() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+register(Page(
+    name="video",
+    title="Video",
+    summary="Clips of a video run, as an animated grid and as GIF, MP4 and npz files.",
+    tasks=("video",),
+    fields=[
+        *model_fields(),
+        Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+        Field("count", "int", "clips", 8, min=1, max=64),
+        Field("frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"),
+        Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
+    ],
+    run=_run,
+    order=15,
+))
