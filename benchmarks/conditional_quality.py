@@ -10,6 +10,7 @@ The reference for FID is the embedded MNIST (the data the model trained on) and 
 FID between two disjoint halves of it at the same sample count. For comparison the script also
 prints the classifier's accuracy on the real images of its held-out split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,15 +41,19 @@ def main() -> None:
         run = Path(args.run)
     else:
         t0 = time.perf_counter()
-        run = ganforge.train(preset=args.preset, overrides=[f"train.minutes={args.minutes}", *args.overrides],
-                             runs_dir=args.runs_dir)
+        run = ganforge.train(
+            preset=args.preset, overrides=[f"train.minutes={args.minutes}", *args.overrides], runs_dir=args.runs_dir
+        )
         print(f"trained {run} in {(time.perf_counter() - t0) / 60:.1f} min (wall clock, including set-up)")
     torch.set_num_threads(2)
     g = load_generator(run)
     if not g.num_classes:
         raise SystemExit(f"{run} is not a conditional run")
     meta = json.loads((g.checkpoint_path / "meta.json").read_text())
-    print(f"checkpoint {g.checkpoint_path} (step {g.step}, {g.kimg:.0f} kimg, {meta['elapsed_s'] / 60:.1f} min of training)")
+    print(
+        f"checkpoint {g.checkpoint_path} (step {g.step}, {g.kimg:.0f} kimg, "
+        f"{meta['elapsed_s'] / 60:.1f} min of training)"
+    )
 
     space = get_feature_space("mnist")
     labels = torch.arange(g.num_classes).repeat_interleave(args.per_class)
@@ -59,19 +64,26 @@ def main() -> None:
     for c, a in enumerate(per_class):
         print(f"class {g.class_names[c]}: classifier accuracy on generated samples {100 * a:.1f}%")
     covered = len(set(pred.tolist()))
-    print(f"accuracy on requested class: {100 * acc:.2f}% ({len(labels)} samples); classes covered {covered}/{g.num_classes}")
+    print(
+        f"accuracy on requested class: {100 * acc:.2f}% ({len(labels)} samples); "
+        f"classes covered {covered}/{g.num_classes}"
+    )
 
     real = load_dataset(DataConfig())
     r = evaluate(fake, real, metrics="fid", features="mnist", floor=True, seed=0)
     floor_v = (r.get("floor") or {}).get("fid")
-    print(f"FID (mnist features, {len(fake)} generated vs {r['provenance']['num_real']} real): {r['fid']:.3f}; "
-          f"real-vs-real floor {floor_v if floor_v is None else round(floor_v, 3)}")
+    print(
+        f"FID (mnist features, {len(fake)} generated vs {r['provenance']['num_real']} real): {r['fid']:.3f}; "
+        f"real-vs-real floor {floor_v if floor_v is None else round(floor_v, 3)}"
+    )
 
     rec = json.loads((Path(__file__).resolve().parents[1] / "src/ganforge/assets/mnist_classifier.json").read_text())
     held = rec["held_out_accuracy"]
-    print(f"summary: requested-class accuracy {100 * acc:.2f}% (classifier held-out accuracy on real digits "
-          f"{held}), {covered}/{g.num_classes} classes, FID {r['fid']:.2f} (floor {floor_v}), "
-          f"{meta['elapsed_s'] / 60:.1f} min training")
+    print(
+        f"summary: requested-class accuracy {100 * acc:.2f}% (classifier held-out accuracy on real digits "
+        f"{held}), {covered}/{g.num_classes} classes, FID {r['fid']:.2f} (floor {floor_v}), "
+        f"{meta['elapsed_s'] / 60:.1f} min training"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ and stop flags); images/s counts the images of all processes (``train.batch_size
     python benchmarks/distributed_speed.py [--procs 2] [--steps 40] [--warmup 5] [--repeats 3]
                                             [--gpu-batch 128] [--gpu-steps 100] [--no-gpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,25 @@ import time
 import torch
 import torch.multiprocessing as mp
 
-CPU_CFG = ["model.arch=dcgan", "data.size=32", "model.g_width=32", "model.d_width=32", "train.batch_size=64",
-           "eval.every_kimg=0", "watchdog.enabled=false"]
-GPU_CFG = ["model.arch=resnet", "model.g_width=128", "model.d_width=128", "eval.every_kimg=0",
-           "watchdog.enabled=false", "train.amp=true", "train.device=cuda", "data.hflip=false"]
+CPU_CFG = [
+    "model.arch=dcgan",
+    "data.size=32",
+    "model.g_width=32",
+    "model.d_width=32",
+    "train.batch_size=64",
+    "eval.every_kimg=0",
+    "watchdog.enabled=false",
+]
+GPU_CFG = [
+    "model.arch=resnet",
+    "model.g_width=128",
+    "model.d_width=128",
+    "eval.every_kimg=0",
+    "watchdog.enabled=false",
+    "train.amp=true",
+    "train.device=cuda",
+    "data.hflip=false",
+]
 
 
 def free_port() -> int:
@@ -44,14 +60,17 @@ def colour_data(n: int = 2048, size: int = 64):
     from ganforge.data.base import ImageData
 
     g = torch.Generator().manual_seed(0)
-    return ImageData(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), None, [],
-                     "random-colour", "memory")
+    return ImageData(
+        torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), None, [], "random-colour", "memory"
+    )
 
 
-def _worker(rank: int, world: int, port: int, overrides, threads: int, steps: int, warmup: int,
-            gpu: bool, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+def _worker(
+    rank: int, world: int, port: int, overrides, threads: int, steps: int, warmup: int, gpu: bool, out_dir: str
+) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     torch.set_num_threads(threads)
     from ganforge.tasks import resolve
     from ganforge.tasks.gan.trainer import GanTrainer
@@ -108,8 +127,11 @@ def main() -> None:
     ap.add_argument("--no-gpu", action="store_true")
     a = ap.parse_args()
     n = a.procs
-    print(f"# torch {torch.__version__}; CPU: {os.cpu_count()} cores visible; the 32x32 DCGAN (width 32), batch 64 "
-          f"per process; median of {a.repeats}", flush=True)
+    print(
+        f"# torch {torch.__version__}; CPU: {os.cpu_count()} cores visible; the 32x32 DCGAN (width 32), batch 64 "
+        f"per process; median of {a.repeats}",
+        flush=True,
+    )
     rows = {"1 process x 1 thread": [], f"1 process x {n} threads": [], f"{n} processes x 1 thread": []}
     for _ in range(a.repeats):  # interleaved, so a load change on a shared machine hits all variants alike
         rows["1 process x 1 thread"].append(measure(1, CPU_CFG, 1, a.steps, a.warmup))
@@ -118,18 +140,26 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items()}
     base = med["1 process x 1 thread"]
     for k, v in med.items():
-        print(f"cpu  {k:24s} {v:8.0f} img/s  ({v / base:4.2f}x 1 process; runs: "
-              f"{', '.join(f'{x:.0f}' for x in rows[k])})", flush=True)
-    summary = (f"summary: cpu {n} processes {med[f'{n} processes x 1 thread'] / base:.2f}x one process "
-               f"(scaling efficiency {med[f'{n} processes x 1 thread'] / (n * base):.0%}), "
-               f"{n} threads in one process {med[f'1 process x {n} threads'] / base:.2f}x")
+        print(
+            f"cpu  {k:24s} {v:8.0f} img/s  ({v / base:4.2f}x 1 process; runs: "
+            f"{', '.join(f'{x:.0f}' for x in rows[k])})",
+            flush=True,
+        )
+    summary = (
+        f"summary: cpu {n} processes {med[f'{n} processes x 1 thread'] / base:.2f}x one process "
+        f"(scaling efficiency {med[f'{n} processes x 1 thread'] / (n * base):.0%}), "
+        f"{n} threads in one process {med[f'1 process x {n} threads'] / base:.2f}x"
+    )
     if a.no_gpu or not torch.cuda.is_available():
         print("gpu  not measured: " + ("--no-gpu" if a.no_gpu else "no CUDA device on this machine"), flush=True)
     else:
         g = torch.cuda.device_count()
         cfg = GPU_CFG + [f"train.batch_size={a.gpu_batch}"]
-        print(f"# GPU: {g} x {torch.cuda.get_device_name(0)}; 64x64 colour ResNet GAN (width 128), bf16 autocast, "
-              f"channels_last, batch {a.gpu_batch} per GPU", flush=True)
+        print(
+            f"# GPU: {g} x {torch.cuda.get_device_name(0)}; 64x64 colour ResNet GAN (width 128), bf16 autocast, "
+            f"channels_last, batch {a.gpu_batch} per GPU",
+            flush=True,
+        )
         one = measure(1, cfg, 1, a.gpu_steps, 20, gpu=True)
         print(f"gpu  1 GPU   {one:10.0f} img/s", flush=True)
         summary += f"; gpu 1: {one:.0f} img/s"

@@ -15,6 +15,7 @@ Figures (medians over repeats; one line each, then a summary line):
    both run the same randomly initialised InceptionV3 (torch-fidelity loads it from a temporary
    state-dict file): THROUGHPUT ONLY, the feature values are meaningless.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ def median_time(fn, repeats):
 
 def generate(run, n, seed=0):
     """uint8 [n, 1, 32, 32] from a trained run or a random-weight DCGAN of the default config."""
+
     def to_uint8(x):  # [-1, 1] -> uint8, as ganforge's samplers do
         return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
 
@@ -109,9 +111,19 @@ def main(argv=None):
         from ganforge.metrics.fidelity_bridge import TensorImages
 
         register_torch_fidelity()
-        kw = dict(feature_extractor="ganforge-mnist", fid=True, cuda=False, verbose=False, save_cpu_ram=True,
-                  cache_root=tmp, input2_cache_name="bench-mnist32-real", batch_size=256)
-        torch_fidelity.calculate_metrics(input1=TensorImages(fake[:64]), input2=TensorImages(real), **kw)  # warm its cache
+        kw = dict(
+            feature_extractor="ganforge-mnist",
+            fid=True,
+            cuda=False,
+            verbose=False,
+            save_cpu_ram=True,
+            cache_root=tmp,
+            input2_cache_name="bench-mnist32-real",
+            batch_size=256,
+        )
+        torch_fidelity.calculate_metrics(
+            input1=TensorImages(fake[:64]), input2=TensorImages(real), **kw
+        )  # warm its cache
 
         def theirs():
             return torch_fidelity.calculate_metrics(input1=TensorImages(fake), input2=TensorImages(real), **kw)
@@ -119,10 +131,14 @@ def main(argv=None):
         t_ours, r, t_tf, rt = paired_times(ours, theirs, args.repeats)
         assert r["provenance"]["reference_cache"], "reference was not served from the cache"
         agree = abs(r["fid"] - rt["frechet_inception_distance"]) / max(1e-12, abs(rt["frechet_inception_distance"]))
-        print(f"FID {args.samples} samples vs cached ref, mnist features, ganforge.evaluate: {t_ours:.2f} s "
-              f"(target < 10 s; FID {r['fid']:.4f})")
-        print(f"FID {args.samples} samples vs cached ref, same extractor, torch_fidelity.calculate_metrics: {t_tf:.2f} s "
-              f"(ratio ganforge/torch-fidelity {t_ours / t_tf:.2f}; values agree to {agree:.1e} relative)")
+        print(
+            f"FID {args.samples} samples vs cached ref, mnist features, ganforge.evaluate: {t_ours:.2f} s "
+            f"(target < 10 s; FID {r['fid']:.4f})"
+        )
+        print(
+            f"FID {args.samples} samples vs cached ref, same extractor, torch_fidelity.calculate_metrics: {t_tf:.2f} s "
+            f"(ratio ganforge/torch-fidelity {t_ours / t_tf:.2f}; values agree to {agree:.1e} relative)"
+        )
         print(f"FID {args.samples} samples incl. sampling from the generator: {t_gen + t_ours:.2f} s")
 
         # ---- 2. Inception throughput -----------------------------------------------------------
@@ -130,9 +146,11 @@ def main(argv=None):
         imgs = real[:n]
         weights = find_inception_weights()
         if weights is None:
-            print("inception: weights absent (torch-fidelity cache empty, no --inception-weights / "
-                  "GANFORGE_INCEPTION_WEIGHTS): metric values cannot be computed; comparing THROUGHPUT ONLY "
-                  "with identical random weights")
+            print(
+                "inception: weights absent (torch-fidelity cache empty, no --inception-weights / "
+                "GANFORGE_INCEPTION_WEIGHTS): metric values cannot be computed; comparing THROUGHPUT ONLY "
+                "with identical random weights"
+            )
             sp = get_feature_space("inception", random_weights=True)
             wpath = Path(tmp) / "random-inception.pth"
             torch.save(sp.extractor.state_dict(), wpath)  # a file we wrote ourselves
@@ -141,8 +159,13 @@ def main(argv=None):
             wpath = weights
         from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
-        tf_ext = create_feature_extractor("inception-v3-compat", ["2048", "logits_unbiased"], cuda=False,
-                                          verbose=False, feature_extractor_weights_path=str(wpath))
+        tf_ext = create_feature_extractor(
+            "inception-v3-compat",
+            ["2048", "logits_unbiased"],
+            cuda=False,
+            verbose=False,
+            feature_extractor_weights_path=str(wpath),
+        )
         rgb = imgs.expand(-1, 3, -1, -1).contiguous()
         sp.extract(imgs[:8], batch_size=8)  # warm-up
         t_ours_i, fo, t_tf_i, ft = paired_times(
@@ -153,12 +176,16 @@ def main(argv=None):
         same = torch.allclose(fo["features"], ft["2048"], rtol=1e-4, atol=1e-4)
         tag = "" if weights is not None else " [random weights: throughput only]"
         print(f"inception ganforge FeatureSpace: {n / t_ours_i:.1f} img/s{tag}")
-        print(f"inception torch-fidelity direct: {n / t_tf_i:.1f} img/s{tag} (ratio ganforge/torch-fidelity "
-              f"{(n / t_ours_i) / (n / t_tf_i):.2f}; same features: {same})")
+        print(
+            f"inception torch-fidelity direct: {n / t_tf_i:.1f} img/s{tag} (ratio ganforge/torch-fidelity "
+            f"{(n / t_ours_i) / (n / t_tf_i):.2f}; same features: {same})"
+        )
 
-    print(f"summary: FID@{args.samples} mnist end-to-end {t_ours:.2f} s (target < 10 s: "
-          f"{'met' if t_ours < 10 else 'NOT met'}), torch-fidelity {t_tf:.2f} s, sampling {t_gen:.2f} s; "
-          f"inception {n / t_ours_i:.1f} vs {n / t_tf_i:.1f} img/s{tag}")
+    print(
+        f"summary: FID@{args.samples} mnist end-to-end {t_ours:.2f} s (target < 10 s: "
+        f"{'met' if t_ours < 10 else 'NOT met'}), torch-fidelity {t_tf:.2f} s, sampling {t_gen:.2f} s; "
+        f"inception {n / t_ours_i:.1f} vs {n / t_tf_i:.1f} img/s{tag}"
+    )
     return 0
 
 

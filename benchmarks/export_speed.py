@@ -11,6 +11,7 @@ Without ``--run`` it trains the ``default`` preset (class-conditional 28x28 DCGA
 3. Milliseconds per batch (median of ``--repeats``, timed in turn so machine noise hits all alike):
    eager PyTorch (the baseline), the ``.pt2`` program, onnxruntime.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def main() -> None:
     from ganforge.export import export_run
 
     tmp = Path(tempfile.mkdtemp(prefix="ganforge-export-bench-"))
-    run = args.run or ganforge.train(preset="default", runs_dir=tmp / "runs", overrides=[
-        "train.steps=20", "train.minutes=null", "train.progress=false", "train.tensorboard=false"])
+    run = args.run or ganforge.train(
+        preset="default",
+        runs_dir=tmp / "runs",
+        overrides=["train.steps=20", "train.minutes=null", "train.progress=false", "train.tensorboard=false"],
+    )
     c0 = time.process_time()
     manifest = export_run(run, "onnx,torch-export", tmp / "out")
     export_cpu = time.process_time() - c0
@@ -62,8 +66,11 @@ def main() -> None:
         d_pt2 = float((program(*inputs) - ref).abs().max())
     print(f"max abs diff to PyTorch (batch {args.batch}): onnxruntime {d_onnx:.1e}, torch.export program {d_pt2:.1e}")
 
-    runs = {"eager PyTorch (baseline)": lambda: h.module(*inputs), "torch.export program": lambda: program(*inputs),
-            "onnxruntime": lambda: session.run(None, feeds)}
+    runs = {
+        "eager PyTorch (baseline)": lambda: h.module(*inputs),
+        "torch.export program": lambda: program(*inputs),
+        "onnxruntime": lambda: session.run(None, feeds),
+    }
     times = {k: [] for k in runs}
     with torch.no_grad():
         for f in runs.values():  # warm up
@@ -77,9 +84,11 @@ def main() -> None:
     for k, v in med.items():
         print(f"batch {args.batch}, 1 thread, median of {args.repeats}: {k} {v:.1f} ms")
     base = med["eager PyTorch (baseline)"]
-    print(f"summary: export {export_cpu:.1f} s CPU; max diff {max(d_onnx, d_pt2):.1e}; onnxruntime "
-          f"{base / med['onnxruntime']:.2f}x and the .pt2 program {base / med['torch.export program']:.2f}x the speed "
-          f"of eager PyTorch")
+    print(
+        f"summary: export {export_cpu:.1f} s CPU; max diff {max(d_onnx, d_pt2):.1e}; onnxruntime "
+        f"{base / med['onnxruntime']:.2f}x and the .pt2 program {base / med['torch.export program']:.2f}x the speed "
+        f"of eager PyTorch"
+    )
 
 
 if __name__ == "__main__":

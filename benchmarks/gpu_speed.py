@@ -7,6 +7,7 @@ synchronised before the clock is read.
 
     python benchmarks/gpu_speed.py [--preset default] [--batch 64 256] [--steps 200] [--cpu-threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ def measure(overrides, steps: int, warmup: int) -> float:
     from ganforge.tasks import resolve
     from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
-    tr = Trainer(resolve(ARGS.preset, overrides + ["train.progress=false", "train.tensorboard=false"]),
-                 dry_run=True, log=lambda m: print("   ", m))
+    tr = Trainer(
+        resolve(ARGS.preset, overrides + ["train.progress=false", "train.tensorboard=false"]),
+        dry_run=True,
+        log=lambda m: print("   ", m),
+    )
     sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         tr.train_step()
@@ -51,13 +55,19 @@ def main() -> None:
         base = [f"train.batch_size={b}"]
         cpu = measure(base + ["train.device=cpu", f"train.threads={ARGS.cpu_threads}"], ARGS.cpu_steps, 5)
         print(f"batch {b:4d}  cpu ({ARGS.cpu_threads} thread)  {cpu:10.0f} img/s", flush=True)
-        for name, extra in (("cuda fp32", []), ("cuda bf16 amp", ["train.amp=true"]),
-                            ("cuda compile", ["train.compile=true"]),
-                            ("cuda compile+amp", ["train.compile=true", "train.amp=true"])):
+        for name, extra in (
+            ("cuda fp32", []),
+            ("cuda bf16 amp", ["train.amp=true"]),
+            ("cuda compile", ["train.compile=true"]),
+            ("cuda compile+amp", ["train.compile=true", "train.amp=true"]),
+        ):
             t0 = time.perf_counter()
             v = measure(base + ["train.device=cuda"] + extra, ARGS.steps, ARGS.warmup)
-            print(f"batch {b:4d}  {name:18s} {v:10.0f} img/s  ({v / cpu:5.1f}x cpu; "
-                  f"{time.perf_counter() - t0:.0f} s with warm-up)", flush=True)
+            print(
+                f"batch {b:4d}  {name:18s} {v:10.0f} img/s  ({v / cpu:5.1f}x cpu; "
+                f"{time.perf_counter() - t0:.0f} s with warm-up)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ with ``--blend`` (Poisson by default). One line per figure, then a summary line 
 on the centre 14x14 hole both learned methods beat Telea by at least 2x on FID, and the network
 also beats it on hole L1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ def _own_masks(n: int, h: int, w: int, kind: str, lo: float, hi: float, gen: tor
             for _ in range(int(torch.randint(4, 10, (1,), generator=gen))):
                 ang = float(torch.rand(1, generator=gen)) * 2 * math.pi
                 for _ in range(max(h, w) // 6):
-                    p = (p + torch.tensor([math.sin(ang), math.cos(ang)])).clamp(torch.zeros(2), torch.tensor([h - 1.0, w - 1.0]))
+                    p = (p + torch.tensor([math.sin(ang), math.cos(ang)])).clamp(
+                        torch.zeros(2), torch.tensor([h - 1.0, w - 1.0])
+                    )
                     y, x = int(p[0]), int(p[1])
                     m[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 1
                     if float(m.mean()) >= float(target[i]):
@@ -87,11 +90,14 @@ def make_masks(n: int, h: int, w: int, centre: int, seed: int) -> Masks:
         centre_m = center_box_mask(h, w, centre, centre).expand(n, 1, h, w)
         source = "ganforge.tasks.inpaint.masks"
     except ImportError:
+
         def rand(kind: str, lo: float, hi: float, s: int) -> torch.Tensor:
             return _own_masks(n, h, w, kind, lo, hi, torch.Generator().manual_seed(s))
 
         centre_m = torch.zeros(1, 1, h, w)
-        centre_m[..., (h - centre) // 2 : (h - centre) // 2 + centre, (w - centre) // 2 : (w - centre) // 2 + centre] = 1
+        centre_m[
+            ..., (h - centre) // 2 : (h - centre) // 2 + centre, (w - centre) // 2 : (w - centre) // 2 + centre
+        ] = 1
         centre_m = centre_m.expand(n, 1, h, w)
         source = "the benchmark's own seeded masks"
     sets = {
@@ -101,8 +107,11 @@ def make_masks(n: int, h: int, w: int, centre: int, seed: int) -> Masks:
         "free20-35%": rand("free", 0.20, 0.35, seed + 3),
         "free35-50%": rand("free", 0.35, 0.50, seed + 4),
     }
-    print(f"# masks from {source}; mean hole fraction: "
-          + ", ".join(f"{k} {float(v.float().mean()):.3f}" for k, v in sets.items()), flush=True)
+    print(
+        f"# masks from {source}; mean hole fraction: "
+        + ", ".join(f"{k} {float(v.float().mean()):.3f}" for k, v in sets.items()),
+        flush=True,
+    )
     return {k: v.bool().contiguous() for k, v in sets.items()}
 
 
@@ -147,8 +156,16 @@ def train_gan(minutes: float, runs_dir: Path) -> Path:
     import ganforge
 
     t0 = time.perf_counter()
-    run = ganforge.train(overrides=["data.heldout=2000", "data.part=train", f"train.minutes={minutes}",
-                                    "train.progress=false", "train.tensorboard=false"], runs_dir=runs_dir)
+    run = ganforge.train(
+        overrides=[
+            "data.heldout=2000",
+            "data.part=train",
+            f"train.minutes={minutes}",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+        runs_dir=runs_dir,
+    )
     print(f"# trained GAN {run} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return run
 
@@ -158,8 +175,9 @@ def train_net(overrides: List[str], runs_dir: Path, what: str) -> Path:
     from ganforge.tasks.inpaint.trainer import InpaintTrainer
 
     t0 = time.perf_counter()
-    cfg = resolve(None, ["task=inpaint", "train.progress=false", "train.tensorboard=false", "train.threads=1",
-                         *overrides])
+    cfg = resolve(
+        None, ["task=inpaint", "train.progress=false", "train.tensorboard=false", "train.threads=1", *overrides]
+    )
     run = InpaintTrainer(cfg, runs_dir=runs_dir, log=lambda m: None).run()
     print(f"# trained {what} completion network {run} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return run
@@ -226,20 +244,38 @@ def train_photo_net(minutes: float, runs_dir: Path, overrides: List[str]) -> Pat
     patches = photo_patches(PHOTO_TRAIN, stride=32, scales=(1.0, 0.5), cap=600)
     write_patches(patches, folder)
     print(f"# {len(patches)} training patches of {', '.join(PHOTO_TRAIN)} in {folder}", flush=True)
-    return train_net(["data.dataset=folder", f"data.root={folder}", "data.channels=3", "data.hflip=true",
-                      f"train.minutes={minutes}", "name=photos-inpaint", *overrides], runs_dir, "colour")
+    return train_net(
+        [
+            "data.dataset=folder",
+            f"data.root={folder}",
+            "data.channels=3",
+            "data.hflip=true",
+            f"train.minutes={minutes}",
+            "name=photos-inpaint",
+            *overrides,
+        ],
+        runs_dir,
+        "colour",
+    )
 
 
 # ---- the parts -------------------------------------------------------------------------------
-def run_methods(part: str, images: torch.Tensor, masks: Masks, methods: Dict[str, Callable],
-                on_result: Callable[[str, str, torch.Tensor], None]) -> Dict[Tuple[str, str], Dict[str, float]]:
+def run_methods(
+    part: str,
+    images: torch.Tensor,
+    masks: Masks,
+    methods: Dict[str, Callable],
+    on_result: Callable[[str, str, torch.Tensor], None],
+) -> Dict[Tuple[str, str], Dict[str, float]]:
     res: Dict[Tuple[str, str], Dict[str, float]] = {}
     for mname, holes in masks.items():
         for meth, fn in methods.items():
             t0 = time.perf_counter()
             out = fn(images, holes)
             dt = time.perf_counter() - t0
-            assert torch.equal(out[~holes.expand_as(out)], images[~holes.expand_as(images)]), f"{meth} changed known pixels"
+            assert torch.equal(out[~holes.expand_as(out)], images[~holes.expand_as(images)]), (
+                f"{meth} changed known pixels"
+            )
             l1, psnr = hole_errors(out, images, holes)
             emit(part, mname, meth, "hole_L1", l1)
             emit(part, mname, meth, "hole_PSNR", psnr, "dB")
@@ -251,7 +287,9 @@ def run_methods(part: str, images: torch.Tensor, masks: Masks, methods: Dict[str
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--gan", help="an unconditional GAN run trained on data.heldout=2000 data.part=train")
     ap.add_argument("--net", help="a task=inpaint run on MNIST (data.heldout=2000 data.part=train)")
     ap.add_argument("--net-rgb", help="a colour task=inpaint run of 64x64 images, for the photographs")
@@ -265,13 +303,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-photos", action="store_true", help="skip the colour photograph part")
     ap.add_argument("--no-mnist", action="store_true", help="skip the MNIST part (photographs only)")
-    ap.add_argument("--photo-overrides", default="inpaint.width=16 train.batch_size=32",
-                    help="config overrides for the colour network the benchmark trains (default: a narrower U-Net, "
-                         "so a few CPU minutes are hundreds of steps)")
+    ap.add_argument(
+        "--photo-overrides",
+        default="inpaint.width=16 train.batch_size=32",
+        help="config overrides for the colour network the benchmark trains (default: a narrower U-Net, "
+        "so a few CPU minutes are hundreds of steps)",
+    )
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--make-photo-set", metavar="DIR",
-                    help="only write the larger colour training set (patches of the non-test photographs) to DIR "
-                         "as PNGs, for training a colour network with ganforge train task=inpaint, and exit")
+    ap.add_argument(
+        "--make-photo-set",
+        metavar="DIR",
+        help="only write the larger colour training set (patches of the non-test photographs) to DIR "
+        "as PNGs, for training a colour network with ganforge train task=inpaint, and exit",
+    )
     args = ap.parse_args()
     if args.make_photo_set:
         make_photo_set(Path(args.make_photo_set))
@@ -279,16 +323,20 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
 
-    from ganforge.tasks.inpaint.app import complete_batch, load_completer
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
     from ganforge.metrics import get_feature_space
     from ganforge.metrics.compute import fid
+    from ganforge.tasks.inpaint.app import complete_batch, load_completer
 
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    gan = Path(args.gan) if args.gan else (train_gan(args.minutes, runs_dir) if args.minutes and not args.no_mnist else None)
+    gan = (
+        Path(args.gan)
+        if args.gan
+        else (train_gan(args.minutes, runs_dir) if args.minutes and not args.no_mnist else None)
+    )
 
     net = Path(args.net) if args.net else None
     if net is None and args.minutes and not args.no_mnist:
@@ -309,25 +357,34 @@ def main() -> None:
         orig = space.extract(x)
         acc_orig = float((orig["logits"].argmax(1) == y).float().mean())
         fid_floor = fid(orig["features"], ref)
-        print(f"# MNIST: {n} held-out digits, FID reference: all {len(held)} held-out originals (mnist classifier "
-              f"features, {space.feature_dim}-d)", flush=True)
+        print(
+            f"# MNIST: {n} held-out digits, FID reference: all {len(held)} held-out originals (mnist classifier "
+            f"features, {space.feature_dim}-d)",
+            flush=True,
+        )
         emit("mnist", "-", "originals", "FID", fid_floor)
         emit("mnist", "-", "originals", "accuracy", acc_orig)
         masks = make_masks(n, h, w, 14, args.seed)
 
-        methods: Dict[str, Callable] = {"mean": mean_fill,
-                                        "telea": lambda a, m: opencv_fill(a, m, "telea"),
-                                        "navier-stokes": lambda a, m: opencv_fill(a, m, "ns")}
+        methods: Dict[str, Callable] = {
+            "mean": mean_fill,
+            "telea": lambda a, m: opencv_fill(a, m, "telea"),
+            "navier-stokes": lambda a, m: opencv_fill(a, m, "ns"),
+        }
         latent_opts = dict(steps=args.steps, restarts=args.restarts, seed=args.seed)
         if gan is not None:
             comp = load_completer(gan, "latent")
-            print(f"# latent: {comp.checkpoint_path}, {args.restarts} restarts x {args.steps} steps, blend {args.blend}",
-                  flush=True)
+            print(
+                f"# latent: {comp.checkpoint_path}, {args.restarts} restarts x {args.steps} steps, blend {args.blend}",
+                flush=True,
+            )
 
             def latent(a: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
                 parts = []
                 for i in range(0, a.shape[0], args.chunk):
-                    out, _ = complete_batch(comp, a[i : i + args.chunk], m[i : i + args.chunk], args.blend, **latent_opts)
+                    out, _ = complete_batch(
+                        comp, a[i : i + args.chunk], m[i : i + args.chunk], args.blend, **latent_opts
+                    )
                     parts.append(out)
                 return torch.cat(parts)
 
@@ -350,11 +407,15 @@ def main() -> None:
     # ---- photographs ----
     if not args.no_photos:
         test = photo_patches(PHOTO_TEST, stride=64)
-        print(f"# photos: {len(test)} 64x64 patches of {', '.join(PHOTO_TEST)} (scikit-image sample images)", flush=True)
+        print(
+            f"# photos: {len(test)} 64x64 patches of {', '.join(PHOTO_TEST)} (scikit-image sample images)", flush=True
+        )
         pmasks = make_masks(len(test), 64, 64, 32, args.seed + 100)
-        pmethods: Dict[str, Callable] = {"mean": mean_fill,
-                                         "telea": lambda a, m: opencv_fill(a, m, "telea"),
-                                         "navier-stokes": lambda a, m: opencv_fill(a, m, "ns")}
+        pmethods: Dict[str, Callable] = {
+            "mean": mean_fill,
+            "telea": lambda a, m: opencv_fill(a, m, "telea"),
+            "navier-stokes": lambda a, m: opencv_fill(a, m, "ns"),
+        }
         if net_rgb is not None:
             pcomp = load_completer(net_rgb, "network")
             print(f"# network: {pcomp.checkpoint_path}", flush=True)
@@ -375,18 +436,24 @@ def main() -> None:
         r = res[(c, meth)]
         ratio = telea["fid"] / max(r["fid"], 1e-9)
         good = ratio >= 2
-        line = f"{meth} FID {r['fid']:.2f} vs Telea {telea['fid']:.2f} ({ratio:.1f}x, target >= 2x {'met' if good else 'MISSED'})"
+        line = (
+            f"{meth} FID {r['fid']:.2f} vs Telea {telea['fid']:.2f} "
+            f"({ratio:.1f}x, target >= 2x {'met' if good else 'MISSED'})"
+        )
         if meth == "network":
             l1_good = r["l1"] < telea["l1"]
             good = good and l1_good
             line += f", hole L1 {r['l1']:.4f} vs {telea['l1']:.4f} ({'met' if l1_good else 'MISSED'})"
         ok = ok and good
         bits.append(line)
-    print(f"summary: MNIST {c}, {n} digits: " + "; ".join(bits)
-          + f"; accuracy originals {acc_orig:.3f}"
-          + "".join(f", {m} {res[(c, m)]['acc']:.3f}" for m in ("latent", "network", "telea") if (c, m) in res)
-          + f"; {'all targets met' if ok else 'targets not all met'}; {(time.perf_counter() - t_start) / 60:.1f} min",
-          flush=True)
+    print(
+        f"summary: MNIST {c}, {n} digits: "
+        + "; ".join(bits)
+        + f"; accuracy originals {acc_orig:.3f}"
+        + "".join(f", {m} {res[(c, m)]['acc']:.3f}" for m in ("latent", "network", "telea") if (c, m) in res)
+        + f"; {'all targets met' if ok else 'targets not all met'}; {(time.perf_counter() - t_start) / 60:.1f} min",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

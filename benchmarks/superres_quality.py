@@ -30,18 +30,18 @@ network's own time, megapixels of output per second, and the peak resident memor
 
 One line per figure, then a summary line with the targets of issue 13.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -113,15 +113,21 @@ def mnist_part(run: str, figures: Optional[Path] = None) -> Dict[str, Dict[str, 
     lr = torch.nn.functional.avg_pool2d(x.float(), 4).round().to(torch.uint8)  # [2000, 1, 7, 7] area
     space = get_feature_space("mnist")
     ref = space.extract(train.images)["features"]
-    print(f"# MNIST x4: {len(x)} held-out digits, area-downsampled to 7x7; FID against the {len(train)} training-part "
-          f"digits in the shipped classifier's {space.feature_dim}-d features", flush=True)
+    print(
+        f"# MNIST x4: {len(x)} held-out digits, area-downsampled to 7x7; FID against the {len(train)} training-part "
+        f"digits in the shipped classifier's {space.feature_dim}-d features",
+        flush=True,
+    )
     res: Dict[str, Dict[str, float]] = {}
 
     def score(name: str, out: torch.Tensor) -> None:
         e = space.extract(out)
         mse = (out.float() - x.float()).pow(2).mean()
-        r = {"psnr": float(10 * torch.log10(255**2 / mse)) if mse > 0 else float("inf"),
-             "fid": fid(e["features"], ref), "acc": float((e["logits"].argmax(1) == y).float().mean())}
+        r = {
+            "psnr": float(10 * torch.log10(255**2 / mse)) if mse > 0 else float("inf"),
+            "fid": fid(e["features"], ref),
+            "acc": float((e["logits"].argmax(1) == y).float().mean()),
+        }
         res[name] = r
         if name != "originals":
             emit("mnist-x4", name, "PSNR", r["psnr"], "dB")
@@ -164,10 +170,12 @@ def photo_metrics(out: torch.Tensor, ref: torch.Tensor, shave: int) -> Dict[str,
 
     o, r = out[..., shave:-shave, shave:-shave].float(), ref[..., shave:-shave, shave:-shave].float()
     oy, ry = luma(o), luma(r)
-    return {"psnr_y": float(peak_signal_noise_ratio(oy, ry, data_range=255.0)),
-            "ssim_y": float(structural_similarity_index_measure(oy, ry, data_range=255.0)),
-            "psnr_rgb": float(peak_signal_noise_ratio(o, r, data_range=255.0)),
-            "ssim_rgb": float(structural_similarity_index_measure(o, r, data_range=255.0))}
+    return {
+        "psnr_y": float(peak_signal_noise_ratio(oy, ry, data_range=255.0)),
+        "ssim_y": float(structural_similarity_index_measure(oy, ry, data_range=255.0)),
+        "psnr_rgb": float(peak_signal_noise_ratio(o, r, data_range=255.0)),
+        "ssim_rgb": float(structural_similarity_index_measure(o, r, data_range=255.0)),
+    }
 
 
 def photo_part(run: str, scale: int, figures: Optional[Path]) -> Dict[str, Dict[str, float]]:
@@ -181,9 +189,14 @@ def photo_part(run: str, scale: int, figures: Optional[Path]) -> Dict[str, Dict[
         lr = np.array(Image.fromarray(a).resize((w // scale, h // scale), Image.BICUBIC))
         hrs.append(torch.from_numpy(a).permute(2, 0, 1)[None])
         lrs.append(torch.from_numpy(lr).permute(2, 0, 1)[None])
-    print(f"# photos x{scale}: {', '.join(PHOTO_TEST)} (full photographs, PIL bicubic downsampling), "
-          f"Y and RGB, {scale}-pixel border shaved", flush=True)
-    methods: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {m: (lambda t, m=m: cv_resize(t, scale, m)) for m in CV_MODES}
+    print(
+        f"# photos x{scale}: {', '.join(PHOTO_TEST)} (full photographs, PIL bicubic downsampling), "
+        f"Y and RGB, {scale}-pixel border shaved",
+        flush=True,
+    )
+    methods: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        m: (lambda t, m=m: cv_resize(t, scale, m)) for m in CV_MODES
+    }
     for name, h in models_of(run).items():
         if h.scale != scale or h.channels != 3:
             print(f"# {name}: skipped, x{h.scale} with {h.channels} channels (need x{scale} colour)", flush=True)
@@ -241,13 +254,27 @@ def speed_part(run: str, repeats: int, tile: int, threads: int) -> Dict[str, flo
     for label, tile_arg in (("tiled", str(tile)), ("untiled", "0")):
         walls, peaks, nets = [], [], []
         for _ in range(repeats):
-            cmd = [str(exe), "upscale", "--model", run, "--image", str(src), "--out", str(tmp / "out.png"),
-                   "--tile", tile_arg, "--threads", str(threads)]
+            cmd = [
+                str(exe),
+                "upscale",
+                "--model",
+                run,
+                "--image",
+                str(src),
+                "--out",
+                str(tmp / "out.png"),
+                "--tile",
+                tile_arg,
+                "--threads",
+                str(threads),
+            ]
             # each run in its own child (a fresh process, so ru_maxrss is its own peak), timed here
-            code = ("import resource, subprocess, sys, time; t0 = time.perf_counter(); "
-                    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t0; "
-                    "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode); "
-                    "print(p.stderr, file=sys.stderr)")
+            code = (
+                "import resource, subprocess, sys, time; t0 = time.perf_counter(); "
+                "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t0; "
+                "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode); "
+                "print(p.stderr, file=sys.stderr)"
+            )
             r = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True)
             wall, rss, rc = r.stdout.split()
             if rc != "0":
@@ -276,8 +303,11 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--figures", metavar="DIR", help="write the side-by-side pictures (superres_mnist.png, "
-                    "superres_photo_x4.png, ...) here, e.g. docs")
+    ap.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="write the side-by-side pictures (superres_mnist.png, superres_photo_x4.png, ...) here, e.g. docs",
+    )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     torch.set_num_threads(args.threads)
@@ -287,27 +317,40 @@ def main() -> None:
         r = mnist_part(args.mnist, Path(args.figures) if args.figures else None)
         if "gan" in r:
             ratio = r["bicubic"]["fid"] / max(r["gan"]["fid"], 1e-9)
-            summary.append(f"MNIST x4: GAN FID {r['gan']['fid']:.2f} vs bicubic {r['bicubic']['fid']:.2f} ({ratio:.1f}x, "
-                           f"target >= 10x {'met' if ratio >= 10 else 'MISSED'}), accuracy {100 * r['gan']['acc']:.1f}% "
-                           f"(target >= 90% {'met' if r['gan']['acc'] >= 0.9 else 'MISSED'})")
+            summary.append(
+                f"MNIST x4: GAN FID {r['gan']['fid']:.2f} vs bicubic {r['bicubic']['fid']:.2f} ({ratio:.1f}x, "
+                f"target >= 10x {'met' if ratio >= 10 else 'MISSED'}), accuracy {100 * r['gan']['acc']:.1f}% "
+                f"(target >= 90% {'met' if r['gan']['acc'] >= 0.9 else 'MISSED'})"
+            )
     figures = Path(args.figures) if args.figures else None
     for scale, run in ((4, args.photo4), (2, args.photo2)):
         if run or args.baselines_only:
             r = photo_part(run, scale, figures)
             if "pixel" in r:
                 gain = r["pixel"]["psnr_rgb"] - r["bicubic"]["psnr_rgb"]
-                bit = (f"photos x{scale}: pixel model {r['pixel']['psnr_rgb']:.2f} dB RGB vs bicubic "
-                       f"{r['bicubic']['psnr_rgb']:.2f} ({gain:+.2f} dB; Y {r['pixel']['psnr_y'] - r['bicubic']['psnr_y']:+.2f}")
+                bit = (
+                    f"photos x{scale}: pixel model {r['pixel']['psnr_rgb']:.2f} dB RGB vs bicubic "
+                    f"{r['bicubic']['psnr_rgb']:.2f} ({gain:+.2f} dB; "
+                    f"Y {r['pixel']['psnr_y'] - r['bicubic']['psnr_y']:+.2f}"
+                )
                 bit += f", target >= +1.0 {'met' if gain >= 1.0 else 'MISSED'})" if scale == 4 else ")"
                 if "gan" in r:
                     gap = r["pixel"]["psnr_rgb"] - r["gan"]["psnr_rgb"]
-                    bit += f"; GAN {r['gan']['psnr_rgb']:.2f} dB RGB ({gap:.2f} dB below pixel, target <= 2 {'met' if gap <= 2 else 'MISSED'})"
+                    bit += (
+                        f"; GAN {r['gan']['psnr_rgb']:.2f} dB RGB ({gap:.2f} dB below pixel, "
+                        f"target <= 2 {'met' if gap <= 2 else 'MISSED'})"
+                    )
                 summary.append(bit)
     if args.speed:
         s = speed_part(args.speed, args.repeats, args.tile, args.threads)
-        summary.append(f"speed: {s['tiled_mps']:.3f} MP/s tiled, peak {s['tiled_peak']:.0f} MiB tiled vs "
-                       f"{s['untiled_peak']:.0f} MiB untiled (target <= 2048 MiB {'met' if s['tiled_peak'] <= 2048 else 'MISSED'})")
-    print(f"summary: {'; '.join(summary) or 'nothing measured'}; {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
+        summary.append(
+            f"speed: {s['tiled_mps']:.3f} MP/s tiled, peak {s['tiled_peak']:.0f} MiB tiled vs "
+            f"{s['untiled_peak']:.0f} MiB untiled (target <= 2048 MiB {'met' if s['tiled_peak'] <= 2048 else 'MISSED'})"
+        )
+    print(
+        f"summary: {'; '.join(summary) or 'nothing measured'}; {(time.perf_counter() - t_start) / 60:.1f} min",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ The table gives each recipe's FID per seed and the median at every point, and th
 names the recipe with the best median at the last point. Watchdog events (a sign of trouble) are
 counted per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,28 @@ from typing import Dict, List, Sequence, Tuple
 # name -> (what it is, preset, overrides)
 RECIPES: Dict[str, Tuple[str, str, Sequence[str]]] = {
     "default": ("the `default` preset as shipped", "default", ()),
-    "old-default": ("the default before issue 11: 28x28 DCGAN, widths 32, z 64, non-saturating, batch 64, EMA 0.995, 1 thread",
-                    "default", ("model.conditional=false", "model.pad=0", "model.z_dim=64", "model.g_width=32", "model.d_width=32",
-                                "model.d_norm=batch", "loss.name=non-saturating", "g_optim.lr=0.0002",
-                                "d_optim.lr=0.0002", "g_optim.beta1=0.5", "d_optim.beta1=0.5",
-                                "g_optim.beta2=0.999", "d_optim.beta2=0.999", "train.batch_size=64",
-                                "train.ema_decay=0.995", "train.threads=1")),
+    "old-default": (
+        "the default before issue 11: 28x28 DCGAN, widths 32, z 64, non-saturating, batch 64, EMA 0.995, 1 thread",
+        "default",
+        (
+            "model.conditional=false",
+            "model.pad=0",
+            "model.z_dim=64",
+            "model.g_width=32",
+            "model.d_width=32",
+            "model.d_norm=batch",
+            "loss.name=non-saturating",
+            "g_optim.lr=0.0002",
+            "d_optim.lr=0.0002",
+            "g_optim.beta1=0.5",
+            "d_optim.beta1=0.5",
+            "g_optim.beta2=0.999",
+            "d_optim.beta2=0.999",
+            "train.batch_size=64",
+            "train.ema_decay=0.995",
+            "train.threads=1",
+        ),
+    ),
 }
 
 
@@ -57,10 +74,20 @@ def train_one(name: str, recipe, seed: int, minutes: float, points: List[float],
 
     _, preset, overrides = recipe
     step_min = min(b - a for a, b in zip([0.0] + points, points))  # a checkpoint at least this often
-    return ganforge.train(preset=preset, runs_dir=runs_dir, overrides=[
-        *overrides, f"name=ttq-{name}-s{seed}", f"train.seed={seed}", f"train.minutes={minutes}",
-        f"train.checkpoint_minutes={step_min}", "train.checkpoint_every=100000000",
-        "train.keep_checkpoints=100000", "train.progress=false"])
+    return ganforge.train(
+        preset=preset,
+        runs_dir=runs_dir,
+        overrides=[
+            *overrides,
+            f"name=ttq-{name}-s{seed}",
+            f"train.seed={seed}",
+            f"train.minutes={minutes}",
+            f"train.checkpoint_minutes={step_min}",
+            "train.checkpoint_every=100000000",
+            "train.keep_checkpoints=100000",
+            "train.progress=false",
+        ],
+    )
 
 
 def score_run(run: Path, name: str, seed: int, points: List[float], samples: int, space, real, out: Path) -> List[dict]:
@@ -78,13 +105,26 @@ def score_run(run: Path, name: str, seed: int, points: List[float], samples: int
         g = load_generator(run, checkpoint=str(folder))
         r = evaluate(g.sample_uint8(samples, seed=0), real, metrics="fid", features="mnist", feature_space=space)
         cov = r.get("coverage", {})
-        row = {"recipe": name, "seed": seed, "point_min": p, "elapsed_min": round(meta["elapsed_s"] / 60, 3),
-               "kimg": round(meta["kimg"], 1), "step": meta["step"], "fid": round(r["fid"], 4),
-               "classes": cov.get("classes_covered"), "watchdog_events": len(events), "samples": samples,
-               "threads": threads, "run": str(run)}
+        row = {
+            "recipe": name,
+            "seed": seed,
+            "point_min": p,
+            "elapsed_min": round(meta["elapsed_s"] / 60, 3),
+            "kimg": round(meta["kimg"], 1),
+            "step": meta["step"],
+            "fid": round(r["fid"], 4),
+            "classes": cov.get("classes_covered"),
+            "watchdog_events": len(events),
+            "samples": samples,
+            "threads": threads,
+            "run": str(run),
+        }
         rows.append(row)
-        print(f"{name:>16s} seed {seed}  t={row['elapsed_min']:5.2f} min  {row['kimg']:7.1f} kimg  "
-              f"FID {row['fid']:7.3f}  classes {row['classes']}  watchdog events {row['watchdog_events']}", flush=True)
+        print(
+            f"{name:>16s} seed {seed}  t={row['elapsed_min']:5.2f} min  {row['kimg']:7.1f} kimg  "
+            f"FID {row['fid']:7.3f}  classes {row['classes']}  watchdog events {row['watchdog_events']}",
+            flush=True,
+        )
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
     return rows
@@ -109,11 +149,15 @@ def print_table(rows: List[dict]) -> None:
         kimg = [r["kimg"] for r in rows if r["recipe"] == name and r["point_min"] == points[-1]]
         ev = sum({(r["seed"], r["run"]): r["watchdog_events"] for r in rows if r["recipe"] == name}.values())
         cls = min((r["classes"] for r in rows if r["recipe"] == name and r["classes"] is not None), default=None)
-        print(f"{name:>16s} | " + " | ".join(cells) + f"   [{statistics.median(kimg) if kimg else 0:.0f} kimg at "
-              f"{points[-1]:g} min; fewest classes {cls}; watchdog events {ev}]")
+        print(
+            f"{name:>16s} | " + " | ".join(cells) + f"   [{statistics.median(kimg) if kimg else 0:.0f} kimg at "
+            f"{points[-1]:g} min; fewest classes {cls}; watchdog events {ev}]"
+        )
     if best:
-        print(f"summary: best median FID at {points[-1]:g} min: {best[0]} {best[1]:.2f} "
-              f"({rows[0]['samples']} samples, shipped MNIST classifier features)")
+        print(
+            f"summary: best median FID at {points[-1]:g} min: {best[0]} {best[1]:.2f} "
+            f"({rows[0]['samples']} samples, shipped MNIST classifier features)"
+        )
 
 
 def main() -> None:
@@ -135,7 +179,9 @@ def main() -> None:
             print(f"{name}: {what} [{preset} {' '.join(ov)}]")
         return
     if args.table is not None:
-        rows = [json.loads(line) for f in (args.table or [args.out]) for line in Path(f).read_text().splitlines() if line]
+        rows = [
+            json.loads(line) for f in (args.table or [args.out]) for line in Path(f).read_text().splitlines() if line
+        ]
         print_table(rows)
         return
 
@@ -150,9 +196,12 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     points = sorted({float(p) for p in args.points.split(",") if float(p) < args.minutes} | {args.minutes})
     out = Path(args.out)
-    print(f"# {len(recipes)} recipe(s) x {len(seeds)} seed(s), {args.minutes:g} min each, scored at {points} min "
-          f"with {args.samples} samples; cpus {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.2f}; "
-          f"results appended to {out}", flush=True)
+    print(
+        f"# {len(recipes)} recipe(s) x {len(seeds)} seed(s), {args.minutes:g} min each, scored at {points} min "
+        f"with {args.samples} samples; cpus {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.2f}; "
+        f"results appended to {out}",
+        flush=True,
+    )
     space = get_feature_space("mnist")
     real = load_dataset(DataConfig())
     rows = []
@@ -160,7 +209,10 @@ def main() -> None:
         for seed in seeds:
             t0 = time.perf_counter()
             run = train_one(name, recipe, seed, args.minutes, points, args.runs_dir)
-            print(f"# trained {name} seed {seed}: {run} ({(time.perf_counter() - t0) / 60:.2f} min with set-up)", flush=True)
+            print(
+                f"# trained {name} seed {seed}: {run} ({(time.perf_counter() - t0) / 60:.2f} min with set-up)",
+                flush=True,
+            )
             threads = torch.get_num_threads()
             torch.set_num_threads(len(os.sched_getaffinity(0)))
             rows += score_run(run, name, seed, points, args.samples, space, real, out)

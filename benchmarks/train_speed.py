@@ -17,6 +17,7 @@ On a CPU with native bfloat16 (AVX512-BF16 or AMX) it also measures ganforge wit
 
     python benchmarks/train_speed.py [--size 32] [--width 32] [--steps 60] [--threads 2] [--repeats 3] [--no-amp]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,10 +74,15 @@ def baseline_images_per_s(root: Path, size: int, width: int, steps: int, workers
     import torchvision.transforms as T
 
     _, g, d = build(size, width)
-    ds = dset.MNIST(str(root), train=False, download=False,
-                    transform=T.Compose([T.Resize(size), T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
-    loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers, drop_last=True,
-                                         persistent_workers=workers > 0)
+    ds = dset.MNIST(
+        str(root),
+        train=False,
+        download=False,
+        transform=T.Compose([T.Resize(size), T.ToTensor(), T.Normalize((0.5,), (0.5,))]),
+    )
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=64, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0
+    )
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ones, zeros = torch.ones(64), torch.zeros(64)
@@ -103,8 +109,19 @@ def ganforge_trainer(size: int, width: int, extra=()):
     from ganforge.tasks import resolve
     from ganforge.tasks.gan.trainer import GanTrainer as Trainer
 
-    cfg = resolve(None, [f"data.size={size}", f"model.g_width={width}", f"model.d_width={width}", "model.z_dim=100",
-                         "train.batch_size=64", "train.steps=1", f"train.threads={torch.get_num_threads()}", *extra])
+    cfg = resolve(
+        None,
+        [
+            f"data.size={size}",
+            f"model.g_width={width}",
+            f"model.d_width={width}",
+            "model.z_dim=100",
+            "train.batch_size=64",
+            "train.steps=1",
+            f"train.threads={torch.get_num_threads()}",
+            *extra,
+        ],
+    )
     return Trainer(cfg, dry_run=True, log=lambda m: None)
 
 
@@ -138,7 +155,10 @@ def main() -> None:
     ap.add_argument("--no-amp", action="store_true", help="skip the bfloat16 autocast line (train.amp=true)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, DCGAN {args.size}x{args.size} width {args.width}, batch 64")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"DCGAN {args.size}x{args.size} width {args.width}, batch 64"
+    )
     peak = matmul_peak_gflops()
     print(f"matmul peak (fp32, 1024^3): {peak:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +169,11 @@ def main() -> None:
 
         amp = not args.no_amp and cpu_bf16_supported()
         if not amp:
-            print("  (no bfloat16 line: " + ("--no-amp" if args.no_amp else "this CPU has no native bfloat16 support") + ")")
+            print(
+                "  (no bfloat16 line: "
+                + ("--no-amp" if args.no_amp else "this CPU has no native bfloat16 support")
+                + ")"
+            )
         for r in range(args.repeats):  # interleave so machine noise hits both alike
             for w in args.workers:
                 base[w].append(baseline_images_per_s(root, args.size, args.width, args.steps, w))
@@ -166,7 +190,10 @@ def main() -> None:
     print(f"baseline (textbook, DataLoader workers={best_w}, median of {args.repeats}): {b:.0f} img/s")
     print(f"ganforge (median of {args.repeats}): {o:.0f} img/s")
     print(f"speed-up: {o / b:.2f}x")
-    print(f"step FLOPs: {gflop:.3f} GFLOP per batch of 64 -> {achieved:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of matmul peak")
+    print(
+        f"step FLOPs: {gflop:.3f} GFLOP per batch of 64 -> {achieved:.1f} GFLOP/s = "
+        f"{100 * achieved / peak:.0f}% of matmul peak"
+    )
     line = f"summary: ganforge {o:.0f} img/s vs baseline {b:.0f} img/s = {o / b:.2f}x (float32)"
     if ours_amp:
         a = statistics.median(ours_amp)

@@ -12,6 +12,7 @@ MNIST classifier's feature space against the digits 5-9 of the embedded set that
 images leave out (about 4,600), and class coverage of 5-9 (a digit counts as covered when it gets at
 least 10% of its share of the reference; "in 5-9" is the share of samples the classifier puts there).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,13 +62,25 @@ def main() -> None:
     torch.set_num_threads(2)
     space = get_feature_space("mnist")
     digits = load_dataset(DataConfig(classes=TARGET))
-    reference = digits.images[args.images:]  # the 5-9 digits the training images leave out
-    floor = evaluate(reference[: len(reference) // 2], reference[len(reference) // 2:], metrics="fid",
-                     features="mnist", feature_space=space, coverage=False)["fid"]
+    reference = digits.images[args.images :]  # the 5-9 digits the training images leave out
+    floor = evaluate(
+        reference[: len(reference) // 2],
+        reference[len(reference) // 2 :],
+        metrics="fid",
+        features="mnist",
+        feature_space=space,
+        coverage=False,
+    )["fid"]
 
     def score(run):
-        r = evaluate(ganforge.load(run), reference, metrics="fid", features="mnist", num_samples=args.samples,
-                     feature_space=space)
+        r = evaluate(
+            ganforge.load(run),
+            reference,
+            metrics="fid",
+            features="mnist",
+            num_samples=args.samples,
+            feature_space=space,
+        )
         cov = r["coverage"]
         names, hist, real = cov["classes"], cov["histogram"], cov["real_fraction"]
         n = sum(hist)
@@ -78,23 +91,33 @@ def main() -> None:
     rows = [("source (0-4), no training on 5-9", "-", args.source_steps, *score(source), source_s, source)]
     for seed in args.seeds:
         variants = [("from scratch", {})] + [
-            (f"fine-tuned{f', freeze_d={k}' if k else ''}", {"init_from": source, "freeze_d": k}) for k in args.freeze_d]
+            (f"fine-tuned{f', freeze_d={k}' if k else ''}", {"init_from": source, "freeze_d": k}) for k in args.freeze_d
+        ]
         for name, kw in variants:
             ov = [*target, f"train.steps={args.steps}", f"train.seed={seed}"]
-            flags = (f" --init-from {source}" if kw else "") + (f" --freeze-d {kw['freeze_d']}" if kw.get("freeze_d") else "")
+            flags = (f" --init-from {source}" if kw else "") + (
+                f" --freeze-d {kw['freeze_d']}" if kw.get("freeze_d") else ""
+            )
             print("$ ganforge train " + " ".join(ov + common) + f" --runs-dir {args.runs_dir}{flags}", flush=True)
             run, secs = train(ov, **kw)
             rows.append((name, seed, args.steps, *score(run), secs, run))
-            print(f"  {name}, seed {seed}: FID {rows[-1][3]:.2f}, {len(rows[-1][4])}/5 covered, "
-                  f"{100 * rows[-1][5]:.0f}% in 5-9, {secs / 60:.1f} min", flush=True)
+            print(
+                f"  {name}, seed {seed}: FID {rows[-1][3]:.2f}, {len(rows[-1][4])}/5 covered, "
+                f"{100 * rows[-1][5]:.0f}% in 5-9, {secs / 60:.1f} min",
+                flush=True,
+            )
 
-    print(f"\nreference: {len(reference)} held-out digits 5-9 of the embedded MNIST; FID between its halves "
-          f"(floor): {floor:.2f}; {args.samples} samples per score; {args.images} training images of 5-9")
+    print(
+        f"\nreference: {len(reference)} held-out digits 5-9 of the embedded MNIST; FID between its halves "
+        f"(floor): {floor:.2f}; {args.samples} samples per score; {args.images} training images of 5-9"
+    )
     print("| run | seed | steps | FID (mnist) | 5-9 covered | samples in 5-9 | wall time (min) |")
     print("|---|---|---|---|---|---|---|")
     for name, seed, steps, fid, covered, inside, secs, run in rows:
-        print(f"| {name} | {seed} | {steps} | {fid:.2f} | {len(covered)}/5 ({''.join(covered)}) | {100 * inside:.0f}% | "
-              f"{secs / 60:.1f} |")
+        print(
+            f"| {name} | {seed} | {steps} | {fid:.2f} | {len(covered)}/5 ({''.join(covered)}) | {100 * inside:.0f}% | "
+            f"{secs / 60:.1f} |"
+        )
     print(f"total {(time.perf_counter() - clock) / 60:.1f} min")
 
 

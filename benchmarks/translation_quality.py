@@ -11,8 +11,8 @@ digits by other writers, placed as MNIST digits are; ``scripts/make_translation_
 into the style of MNIST. Scored with the shipped MNIST classifier: FID in its 128-d feature space
 against the 2,000 held-out MNIST digits (which neither the classifier nor the run saw), and its
 accuracy against the digits' true labels (content kept), with the run's checkpoint ``best`` when it has one
-(its in-training selection, ``translate.select=fid``: no labels, no test digits). Baseline: the untranslated input. Floor: the
-FID of 500 MNIST training digits against the same reference. The other direction (the 2,000 held-out
+(its in-training selection, ``translate.select=fid``: no labels, no test digits). Baseline: the untranslated
+input. Floor: the FID of 500 MNIST training digits against the same reference. The other direction (the 2,000 held-out
 MNIST digits into the sklearn style) is scored the same way against the 500 held-out sklearn digits.
 
 Photos (``photo2style``): the three test photographs astronaut, coffee, chelsea (scikit-image; never
@@ -26,6 +26,7 @@ One line per figure, then a summary line with the issue's targets: digits FID at
 the input's with accuracy not below it; pix2pix at least 8 dB and CycleGAN at least 4 dB above the
 baseline PSNR (mean over the three photographs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,18 +54,33 @@ def train_preset(preset: str, overrides: List[str], runs_dir: Path) -> Path:
     import ganforge
 
     t0 = time.perf_counter()
-    run = ganforge.train(preset=preset, overrides=["train.progress=false", "train.tensorboard=false", *overrides],
-                         runs_dir=runs_dir)
+    run = ganforge.train(
+        preset=preset, overrides=["train.progress=false", "train.tensorboard=false", *overrides], runs_dir=runs_dir
+    )
     print(f"# trained {preset} {' '.join(overrides)} -> {run} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     return run
 
 
-CYCLE_PHOTO = ["translate.method=cyclegan", "data.dataset=unpaired", "data.root=translation-data/photo2style/halves",
-               "translate.input_skip=true", "translate.width=16", "translate.blocks=3", "translate.d_width=32",
-               "translate.d_norm=instance", "translate.crop_size=64", "translate.tile=128",
-               "translate.cycle_weight=0.5", "translate.identity_weight=0", "train.batch_size=4", "train.steps=1800",
-               "translate.lr_decay_start=900", "translate.lr_decay_steps=900",
-               "g_optim.lr=0.0005", "d_optim.lr=0.0004"]  # the comment of photo2style.yaml
+CYCLE_PHOTO = [
+    "translate.method=cyclegan",
+    "data.dataset=unpaired",
+    "data.root=translation-data/photo2style/halves",
+    "translate.input_skip=true",
+    "translate.width=16",
+    "translate.blocks=3",
+    "translate.d_width=32",
+    "translate.d_norm=instance",
+    "translate.crop_size=64",
+    "translate.tile=128",
+    "translate.cycle_weight=0.5",
+    "translate.identity_weight=0",
+    "train.batch_size=4",
+    "train.steps=1800",
+    "translate.lr_decay_start=900",
+    "translate.lr_decay_steps=900",
+    "g_optim.lr=0.0005",
+    "d_optim.lr=0.0004",
+]  # the comment of photo2style.yaml
 
 
 # ---- digits -----------------------------------------------------------------------------------------
@@ -135,12 +151,13 @@ def labelled_strip(panels):
 # ---- photos -------------------------------------------------------------------------------------------
 
 
-def photo_part(runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[Dict[str, int]] = None
-               ) -> Dict[str, Dict[str, float]]:
-    import ganforge
+def photo_part(
+    runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[Dict[str, int]] = None
+) -> Dict[str, Dict[str, float]]:
+    from PIL import Image
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-    from PIL import Image
+    import ganforge
 
     handles = {k: ganforge.load(v) for k, v in runs.items()}
     for k, h in handles.items():
@@ -152,8 +169,10 @@ def photo_part(runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[
     def scores(out: np.ndarray, target: np.ndarray):
         a = torch.from_numpy(out).permute(2, 0, 1)[None].float()
         b = torch.from_numpy(target).permute(2, 0, 1)[None].float()
-        return (float(peak_signal_noise_ratio(a, b, data_range=255.0)),
-                float(structural_similarity_index_measure(a, b, data_range=255.0)))
+        return (
+            float(peak_signal_noise_ratio(a, b, data_range=255.0)),
+            float(structural_similarity_index_measure(a, b, data_range=255.0)),
+        )
 
     res: Dict[str, Dict[str, List[float]]] = {}
     for name in PHOTO_TEST:
@@ -162,7 +181,11 @@ def photo_part(runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[
         outs = {"input": photo}
         for k, h in handles.items():
             t0 = time.perf_counter()
-            outs[k] = h.translate(torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous(), "a2b")[0].permute(1, 2, 0).numpy()
+            outs[k] = (
+                h.translate(torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous(), "a2b")[0]
+                .permute(1, 2, 0)
+                .numpy()
+            )
             emit("photo", name, k, "seconds", time.perf_counter() - t0, f"s ({photo.shape[1]}x{photo.shape[0]})")
         for k, o in outs.items():
             p, s = scores(o, target)
@@ -172,10 +195,16 @@ def photo_part(runs: Dict[str, Path], pictures: Optional[Path], tiles: Optional[
             emit("photo", name, k, "PSNR", p, "dB")
             emit("photo", name, k, "SSIM", s)
         if pictures is not None and name == "chelsea":
-            strip = labelled_strip([("photo (input)", outs["input"])] + [(k, outs[k]) for k in handles]
-                                   + [("cv2.stylization (target)", target)])
+            strip = labelled_strip(
+                [("photo (input)", outs["input"])]
+                + [(k, outs[k]) for k in handles]
+                + [("cv2.stylization (target)", target)]
+            )
             strip.save(pictures / "translate_photo.png")
-            print(f"# wrote {pictures / 'translate_photo.png'} (input | {' | '.join(handles)} | cv2.stylization)", flush=True)
+            print(
+                f"# wrote {pictures / 'translate_photo.png'} (input | {' | '.join(handles)} | cv2.stylization)",
+                flush=True,
+            )
     mean = {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in res.items()}
     for k, d in mean.items():
         emit("photo", "mean", k, "PSNR", d["psnr"], "dB")
@@ -187,8 +216,9 @@ def fit_part(runs: List[str]) -> None:
     """The selection set used to choose pix2pix's settings (never the test photographs): PSNR of each run
     against ``cv2.stylization`` on the centre 512x512 crops of the eight training photographs
     (``PAIRED_PHOTOS``, stylised whole first, as in the data), translated in the run's tiles."""
-    import ganforge
     from make_translation_sets import PAIRED_PHOTOS, photo
+
+    import ganforge
 
     def psnr(x: np.ndarray, y: np.ndarray) -> float:
         return float(10 * np.log10(255.0**2 / np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)))
@@ -203,25 +233,44 @@ def fit_part(runs: List[str]) -> None:
             o = h.translate(torch.from_numpy(np.array(p)).permute(2, 0, 1)[None].contiguous(), "a2b")
             ps.append(psnr(o[0].permute(1, 2, 0).numpy(), t))
             base.append(psnr(p, t))
-        print(f"fit     train-photos {Path(run).name}: mean PSNR {np.mean(ps):.2f} dB vs photo {np.mean(base):.2f} dB "
-              f"({np.mean(ps) - np.mean(base):+.2f}); " + ", ".join(f"{n} {v:.2f}" for n, v in zip(PAIRED_PHOTOS, ps)),
-              flush=True)
+        print(
+            f"fit     train-photos {Path(run).name}: mean PSNR {np.mean(ps):.2f} dB vs photo {np.mean(base):.2f} dB "
+            f"({np.mean(ps) - np.mean(base):+.2f}); " + ", ".join(f"{n} {v:.2f}" for n, v in zip(PAIRED_PHOTOS, ps)),
+            flush=True,
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--digits", help="a digits2mnist run (CycleGAN)")
-    ap.add_argument("--digits-checkpoint", default="auto",
-                    help="checkpoint of the digits run: auto (its 'best' when it has one, else last), last, best, a step")
+    ap.add_argument(
+        "--digits-checkpoint",
+        default="auto",
+        help="checkpoint of the digits run: auto (its 'best' when it has one, else last), last, best, a step",
+    )
     ap.add_argument("--pix2pix", help="a photo2style run (pix2pix, paired)")
     ap.add_argument("--cyclegan", help="a photo2style CycleGAN run (unpaired)")
-    ap.add_argument("--tile", nargs="*", default=[], metavar="METHOD=N",
-                    help="tile side for a photo run, e.g. pix2pix=128 (default: each run's translate.tile)")
+    ap.add_argument(
+        "--tile",
+        nargs="*",
+        default=[],
+        metavar="METHOD=N",
+        help="tile side for a photo run, e.g. pix2pix=128 (default: each run's translate.tile)",
+    )
     ap.add_argument("--train", action="store_true", help="train each run that is not given with its preset")
-    ap.add_argument("--fit", nargs="+", metavar="RUN", help="only score photo2style runs on the training photographs "
-                    "(the selection set used to choose settings; not the test photographs)")
+    ap.add_argument(
+        "--fit",
+        nargs="+",
+        metavar="RUN",
+        help="only score photo2style runs on the training photographs "
+        "(the selection set used to choose settings; not the test photographs)",
+    )
     ap.add_argument("--runs-dir", default="runs/translate_bench")
-    ap.add_argument("--pictures", help="also write docs pictures (translate_digits.png, translate_photo.png) to this folder")
+    ap.add_argument(
+        "--pictures", help="also write docs pictures (translate_digits.png, translate_photo.png) to this folder"
+    )
     args = ap.parse_args()
     tiles = {}
     for item in args.tile:
@@ -244,17 +293,21 @@ def main() -> None:
         d = digits_part(Path(args.digits), pictures, args.digits_checkpoint)
         ratio = d["fid_input"] / d["fid_cyclegan"]
         ok = ratio >= 5 and d["acc_cyclegan"] >= d["acc_input"]
-        summary.append(f"digits FID {d['fid_cyclegan']:.2f} vs input {d['fid_input']:.2f} ({ratio:.1f}x lower, target >= 5x), "
-                       f"accuracy {100 * d['acc_cyclegan']:.1f}% vs input {100 * d['acc_input']:.1f}%: "
-                       f"{'MET' if ok else 'MISSED'}")
+        summary.append(
+            f"digits FID {d['fid_cyclegan']:.2f} vs input {d['fid_input']:.2f} ({ratio:.1f}x lower, target >= 5x), "
+            f"accuracy {100 * d['acc_cyclegan']:.1f}% vs input {100 * d['acc_input']:.1f}%: "
+            f"{'MET' if ok else 'MISSED'}"
+        )
     photo_runs = {k: Path(v) for k, v in (("pix2pix", args.pix2pix), ("cyclegan", args.cyclegan)) if v}
     if photo_runs:
         m = photo_part(photo_runs, pictures, tiles)
         for k, need in (("pix2pix", 8.0), ("cyclegan", 4.0)):
             if k in m:
                 gain = m[k]["psnr"] - m["input"]["psnr"]
-                summary.append(f"{k} {m[k]['psnr']:.2f} dB vs photo {m['input']['psnr']:.2f} dB (+{gain:.2f} dB, target "
-                               f"+{need:g}): {'MET' if gain >= need else 'MISSED'}")
+                summary.append(
+                    f"{k} {m[k]['psnr']:.2f} dB vs photo {m['input']['psnr']:.2f} dB (+{gain:.2f} dB, target "
+                    f"+{need:g}): {'MET' if gain >= need else 'MISSED'}"
+                )
     print("summary: " + "; ".join(summary), flush=True)
 
 

@@ -1,7 +1,8 @@
 """Video quality (issue 18): a video run against an image GAN trained for the same time, on Moving MNIST.
 
     python benchmarks/video_quality.py --video RUN --image RUN      # measure two finished runs
-    python benchmarks/video_quality.py --minutes 30                 # train both here (one after the other), then measure
+    # train both here (one after the other), then measure
+    python benchmarks/video_quality.py --minutes 30
 
 ``--video`` is a ``task=video`` run on ``data.dataset=moving-mnist`` (preset ``moving-mnist``); ``--image`` is
 a GAN run on single frames of the same clips (``ganforge train data.dataset=moving-mnist data.size=32
@@ -27,6 +28,7 @@ training); every model draws ``--clips`` clips of the run's T frames. Figures, o
 A summary line ends the output with the targets: identity >= 90%, per-frame FID within 2x of the image
 GAN's, mean displacement within 25% of the real clips'. Single-digit clips only (``video.digits=1``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 import ganforge
-from ganforge.tasks.video.data import default_digit_size, moving_mnist
 from ganforge.metrics.compute import fid
 from ganforge.metrics.features import get_feature_space
 from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input
+from ganforge.tasks.video.data import default_digit_size, moving_mnist
 
 
 def centres(frames: torch.Tensor) -> torch.Tensor:
@@ -98,13 +100,25 @@ def rel(a: float, b: float) -> float:
 def train_both(minutes: float, runs_dir: Path) -> tuple:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    video = ganforge.train(preset="moving-mnist", overrides=[f"train.minutes={minutes}", "train.progress=false"],
-                           runs_dir=runs_dir)
+    video = ganforge.train(
+        preset="moving-mnist", overrides=[f"train.minutes={minutes}", "train.progress=false"], runs_dir=runs_dir
+    )
     t1 = time.perf_counter()
-    image = ganforge.train(overrides=["data.dataset=moving-mnist", "data.size=32", "model.conditional=false",
-                                      "eval.every_kimg=0", f"train.minutes={minutes}", "train.progress=false"],
-                           runs_dir=runs_dir)
-    print(f"trained: video {video} ({(t1 - t0) / 60:.1f} min), image GAN {image} ({(time.perf_counter() - t1) / 60:.1f} min)")
+    image = ganforge.train(
+        overrides=[
+            "data.dataset=moving-mnist",
+            "data.size=32",
+            "model.conditional=false",
+            "eval.every_kimg=0",
+            f"train.minutes={minutes}",
+            "train.progress=false",
+        ],
+        runs_dir=runs_dir,
+    )
+    print(
+        f"trained: video {video} ({(t1 - t0) / 60:.1f} min), "
+        f"image GAN {image} ({(time.perf_counter() - t1) / 60:.1f} min)"
+    )
     return video, image
 
 
@@ -116,8 +130,11 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/video-bench"))
     ap.add_argument("--clips", type=int, default=500, help="clips per model and per reference set (default 500)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sub-pixel", action="store_true",
-                    help="sample the video run with sub-pixel motion (video.snap=false) instead of its own setting")
+    ap.add_argument(
+        "--sub-pixel",
+        action="store_true",
+        help="sample the video run with sub-pixel motion (video.snap=false) instead of its own setting",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.minutes:
@@ -133,7 +150,9 @@ def main(argv=None) -> int:
     if vh.task != "video" or vh.config.data.dataset != "moving-mnist" or v.digits != 1:
         raise SystemExit(f"--video {args.video}: expected a task=video run on single-digit moving-mnist")
     if gh.task != "gan" or tuple(gh.img_shape) != tuple(vh.img_shape):
-        raise SystemExit(f"--image {args.image}: expected a GAN run of {tuple(vh.img_shape)} frames, got {gh.task} {gh.img_shape}")
+        raise SystemExit(
+            f"--image {args.image}: expected a GAN run of {tuple(vh.img_shape)} frames, got {gh.task} {gh.img_shape}"
+        )
     size, t = vh.img_shape[1], vh.frames
     box = v.digit_size or default_digit_size(size)
     n = args.clips
@@ -144,30 +163,45 @@ def main(argv=None) -> int:
     fake_i = gh.sample_uint8(n * t, seed=args.seed).view(n, t, *gh.img_shape)  # T independent frames per clip
 
     space = get_feature_space("mnist")
-    feats = {k: space.extract(x.reshape(-1, *x.shape[2:]))["features"]
-             for k, x in {"real": real, "real2": real2, "video": fake_v, "image": fake_i}.items()}
+    feats = {
+        k: space.extract(x.reshape(-1, *x.shape[2:]))["features"]
+        for k, x in {"real": real, "real2": real2, "video": fake_v, "image": fake_i}.items()
+    }
     fids = {k: fid(feats[k], feats["real"]) for k in ("real2", "video", "image")}
     stats = {k: clip_stats(x, box) for k, x in {"real": real2, "video": fake_v, "image": fake_i}.items()}
 
-    print(f"video run {args.video} (step {vh.step}, {vh.kimg:.1f} k clips, {'whole-pixel' if getattr(vh.module, 'snap', False) else 'sub-pixel'} motion); image GAN {args.image} "
-          f"(step {gh.step}, {gh.kimg:.1f} kimg); {n} clips x {t} frames of {size}x{size}, digit box {box}")
-    print(f"per-frame FID (mnist classifier space, {n * t} frames vs {n * t} real): real {fids['real2']:.2f}  "
-          f"video {fids['video']:.2f}  image GAN {fids['image']:.2f}  (video / image GAN = {fids['video'] / fids['image']:.2f})")
+    print(
+        f"video run {args.video} (step {vh.step}, {vh.kimg:.1f} k clips, "
+        f"{'whole-pixel' if getattr(vh.module, 'snap', False) else 'sub-pixel'} motion); "
+        f"image GAN {args.image} "
+        f"(step {gh.step}, {gh.kimg:.1f} kimg); {n} clips x {t} frames of {size}x{size}, digit box {box}"
+    )
+    print(
+        f"per-frame FID (mnist classifier space, {n * t} frames vs {n * t} real): real {fids['real2']:.2f}  "
+        f"video {fids['video']:.2f}  image GAN {fids['image']:.2f}  "
+        f"(video / image GAN = {fids['video'] / fids['image']:.2f})"
+    )
     for k, label in (("real", "real clips"), ("video", "video GAN"), ("image", "image GAN (independent frames)")):
         s = stats[k]
-        print(f"{label:32s} identity {100 * s['identity']:5.1f}%  displacement {s['displacement']:.3f} px/frame  "
-              f"acceleration {s['acceleration']:.3f} px/frame^2")
+        print(
+            f"{label:32s} identity {100 * s['identity']:5.1f}%  displacement {s['displacement']:.3f} px/frame  "
+            f"acceleration {s['acceleration']:.3f} px/frame^2"
+        )
     sv, sr = stats["video"], stats["real"]
     disp_err, acc_err = rel(sv["displacement"], sr["displacement"]), rel(sv["acceleration"], sr["acceleration"])
-    print(f"motion vs real: displacement {100 * disp_err:.1f}% off, acceleration {100 * acc_err:.1f}% off "
-          f"(image GAN: {100 * rel(stats['image']['displacement'], sr['displacement']):.0f}% off)")
+    print(
+        f"motion vs real: displacement {100 * disp_err:.1f}% off, acceleration {100 * acc_err:.1f}% off "
+        f"(image GAN: {100 * rel(stats['image']['displacement'], sr['displacement']):.0f}% off)"
+    )
     ok_id = sv["identity"] >= 0.90
     ok_fid = fids["video"] <= 2 * fids["image"]
     ok_motion = disp_err <= 0.25
-    print(f"summary: identity {100 * sv['identity']:.1f}% (target >= 90%: {'met' if ok_id else 'MISSED'}; baseline "
-          f"{100 * stats['image']['identity']:.1f}%), per-frame FID {fids['video']:.2f} vs image GAN {fids['image']:.2f} "
-          f"(target <= 2x: {'met' if ok_fid else 'MISSED'}), displacement {100 * disp_err:.1f}% off real "
-          f"(target <= 25%: {'met' if ok_motion else 'MISSED'})")
+    print(
+        f"summary: identity {100 * sv['identity']:.1f}% (target >= 90%: {'met' if ok_id else 'MISSED'}; baseline "
+        f"{100 * stats['image']['identity']:.1f}%), per-frame FID {fids['video']:.2f} vs image GAN {fids['image']:.2f} "
+        f"(target <= 2x: {'met' if ok_fid else 'MISSED'}), displacement {100 * disp_err:.1f}% off real "
+        f"(target <= 25%: {'met' if ok_motion else 'MISSED'})"
+    )
     return 0 if ok_id and ok_fid and ok_motion else 1
 
 

@@ -14,6 +14,7 @@ Prints, for each run: the watchdog's events, the final D(x) and D(G(z)), FID of 
 the shipped MNIST classifier's feature space, the classifier's mean confidence on the samples,
 and the sample grid's path.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,8 @@ def main() -> None:
     from ganforge.api import load_generator
     from ganforge.config import DataConfig
     from ganforge.data import load_dataset
-    from ganforge.metrics import evaluate, get_feature_space
     from ganforge.errors import TrainingError
+    from ganforge.metrics import evaluate, get_feature_space
 
     space = get_feature_space("mnist")
     real = load_dataset(DataConfig())
@@ -61,8 +62,10 @@ def main() -> None:
         conf = torch.softmax(out["logits"], 1).max(1).values.mean().item()
         fid = evaluate(fake, real, metrics="fid", features="mnist", feature_space=space)["fid"]
         n_rb = sum(1 for r in recs if r.get("event") == "rollback")
-        print(f"{label}: step {last['step']}, D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.4f}, FID {fid:.2f}, "
-              f"classifier confidence {conf:.3f}, rollbacks {n_rb}, grid {run / 'samples' / 'latest.png'}")
+        print(
+            f"{label}: step {last['step']}, D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.4f}, FID {fid:.2f}, "
+            f"classifier confidence {conf:.3f}, rollbacks {n_rb}, grid {run / 'samples' / 'latest.png'}"
+        )
         summary.append(f"{label}: FID {fid:.1f}, D(G(z)) {last['d_fake']:.3f}")
     print("summary: " + "; ".join(summary))
 

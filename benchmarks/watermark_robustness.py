@@ -19,12 +19,13 @@ Figures per method and attack: PSNR and SSIM of marked vs original (no attack), 
 of the raw 32 bits, and the detection TPR at FPR 1e-6: for ganforge the test ``ganforge watermark
 detect`` makes (the better of the soft statistic, bits weighed by the decoder's confidence, and the count
 of matching bits, over its 4 readings, the p-value multiplied by 8), and in the column "ganforge
-(binomial)" the count alone (at least 30 of 32 with the 4 readings); for the peers, which give bits only, the binomial test on their one
-reading (at least 30 of 32). The FPR is measured on the unmarked images under the same attacks (the fraction declared
-marked; for the peers, which are slow, on the unattacked unmarked images only, and the peers run on the
-first ``--peer-images`` images of each set, rivaGan at full size only with ``--riva-full``). The peers' decoders get images resized back to the original size where an attack shrank them
-(rivaGan needs at least 256x256); ganforge reads any size. Embed and decode times are per image, on
-one thread (``--threads``), on whatever else the machine is doing.
+(binomial)" the count alone (at least 30 of 32 with the 4 readings); for the peers, which give bits only,
+the binomial test on their one reading (at least 30 of 32). The FPR is measured on the unmarked images
+under the same attacks (the fraction declared marked; for the peers, which are slow, on the unattacked
+unmarked images only, and the peers run on the first ``--peer-images`` images of each set, rivaGan at
+full size only with ``--riva-full``). The peers' decoders get images resized back to the original size
+where an attack shrank them (rivaGan needs at least 256x256); ganforge reads any size. Embed and decode
+times are per image, on one thread (``--threads``), on whatever else the machine is doing.
 
 With ``--gan RUN``: ``--digits`` digits sampled from a GAN run (28x28) are marked the way ``ganforge
 sample --watermark`` marks them; the same figures, and the FID (MNIST classifier features, against the
@@ -36,6 +37,7 @@ grey brick, grass, gravel, coins, moon, clock, cell, text and page, which neithe
 data nor the test set contains: each resized to 256x256 plus 6 seeded crops, 63 images), for choosing
 settings without looking at the test photographs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +49,22 @@ import cv2
 import numpy as np
 import torch
 
-ATTACKS = ["none", "jpeg90", "jpeg75", "jpeg50", "resize0.5", "resize0.75", "crop10", "crop25", "blur1", "noise",
-           "bright+20", "bright-20", "rotate2", "combo"]
+ATTACKS = [
+    "none",
+    "jpeg90",
+    "jpeg75",
+    "jpeg50",
+    "resize0.5",
+    "resize0.75",
+    "crop10",
+    "crop25",
+    "blur1",
+    "noise",
+    "bright+20",
+    "bright-20",
+    "rotate2",
+    "combo",
+]
 FPR = 1e-6
 
 
@@ -191,7 +207,8 @@ class Ganforge:
         return self.h.embed(x, torch.from_numpy(bits.astype(np.float32)), self.strength)[0].permute(1, 2, 0).numpy()
 
     def logits(self, a: np.ndarray) -> np.ndarray:
-        """The readings' logits ``[K, 32]`` (as it is, and as centred crops), as ``detect`` and ``extract`` read them."""
+        """The readings' logits ``[K, 32]`` (as it is, and as centred crops), as ``detect`` and ``extract`` read
+        them."""
         x = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None]
         return _read_once(self, a, None, lambda: self.h.logits_search(x)[0].numpy())
 
@@ -254,8 +271,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
-def measure(method, images: List[np.ndarray], messages: List[np.ndarray], seed: int = 0,
-            fpr_all: bool = True) -> Dict[str, object]:
+def measure(
+    method, images: List[np.ndarray], messages: List[np.ndarray], seed: int = 0, fpr_all: bool = True
+) -> Dict[str, object]:
     """Every figure of ``method`` on ``images``; ``fpr_all=False`` measures the FPR on the unattacked
     unmarked images only (for the slow peers). Detection figures per test of ``method.p_values``."""
     rows: Dict[str, Dict[str, list]] = {k: {"acc": [], "tp": [], "fp": []} for k in ATTACKS}
@@ -281,18 +299,36 @@ def measure(method, images: List[np.ndarray], messages: List[np.ndarray], seed: 
     def rate(v: list, t: str) -> float:
         return float(np.mean([d[t] for d in v])) if v else float("nan")
 
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "embed_s": float(np.median(t_embed)),
-            "decode_s": float(np.median(t_dec)), "n": len(images), "tests": tests,
-            "attacks": {k: {"acc": float(np.mean(v["acc"])), **{f"tp_{t}": rate(v["tp"], t) for t in tests},
-                            **{f"fp_{t}": rate(v["fp"], t) for t in tests}} for k, v in rows.items()}}
+    return {
+        "psnr": float(np.mean(ps)),
+        "ssim": float(np.mean(ss)),
+        "embed_s": float(np.median(t_embed)),
+        "decode_s": float(np.median(t_dec)),
+        "n": len(images),
+        "tests": tests,
+        "attacks": {
+            k: {
+                "acc": float(np.mean(v["acc"])),
+                **{f"tp_{t}": rate(v["tp"], t) for t in tests},
+                **{f"fp_{t}": rate(v["fp"], t) for t in tests},
+            }
+            for k, v in rows.items()
+        },
+    }
 
 
 def report(title: str, results: Dict[str, Dict[str, object]], n: int) -> None:
     """One table: a column per method and detection test (ganforge: detect's combined test, then the count alone)."""
     cols = [(m, t) for m in results for t in results[m]["tests"]]
     print(f"\n## {title} (bit accuracy / TPR at FPR 1e-6 / measured FPR; '-': not measured)")
-    print("| attack | " + " | ".join(f"{m}{' (binomial)' if t == 'binomial' and len(results[m]['tests']) > 1 else ''} "
-                                   f"({results[m]['n']} images)" for m, t in cols) + " |")
+    print(
+        "| attack | "
+        + " | ".join(
+            f"{m}{' (binomial)' if t == 'binomial' and len(results[m]['tests']) > 1 else ''} ({results[m]['n']} images)"
+            for m, t in cols
+        )
+        + " |"
+    )
     print("|---|" + "---|" * len(cols))
     for key, fmt in (("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"), ("embed_s", "{:.3f} s"), ("decode_s", "{:.3f} s")):
         print(f"| {key} | " + " | ".join(fmt.format(results[m][key]) for m, _ in cols) + " |")
@@ -308,17 +344,20 @@ def report(title: str, results: Dict[str, Dict[str, object]], n: int) -> None:
 
 def digits(args, gf: Ganforge, label: str) -> None:
     import ganforge
-    from ganforge.tasks.watermark.app import mark_batch
     from ganforge.data import load_dataset
     from ganforge.metrics.evaluation import evaluate
+    from ganforge.tasks.watermark.app import mark_batch
 
     g = ganforge.load_generator(args.gan)
     imgs = g.sample_uint8(args.digits, seed=1)  # [N, 1, 28, 28]
     rng = np.random.default_rng(7)
     messages = [gf.message(rng) for _ in range(args.digits)]
-    marked = torch.cat([gf.h.embed(imgs[i : i + 1], torch.from_numpy(messages[i].astype(np.float32)))
-                        for i in range(args.digits)])
-    assert torch.equal(marked[:1], mark_batch(gf.h, imgs[:1], bytes(gf.code.decode(messages[0])[0])))  # what sample does
+    marked = torch.cat(
+        [gf.h.embed(imgs[i : i + 1], torch.from_numpy(messages[i].astype(np.float32))) for i in range(args.digits)]
+    )
+    assert torch.equal(
+        marked[:1], mark_batch(gf.h, imgs[:1], bytes(gf.code.decode(messages[0])[0]))
+    )  # what sample does
     arr = [im.permute(1, 2, 0).numpy() for im in imgs]
 
     class Pre:  # the marked digits were made above (batched); measure() embeds again, identically
@@ -339,8 +378,10 @@ def digits(args, gf: Ganforge, label: str) -> None:
     kw = dict(metrics="fid", features="mnist", coverage=False)
     f0 = float(evaluate(imgs, ref, cache=False, **kw)["fid"])
     f1 = float(evaluate(marked, ref, cache=False, **kw)["fid"])
-    print(f"\nFID (MNIST classifier features, {args.digits} samples vs {ref.shape[0]} training digits): "
-          f"unmarked {f0:.3f}, marked {f1:.3f} ({100 * (f1 - f0) / f0:+.2f}%)")
+    print(
+        f"\nFID (MNIST classifier features, {args.digits} samples vs {ref.shape[0]} training digits): "
+        f"unmarked {f0:.3f}, marked {f1:.3f} ({100 * (f1 - f0) / f0:+.2f}%)"
+    )
 
 
 def main() -> None:
@@ -348,19 +389,32 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a task=watermark run (32 bits)")
     ap.add_argument("--gan", help="a GAN run whose samples are marked too (generated digits)")
     ap.add_argument("--digits", type=int, default=200)
-    ap.add_argument("--digits-model", help="a second watermark run for the generated digits (e.g. trained on MNIST at 28x28)")
+    ap.add_argument(
+        "--digits-model", help="a second watermark run for the generated digits (e.g. trained on MNIST at 28x28)"
+    )
     ap.add_argument("--crops", type=int, default=8, help="random 256x256 crops per photograph (besides the whole one)")
     ap.add_argument("--sizes", default="256,full")
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--peer-images", type=int, default=8,
-                    help="the peers run on the first N images of each set (rivaGan takes seconds per image); "
-                         "their FPR is measured on the unattacked unmarked images")
+    ap.add_argument(
+        "--peer-images",
+        type=int,
+        default=8,
+        help="the peers run on the first N images of each set (rivaGan takes seconds per image); "
+        "their FPR is measured on the unattacked unmarked images",
+    )
     ap.add_argument("--riva-full", action="store_true", help="also run rivaGan on the full-size photographs (slow)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--validation", action="store_true",
-                    help="ganforge alone on the validation photographs (not the test set), then stop")
-    ap.add_argument("--small-sizes", default="16,24,28,32,48,64", help="image sides of the small-image table ('' for none)")
-    ap.add_argument("--strengths", default="0.7,1,1.4,2", help="embedding strengths of the PSNR/robustness curve ('' for none)")
+    ap.add_argument(
+        "--validation",
+        action="store_true",
+        help="ganforge alone on the validation photographs (not the test set), then stop",
+    )
+    ap.add_argument(
+        "--small-sizes", default="16,24,28,32,48,64", help="image sides of the small-image table ('' for none)"
+    )
+    ap.add_argument(
+        "--strengths", default="0.7,1,1.4,2", help="embedding strengths of the PSNR/robustness curve ('' for none)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -398,10 +452,15 @@ def main() -> None:
     t1 = time.perf_counter()
     got = gf.decode(marked, big.shape[:2])
     t2 = time.perf_counter()
-    print(f"\n4000x3000 photograph: embed {t1 - t0:.3f} s, decode {t2 - t1:.3f} s, PSNR {psnr(marked, big):.2f} dB, "
-          f"bits {int((got == bits).sum())}/32", flush=True)
+    print(
+        f"\n4000x3000 photograph: embed {t1 - t0:.3f} s, decode {t2 - t1:.3f} s, PSNR {psnr(marked, big):.2f} dB, "
+        f"bits {int((got == bits).sum())}/32",
+        flush=True,
+    )
     if args.small_sizes:  # how small an image can be and still be read
-        print("\n## small images (ganforge; the 256 set area-downsampled; bit accuracy / TPR at FPR 1e-6, detect's test)")
+        print(
+            "\n## small images (ganforge; the 256 set area-downsampled; bit accuracy / TPR at FPR 1e-6, detect's test)"
+        )
         print("| side | none | jpeg75 | blur1 |")
         print("|---|---|---|---|")
         rng = np.random.default_rng(11)
@@ -419,16 +478,22 @@ def main() -> None:
         images = sets["256"]
         rng = np.random.default_rng(11)
         messages = [gf.message(rng) for _ in images]
-        print(f"\n## strength: PSNR against robustness (ganforge, photographs 256, {len(images)} images; "
-              "bit accuracy / TPR at FPR 1e-6, detect's test)")
+        print(
+            f"\n## strength: PSNR against robustness (ganforge, photographs 256, {len(images)} images; "
+            "bit accuracy / TPR at FPR 1e-6, detect's test)"
+        )
         keys = ["jpeg50", "resize0.5", "crop10", "blur1", "combo"]
         print("| strength | PSNR | SSIM | " + " | ".join(keys) + " |")
         print("|---|---|---|" + "---|" * len(keys))
         for st in (float(v) for v in args.strengths.split(",")):
             gf.strength = st
             r = measure(gf, images, messages, fpr_all=False)
-            print(f"| {st:g} | {r['psnr']:.2f} dB | {r['ssim']:.4f} | " +
-                  " | ".join(f"{r['attacks'][k]['acc']:.3f} / {r['attacks'][k]['tp_combined']:.2f}" for k in keys) + " |", flush=True)
+            print(
+                f"| {st:g} | {r['psnr']:.2f} dB | {r['ssim']:.4f} | "
+                + " | ".join(f"{r['attacks'][k]['acc']:.3f} / {r['attacks'][k]['tp_combined']:.2f}" for k in keys)
+                + " |",
+                flush=True,
+            )
         gf.strength = 1.0
     if args.gan:
         digits(args, gf, args.model)

@@ -8,6 +8,7 @@ images (``train.kimg``; wall-clock budgets are not comparable on a machine runni
 scored with ``ganforge eval RUN --features mnist`` (10,000 samples of the EMA generator against the
 embedded MNIST). The script runs exactly the printed commands and prints one table row per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,33 @@ def main() -> None:
     for seed in args.seeds:
         for z in args.z:
             t0 = time.perf_counter()
-            run = sh(["ganforge", "train", f"model.z_dim={z}", f"train.kimg={args.kimg:g}", "train.minutes=null",
-                      f"train.seed={seed}", "train.progress=false", "--runs-dir", args.runs_dir]).strip().splitlines()[-1]
+            run = (
+                sh(
+                    [
+                        "ganforge",
+                        "train",
+                        f"model.z_dim={z}",
+                        f"train.kimg={args.kimg:g}",
+                        "train.minutes=null",
+                        f"train.seed={seed}",
+                        "train.progress=false",
+                        "--runs-dir",
+                        args.runs_dir,
+                    ]
+                )
+                .strip()
+                .splitlines()[-1]
+            )
             minutes = (time.perf_counter() - t0) / 60
             r = json.loads(sh(["ganforge", "eval", run, "--features", "mnist", "--json"]))
             cov = r.get("coverage") or {}
             rows.append((z, seed, r["fid"], cov.get("classes_covered"), minutes, run))
-            print(f"z={z} seed={seed}: FID {r['fid']:.2f}, {cov.get('classes_covered')}/10 classes, "
-                  f"{minutes:.1f} min wall clock (training), {run}", flush=True)
-    print(f"\n| z_dim | seed | FID (mnist features, 10,000 samples) | classes covered | wall time (min) | run |")
+            print(
+                f"z={z} seed={seed}: FID {r['fid']:.2f}, {cov.get('classes_covered')}/10 classes, "
+                f"{minutes:.1f} min wall clock (training), {run}",
+                flush=True,
+            )
+    print("\n| z_dim | seed | FID (mnist features, 10,000 samples) | classes covered | wall time (min) | run |")
     print("|---|---|---|---|---|---|")
     for z, seed, fid, cov, minutes, run in rows:
         print(f"| {z} | {seed} | {fid:.2f} | {cov}/10 | {minutes:.1f} | {run} |")

@@ -8,6 +8,7 @@ at the end of each field's line), so the page cannot drift from the code.
 Sections that every task shares with the same dataclass (``data``, ``g_optim``, ``d_optim``, ``train``)
 are listed once; then each task gets a section with its own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,7 @@ MARKER = "<!-- config-reference -->"
 PAGE = "configuration.md"
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (mkdocs hook signature)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     if page.file.src_uri != PAGE or MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, reference())
@@ -75,16 +76,24 @@ def _fallback_keys(task) -> List[Dict[str, Any]]:
         from ganforge.cli.config import field_comments
     except ImportError:
         field_comments = None  # type: ignore[assignment]
-    top = {"name": {"key": "name", "section": None, "default": None, "type": "Optional[str]", "comment": ""},
-           "task": {"key": "task", "section": None, "default": task.name, "type": "str", "comment": ""}}
+    top = {
+        "name": {"key": "name", "section": None, "default": None, "type": "Optional[str]", "comment": ""},
+        "task": {"key": "task", "section": None, "default": task.name, "type": "str", "comment": ""},
+    }
     out = [top[k] for k in TOP_LEVEL if k in top]
     for section, cls in task.sections.items():
         comments = field_comments(cls) if field_comments else {}
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            out.append({"key": f"{section}.{f.name}", "section": section, "default": default,
-                        "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
-                        "comment": comments.get(f.name, "")})
+            out.append(
+                {
+                    "key": f"{section}.{f.name}",
+                    "section": section,
+                    "default": default,
+                    "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                    "comment": comments.get(f.name, ""),
+                }
+            )
     return out
 
 

@@ -12,6 +12,7 @@ photo set lacks (Baradad et al. 2021, "Learning to see by looking at noise"; Ach
 same model as a prior for restoration networks). Written as colour PNG files named ``leaves_NNNNN.png``;
 seeded (``--seed``), so the same command writes the same files.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -10,6 +10,7 @@ the model on photographs it never saw. Each photograph is cut into ``--size`` x 
 ``--stride``, at full size and at 0.7 and 0.5 of it (PIL bilinear), at most ``--cap`` patches per
 photograph (a seeded choice), written as PNG files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from inpaint_quality import PHOTO_TEST, PHOTO_TRAIN_LARGE, photo_patches, write_patches  # noqa: E402
+from inpaint_quality import PHOTO_TEST, PHOTO_TRAIN_LARGE, photo_patches, write_patches
 
 
 def main() -> None:
@@ -30,8 +31,10 @@ def main() -> None:
     assert not set(PHOTO_TRAIN_LARGE) & set(PHOTO_TEST)
     patches = photo_patches(PHOTO_TRAIN_LARGE, size=args.size, stride=args.stride, scales=(1.0, 0.7, 0.5), cap=args.cap)
     write_patches(patches, Path(args.out))
-    print(f"{len(patches)} patches {args.size}x{args.size} of {', '.join(PHOTO_TRAIN_LARGE)} in {args.out} "
-          f"(test photographs {', '.join(PHOTO_TEST)} left out)")
+    print(
+        f"{len(patches)} patches {args.size}x{args.size} of {', '.join(PHOTO_TRAIN_LARGE)} in {args.out} "
+        f"(test photographs {', '.join(PHOTO_TEST)} left out)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ test photographs of the benchmark (astronaut, coffee, chelsea) are never used.
   same kinds of things and colours: on ``unpaired/`` a CycleGAN's discriminators told the domains apart
   by what the photographs show (a freer generator copied the stylised collection's colours).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,16 @@ from inpaint_quality import PHOTO_TEST, _photo  # noqa: E402  (the photo helpers
 DIGITS_TEST = 500
 PATCH, STRIDE = 64, 24  # the unpaired collections
 PAIRED_PATCH, PAIRED_STRIDE, PAIRED_CAP = 160, 40, 150  # the pairs: larger patches (the filter's support is large)
-PAIRED_PHOTOS = ("rocket", "china", "flower", "immunohistochemistry", "stereo_motorcycle", "grace_hopper",
-                 "hubble_deep_field", "retina")
+PAIRED_PHOTOS = (
+    "rocket",
+    "china",
+    "flower",
+    "immunohistochemistry",
+    "stereo_motorcycle",
+    "grace_hopper",
+    "hubble_deep_field",
+    "retina",
+)
 UNPAIRED_CAP = 450  # most patches per photograph in the unpaired collections
 UNPAIRED_A = ("rocket", "china", "hubble_deep_field")
 UNPAIRED_B = ("flower", "immunohistochemistry", "stereo_motorcycle")
@@ -111,8 +120,11 @@ def make_digits(out: Path) -> None:
     with open(out / "test" / "labels.csv", "w", newline="") as f:
         csv.writer(f).writerows([("file", "label")] + [(f"{i:05d}.png", int(y)) for i, y in enumerate(y_test)])
     write_grey(mnist_part("train"), out / "B")
-    print(f"digits2mnist: {len(train)} sklearn digits in {out / 'A'}, {len(test)} held out in {out / 'test'}, "
-          f"8000 MNIST digits in {out / 'B'}", flush=True)
+    print(
+        f"digits2mnist: {len(train)} sklearn digits in {out / 'A'}, {len(test)} held out in {out / 'test'}, "
+        f"8000 MNIST digits in {out / 'B'}",
+        flush=True,
+    )
 
 
 # ---- photographs -------------------------------------------------------------------------------
@@ -153,8 +165,9 @@ def save_patches(a: np.ndarray, folder: Path, name: str, cap: int = 0, size: int
     return len(keep)
 
 
-def write_patches(names: Sequence[str], folder: Path, styled: bool, cap: int = 0, size: int = PATCH,
-                  stride: int = STRIDE) -> int:
+def write_patches(
+    names: Sequence[str], folder: Path, styled: bool, cap: int = 0, size: int = PATCH, stride: int = STRIDE
+) -> int:
     """Write the patches of each photograph (stylised first when ``styled``), at most ``cap`` per photograph
     (a seeded choice, the same for the photo and its stylised version); returns how many."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -193,11 +206,13 @@ def make_photos(out: Path) -> None:
     na = write_patches(UNPAIRED_A, out / "unpaired" / "A", styled=False, cap=UNPAIRED_CAP)
     nb = write_patches(UNPAIRED_B, out / "unpaired" / "B", styled=True, cap=UNPAIRED_CAP)
     ha, hb = write_halves(out / "halves")
-    print(f"photo2style: {n} pairs of {PAIRED_PATCH}x{PAIRED_PATCH} patches ({', '.join(PAIRED_PHOTOS)}) in "
-          f"{out / 'paired'}; unpaired {na} photo patches "
-          f"({', '.join(UNPAIRED_A)}) and {nb} stylised patches ({', '.join(UNPAIRED_B)}) in {out / 'unpaired'}; "
-          f"{ha} photo and {hb} stylised patches of opposite halves of the paired set's photographs in {out / 'halves'}",
-          flush=True)
+    print(
+        f"photo2style: {n} pairs of {PAIRED_PATCH}x{PAIRED_PATCH} patches ({', '.join(PAIRED_PHOTOS)}) in "
+        f"{out / 'paired'}; unpaired {na} photo patches "
+        f"({', '.join(UNPAIRED_A)}) and {nb} stylised patches ({', '.join(UNPAIRED_B)}) in {out / 'unpaired'}; "
+        f"{ha} photo and {hb} stylised patches of opposite halves of the paired set's photographs in {out / 'halves'}",
+        flush=True,
+    )
 
 
 def main() -> None:

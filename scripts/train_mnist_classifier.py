@@ -11,6 +11,7 @@ reported once, at the end, and written to ``mnist_classifier.json`` beside the w
 Training: AdamW + one-cycle schedule, light augmentation (random rotation, scale, shear and shifts
 applied per sample with ``affine_grid``), 2 CPU threads. A few minutes on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ganforge.metrics.mnist_classifier import (  # noqa: E402
-    FEATURE_DIM,
-    MnistClassifier,
-    RESIZE_METHOD,
-    to_classifier_input,
-)
+from ganforge.metrics.mnist_classifier import FEATURE_DIM, RESIZE_METHOD, MnistClassifier, to_classifier_input  # noqa: E402
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -42,7 +38,7 @@ def read_idx(path: Path) -> np.ndarray:
         data = f.read()
     dtype_code, ndim = data[2], data[3]
     assert dtype_code == 0x08, f"{path}: only uint8 IDX files are supported"
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -87,8 +83,8 @@ def accuracy(model, x, y, bs=1000):
     model.eval()
     correct = 0
     for i in range(0, len(x), bs):
-        _, logits = model(x[i: i + bs])
-        correct += (logits.argmax(1) == y[i: i + bs]).sum().item()
+        _, logits = model(x[i : i + bs])
+        correct += (logits.argmax(1) == y[i : i + bs]).sum().item()
     return correct / len(x), len(x) - correct
 
 
@@ -113,7 +109,7 @@ def main(argv=None):
     data_sha = hashlib.sha256(images.numpy().tobytes()).hexdigest()
     n = len(images)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))
-    train_idx, held_idx = perm[: n - args.held_out], perm[n - args.held_out:]
+    train_idx, held_idx = perm[: n - args.held_out], perm[n - args.held_out :]
     x_all = to_classifier_input(images)  # [N, 1, 28, 28]
     x_tr, y_tr = x_all[train_idx], labels[train_idx]
     x_ho, y_ho = x_all[held_idx], labels[held_idx]
@@ -131,7 +127,7 @@ def main(argv=None):
         order = torch.randperm(len(x_tr), generator=g)
         tot, seen = 0.0, 0
         for i in range(0, len(x_tr), args.batch_size):
-            idx = order[i: i + args.batch_size]
+            idx = order[i : i + args.batch_size]
             xb, yb = augment(x_tr[idx], g), y_tr[idx]
             _, logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -142,8 +138,11 @@ def main(argv=None):
             tot += loss.item() * len(idx)
             seen += len(idx)
         tr_acc, _ = accuracy(model, x_tr, y_tr)
-        print(f"[train] epoch {epoch + 1:3d}/{args.epochs}  loss {tot / seen:.4f}  train acc {tr_acc:.4f}  "
-              f"{time.time() - t0:.0f}s", flush=True)
+        print(
+            f"[train] epoch {epoch + 1:3d}/{args.epochs}  loss {tot / seen:.4f}  train acc {tr_acc:.4f}  "
+            f"{time.time() - t0:.0f}s",
+            flush=True,
+        )
 
     model.eval()
     shipped = model.fused()  # what the metrics run: BatchNorm folded into the layers
@@ -169,7 +168,9 @@ def main(argv=None):
         "train_accuracy": round(train_acc, 6),
         "dead_feature_units_on_held_out": dead,
         "split": {
-            "train": len(x_tr), "held_out": len(x_ho), "seed": args.seed,
+            "train": len(x_tr),
+            "held_out": len(x_ho),
+            "seed": args.seed,
             "method": "torch.randperm(N, generator=manual_seed(seed)): first N-held_out train, rest held out",
         },
         "seed": args.seed,
@@ -186,9 +187,11 @@ def main(argv=None):
         "command": "python scripts/train_mnist_classifier.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     (args.out_dir / "mnist_classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"[result] held-out accuracy {held_acc:.4f} ({held_err} errors of {len(x_ho)}); train {train_acc:.4f}; "
-          f"dead feature units {dead}; weights {len(raw) / 1e6:.2f} MB sha256 {meta['sha256'][:16]}...; "
-          f"{meta['train_seconds']} s")
+    print(
+        f"[result] held-out accuracy {held_acc:.4f} ({held_err} errors of {len(x_ho)}); train {train_acc:.4f}; "
+        f"dead feature units {dead}; weights {len(raw) / 1e6:.2f} MB sha256 {meta['sha256'][:16]}...; "
+        f"{meta['train_seconds']} s"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ amplified (x ``--gain``, around mid-grey), side by side, with the PSNR and what 
     python scripts/watermark_figure.py --model runs/NNNNN-photos128-wm32 --out docs/watermark_example.png
     python scripts/watermark_figure.py --model WM_RUN --gan GAN_RUN --out docs/watermark_digits.png   # generated digits
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,11 @@ def main() -> None:
     psnr = 10 * np.log10(255**2 / max((d**2).mean(), 1e-10))
     amp = np.clip(128 + args.gain * d, 0, 255).astype(np.uint8)
     got = wm.extract(h, first)  # (the first digit)
-    labels = ["original", f"marked ({psnr:.1f} dB), reads {got['text']!r}" + (" (1st)" if args.gan else ""), f"difference x{args.gain:g}"]
+    labels = [
+        "original",
+        f"marked ({psnr:.1f} dB), reads {got['text']!r}" + (" (1st)" if args.gan else ""),
+        f"difference x{args.gain:g}",
+    ]
     panel_row([a, m, amp], labels, scale).save(args.out)
     print(f"{args.out}: PSNR {psnr:.2f} dB, extracted {got['text']!r} ({got['corrected']} corrected)")
 

@@ -4,6 +4,7 @@ real runs: ``python scripts/web_screenshots.py --gan RUN --superres RUN --transl
 The runs are copied (the newest checkpoint, samples and metrics) into a temporary folder which the app
 serves; each page is driven as the browser tests do (tests/test_web.py) and captured.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -5,9 +5,17 @@ import torch
 torch.set_num_threads(1)
 
 TINY = [
-    "data.limit=256", "model.z_dim=8", "model.g_width=8", "model.d_width=8", "train.batch_size=16",
-    "train.progress=false", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
-    "train.sample_count=16", "train.tensorboard=false",
+    "data.limit=256",
+    "model.z_dim=8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.checkpoint_every=4",
+    "train.sample_count=16",
+    "train.tensorboard=false",
 ]
 
 

@@ -1,4 +1,5 @@
 """The package's structure: no import cycles, tasks chosen only through the registry."""
+
 import ast
 import re
 from pathlib import Path
@@ -27,8 +28,9 @@ def import_graph():
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
-                         for a in node.names]
+                names = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module for a in node.names
+                ]
             else:
                 continue
             deps |= {n for n in names if n in files and n != mod}
@@ -123,8 +125,13 @@ def test_layers_point_one_way():
 
 def test_tasks_never_import_each_other():
     graph = import_graph()
-    offenders = [(mod, d) for mod, deps in graph.items() if _task_of(mod)
-                 for d in deps if _task_of(d) and _task_of(d) != _task_of(mod)]
+    offenders = [
+        (mod, d)
+        for mod, deps in graph.items()
+        if _task_of(mod)
+        for d in deps
+        if _task_of(d) and _task_of(d) != _task_of(mod)
+    ]
     assert offenders == []
 
 
@@ -143,8 +150,11 @@ def test_every_task_is_one_folder_with_the_same_file_names():
 def test_task_names_are_not_tested_outside_the_tasks():
     """Code outside tasks/ dispatches through the registry, never with ``if task == "..."``."""
     pattern = re.compile(r"""task\s*[!=]=\s*["']""")
-    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
-                 if "tasks" not in p.relative_to(PKG).parts and pattern.search(p.read_text())]
+    offenders = [
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
+        if "tasks" not in p.relative_to(PKG).parts and pattern.search(p.read_text())
+    ]
     assert offenders == []
 
 
@@ -181,7 +191,10 @@ def test_no_public_app_or_metrics_function_takes_more_than_8_parameters():
 
 def test_long_signature_finder_finds_one(tmp_path):
     p = tmp_path / "probe.py"
-    p.write_text("def f(a, b, c, d, e, f, g, h, i, **kw): pass\ndef g(a, b, c, d, e, f, g, h, **kw): pass\n"
-                 "def _h(a, b, c, d, e, f, g, h, i): pass\n"
-                 "class K:\n    def m(self, a, b, c, d, e, f, g, h, *i): pass\n    def n(self, a, *, b, c, d, e, f, g, h): pass\n")
+    p.write_text(
+        "def f(a, b, c, d, e, f, g, h, i, **kw): pass\ndef g(a, b, c, d, e, f, g, h, **kw): pass\n"
+        "def _h(a, b, c, d, e, f, g, h, i): pass\n"
+        "class K:\n    def m(self, a, b, c, d, e, f, g, h, *i): pass\n"
+        "    def n(self, a, *, b, c, d, e, f, g, h): pass\n"
+    )
     assert _long_signatures([p]) == ["probe.py:f 9", "probe.py:K.m 9"]

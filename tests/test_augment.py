@@ -1,4 +1,5 @@
 """DiffAugment (Zhao et al. 2020): shapes, identity, reproducibility, gradients, and each op's effect."""
+
 import pytest
 import torch
 import torch.nn.functional as F

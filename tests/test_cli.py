@@ -1,4 +1,5 @@
 """The command line as a user meets it: outputs, exit codes, and one-line errors."""
+
 import os
 import signal
 import subprocess
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganforge.cli import main
 from ganforge import runs
+from ganforge.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +90,30 @@ def test_errors_are_one_clear_line(argv, message, capsys, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["--version"], [], ["train", "--help"], ["sample", "--help"], ["sample"], ["sample", "RUN"],
-     ["interpolate", "RUN", "--bogus"], ["info"], ["presets", "--help"], ["nosuchverb"], ["config", "--help"],
-     ["eval", "--help"], ["inpaint", "--help"], ["sample", "RUN", "--out", "x.png", "--threads", "two"]],
+    [
+        ["--help"],
+        ["--version"],
+        [],
+        ["train", "--help"],
+        ["sample", "--help"],
+        ["sample"],
+        ["sample", "RUN"],
+        ["interpolate", "RUN", "--bogus"],
+        ["info"],
+        ["presets", "--help"],
+        ["nosuchverb"],
+        ["config", "--help"],
+        ["eval", "--help"],
+        ["inpaint", "--help"],
+        ["sample", "RUN", "--out", "x.png", "--threads", "two"],
+    ],
 )
 def test_parsing_does_not_import_torch(argv):
     """Help texts and argument errors come at once: torch (seconds to import) is loaded only to run a verb."""
-    code = ("import sys\nfrom ganforge.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys\nfrom ganforge.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -129,8 +146,18 @@ def test_sample_rejects_unknown_output_kind(run_dir, tmp_path, capsys):
 def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path, tiny_overrides):
     """SIGINT mid-run: a checkpoint at the current step, exit code 130, run path last on stdout."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "ganforge.cli", "train", *tiny_overrides, "train.checkpoint_every=100000",
-           "train.sample_every=100000", "train.steps=100000", "--runs-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ganforge.cli",
+        "train",
+        *tiny_overrides,
+        "train.checkpoint_every=100000",
+        "train.sample_every=100000",
+        "train.steps=100000",
+        "--runs-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     run = tmp_path / "00000-mnist-dcgan-cond"
     deadline = time.time() + 60
@@ -186,12 +213,15 @@ def test_unwritable_output_is_one_line_before_any_work(verb, where, run_dir, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot write "), err
     assert bad in err[0]
-    cause = "files cannot be created in '/proc" if where == "proc" else f"'{tmp_path / 'afile'}' is a file, not a folder"
+    cause = (
+        "files cannot be created in '/proc" if where == "proc" else f"'{tmp_path / 'afile'}' is a file, not a folder"
+    )
     assert cause in err[0], err[0]
 
 
-@pytest.mark.parametrize("out, writer", [("g.png", "PIL.Image.Image.save"), ("s.npz", "numpy.savez"),
-                                         ("many", "PIL.Image.Image.save")])
+@pytest.mark.parametrize(
+    "out, writer", [("g.png", "PIL.Image.Image.save"), ("s.npz", "numpy.savez"), ("many", "PIL.Image.Image.save")]
+)
 def test_a_write_that_fails_midway_is_one_line(out, writer, run_dir, tmp_path, capsys, monkeypatch):
     """A full disk met while writing (simulated by a patched writer) names the path and the cause."""
     import errno
@@ -213,10 +243,35 @@ def _verb_argv(verb, run_dir, tmp_path):
     return {
         "sample": ["sample", str(run_dir), "--n", "2", "--out", str(tmp_path / "s.png")],
         "interpolate": ["interpolate", str(run_dir), "--rows", "1", "--steps", "2", "--out", str(tmp_path / "i.png")],
-        "eval": ["eval", str(run_dir), "--features", "mnist", "--samples", "20", "--metrics", "fid", "--no-floor",
-                 "--no-save", "--no-cache", "--quiet"],
-        "inpaint": ["inpaint", "--model", str(run_dir), "--image", str(tmp_path / "in.png"), "--box", "1,1,5,5",
-                    "--steps", "1", "--restarts", "1", "--out", str(tmp_path / "o.png")],
+        "eval": [
+            "eval",
+            str(run_dir),
+            "--features",
+            "mnist",
+            "--samples",
+            "20",
+            "--metrics",
+            "fid",
+            "--no-floor",
+            "--no-save",
+            "--no-cache",
+            "--quiet",
+        ],
+        "inpaint": [
+            "inpaint",
+            "--model",
+            str(run_dir),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "1,1,5,5",
+            "--steps",
+            "1",
+            "--restarts",
+            "1",
+            "--out",
+            str(tmp_path / "o.png"),
+        ],
     }[verb]
 
 
@@ -241,8 +296,9 @@ def test_device_option_is_checked_the_same_everywhere(verb, run_dir, tmp_path, c
     assert capsys.readouterr().err.strip() == "error: --device 'gpu0': expected cpu, cuda, cuda:N or auto"
     if not torch.cuda.is_available():
         assert main(argv + ["--device", "cuda:1"]) == 2
-        assert capsys.readouterr().err.strip() == ("error: --device cuda:1: CUDA is not available on this machine; "
-                                                   "use --device cpu (or auto)")
+        assert capsys.readouterr().err.strip() == (
+            "error: --device cuda:1: CUDA is not available on this machine; use --device cpu (or auto)"
+        )
     assert main(argv + ["--device", "auto"]) == 0
 
 
@@ -304,7 +360,10 @@ def test_config_reads_comments_from_the_source_not_a_list():
     @dataclass
     class Derived(Base):
         c: float = 0.5
-        d: tuple = (1,
-                    2)  # on the field's last line
+        d: tuple = (1, 2)  # on the field's last line
 
-    assert field_comments(Derived) == {"a": "the a", "b": "not fooled by a hash in a string", "d": "on the field's last line"}
+    assert field_comments(Derived) == {
+        "a": "the a",
+        "b": "not fooled by a hash in a string",
+        "d": "on the field's last line",
+    }

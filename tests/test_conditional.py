@@ -1,4 +1,5 @@
 """Class-conditional training and sampling by class, from the API and the CLI."""
+
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,14 @@ def test_conditional_run_records_its_classes(cond_run):
         g.sample_uint8(2, labels=12)
 
 
-@pytest.mark.parametrize("extra", [[], ["model.d_cond=acgan", "model.g_cond=embed"],
-                                   ["model.d_norm=spectral", "loss.name=hinge", "model.mbstd=true"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["model.d_cond=acgan", "model.g_cond=embed"],
+        ["model.d_norm=spectral", "loss.name=hinge", "model.mbstd=true"],
+    ],
+)
 def test_conditional_resume_is_exact(tmp_path, tiny_overrides, extra):
     o = tiny_overrides + COND + extra
     full = ganforge.train(overrides=o + ["train.steps=6"], runs_dir=tmp_path / "a")
@@ -43,8 +50,13 @@ def test_conditional_resume_is_exact(tmp_path, tiny_overrides, extra):
 
 
 def test_resnet_trains_and_resumes(tmp_path, tiny_overrides):
-    o = tiny_overrides + ["model.arch=resnet", "model.d_norm=spectral", "loss.name=hinge", "data.limit=64",
-                          "train.batch_size=8"]
+    o = tiny_overrides + [
+        "model.arch=resnet",
+        "model.d_norm=spectral",
+        "loss.name=hinge",
+        "data.limit=64",
+        "train.batch_size=8",
+    ]
     full = ganforge.train(overrides=o + ["train.steps=4"], runs_dir=tmp_path / "a")
     part = ganforge.train(overrides=o + ["train.steps=2"], runs_dir=tmp_path / "b")
     ganforge.train(resume=part, overrides=["train.steps=4"])
@@ -57,8 +69,10 @@ def test_conditional_needs_labels(tmp_path, tiny_overrides):
     for i in range(20):
         Image.fromarray(np.full((28, 28), i * 10, np.uint8)).save(folder / f"{i}.png")
     with pytest.raises(ConfigError, match="model.conditional=true needs labelled data.*no labels"):
-        ganforge.train(overrides=tiny_overrides + COND + ["data.dataset=folder", f"data.root={folder}",
-                                                          "train.steps=1"], runs_dir=tmp_path)
+        ganforge.train(
+            overrides=tiny_overrides + COND + ["data.dataset=folder", f"data.root={folder}", "train.steps=1"],
+            runs_dir=tmp_path,
+        )
 
 
 def test_cli_sample_by_class(cond_run, tmp_path, capsys):
@@ -71,8 +85,23 @@ def test_cli_sample_by_class(cond_run, tmp_path, capsys):
     assert main(["sample", str(cond_run), "--class", "all", "--n", "2", "--out", str(tmp_path / "dir")]) == 0
     names = sorted(p.name for p in (tmp_path / "dir").iterdir())
     assert len(names) == 20 and names[0] == "000000_0.png" and names[-1] == "000019_9.png"
-    assert main(["interpolate", str(cond_run), "--class", "2", "--rows", "2", "--steps", "3",
-                 "--out", str(tmp_path / "i.png")]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(cond_run),
+                "--class",
+                "2",
+                "--rows",
+                "2",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "i.png"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["sample", str(cond_run), "--class", "ten", "--out", str(tmp_path / "x.png")]) == 2
     assert "class 'ten': expected an index 0..9" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 import pytest
 
-from ganforge.config import Config, ConfigError, apply_overrides, preset_names
+from ganforge.config import ConfigError, apply_overrides, preset_names
 from ganforge.tasks import allowed_keys, config_from_dict, resolve
 
 

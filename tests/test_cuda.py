@@ -3,16 +3,17 @@
 Skipped where no CUDA device is present (CI has none); run on a GPU machine with
 ``python -m pytest -q tests/test_cuda.py``.
 """
+
 import json
 
 import pytest
 import torch
 
 import ganforge
+from ganforge import runs as ckpt
 from ganforge.api import load_generator
 from ganforge.tasks import resolve
 from ganforge.tasks.gan.trainer import GanTrainer as Trainer
-from ganforge import runs as ckpt
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -83,8 +84,11 @@ def test_resume_on_the_gpu_continues_the_run(tmp_path, tiny_overrides):
 
 
 def test_completion_network_trains_on_the_gpu(tmp_path, tiny_overrides):
-    o = tiny_overrides + CUDA + ["task=inpaint", "inpaint.width=8", "inpaint.d_width=8", "train.amp=true",
-                                 "train.steps=4"]
+    o = (
+        tiny_overrides
+        + CUDA
+        + ["task=inpaint", "inpaint.width=8", "inpaint.d_width=8", "train.amp=true", "train.steps=4"]
+    )
     run = ganforge.train(overrides=o, runs_dir=tmp_path)
     lines = _metrics(run)
     assert lines and all(v == v for r in lines for v in r.values() if isinstance(v, float))
@@ -95,8 +99,9 @@ def test_evaluation_extracts_features_on_the_gpu(tmp_path, tiny_overrides):
     from ganforge.metrics import evaluate
 
     run = ganforge.train(overrides=tiny_overrides + CUDA + ["train.steps=2"], runs_dir=tmp_path)
-    kw = dict(metrics="fid", num_samples=500, reference="test", features="mnist", coverage=False,
-              cache_dir=tmp_path / "cache")
+    kw = dict(
+        metrics="fid", num_samples=500, reference="test", features="mnist", coverage=False, cache_dir=tmp_path / "cache"
+    )
     res_gpu = evaluate(run, device="cuda", **kw)
     res_cpu = evaluate(run, device="cpu", **kw)
     assert res_gpu["fid"] == pytest.approx(res_cpu["fid"], rel=1e-3, abs=1e-2)

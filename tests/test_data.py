@@ -1,4 +1,5 @@
 """Tests for ganforge.data: tiny files in the real formats, written to tmp_path."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +19,7 @@ import torch
 from PIL import Image, ImageFile
 
 from ganforge.config import DataConfig
-from ganforge.data import DATASETS, DataError, ImageData, dataset_fingerprint, load_dataset
-from ganforge.data import transform
+from ganforge.data import DATASETS, DataError, ImageData, dataset_fingerprint, load_dataset, transform
 from ganforge.data.idx import FASHION_MNIST_CLASSES
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -97,8 +97,9 @@ def folder_cfg(root: Path, **kw) -> DataConfig:
 def test_data_registry_names():
     import ganforge.tasks  # noqa: F401  (the translate and video tasks register their datasets)
 
-    assert DATASETS.names() == sorted(["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired",
-                                       "moving-mnist", "clips"])
+    assert DATASETS.names() == sorted(
+        ["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired", "moving-mnist", "clips"]
+    )
     assert all(callable(DATASETS.get(n)) for n in DATASETS.names())
 
 
@@ -234,8 +235,10 @@ def test_data_mnist_truncated(tmp_path, gz):
     make_idx_dataset(tmp_path, gz=gz)
     path = tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    msg = r"cannot read IDX file '.*train-images-idx3-ubyte\.gz'.*truncated" if gz else (
-        r"IDX file '.*train-images-idx3-ubyte' is truncated: the header says shape \(12, 28, 28\)"
+    msg = (
+        r"cannot read IDX file '.*train-images-idx3-ubyte\.gz'.*truncated"
+        if gz
+        else (r"IDX file '.*train-images-idx3-ubyte' is truncated: the header says shape \(12, 28, 28\)")
     )
     with pytest.raises(DataError, match=msg):
         load_dataset(cfg(dataset="mnist", root=str(tmp_path)))

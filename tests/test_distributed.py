@@ -10,6 +10,7 @@ the ``train`` verb as ``torchrun ... -m ganforge train`` runs it in each process
 once, status 0, the process group left cleanly (a real ``torchrun`` costs ~20 s of CPU to start three
 Pythons; the README's section gives the command, measured by hand: see benchmarks/distributed_speed.py).
 """
+
 import os
 import shutil
 import signal
@@ -25,20 +26,44 @@ from ganforge import runs
 from ganforge.api import trainer
 from ganforge.errors import ConfigError
 from ganforge.tasks import get_task, resolve
-from ganforge.tasks.gan.trainer import GanTrainer
 from ganforge.tasks.gan.networks import draw_z
+from ganforge.tasks.gan.trainer import GanTrainer
 from ganforge.training import distributed
 from ganforge.training.parts import Batcher
 
 WORLD = 2
-COMMON = ["data.limit=128", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
-          "train.sample_every=100", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null"]
+COMMON = [
+    "data.limit=128",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=100",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+]
 GAN = ["task=gan", *COMMON, *get_task("gan").tiny, "train.batch_size=16", "watchdog.enabled=false"]
 # BatchNorm-free, no random flips or augmentation: the only randomness is the data order and z
-EQUIV = ["task=gan", *COMMON, *get_task("gan").tiny, "model.g_norm=none", "model.d_norm=none", "data.hflip=false",
-         "train.ema_decay=0", "train.steps=3", "watchdog.enabled=false"]
-CYCLE = ["task=translate", *COMMON, *get_task("translate").tiny, "translate.method=cyclegan", "train.batch_size=8",
-         "translate.pool_size=4", "train.steps=3"]
+EQUIV = [
+    "task=gan",
+    *COMMON,
+    *get_task("gan").tiny,
+    "model.g_norm=none",
+    "model.d_norm=none",
+    "data.hflip=false",
+    "train.ema_decay=0",
+    "train.steps=3",
+    "watchdog.enabled=false",
+]
+CYCLE = [
+    "task=translate",
+    *COMMON,
+    *get_task("translate").tiny,
+    "translate.method=cyclegan",
+    "train.batch_size=8",
+    "translate.pool_size=4",
+    "train.steps=3",
+]
 
 
 class GlobalNoiseGan(GanTrainer):
@@ -96,9 +121,13 @@ def _scenarios(rank: int, tmp: Path) -> dict:
     tr = trainer(resume=tmp / "one" / os.listdir(tmp / "one")[0], overrides=["train.steps=6"])
     out["resume12_start"] = (tr.step, tr.images_seen)
     tr.run()
-    out["resume12"] = {"step": tr.step, "images_seen": tr.images_seen,
-                       "adam_steps": {k: [float(s["step"]) for s in o.state_dict()["state"].values()][:1]
-                                      for k, o in tr.optims.items()}}
+    out["resume12"] = {
+        "step": tr.step,
+        "images_seen": tr.images_seen,
+        "adam_steps": {
+            k: [float(s["step"]) for s in o.state_dict()["state"].values()][:1] for k, o in tr.optims.items()
+        },
+    }
     # 4. equivalence: 2 x 32 with global noise
     tr = GlobalNoiseGan(resolve(None, EQUIV + ["train.batch_size=32"]), runs_dir=tmp / "equiv2", log=lambda m: None)
     tr.run()
@@ -106,8 +135,9 @@ def _scenarios(rank: int, tmp: Path) -> dict:
     # 5. SIGTERM on rank 1 at step 3: both stop at the same step with a checkpoint
     #    (with train.sync_bn=true, which on the CPU says what it does instead)
     msgs = []
-    tr = TermOnRank1(resolve(None, GAN + ["train.steps=1000", "train.sync_bn=true"]), runs_dir=tmp / "term",
-                     log=msgs.append)
+    tr = TermOnRank1(
+        resolve(None, GAN + ["train.steps=1000", "train.sync_bn=true"]), runs_dir=tmp / "term", log=msgs.append
+    )
     try:
         tr.run()
         out["term"] = None
@@ -144,8 +174,9 @@ def _fid() -> float:
 
 
 def _worker(rank: int, port: int, tmp: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
     torch.set_num_threads(1)
     tmp = Path(tmp)
     out = _scenarios(rank, tmp)
@@ -193,8 +224,9 @@ def test_a_global_batch_larger_than_the_data_is_one_line(monkeypatch):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     with pytest.raises(ConfigError) as e:
         Batcher(50, 32, seed=0)
-    assert str(e.value) == ("train.batch_size=32 x 2 processes = 64 images per step is larger than the dataset "
-                            "(50 images)")
+    assert str(e.value) == (
+        "train.batch_size=32 x 2 processes = 64 images per step is larger than the dataset (50 images)"
+    )
 
 
 def test_weights_are_bit_identical_across_ranks(two_ranks):

@@ -3,6 +3,7 @@ each network exported to ONNX and torch.export, run in onnxruntime and as the re
 PyTorch within 1e-4 at another batch size and, for fully convolutional networks, another image size; the
 manifest; the one-line errors. The dynamo exporter takes seconds per network, so each task is trained
 and exported once (both formats from one trace) by a module fixture."""
+
 import importlib.util
 import json
 
@@ -19,9 +20,17 @@ from ganforge.export import ExportError, check_format, export_network, export_ru
 from ganforge.tasks import TASKS, get_task
 from ganforge.tasks.base import Handle
 
-COMMON = ["data.limit=32", "train.batch_size=8", "train.progress=false", "train.tensorboard=false",
-          "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=4", "train.minutes=null",
-          "train.steps=1"]
+COMMON = [
+    "data.limit=32",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=4",
+    "train.minutes=null",
+    "train.steps=1",
+]
 TOL = 1e-4
 
 
@@ -57,7 +66,9 @@ def test_every_network_matches_pytorch_in_onnxruntime_and_torch_export(exported)
     run, handle, folder, manifest = exported
     nets = handle.export_networks()
     assert manifest["formats"] == ["onnx", "torch-export"] and manifest["task"] == handle.task
-    assert manifest["run"] == str(run.resolve()) and manifest["step"] == handle.step == 1 and manifest["ema"] == handle.ema
+    assert (
+        manifest["run"] == str(run.resolve()) and manifest["step"] == handle.step == 1 and manifest["ema"] == handle.ema
+    )
     assert set(manifest["networks"]) == {n.name for n in nets}
     for net in nets:
         entry = manifest["networks"][net.name]
@@ -118,7 +129,9 @@ def test_gan_generator_lists_its_class_input(gan_run):
 def test_default_export_networks_is_the_module_with_its_export_inputs(gan_run):
     h = ganforge.load(gan_run)
     (net,) = Handle.export_networks(h)  # what a handle that does not override it gets
-    assert net.name == "gan" and net.module is h.module and net.spatial == () and net.input_names == ("input0", "input1")
+    assert (
+        net.name == "gan" and net.module is h.module and net.spatial == () and net.input_names == ("input0", "input1")
+    )
     assert [tuple(x.shape) for x in net.inputs] == [tuple(x.shape) for x in h.export_inputs(2)]
 
 
@@ -126,7 +139,9 @@ def test_default_export_networks_is_the_module_with_its_export_inputs(gan_run):
 
 
 def test_unknown_format_is_one_line(tmp_path):
-    with pytest.raises(ExportError, match=r"^--format 'tflite': choose one of: onnx, torch-export \(or both, comma-separated\)$"):
+    with pytest.raises(
+        ExportError, match=r"^--format 'tflite': choose one of: onnx, torch-export \(or both, comma-separated\)$"
+    ):
         export_run(tmp_path, "tflite", tmp_path / "out")
     assert check_format("torch-export,onnx,onnx") == ("torch-export", "onnx")
 

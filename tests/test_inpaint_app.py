@@ -1,18 +1,35 @@
 """Image completion app: sizes and modes kept, known pixels exact, the latent search, errors, folders, CLI."""
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import ganforge
-from ganforge.tasks.inpaint.blend import blend, solve_poisson
-from ganforge.tasks.inpaint.app import InpaintError, LatentInpainter, complete_batch, contextual_weights, inpaint, inpaint_detailed, inpaint_folder, load_completer
 from ganforge.cli import main as ganforge_main
 from ganforge.imaging import compare_layout
+from ganforge.tasks.inpaint.app import (
+    InpaintError,
+    LatentInpainter,
+    complete_batch,
+    contextual_weights,
+    inpaint,
+    inpaint_detailed,
+    inpaint_folder,
+    load_completer,
+)
+from ganforge.tasks.inpaint.blend import blend, solve_poisson
 
 TINY_GAN = [
-    "data.limit=256", "model.z_dim=8", "model.g_width=8", "model.d_width=8", "train.batch_size=16",
-    "train.steps=20", "train.progress=false", "train.tensorboard=false", "eval.every_kimg=0",
+    "data.limit=256",
+    "model.z_dim=8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "train.batch_size=16",
+    "train.steps=20",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "eval.every_kimg=0",
 ]
 FAST = dict(steps=15, restarts=2)
 
@@ -30,8 +47,9 @@ def grey_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rgb_run(tmp_path_factory):
     """A 3-channel, class-conditional run (covers colour images and the per-class restarts)."""
-    return ganforge.train(overrides=TINY_GAN + ["data.channels=3", "model.conditional=true"],
-                          runs_dir=tmp_path_factory.mktemp("rgb"))
+    return ganforge.train(
+        overrides=TINY_GAN + ["data.channels=3", "model.conditional=true"], runs_dir=tmp_path_factory.mktemp("rgb")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +57,26 @@ def net_run(tmp_path_factory):
     """A tiny completion network (task=inpaint)."""
     from ganforge.tasks import get_task, resolve
 
-    cfg = resolve(None, ["task=inpaint", "data.limit=64", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
-                         "train.steps=4", "train.progress=false", "train.tensorboard=false"])
+    cfg = resolve(
+        None,
+        [
+            "task=inpaint",
+            "data.limit=64",
+            "inpaint.width=8",
+            "inpaint.d_width=8",
+            "train.batch_size=16",
+            "train.steps=4",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+    )
     return get_task("inpaint").trainer(cfg, runs_dir=tmp_path_factory.mktemp("net"), log=lambda m: None).run()
 
 
 def digit_image(size=(40, 36), mode="L", seed=0):
     """A real MNIST digit resized to ``size`` (W, H), in ``mode``."""
-    from ganforge.data import load_dataset
     from ganforge.config import DataConfig
+    from ganforge.data import load_dataset
 
     d = load_dataset(DataConfig(limit=4))
     im = Image.fromarray(d.images[seed, 0].numpy(), "L").resize(size, Image.BILINEAR)
@@ -293,9 +322,24 @@ def test_complete_batch_at_model_size(grey_run):
 def test_cli_single_image_folder_and_one_line_errors(grey_run, tmp_path, capsys):
     im = digit_image((40, 36))
     im.save(tmp_path / "in.png")
-    rc = cli_main(["--model", str(grey_run), "--image", str(tmp_path / "in.png"), "--box", "10,8,16,14",
-                   "--out", str(tmp_path / "out.png"), "--steps", "3", "--restarts", "1",
-                   "--compare", str(tmp_path / "cmp.png")])
+    rc = cli_main(
+        [
+            "--model",
+            str(grey_run),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "10,8,16,14",
+            "--out",
+            str(tmp_path / "out.png"),
+            "--steps",
+            "3",
+            "--restarts",
+            "1",
+            "--compare",
+            str(tmp_path / "cmp.png"),
+        ]
+    )
     cap = capsys.readouterr()
     assert rc == 0 and cap.out.strip().splitlines()[-1] == str(tmp_path / "out.png")
     assert Image.open(tmp_path / "out.png").size == (40, 36) and (tmp_path / "cmp.png").is_file()
@@ -306,19 +350,54 @@ def test_cli_single_image_folder_and_one_line_errors(grey_run, tmp_path, capsys)
         (["--box", "1,1,2,2", "--class", "3"], "unconditional"),
     ]
     for extra, msg in bad:
-        rc = cli_main(["--model", str(grey_run), "--image", str(tmp_path / "in.png"), "--out",
-                       str(tmp_path / "x.png"), "--steps", "1", *extra])
+        rc = cli_main(
+            [
+                "--model",
+                str(grey_run),
+                "--image",
+                str(tmp_path / "in.png"),
+                "--out",
+                str(tmp_path / "x.png"),
+                "--steps",
+                "1",
+                *extra,
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and msg in err[0], (extra, err)
-    rc = cli_main(["--model", str(tmp_path / "norun"), "--image", str(tmp_path / "in.png"), "--box", "1,1,2,2",
-                   "--out", str(tmp_path / "x.png")])
+    rc = cli_main(
+        [
+            "--model",
+            str(tmp_path / "norun"),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "1,1,2,2",
+            "--out",
+            str(tmp_path / "x.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "does not exist" in err[0]
     # folder mode: --image is a folder
     (tmp_path / "imgs").mkdir()
     im.save(tmp_path / "imgs" / "q.png")
-    rc = cli_main(["--model", str(grey_run), "--image", str(tmp_path / "imgs"), "--box", "10,8,16,14",
-                   "--out", str(tmp_path / "filled"), "--steps", "2", "--restarts", "1"])
+    rc = cli_main(
+        [
+            "--model",
+            str(grey_run),
+            "--image",
+            str(tmp_path / "imgs"),
+            "--box",
+            "10,8,16,14",
+            "--out",
+            str(tmp_path / "filled"),
+            "--steps",
+            "2",
+            "--restarts",
+            "1",
+        ]
+    )
     assert rc == 0 and (tmp_path / "filled" / "q.png").is_file()
 
 
@@ -329,8 +408,19 @@ def test_ganforge_inpaint_subcommand_when_wired(grey_run, tmp_path, capsys):
     if "inpaint" not in sub.choices:
         pytest.skip("'ganforge inpaint' is not wired into cli.py yet")
     digit_image().save(tmp_path / "in.png")
-    rc = main(["inpaint", "--model", str(grey_run), "--image", str(tmp_path / "in.png"), "--box", "50,0,5,5",
-               "--out", str(tmp_path / "o.png")])
+    rc = main(
+        [
+            "inpaint",
+            "--model",
+            str(grey_run),
+            "--image",
+            str(tmp_path / "in.png"),
+            "--box",
+            "50,0,5,5",
+            "--out",
+            str(tmp_path / "o.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and "out of bounds" in err[0]
 
@@ -360,8 +450,9 @@ def test_folder_mode_searches_in_batches_with_the_results_of_one_at_a_time(grey_
 
     monkeypatch.setattr(LatentInpainter, "optimise", counted)
     seen = []
-    batched = inpaint_folder(grey_run, imgs, masks, tmp_path / "b", batch_size=2, progress=lambda i, n, r: seen.append((i, n)),
-                             **FAST)
+    batched = inpaint_folder(
+        grey_run, imgs, masks, tmp_path / "b", batch_size=2, progress=lambda i, n, r: seen.append((i, n)), **FAST
+    )
     assert calls == [2, 2, 1] and seen == [(i, 5) for i in range(5)]  # three searches for five images
     calls.clear()
     single = inpaint_folder(grey_run, imgs, masks, tmp_path / "s", batch_size=1, **FAST)
@@ -396,13 +487,44 @@ def test_folder_mode_checks_outputs_and_batch_size_first(grey_run, tmp_path, mon
 
 def test_cli_folder_mode_reports_each_image_without_a_terminal(grey_run, tmp_path, capsys):
     imgs, masks = _mixed_folder(tmp_path, 3)
-    rc = cli_main(["--model", str(grey_run), "--image", str(imgs), "--mask", str(masks), "--out", str(tmp_path / "o"),
-                   "--steps", "2", "--restarts", "1", "--batch-size", "2"])
+    rc = cli_main(
+        [
+            "--model",
+            str(grey_run),
+            "--image",
+            str(imgs),
+            "--mask",
+            str(masks),
+            "--out",
+            str(tmp_path / "o"),
+            "--steps",
+            "2",
+            "--restarts",
+            "1",
+            "--batch-size",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 0 and [ln.split("]")[0] for ln in err[:3]] == ["[1/3", "[2/3", "[3/3"]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["d0.png", "d1.png", "d2.png"]
-    assert cli_main(["--model", str(grey_run), "--image", str(imgs), "--mask", str(masks), "--out", str(tmp_path / "o"),
-                     "--batch-size", "0"]) == 2
+    assert (
+        cli_main(
+            [
+                "--model",
+                str(grey_run),
+                "--image",
+                str(imgs),
+                "--mask",
+                str(masks),
+                "--out",
+                str(tmp_path / "o"),
+                "--batch-size",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
 
 
@@ -414,8 +536,13 @@ def test_options_object_and_keywords_give_identical_outputs(grey_run, tmp_path):
     kw = dict(steps=6, restarts=2, seed=3, blend="feather", lr=0.04, window=5)
     by_kw = inpaint_detailed(grey_run, im, box=(10, 8, 16, 14), **kw)
     by_opts = inpaint_detailed(grey_run, im, box=(10, 8, 16, 14), options=InpaintOptions(**kw))
-    mixed = inpaint(grey_run, im, box=(10, 8, 16, 14), options=InpaintOptions(steps=6, restarts=2, seed=3, lr=0.04,
-                                                                                  window=5), blend="feather")
+    mixed = inpaint(
+        grey_run,
+        im,
+        box=(10, 8, 16, 14),
+        options=InpaintOptions(steps=6, restarts=2, seed=3, lr=0.04, window=5),
+        blend="feather",
+    )
     assert np.array_equal(np.asarray(by_kw.image), np.asarray(by_opts.image))
     assert np.array_equal(np.asarray(by_kw.image), np.asarray(mixed))  # a keyword replaces the options' value
     assert by_kw.details["context_loss"] == by_opts.details["context_loss"]
@@ -428,9 +555,11 @@ def test_options_object_and_keywords_give_identical_outputs(grey_run, tmp_path):
 
 def test_unknown_keyword_is_one_line_naming_it_and_the_options(grey_run, tmp_path):
     im = digit_image((40, 36))
-    for call in (lambda: inpaint(grey_run, im, box=(1, 1, 5, 5), stepz=3),
-                 lambda: inpaint_detailed(grey_run, im, box=(1, 1, 5, 5), stepz=3),
-                 lambda: inpaint_folder(grey_run, tmp_path, None, tmp_path / "o", box=(1, 1, 5, 5), stepz=3)):
+    for call in (
+        lambda: inpaint(grey_run, im, box=(1, 1, 5, 5), stepz=3),
+        lambda: inpaint_detailed(grey_run, im, box=(1, 1, 5, 5), stepz=3),
+        lambda: inpaint_folder(grey_run, tmp_path, None, tmp_path / "o", box=(1, 1, 5, 5), stepz=3),
+    ):
         with pytest.raises(TypeError) as e:
             call()
         msg = str(e.value)

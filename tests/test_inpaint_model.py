@@ -1,21 +1,39 @@
 """Completion networks, PatchGAN, masks, and loading a trained completion network."""
+
 import pytest
 import torch
 
 import ganforge
-from ganforge.tasks import resolve
-from ganforge.tasks.inpaint.networks import INPAINT_MODELS, GatedUNet, InpaintSizeError, PartialConv2d, PartialUNet, PatchDiscriminator, build_inpainter, plan_levels
-from ganforge.nn.layers import ModelBuildError
 from ganforge.errors import RunError
-from ganforge.tasks.inpaint.trainer import InpaintTrainer
-from ganforge.tasks.inpaint.task import load_inpainter
+from ganforge.nn.layers import ModelBuildError
+from ganforge.tasks import resolve
 from ganforge.tasks.inpaint.masks import box_mask, center_box_mask, random_masks
+from ganforge.tasks.inpaint.networks import (
+    INPAINT_MODELS,
+    GatedUNet,
+    InpaintSizeError,
+    PartialConv2d,
+    PartialUNet,
+    PatchDiscriminator,
+    build_inpainter,
+    plan_levels,
+)
+from ganforge.tasks.inpaint.task import load_inpainter
+from ganforge.tasks.inpaint.trainer import InpaintTrainer
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 48, 64)]
 TINY_INPAINT = [
-    "task=inpaint", "data.limit=256", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
-    "train.progress=false", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
-    "train.sample_count=16", "train.tensorboard=false",
+    "task=inpaint",
+    "data.limit=256",
+    "inpaint.width=8",
+    "inpaint.d_width=8",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.checkpoint_every=4",
+    "train.sample_count=16",
+    "train.tensorboard=false",
 ]
 
 
@@ -179,7 +197,7 @@ def test_masks_are_reproducible_from_the_generator():
 def test_mixed_masks_mix_both_kinds():
     m = random_masks(64, 32, 32, "mixed", 0.2, 0.3, generator=torch.Generator().manual_seed(0))[:, 0]
     rows, cols = m.any(2).sum(1), m.any(1).sum(1)
-    is_box = (m.flatten(1).sum(1) == rows * cols)
+    is_box = m.flatten(1).sum(1) == rows * cols
     assert 10 < int(is_box.sum()) < 54
 
 
@@ -229,7 +247,9 @@ def test_load_inpainter_round_trip(inpaint_run):
     assert torch.equal(h.complete(images[:3], mask, batch_size=2), out[:3])  # batching changes nothing
     # the same numbers as the module's own composite
     x = images.float() / 127.5 - 1
-    ref = ((h.module.complete(x, mask.expand(8, 1, 28, 28)).clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+    ref = (
+        ((h.module.complete(x, mask.expand(8, 1, 28, 28)).clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+    )
     assert torch.equal(out, ref)
     # a larger image whose sides are multiples of 4 works with the same network
     assert h.complete(torch.zeros(1, 1, 32, 36, dtype=torch.uint8), torch.ones(1, 1, 32, 36)).shape == (1, 1, 32, 36)

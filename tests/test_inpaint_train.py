@@ -1,4 +1,5 @@
 """Training a completion network: run folder, exact resume, budgets, interruption, learning."""
+
 import json
 import os
 import signal
@@ -7,16 +8,24 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ganforge import runs as ckpt
 from ganforge.config import ConfigError
 from ganforge.tasks import resolve
 from ganforge.tasks.inpaint.task import load_inpainter
-from ganforge import runs as ckpt
 from ganforge.tasks.inpaint.trainer import InpaintTrainer
 
 TINY = [
-    "task=inpaint", "data.limit=256", "inpaint.width=8", "inpaint.d_width=8", "train.batch_size=16",
-    "train.progress=false", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
-    "train.sample_count=16", "train.tensorboard=false",
+    "task=inpaint",
+    "data.limit=256",
+    "inpaint.width=8",
+    "inpaint.d_width=8",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.checkpoint_every=4",
+    "train.sample_count=16",
+    "train.tensorboard=false",
 ]
 
 
@@ -46,8 +55,16 @@ def records(run):
 def test_run_folder_contents(tmp_path):
     run = train(["train.steps=6", "train.tensorboard=true"], tmp_path)
     assert run.name == "00000-mnist-inpaint-gated"
-    for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "log.txt", "samples/latest.png",
-                 "samples/step-00000000.png", "samples/step-00000004.png", "samples/step-00000006.png"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "log.txt",
+        "samples/latest.png",
+        "samples/step-00000000.png",
+        "samples/step-00000004.png",
+        "samples/step-00000006.png",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert "task: inpaint" in (run / "config.yaml").read_text()
@@ -59,8 +76,14 @@ def test_run_folder_contents(tmp_path):
     cks = ckpt.list_checkpoints(run)
     assert [ckpt.step_of(p) for p in cks] == [4, 6]
     files = sorted(p.name for p in cks[-1].iterdir())
-    assert files == ["config.json", "discriminator.safetensors", "generator.safetensors", "generator_ema.safetensors",
-                     "meta.json", "state.pt"]
+    assert files == [
+        "config.json",
+        "discriminator.safetensors",
+        "generator.safetensors",
+        "generator_ema.safetensors",
+        "meta.json",
+        "state.pt",
+    ]
     mc = json.loads((cks[-1] / "config.json").read_text())
     assert mc["task"] == "inpaint" and mc["img_shape"] == [1, 28, 28] and mc["config"]["task"] == "inpaint"
     meta = json.loads((cks[-1] / "meta.json").read_text())
@@ -74,8 +97,14 @@ def test_run_folder_contents(tmp_path):
     assert train(["train.steps=1", "inpaint.arch=partial"], tmp_path).name == "00001-mnist-inpaint-partial"
 
 
-@pytest.mark.parametrize("extra", [[], ["inpaint.arch=partial", "inpaint.masks=free", "data.hflip=true"],
-                                   ["inpaint.adv_weight=0", "inpaint.masks=box"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["inpaint.arch=partial", "inpaint.masks=free", "data.hflip=true"],
+        ["inpaint.adv_weight=0", "inpaint.masks=box"],
+    ],
+)
 def test_resume_is_exact(tmp_path, extra):
     """An interrupted and resumed run ends bit for bit where an uninterrupted one does."""
     full = train(extra + ["train.steps=10"], tmp_path / "a")
@@ -100,8 +129,16 @@ def test_resume_is_exact(tmp_path, extra):
 
 
 def test_training_lowers_the_hole_error(tmp_path):
-    run = train(["train.steps=240", "train.log_every=40", "train.sample_every=120", "train.checkpoint_every=1000",
-                 "g_optim.lr=1e-3"], tmp_path)
+    run = train(
+        [
+            "train.steps=240",
+            "train.log_every=40",
+            "train.sample_every=120",
+            "train.checkpoint_every=1000",
+            "g_optim.lr=1e-3",
+        ],
+        tmp_path,
+    )
     val = [r["val_l1_hole"] for r in records(run) if "val_l1_hole" in r]
     assert len(val) == 3
     assert val[-1] < 0.5 * val[0], val
@@ -209,7 +246,9 @@ def test_mnist_inpaint_preset_trains_on_the_training_part(tmp_path):
 
     cfg = resolve("mnist-inpaint")
     assert cfg.task == "inpaint" and cfg.data.heldout == 2000 and cfg.data.part == "train"
-    run = ganforge.train(preset="mnist-inpaint", overrides=TINY[1:] + ["data.limit=2100", "train.steps=2"], runs_dir=tmp_path)
+    run = ganforge.train(
+        preset="mnist-inpaint", overrides=TINY[1:] + ["data.limit=2100", "train.steps=2"], runs_dir=tmp_path
+    )
     assert run.name == "00000-mnist-inpaint-gated"
     g = load_inpainter(run)
     x = torch.full((2, 1, 28, 28), 7, dtype=torch.uint8)

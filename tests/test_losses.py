@@ -1,4 +1,5 @@
 """Each loss against a value computed by hand from its textbook definition."""
+
 import math
 
 import pytest
@@ -31,8 +32,10 @@ EXPECTED = {
     "hinge": (mean([max(0, 1 - r) for r in REAL]) + mean([max(0, 1 + f) for f in FAKE]), -mean(FAKE)),
     "wgan": (mean(FAKE) - mean(REAL), -mean(FAKE)),  # the critic estimates E[D(x)] - E[D(G(z))]
     "wgan-gp": (mean(FAKE) - mean(REAL), -mean(FAKE)),
-    "lsgan": (0.5 * mean([(r - 1) ** 2 for r in REAL]) + 0.5 * mean([f**2 for f in FAKE]),
-              0.5 * mean([(f - 1) ** 2 for f in FAKE])),
+    "lsgan": (
+        0.5 * mean([(r - 1) ** 2 for r in REAL]) + 0.5 * mean([f**2 for f in FAKE]),
+        0.5 * mean([(f - 1) ** 2 for f in FAKE]),
+    ),
 }
 
 
@@ -87,8 +90,9 @@ def test_one_sided_label_smoothing_matches_bce():
 
     r, f = torch.tensor(REAL, dtype=torch.float64), torch.tensor(FAKE, dtype=torch.float64)
     t = 0.9
-    expected = mean([-(t * math.log(sig(x)) + (1 - t) * math.log(1 - sig(x))) for x in REAL]) + \
-        mean([-math.log(1 - sig(x)) for x in FAKE])
+    expected = mean([-(t * math.log(sig(x)) + (1 - t) * math.log(1 - sig(x))) for x in REAL]) + mean(
+        [-math.log(1 - sig(x)) for x in FAKE]
+    )
     assert d_logistic_smoothed(r, f, 0.1).item() == pytest.approx(expected, rel=1e-12)
     assert d_logistic_smoothed(r, f, 0.0).item() == pytest.approx(EXPECTED["minimax"][0], rel=1e-12)
 
@@ -104,8 +108,16 @@ def test_clip_weights_clamps_every_parameter_in_place():
     assert net[0].weight.max().item() == pytest.approx(0.05) and net[0].weight.min().item() == pytest.approx(-0.05)
 
 
-WGAN_RUN = ["loss.name=wgan", "model.d_norm=none", "train.n_critic=2", "train.steps=3", "train.minutes=null",
-            "d_optim.name=rmsprop", "d_optim.lr=0.05", "eval.every_kimg=0"]
+WGAN_RUN = [
+    "loss.name=wgan",
+    "model.d_norm=none",
+    "train.n_critic=2",
+    "train.steps=3",
+    "train.minutes=null",
+    "d_optim.name=rmsprop",
+    "d_optim.lr=0.05",
+    "eval.every_kimg=0",
+]
 
 
 @pytest.mark.parametrize("clip", [0.01, 0.002])
@@ -122,7 +134,8 @@ def test_wgan_training_keeps_every_critic_weight_within_the_clip(clip, tiny_over
 
 
 def test_wgan_without_clipping_would_leave_the_range(tiny_overrides, tmp_path):
-    """The same run with a critic loss that is not wgan: the weights leave [-0.01, 0.01] (so the test above tests the clipping)."""
+    """The same run with a critic loss that is not wgan: the weights leave [-0.01, 0.01] (so the test above
+    tests the clipping)."""
     import ganforge
     from ganforge import runs
 

@@ -1,5 +1,6 @@
 """Metrics: agreement with pytorch-fid and torch-fidelity, invariances, known orderings, the shipped
 classifier, the reference cache, file inputs, the CLI and its errors, the training evaluator."""
+
 import hashlib
 import io
 import json
@@ -57,7 +58,7 @@ def feats(space, sets):
 
 def blur(x: torch.Tensor, k: int = 5, sigma: float = 1.5) -> torch.Tensor:
     r = torch.arange(k, dtype=torch.float32) - k // 2
-    w = torch.exp(-r ** 2 / (2 * sigma ** 2))
+    w = torch.exp(-(r**2) / (2 * sigma**2))
     w = (w[:, None] * w[None, :]) / w.sum() ** 2
     y = F.conv2d(x.float(), w[None, None].expand(x.shape[1], 1, k, k), padding=k // 2, groups=x.shape[1])
     return y.round().clamp(0, 255).to(torch.uint8)
@@ -79,7 +80,7 @@ def test_classifier_ships_with_its_record_and_reaches_99_percent(mnist):
     assert meta["split"]["train"] == 8000 and meta["split"]["held_out"] == 2000
     # recompute the held-out accuracy from the recorded split: the record must be true
     perm = torch.randperm(len(mnist.images), generator=torch.Generator().manual_seed(meta["split"]["seed"]))
-    held = perm[meta["split"]["train"]:]
+    held = perm[meta["split"]["train"] :]
     model, sha = load_classifier()
     assert sha == meta["sha256"]
     with torch.no_grad():
@@ -93,9 +94,11 @@ def test_import_has_no_side_effects():
     import subprocess
     import sys
 
-    code = ("import sys, ganforge.metrics as m; "
-            "assert 'torch_fidelity' not in sys.modules; "
-            "from ganforge.metrics import mnist_classifier as mc; assert not mc._CACHE; print('ok')")
+    code = (
+        "import sys, ganforge.metrics as m; "
+        "assert 'torch_fidelity' not in sys.modules; "
+        "from ganforge.metrics import mnist_classifier as mc; assert not mc._CACHE; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -138,8 +141,9 @@ def test_kid_equals_the_unbiased_mmd_formula(feats):
         k = lambda u, v: (u @ v.T / u.shape[1] + 1) ** 3  # noqa: E731
         kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
         m = 300
-        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                    - 2 * kxy.mean())
+        vals.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        )
     assert got["mean"] > 0
     assert rel(got["mean"], float(np.mean(vals))) < 1e-5  # float32 kernels in torch-fidelity, float64 here
     assert rel(got["std"], float(np.std(vals))) < 1e-3
@@ -156,9 +160,20 @@ def test_evaluate_equals_torch_fidelity_calculate_metrics(sets, space):
     fake, real = sets["blur"], sets["b"]
     ours = evaluate(fake, real, metrics="fid,kid,is,pr", feature_space=space, seed=5, cache=False)
     ref = torch_fidelity.calculate_metrics(
-        input1=TensorImages(fake), input2=TensorImages(real), feature_extractor="ganforge-mnist",
-        fid=True, kid=True, isc=True, prc=True, cuda=False, cache=False, verbose=False, save_cpu_ram=True,
-        kid_subset_size=600, rng_seed=5, batch_size=64,
+        input1=TensorImages(fake),
+        input2=TensorImages(real),
+        feature_extractor="ganforge-mnist",
+        fid=True,
+        kid=True,
+        isc=True,
+        prc=True,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
+        kid_subset_size=600,
+        rng_seed=5,
+        batch_size=64,
     )
     assert rel(ours["fid"], ref["frechet_inception_distance"]) < 1e-6
     assert rel(ours["kid"], ref["kernel_inception_distance_mean"]) < 1e-6
@@ -206,8 +221,10 @@ def test_fid_ordering_in_mnist_space(feats):
 
 def test_fid_ordering_in_inception_space(sets):
     if find_inception_weights() is None:
-        pytest.skip(f"Inception weights absent ({inception_cache_path()} missing and GANFORGE_INCEPTION_WEIGHTS "
-                    "unset); the Inception ordering needs the real pretrained network")
+        pytest.skip(
+            f"Inception weights absent ({inception_cache_path()} missing and GANFORGE_INCEPTION_WEIGHTS "
+            "unset); the Inception ordering needs the real pretrained network"
+        )
     sp = get_feature_space("inception", allow_download=False)
     f = {k: sp.extract(v[:200], batch_size=50)["features"] for k, v in sets.items()}
     assert C.fid(f["a"], f["b"]) < C.fid(f["blur"], f["b"]) < C.fid(f["noise"], f["b"])
@@ -220,7 +237,9 @@ def test_coverage_of_half_the_classes(mnist, space):
     assert cov["classes_covered"] == 5
     assert cov["missing_classes"] == ["5", "6", "7", "8", "9"]
     assert cov["kl_fake_to_real"] == pytest.approx(np.log(2), abs=0.1)
-    full = C.coverage(space.extract(mnist.images[2000:3000])["logits"], space.extract(real)["logits"], space.class_names)
+    full = C.coverage(
+        space.extract(mnist.images[2000:3000])["logits"], space.extract(real)["logits"], space.class_names
+    )
     assert full["classes_covered"] == 10 and full["kl_fake_to_real"] < 0.02
 
 
@@ -231,8 +250,16 @@ def test_coverage_of_half_the_classes(mnist, space):
 def test_result_object_floor_and_provenance(mnist, space, tmp_path):
     real = mnist.images[:1200]
     fake = blur(mnist.images[1200:1500])
-    r = evaluate(fake, real, metrics="fid,kid,is,pr", feature_space=space, floor=True, seed=1,
-                 cache_dir=tmp_path, out=tmp_path / "r.json")
+    r = evaluate(
+        fake,
+        real,
+        metrics="fid,kid,is,pr",
+        feature_space=space,
+        floor=True,
+        seed=1,
+        cache_dir=tmp_path,
+        out=tmp_path / "r.json",
+    )
     assert json.loads((tmp_path / "r.json").read_text()) == r
     assert set(r["metrics"]) == {"fid", "kid", "is", "pr"}
     fl = r["floor"]
@@ -241,8 +268,20 @@ def test_result_object_floor_and_provenance(mnist, space, tmp_path):
     names = [x["metric"] for x in r["results"]]
     assert names == ["fid", "kid", "is", "precision", "recall"]
     for rec in r["results"]:
-        for key in ("metric", "value", "features", "weights_sha256", "num_real", "num_fake", "reference", "resize",
-                    "seed", "checkpoint", "step", "floor"):
+        for key in (
+            "metric",
+            "value",
+            "features",
+            "weights_sha256",
+            "num_real",
+            "num_fake",
+            "reference",
+            "resize",
+            "seed",
+            "checkpoint",
+            "step",
+            "floor",
+        ):
             assert key in rec, key
         assert rec["num_fake"] == 300 and rec["num_real"] == 1200 and rec["features"] == "mnist"
     assert r["provenance"]["weights_sha256"] == metadata()["sha256"]
@@ -291,16 +330,42 @@ def test_cli_real_folder_fake_npz_json(mnist, tmp_path, capsys):
     for i, im in enumerate(real):
         Image.fromarray(im[0].numpy()).save(tmp_path / "real" / f"{i:04d}.png")
     np.savez(tmp_path / "fake.npz", arr_0=fake.permute(0, 2, 3, 1).numpy())  # [N, H, W, C]
-    code = eval_main(["--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake.npz"), "--features", "mnist",
-                      "--metrics", "fid,kid", "--json", "--quiet", "--no-cache"])
+    code = eval_main(
+        [
+            "--real",
+            str(tmp_path / "real"),
+            "--fake",
+            str(tmp_path / "fake.npz"),
+            "--features",
+            "mnist",
+            "--metrics",
+            "fid,kid",
+            "--json",
+            "--quiet",
+            "--no-cache",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     direct = evaluate(fake, real, metrics="fid,kid", features="mnist", cache=False)
     assert out["fid"] == pytest.approx(direct["fid"], rel=1e-6)  # same pixels, float rounding only
     assert out["provenance"]["num_real"] == 300 and out["provenance"]["num_fake"] == 200
     # the readable table
-    code = eval_main(["--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake.npz"), "--features", "mnist",
-                      "--metrics", "fid", "--floor", "--quiet", "--no-cache"])
+    code = eval_main(
+        [
+            "--real",
+            str(tmp_path / "real"),
+            "--fake",
+            str(tmp_path / "fake.npz"),
+            "--features",
+            "mnist",
+            "--metrics",
+            "fid",
+            "--floor",
+            "--quiet",
+            "--no-cache",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "FID" in text and "floor (real vs real, 150 each)" in text and "coverage:" in text
 
@@ -416,8 +481,21 @@ def test_evaluate_a_run_folder(tmp_path, tiny_overrides, capsys):
     assert p["num_fake"] == 200 and p["num_real"] == 256 and p["reference"].startswith("train")
     again = evaluate(run, features="mnist", num_samples=200, metrics="fid,is", seed=3, cache_dir=tmp_path / "c")
     assert again["fid"] == r["fid"]  # same seed, same samples
-    code = eval_main([str(run), "--features", "mnist", "--samples", "100", "--metrics", "fid", "--json", "--quiet",
-                      "--cache-dir", str(tmp_path / "c")])
+    code = eval_main(
+        [
+            str(run),
+            "--features",
+            "mnist",
+            "--samples",
+            "100",
+            "--metrics",
+            "fid",
+            "--json",
+            "--quiet",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert code == 0 and "fid" in json.loads(capsys.readouterr().out)
     saved = list((run / "eval").glob("*-mnist-100.json"))
     assert saved and (run / "eval" / "results.jsonl").is_file()

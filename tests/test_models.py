@@ -1,13 +1,15 @@
 """Every registered model, at several image sizes: shapes, range, backward, save/load round trip."""
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from ganforge.config import ConfigError
+from ganforge.nn.layers import ConditionalBatchNorm, MinibatchStd, ModelBuildError, ProjectionHead
 from ganforge.tasks import resolve
 from ganforge.tasks.gan.config import ModelConfig
-from ganforge.tasks.gan.networks import MODELS, build_models
 from ganforge.tasks.gan.dcgan import ModelSizeError, plan_stages
+from ganforge.tasks.gan.networks import MODELS, build_models
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (3, 48, 64), (1, 64, 64)]
 
@@ -109,11 +111,14 @@ def test_unbuildable_size_is_a_config_error():
 # ------------------------------------------------------------------------------------------
 # class-conditional models, minibatch std, the resnet family
 
-from ganforge.nn.layers import ConditionalBatchNorm, MinibatchStd, ModelBuildError, ProjectionHead
-
 K = 5
 # (g_cond, d_cond, mbstd): every option is exercised in at least one combination
-COND_VARIANTS = [("cbn", "projection", False), ("embed", "acgan", True), ("embed", "projection", True), ("cbn", "acgan", False)]
+COND_VARIANTS = [
+    ("cbn", "projection", False),
+    ("embed", "acgan", True),
+    ("embed", "projection", True),
+    ("cbn", "acgan", False),
+]
 
 
 def tiny_cond(arch, g_cond="cbn", d_cond="projection", mbstd=False, **kw):

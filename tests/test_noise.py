@@ -1,5 +1,6 @@
 """model.z_dist: the declared noise distribution is what training, the fixed sample/eval noise and
 GeneratorHandle.noise draw; the default (normal) keeps the random stream it always had."""
+
 import pytest
 import torch
 
@@ -27,8 +28,14 @@ def test_normal_noise_keeps_the_stream_it_always_had():
 
 @pytest.mark.parametrize("dist", ["normal", "uniform"])
 def test_training_and_sampling_draw_the_declared_distribution(dist, tiny_overrides, tmp_path):
-    ov = [*tiny_overrides, f"model.z_dist={dist}", "train.steps=1", "train.minutes=null", "eval.every_kimg=0",
-          "train.sample_count=500"]
+    ov = [
+        *tiny_overrides,
+        f"model.z_dist={dist}",
+        "train.steps=1",
+        "train.minutes=null",
+        "eval.every_kimg=0",
+        "train.sample_count=500",
+    ]
     tr = trainer(overrides=ov, dry_run=True)
     seen = []  # the evaluation's fixed noise, caught on its way into the generator
     tr._generate_uint8 = lambda z, y, chunk: seen.append(z)
@@ -53,8 +60,10 @@ def test_z_dist_is_checked():
 def test_latent_inpainting_starts_from_the_runs_noise(dist, tiny_overrides, tmp_path):
     from ganforge.tasks.inpaint.latent import LatentInpainter
 
-    run = ganforge.train(overrides=[*tiny_overrides, f"model.z_dist={dist}", "train.steps=1", "train.minutes=null",
-                                    "eval.every_kimg=0"], runs_dir=tmp_path)
+    run = ganforge.train(
+        overrides=[*tiny_overrides, f"model.z_dist={dist}", "train.steps=1", "train.minutes=null", "eval.every_kimg=0"],
+        runs_dir=tmp_path,
+    )
     z = LatentInpainter.from_run(run)._initial_latents(2, 4, seed=5)  # [2 images, 4 restarts, z_dim]
     old = torch.cat([torch.randn(1, 8, generator=torch.Generator().manual_seed(5 * 1_000_003 + r)) for r in range(4)])
     assert torch.equal(z[0], z[1])  # the same starting points for every image

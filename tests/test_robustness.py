@@ -1,5 +1,6 @@
 """What a newcomer and a crash hit (issue 10): budgets, checkpoints by time, resuming past damage,
 leftovers of a kill, write errors, refused pickles, tampered configs, dry runs, preset bases."""
+
 import json
 import os
 import pickle
@@ -21,9 +22,18 @@ from ganforge.errors import RunError, WriteError
 from ganforge.tasks import resolve
 
 TINY = [
-    "data.limit=64", "model.z_dim=8", "model.g_width=8", "model.d_width=8", "train.batch_size=16",
-    "train.progress=false", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=2",
-    "train.sample_count=8", "train.tensorboard=false", "eval.every_kimg=0",
+    "data.limit=64",
+    "model.z_dim=8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.tensorboard=false",
+    "eval.every_kimg=0",
 ]
 
 
@@ -48,8 +58,12 @@ def test_a_budget_on_the_command_line_replaces_the_presets():
 
 
 def test_cli_budget_override_is_the_budget(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ganforge", "train", *TINY, "train.steps=3", "--runs-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "ganforge", "train", *TINY, "train.steps=3", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "done (3 steps)" in out.stderr
     assert runs.open_checkpoint(out.stdout.strip().splitlines()[-1]).step == 3
@@ -59,8 +73,13 @@ def test_cli_budget_override_is_the_budget(tmp_path):
 
 
 def test_checkpoints_are_written_by_time_as_well(tmp_path):
-    run = train(tmp_path, "train.steps=5", "train.checkpoint_every=1000", "train.checkpoint_minutes=1e-9",
-                "train.keep_checkpoints=10")
+    run = train(
+        tmp_path,
+        "train.steps=5",
+        "train.checkpoint_every=1000",
+        "train.checkpoint_minutes=1e-9",
+        "train.keep_checkpoints=10",
+    )
     assert steps(run) == [1, 2, 3, 4, 5]
 
 
@@ -158,10 +177,22 @@ def test_a_skipped_colour_file_does_not_decide_the_channels(tmp_path):
     data = load_dataset(DataConfig(dataset="folder", root=str(root), skip_bad=True))
     assert data.images.shape == (20, 1, 16, 16)
     assert [Path(p).name for p in data.skipped] == ["zz-colour.png"]
-    run = ganforge.train(overrides=["data.dataset=folder", f"data.root={root}", "data.skip_bad=true", "train.steps=1",
-                                    "train.batch_size=4", "train.progress=false", "train.tensorboard=false",
-                                    "eval.every_kimg=0", "model.z_dim=4", "model.g_width=4", "model.d_width=4"],
-                         runs_dir=tmp_path / "runs")
+    run = ganforge.train(
+        overrides=[
+            "data.dataset=folder",
+            f"data.root={root}",
+            "data.skip_bad=true",
+            "train.steps=1",
+            "train.batch_size=4",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "eval.every_kimg=0",
+            "model.z_dim=4",
+            "model.g_width=4",
+            "model.d_width=4",
+        ],
+        runs_dir=tmp_path / "runs",
+    )
     assert "skipped 1 unreadable image file(s)" in (run / "log.txt").read_text()
 
 
@@ -215,7 +246,9 @@ def test_a_tampered_config_json_is_one_line(tmp_path):
     with pytest.raises(RunError) as e:
         load_generator(run)
     msg = str(e.value)
-    assert "\n" not in msg and "has shape" in msg and "the network expects" in msg and "generator_ema.safetensors" in msg
+    assert (
+        "\n" not in msg and "has shape" in msg and "the network expects" in msg and "generator_ema.safetensors" in msg
+    )
 
 
 def test_conditional_and_unconditional_runs_are_named_apart(tmp_path):
@@ -227,7 +260,9 @@ def test_conditional_and_unconditional_runs_are_named_apart(tmp_path):
 def test_a_yaml_preset_can_name_its_base(tmp_path):
     (tmp_path / "mine.yaml").write_text("base: default\ntrain:\n  steps: 7\n")
     cfg = resolve(str(tmp_path / "mine.yaml"))
-    assert cfg.model.z_dim == 16 and cfg.model.conditional == "auto" and cfg.train.threads == 1  # from the default preset
+    assert (
+        cfg.model.z_dim == 16 and cfg.model.conditional == "auto" and cfg.train.threads == 1
+    )  # from the default preset
     assert cfg.train.steps == 7 and cfg.train.minutes is None  # its own budget replaces the base's
     (tmp_path / "a.yaml").write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
@@ -269,5 +304,7 @@ def test_a_failing_log_write_is_one_line(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device", str(self.path))
 
     monkeypatch.setattr(monitor.MetricsLog, "append", nospace)
-    with pytest.raises(WriteError, match=r"cannot write to the run folder .*the disk is full.*continue from step-00000002"):
+    with pytest.raises(
+        WriteError, match=r"cannot write to the run folder .*the disk is full.*continue from step-00000002"
+    ):
         ganforge.train(resume=run, overrides=["train.steps=6"])

@@ -1,4 +1,5 @@
 """Stabilisers are applied when switched on, and the watchdog notices and recovers collapse."""
+
 import pytest
 import torch
 
@@ -90,10 +91,23 @@ def test_minibatch_std_and_spectral_norm_are_in_d(tiny_overrides):
 # A DCGAN whose discriminator learns 50x faster than its generator (Adam lr 1e-2 vs 2e-4, the
 # textbook sigmoid/BCE loss): D wins within a few dozen steps, D(G(z)) -> 0, and the samples
 # freeze as grey checkerboards. Small and short so the test takes seconds.
-UNSTABLE = ["data.limit=2048", "model.z_dim=16", "model.g_width=16", "model.d_width=16", "train.batch_size=32",
-            "train.progress=false", "train.tensorboard=false", "train.log_every=20", "train.sample_every=100",
-            "train.checkpoint_every=50", "train.sample_count=32", "train.steps=400", "d_optim.lr=1e-2",
-            "watchdog.patience=40", "watchdog.check_every=10"]
+UNSTABLE = [
+    "data.limit=2048",
+    "model.z_dim=16",
+    "model.g_width=16",
+    "model.d_width=16",
+    "train.batch_size=32",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=20",
+    "train.sample_every=100",
+    "train.checkpoint_every=50",
+    "train.sample_count=32",
+    "train.steps=400",
+    "d_optim.lr=1e-2",
+    "watchdog.patience=40",
+    "watchdog.check_every=10",
+]
 
 
 def _events(run):

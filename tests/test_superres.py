@@ -1,5 +1,6 @@
 """Super-resolution: networks (every scale, both bodies), tiling equal to untiled inference, degradations,
 the task (two stages, the pixel checkpoint, config errors, VGG weights), the upscale app and CLI."""
+
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +11,28 @@ from PIL import Image
 
 import ganforge
 from ganforge import runs
-from ganforge.tasks.superres.app import UpscaleError, compare_picture, upscale, upscale_detailed, upscale_folder
 from ganforge.cli import main as ganforge_main
-from ganforge.tasks.superres.data import degrade, downsample, practical
 from ganforge.errors import ConfigError, RunError
-from ganforge.tasks.superres.networks import SRGenerator, UNetDiscriminator, d_levels, tiled_upscale
 from ganforge.tasks import resolve
+from ganforge.tasks.superres.app import UpscaleError, compare_picture, upscale, upscale_detailed, upscale_folder
+from ganforge.tasks.superres.data import degrade, downsample, practical
+from ganforge.tasks.superres.networks import SRGenerator, UNetDiscriminator, d_levels, tiled_upscale
 
-BASE = ["task=superres", "data.limit=64", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
-        "train.log_every=1", "train.sample_every=50", "train.checkpoint_every=50", "train.sample_count=8",
-        "train.minutes=null", "superres.width=8", "superres.blocks=1", "superres.d_width=4"]
+BASE = [
+    "task=superres",
+    "data.limit=64",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=50",
+    "train.checkpoint_every=50",
+    "train.sample_count=8",
+    "train.minutes=null",
+    "superres.width=8",
+    "superres.blocks=1",
+    "superres.d_width=4",
+]
 
 
 def randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -118,17 +131,29 @@ def test_practical_pipeline_is_seeded_and_varies_its_order():
 @pytest.fixture(scope="module")
 def grey_run(tmp_path_factory):
     """x4 on MNIST digits, 2 pixel-loss steps then 2 adversarial ones."""
-    return ganforge.train(overrides=BASE + ["train.steps=4", "superres.pixel_steps=2"],
-                          runs_dir=tmp_path_factory.mktemp("grey"))
+    return ganforge.train(
+        overrides=BASE + ["train.steps=4", "superres.pixel_steps=2"], runs_dir=tmp_path_factory.mktemp("grey")
+    )
 
 
 @pytest.fixture(scope="module")
 def rgb_run(tmp_path_factory):
     """x2 on colour 16x16 crops of 32x32 images, the practical degradations and the RRDB body."""
-    return ganforge.train(overrides=BASE + ["train.steps=2", "superres.pixel_steps=1", "superres.scale=2",
-                                            "data.channels=3", "data.size=32", "superres.crop=16",
-                                            "superres.degrade=practical", "superres.arch=rrdb", "superres.growth=4"],
-                          runs_dir=tmp_path_factory.mktemp("rgb"))
+    return ganforge.train(
+        overrides=BASE
+        + [
+            "train.steps=2",
+            "superres.pixel_steps=1",
+            "superres.scale=2",
+            "data.channels=3",
+            "data.size=32",
+            "superres.crop=16",
+            "superres.degrade=practical",
+            "superres.arch=rrdb",
+            "superres.growth=4",
+        ],
+        runs_dir=tmp_path_factory.mktemp("rgb"),
+    )
 
 
 def test_two_stages_and_the_pixel_checkpoint(grey_run):
@@ -151,8 +176,9 @@ def test_second_stage_as_its_own_run_starts_from_the_pixel_run(tmp_path):
     pixel = ganforge.train(overrides=BASE + ["train.steps=2", "superres.adv_weight=0"], runs_dir=tmp_path / "a")
     ck = runs.open_checkpoint(pixel)
     assert not ck.has("discriminator")  # a pixel-loss model has no discriminator
-    gan = ganforge.train(overrides=BASE + ["train.steps=1", "superres.pixel_steps=0"], runs_dir=tmp_path / "b",
-                         init_from=pixel)
+    gan = ganforge.train(
+        overrides=BASE + ["train.steps=1", "superres.pixel_steps=0"], runs_dir=tmp_path / "b", init_from=pixel
+    )
     record = runs.read_json(gan / "transfer.json")["init_from"]
     assert record["networks"]["generator"]["copied"] == record["networks"]["generator"]["tensors"]
     assert record["networks"]["discriminator"]["copied"] == 0
@@ -167,14 +193,20 @@ def test_colour_crops_practical_rrdb_run_loads(rgb_run):
     assert out.shape == (1, 3, 40, 26)
 
 
-@pytest.mark.parametrize("override,message", [
-    (["superres.crop=30"], "superres.crop=30: crops must be a multiple of superres.scale=4 (e.g. 28 or 32)"),
-    (["superres.scale=3"], "superres.scale: 3 is not allowed; choose one of: 2, 4, 8"),
-    (["superres.degrade=jpeg"], "superres.degrade: 'jpeg' is not allowed; choose one of: bicubic, area, practical"),
-    (["superres.feature_net=vgg"], "superres.feature_net=vgg needs VGG19 weights: superres.perceptual_weights=PATH"),
-    (["superres.perceptual_weights=w.pth"], "superres.perceptual_weights is used by superres.feature_net=vgg only"),
-    (["superres.arch=edsr"], "superres.arch: 'edsr' is not allowed; choose one of: rrdb, srresnet"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (["superres.crop=30"], "superres.crop=30: crops must be a multiple of superres.scale=4 (e.g. 28 or 32)"),
+        (["superres.scale=3"], "superres.scale: 3 is not allowed; choose one of: 2, 4, 8"),
+        (["superres.degrade=jpeg"], "superres.degrade: 'jpeg' is not allowed; choose one of: bicubic, area, practical"),
+        (
+            ["superres.feature_net=vgg"],
+            "superres.feature_net=vgg needs VGG19 weights: superres.perceptual_weights=PATH",
+        ),
+        (["superres.perceptual_weights=w.pth"], "superres.perceptual_weights is used by superres.feature_net=vgg only"),
+        (["superres.arch=edsr"], "superres.arch: 'edsr' is not allowed; choose one of: rrdb, srresnet"),
+    ],
+)
 def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as e:
         resolve(None, BASE + override)
@@ -198,8 +230,13 @@ def test_user_vgg_weights_train_and_bad_files_are_refused(tmp_path):
     g = torch.Generator().manual_seed(0)
     w = tmp_path / "vgg19.safetensors"
     save_file({f"features.{k}": torch.randn(s, generator=g) * 0.02 for k, s in shapes.items()}, str(w))
-    vgg = ["superres.feature_net=vgg", f"superres.perceptual_weights={w}", "train.steps=2", "superres.pixel_steps=1",
-           "data.limit=16"]
+    vgg = [
+        "superres.feature_net=vgg",
+        f"superres.perceptual_weights={w}",
+        "train.steps=2",
+        "superres.pixel_steps=1",
+        "data.limit=16",
+    ]
     run = ganforge.train(overrides=BASE + vgg, runs_dir=tmp_path / "runs")
     assert "feat" in [r for r in runs.read_metrics(run) if "l1" in r][-1]
     bad = tmp_path / "notweights.pth"
@@ -217,7 +254,9 @@ def test_user_vgg_weights_train_and_bad_files_are_refused(tmp_path):
         VGGFeatures(str(evil))  # weights_only=True refuses the pickle instead of running it
     small = tmp_path / "small.safetensors"
     save_file({"features.0.weight": torch.zeros(3, 3, 3, 3)}, str(small))
-    with pytest.raises(ConfigError, match=r"^superres.perceptual_weights: '.*small.safetensors' does not fit torchvision's vgg19"):
+    with pytest.raises(
+        ConfigError, match=r"^superres.perceptual_weights: '.*small.safetensors' does not fit torchvision's vgg19"
+    ):
         VGGFeatures(str(small))
     with pytest.raises(ConfigError, match=r"^superres.perceptual_weights: file '.*nowhere.pth' does not exist"):
         VGGFeatures(str(tmp_path / "nowhere.pth"))
@@ -259,9 +298,11 @@ def test_grey_image_on_a_colour_model_and_colour_on_a_grey_one(grey_run, rgb_run
     assert upscale(grey_run, grey_as_rgb).mode == "RGB"  # equal channels: no colour lost
     with pytest.raises(UpscaleError) as e:
         upscale(grey_run, photo("RGB"))
-    assert str(e.value) == ("the model upscales 1-channel (grayscale) images but the image the Image is a colour (RGB) "
-                            "image; convert it to grayscale first (PIL: image.convert('L')) or use a model trained on "
-                            "colour images (data.channels=3, preset photo-sr)")
+    assert str(e.value) == (
+        "the model upscales 1-channel (grayscale) images but the image the Image is a colour (RGB) "
+        "image; convert it to grayscale first (PIL: image.convert('L')) or use a model trained on "
+        "colour images (data.channels=3, preset photo-sr)"
+    )
 
 
 def test_bad_inputs_are_one_line_errors(grey_run, tmp_path):
@@ -274,8 +315,10 @@ def test_bad_inputs_are_one_line_errors(grey_run, tmp_path):
     radius = ganforge.load(grey_run).receptive_radius
     with pytest.raises(UpscaleError) as e:
         upscale(grey_run, photo("L"), tile=4)
-    assert str(e.value) == (f"tile 4: tiles must be at least 8 input pixels a side (or 0 for no tiling); each tile also "
-                            f"reads {radius} pixels of context around it, so tiles of 128 or more waste little")
+    assert str(e.value) == (
+        f"tile 4: tiles must be at least 8 input pixels a side (or 0 for no tiling); each tile also "
+        f"reads {radius} pixels of context around it, so tiles of 128 or more waste little"
+    )
     with pytest.raises(UpscaleError, match=r"^overlap -1: expected a whole number of input pixels >= 0"):
         upscale(grey_run, photo("L"), overlap=-1)
     with pytest.raises(UpscaleError, match=r"^the original the Image is 10x10, but the upscaled image is 52x44"):
@@ -322,16 +365,50 @@ def test_cli_upscale_and_its_errors(grey_run, tmp_path, capsys):
     img = tmp_path / "digit.png"
     photo("L", (7, 7)).save(img)
     out = tmp_path / "big.png"
-    assert ganforge_main(["upscale", "--model", str(grey_run), "--image", str(img), "--out", str(out),
-                          "--compare", str(tmp_path / "cmp.png"), "--original", str(tmp_path / "orig.png")]) == 2
+    assert (
+        ganforge_main(
+            [
+                "upscale",
+                "--model",
+                str(grey_run),
+                "--image",
+                str(img),
+                "--out",
+                str(out),
+                "--compare",
+                str(tmp_path / "cmp.png"),
+                "--original",
+                str(tmp_path / "orig.png"),
+            ]
+        )
+        == 2
+    )
     assert "error: image file" in capsys.readouterr().err  # the original does not exist yet
     photo("L", (28, 28)).save(tmp_path / "orig.png")
-    assert ganforge_main(["upscale", "--model", str(grey_run), "--image", str(img), "--out", str(out),
-                          "--compare", str(tmp_path / "cmp.png"), "--original", str(tmp_path / "orig.png")]) == 0
+    assert (
+        ganforge_main(
+            [
+                "upscale",
+                "--model",
+                str(grey_run),
+                "--image",
+                str(img),
+                "--out",
+                str(out),
+                "--compare",
+                str(tmp_path / "cmp.png"),
+                "--original",
+                str(tmp_path / "orig.png"),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1] == str(out)
     assert Image.open(out).size == (28, 28) and Image.open(tmp_path / "cmp.png").size[0] == 4 * 28 * 5 + 3 * 4
-    assert ganforge_main(["upscale", "--model", str(grey_run), "--image", str(img), "--out", str(out), "--tile", "3"]) == 2
+    assert (
+        ganforge_main(["upscale", "--model", str(grey_run), "--image", str(img), "--out", str(out), "--tile", "3"]) == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: tile 3: tiles must be at least 8 input pixels")
     pix = grey_run / "checkpoints" / "pixel"

@@ -1,5 +1,6 @@
 """Every registered task, tested by being registered: tiny training, dry run, exact resume, loading,
 inference shapes; and run folders written before tasks were plug-ins (tests/fixtures/v0-*)."""
+
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,17 @@ from ganforge.errors import ConfigError, RunError
 from ganforge.tasks import TASKS, get_task, resolve
 
 FIXTURES = Path(__file__).parent / "fixtures"
-COMMON = ["data.limit=64", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
-          "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8",
-          "train.minutes=null"]
+COMMON = [
+    "data.limit=64",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+]
 
 
 def overrides(task: str, *extra: str):
@@ -112,6 +121,7 @@ def v0(tmp_path):
         dst = tmp_path / name
         shutil.copytree(FIXTURES / name, dst)
         return dst
+
     return copy
 
 

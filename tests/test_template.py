@@ -1,5 +1,6 @@
 """The template task (tasks/_template/) is a working task: registered, it trains, resumes and loads
 through the same machinery as the built-in tasks, with no change outside its folder."""
+
 import pytest
 import torch
 
@@ -23,8 +24,18 @@ def test_template_task_trains_and_loads(template_task, tmp_path):
 
     g = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8), None, [], "noise", "test")
-    cfg = ganforge.resolve(None, ["task=template", "train.steps=6", "train.batch_size=16", "train.minutes=null",
-                                  "train.sample_every=3", "train.checkpoint_every=3", *template_task.tiny])
+    cfg = ganforge.resolve(
+        None,
+        [
+            "task=template",
+            "train.steps=6",
+            "train.batch_size=16",
+            "train.minutes=null",
+            "train.sample_every=3",
+            "train.checkpoint_every=3",
+            *template_task.tiny,
+        ],
+    )
     run = ganforge.api.trainer(cfg, runs_dir=tmp_path, data=data).run()
     assert (run / "samples" / "latest.png").is_file() and (run / "checkpoints" / "step-00000006").is_dir()
     h = ganforge.load(run)

@@ -1,5 +1,6 @@
 """The trainer contract: the hooks a task overrides (and nothing private of the loop), named random
 streams that reproduce the seed offsets of earlier runs, and the shared keep-best mechanism."""
+
 import inspect
 import shutil
 
@@ -71,9 +72,23 @@ def test_the_contract_test_notices_a_private_override():
 
 
 OLD = {  # the offsets the code used before streams had names (train.seed + N)
-    "batches": 1, "noise": 2, "samples": 3, "eval": 4, "samples_b": 4, "sample_masks": 4, "crops": 5, "masks": 5,
-    "watermark": 5, "degrade": 6, "sample_degrade": 7, "batches_b": 11, "augment": 12, "pool_b": 13, "pool_a": 14,
-    "select_a": 15, "select_b": 16,
+    "batches": 1,
+    "noise": 2,
+    "samples": 3,
+    "eval": 4,
+    "samples_b": 4,
+    "sample_masks": 4,
+    "crops": 5,
+    "masks": 5,
+    "watermark": 5,
+    "degrade": 6,
+    "sample_degrade": 7,
+    "batches_b": 11,
+    "augment": 12,
+    "pool_b": 13,
+    "pool_a": 14,
+    "select_a": 15,
+    "select_b": 16,
 }
 
 
@@ -135,9 +150,21 @@ class Scored(TrainingLoop):
 
 
 def _cfg(*extra):
-    return ganforge.resolve(None, ["task=gan", "train.batch_size=4", "train.progress=false", "train.tensorboard=false",
-                                   "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2",
-                                   "train.minutes=null", "train.keep_checkpoints=10", *extra])
+    return ganforge.resolve(
+        None,
+        [
+            "task=gan",
+            "train.batch_size=4",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "train.log_every=1",
+            "train.sample_every=2",
+            "train.checkpoint_every=2",
+            "train.minutes=null",
+            "train.keep_checkpoints=10",
+            *extra,
+        ],
+    )
 
 
 def _data():

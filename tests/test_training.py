@@ -1,4 +1,5 @@
 """The training run: folder layout, exact resume, determinism, atomic checkpoints, errors."""
+
 import json
 import math
 
@@ -7,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 import ganforge
+from ganforge import runs as ckpt
 from ganforge.api import load_generator
 from ganforge.config import ConfigError
 from ganforge.errors import RunError, WriteError
-from ganforge import runs as ckpt
 from ganforge.training.parts import cpu_bf16_supported
 
 
@@ -31,8 +32,15 @@ def assert_same(a, b):
 def test_run_folder_contents(tmp_path, tiny_overrides):
     run = ganforge.train(overrides=tiny_overrides + ["train.steps=6", "train.tensorboard=true"], runs_dir=tmp_path)
     assert run.name == "00000-mnist-dcgan"
-    for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "samples/latest.png", "samples/step-00000000.png",
-                 "samples/step-00000004.png", "samples/step-00000006.png"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "samples/latest.png",
+        "samples/step-00000000.png",
+        "samples/step-00000004.png",
+        "samples/step-00000006.png",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -47,8 +55,14 @@ def test_run_folder_contents(tmp_path, tiny_overrides):
     assert run2.name == "00001-mnist-dcgan"
 
 
-@pytest.mark.parametrize("extra", [[], ["loss.name=wgan-gp", "model.d_norm=none", "train.n_critic=2"],
-                                   ["loss.r1_gamma=1", "loss.r1_every=2", "data.hflip=true"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["loss.name=wgan-gp", "model.d_norm=none", "train.n_critic=2"],
+        ["loss.r1_gamma=1", "loss.r1_every=2", "data.hflip=true"],
+    ],
+)
 def test_resume_is_exact(tmp_path, tiny_overrides, extra):
     """An interrupted and resumed run ends bit-for-bit where an uninterrupted one does."""
     o = tiny_overrides + extra
@@ -142,8 +156,11 @@ def test_state_file_loads_with_weights_only(tmp_path, tiny_overrides):
 def test_in_training_evaluation_logs_fid_and_keeps_best(tmp_path, tiny_overrides):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = ganforge.train(overrides=tiny_overrides + ["train.steps=16", "eval.every_kimg=0.08", "eval.samples=64",
-                                                     "train.tensorboard=true"], runs_dir=tmp_path)
+    run = ganforge.train(
+        overrides=tiny_overrides
+        + ["train.steps=16", "eval.every_kimg=0.08", "eval.samples=64", "train.tensorboard=true"],
+        runs_dir=tmp_path,
+    )
     evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"fid"' in x]
     assert [e["step"] for e in evals] == [5, 10, 15]  # every 80 images at 16 per step
     assert all(e["eval_features"] == "mnist" and e["fid"] > 0 and 0 <= e["classes_covered"] <= 10 for e in evals)
@@ -166,12 +183,14 @@ def test_inception_features_without_weights_fail_before_training(tmp_path, tiny_
     assert not list(tmp_path.glob("0000*"))  # nothing was written
 
 
-@pytest.mark.parametrize("preset", ["default", "mnist-mlp", "wgan-gp", "dcgan-classic", "dcgan-stable", "sngan",
-                                    "small-data", "mnist-cond"])
+@pytest.mark.parametrize(
+    "preset", ["default", "mnist-mlp", "wgan-gp", "dcgan-classic", "dcgan-stable", "sngan", "small-data", "mnist-cond"]
+)
 def test_every_gan_preset_trains(preset, tmp_path, tiny_overrides):
     extra = ["data.size=32"] if preset == "dcgan-classic" else []  # 64x64 is the recipe; keep the test small
-    run = ganforge.train(preset=preset, overrides=tiny_overrides + extra + ["train.steps=2", "train.n_critic=1"],
-                         runs_dir=tmp_path)
+    run = ganforge.train(
+        preset=preset, overrides=tiny_overrides + extra + ["train.steps=2", "train.n_critic=1"], runs_dir=tmp_path
+    )
     assert load_generator(run).sample_uint8(2).shape[0] == 2
 
 
@@ -206,19 +225,22 @@ def test_gpu_features_fall_back_on_cpu(tmp_path, tiny_overrides, monkeypatch):
     """amp needs CUDA or a bfloat16 CPU, and compile may fail: both fall back to plain float32 eager
     training, with a message."""
     from ganforge.tasks import resolve
-    from ganforge.training import parts
     from ganforge.tasks.gan.trainer import GanTrainer as Trainer
+    from ganforge.training import parts
 
     monkeypatch.setattr(parts, "cpu_bf16_supported", lambda: False)
 
     def broken_compile(module):
         def fails(*args):
             raise RuntimeError("no compiler")
+
         return fails
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     msgs = []
-    tr = Trainer(resolve(None, tiny_overrides + ["train.amp=true", "train.compile=true"]), dry_run=True, log=msgs.append)
+    tr = Trainer(
+        resolve(None, tiny_overrides + ["train.amp=true", "train.compile=true"]), dry_run=True, log=msgs.append
+    )
     stats = tr.train_step()
     assert all(v == v for v in stats.values())  # finite numbers from the eager fallback
     assert not tr.amp and any("no native bfloat16 support" in m for m in msgs)
@@ -238,5 +260,9 @@ def test_decay_lr_is_linear_in_steps_and_leaves_constant_rates_alone():
     assert seen == [1.0, 1.0, 0.75, 0.25, 0.0, 0.0]
     assert optims["g"].param_groups[0]["lr"] == 0.0 and optims["d"].param_groups[0]["lr"] == 0.0
     decay_lr(optims, base, 11, 10, 4)
-    assert math.isclose(optims["g"].param_groups[0]["lr"], 0.15) and math.isclose(optims["d"].param_groups[0]["lr"], 0.075)
-    assert decay_lr(optims, base, 100, 10, 0) == 1.0 and math.isclose(optims["g"].param_groups[0]["lr"], 0.15)  # steps=0: untouched
+    assert math.isclose(optims["g"].param_groups[0]["lr"], 0.15) and math.isclose(
+        optims["d"].param_groups[0]["lr"], 0.075
+    )
+    assert decay_lr(optims, base, 100, 10, 0) == 1.0 and math.isclose(
+        optims["g"].param_groups[0]["lr"], 0.15
+    )  # steps=0: untouched

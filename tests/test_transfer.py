@@ -1,5 +1,6 @@
 """Weight transfer (training/transfer.py): init_from copies exactly and resumes exactly, freeze_d leaves
 the frozen blocks bit-identical, and mismatching sources fail with one line naming the key."""
+
 import json
 
 import pytest
@@ -11,14 +12,22 @@ from ganforge import runs
 from ganforge.api import trainer
 from ganforge.cli import main
 from ganforge.errors import ConfigError, RunError
+from ganforge.tasks import TASKS, get_task, resolve
 from ganforge.tasks.gan.networks import build_models
 from ganforge.tasks.inpaint.networks import PatchDiscriminator
-from ganforge.tasks import TASKS, get_task, resolve
 from ganforge.training.transfer import RECORD, discriminator_blocks
 
-COMMON = ["data.limit=64", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
-          "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8",
-          "train.minutes=null"]
+COMMON = [
+    "data.limit=64",
+    "train.batch_size=16",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+]
 
 
 def overrides(task, *extra):
@@ -32,9 +41,11 @@ def source(tmp_path_factory):
 
     def get(task):
         if task not in made:
-            made[task] = ganforge.train(overrides=overrides(task, "train.steps=3"),
-                                        runs_dir=tmp_path_factory.mktemp(f"source-{task}"))
+            made[task] = ganforge.train(
+                overrides=overrides(task, "train.steps=3"), runs_dir=tmp_path_factory.mktemp(f"source-{task}")
+            )
         return made[task]
+
     return get
 
 
@@ -60,8 +71,12 @@ def test_init_from_copies_every_network_exactly(task, source, tmp_path):
     assert f"copied {n} of {n} tensors" in (tr.run_dir / "log.txt").read_text()
     # without init_from the same config starts elsewhere (the test above is not vacuous)
     fresh = trainer(overrides=overrides(task, "train.seed=7"), dry_run=True)
-    assert any(not torch.equal(fresh.nets[name].state_dict()[k], v) for name in want for k, v in want[name].items()
-               if v.is_floating_point())
+    assert any(
+        not torch.equal(fresh.nets[name].state_dict()[k], v)
+        for name in want
+        for k, v in want[name].items()
+        if v.is_floating_point()
+    )
 
 
 def test_init_from_copies_what_matches_and_reports_the_rest(source, tmp_path):
@@ -133,8 +148,9 @@ def test_freeze_d_keeps_the_frozen_blocks_bit_identical(task, source, tmp_path):
     fast = ("d_optim.lr=0.01", "train.steps=3")
 
     def trained(freeze):
-        run = ganforge.train(overrides=overrides(task, *fast), runs_dir=tmp_path / str(freeze), init_from=source(task),
-                             freeze_d=freeze)
+        run = ganforge.train(
+            overrides=overrides(task, *fast), runs_dir=tmp_path / str(freeze), init_from=source(task), freeze_d=freeze
+        )
         return run, last_weights(run)
 
     run, w = trained(1)
@@ -152,22 +168,30 @@ def test_freeze_d_keeps_the_frozen_blocks_bit_identical(task, source, tmp_path):
 
 def test_discriminator_blocks_of_every_family():
     shape = (1, 28, 28)
-    want = {"dcgan": 2, "mlp": 2, "resnet": 3}  # 28 = 7 x 2^2: two strided convs; two hidden layers; 2 down + 1 residual
+    want = {
+        "dcgan": 2,
+        "mlp": 2,
+        "resnet": 3,
+    }  # 28 = 7 x 2^2: two strided convs; two hidden layers; 2 down + 1 residual
     for arch, n in want.items():
         cfg = resolve(None, [f"model.arch={arch}", "model.d_width=8", "model.d_norm=none"]).model
         blocks = discriminator_blocks(build_models(cfg, shape)[1])
         assert len(blocks) == n, arch
         assert all(params for _, params in blocks) and not any("head" in p for _, ps in blocks for p in ps)
     dc = discriminator_blocks(build_models(resolve(None, ["model.d_width=8"]).model, shape)[1])
-    assert [d for d, _ in dc] == ["features.0 Conv2d + features.1 LeakyReLU",
-                                  "features.2 Conv2d + features.3 BatchNorm2d + features.4 LeakyReLU"]
+    assert [d for d, _ in dc] == [
+        "features.0 Conv2d + features.1 LeakyReLU",
+        "features.2 Conv2d + features.3 BatchNorm2d + features.4 LeakyReLU",
+    ]
     assert dc[1][1] == ["features.2.weight", "features.3.weight", "features.3.bias"]
     patch = discriminator_blocks(PatchDiscriminator(shape, 4))
     assert [d for d, _ in patch][-1].startswith("net.") and len(patch) == len(PatchDiscriminator(shape, 4).net) // 2
 
 
 def test_freeze_d_errors(source, tmp_path):
-    with pytest.raises(ConfigError, match=r"^freeze_d=3: the DCGANDiscriminator has 2 blocks, so 1 to 2: 1: features.0"):
+    with pytest.raises(
+        ConfigError, match=r"^freeze_d=3: the DCGANDiscriminator has 2 blocks, so 1 to 2: 1: features.0"
+    ):
         trainer(overrides=overrides("gan"), runs_dir=tmp_path, init_from=source("gan"), freeze_d=3)
     with pytest.raises(ConfigError, match=r"^freeze_d=-1: the DCGANDiscriminator has 2 blocks"):
         trainer(overrides=overrides("gan"), runs_dir=tmp_path, init_from=source("gan"), freeze_d=-1)
@@ -178,11 +202,26 @@ def test_freeze_d_errors(source, tmp_path):
 
 def test_cli_init_from_and_freeze_d(source, tmp_path, capsys):
     src = source("gan")
-    assert main(["train", *overrides("gan", "train.steps=1"), "--runs-dir", str(tmp_path), "--init-from", str(src),
-                 "--freeze-d", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *overrides("gan", "train.steps=1"),
+                "--runs-dir",
+                str(tmp_path),
+                "--init-from",
+                str(src),
+                "--freeze-d",
+                "2",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / capsys.readouterr().out.strip().splitlines()[-1]
     rec = json.loads((run / RECORD).read_text())
     assert rec["init_from"]["run"] == str(src.resolve()) and rec["freeze_d"]["blocks"] == 2
-    assert main(["train", *overrides("gan", "model.arch=mlp"), "--runs-dir", str(tmp_path), "--init-from", str(src)]) != 0
+    assert (
+        main(["train", *overrides("gan", "model.arch=mlp"), "--runs-dir", str(tmp_path), "--init-from", str(src)]) != 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "init_from: no tensor of" in err[0]

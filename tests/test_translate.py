@@ -1,5 +1,6 @@
 """The ``translate`` task: networks, paired/unpaired/derived data, pix2pix and CycleGAN training, exact
 resume, the handle, the app, the CLI, and one clear line for each bad input."""
+
 import shutil
 from pathlib import Path
 
@@ -11,22 +12,41 @@ from safetensors.torch import load_file
 
 import ganforge
 from ganforge import runs
-from ganforge.tasks.translate.app import TranslateError, compare_panels, translate, translate_detailed, translate_folder
 from ganforge.cli import main as ganforge_main
 from ganforge.config import DataConfig
 from ganforge.data import load_dataset
-from ganforge.tasks.translate.data import derive_pairs, load_paired, load_translation, load_unpaired
 from ganforge.errors import ConfigError, DataError, RunError
 from ganforge.imaging import compare_layout
-from ganforge.tasks.translate.networks import PatchDiscriminator, ResnetGenerator, TranslateSizeError, Translator, UNetGenerator, build_unet, unet_levels
 from ganforge.tasks import resolve
-from ganforge.tasks.translate.trainer import HistoryPool, TranslateTrainer
+from ganforge.tasks.translate.app import TranslateError, compare_panels, translate, translate_detailed, translate_folder
+from ganforge.tasks.translate.data import derive_pairs, load_paired, load_translation, load_unpaired
 from ganforge.tasks.translate.handle import _tiled
+from ganforge.tasks.translate.networks import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    TranslateSizeError,
+    Translator,
+    UNetGenerator,
+    build_unet,
+    unet_levels,
+)
 from ganforge.tasks.translate.task import load_translator
+from ganforge.tasks.translate.trainer import HistoryPool, TranslateTrainer
 
-TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
-        "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",
-        "translate.width=4", "translate.d_width=4", "translate.blocks=1"]
+TINY = [
+    "task=translate",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+    "translate.width=4",
+    "translate.d_width=4",
+    "translate.blocks=1",
+]
 
 
 def write(path: Path, arr: np.ndarray) -> Path:
@@ -60,16 +80,20 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def p2p_run(folders, tmp_path_factory):
     root, _, _ = folders
-    return ganforge.train(overrides=TINY + ["data.dataset=paired", f"data.root={root / 'paired'}", "train.steps=2"],
-                          runs_dir=tmp_path_factory.mktemp("runs"))
+    return ganforge.train(
+        overrides=TINY + ["data.dataset=paired", f"data.root={root / 'paired'}", "train.steps=2"],
+        runs_dir=tmp_path_factory.mktemp("runs"),
+    )
 
 
 @pytest.fixture(scope="module")
 def cycle_run(folders, tmp_path_factory):
     root, _, _ = folders
-    return ganforge.train(overrides=TINY + ["translate.method=cyclegan", "data.dataset=unpaired",
-                                            f"data.root={root / 'unpaired'}", "train.steps=2"],
-                          runs_dir=tmp_path_factory.mktemp("runs"))
+    return ganforge.train(
+        overrides=TINY
+        + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root / 'unpaired'}", "train.steps=2"],
+        runs_dir=tmp_path_factory.mktemp("runs"),
+    )
 
 
 # ---- networks ----------------------------------------------------------------------------------
@@ -174,10 +198,14 @@ def test_bad_data_each_get_one_line(tmp_path, folders):
     write(p / "A" / "x.png", a[0])
     write(p / "A" / "y.png", a[1])
     write(p / "B" / "x.png", b[0])
-    with pytest.raises(DataError, match=r"^missing pair: 1 image\(s\) of '.*A' have no partner in '.*B' \(e.g. y.png\)"):
+    with pytest.raises(
+        DataError, match=r"^missing pair: 1 image\(s\) of '.*A' have no partner in '.*B' \(e.g. y.png\)"
+    ):
         load_paired(DataConfig(dataset="paired", root=str(p)))
     write(p / "B" / "y.png", rng_images(1, 12, 16, 3, 0)[0])
-    with pytest.raises(DataError, match=r"^mismatched pair: '.*y.png' is 16x16 but '.*y.png' is 16x12 \(width x height\)"):
+    with pytest.raises(
+        DataError, match=r"^mismatched pair: '.*y.png' is 16x16 but '.*y.png' is 16x12 \(width x height\)"
+    ):
         load_paired(DataConfig(dataset="paired", root=str(p)))
     u = tmp_path / "u"
     write(u / "A" / "x.png", a[0])
@@ -201,7 +229,9 @@ def test_bad_data_each_get_one_line(tmp_path, folders):
 
 
 def test_crops_and_flips_are_identical_within_a_pair():
-    cfg = resolve(None, TINY + ["translate.derive=invert", "data.limit=16", "translate.crop_size=16", "data.hflip=true"])
+    cfg = resolve(
+        None, TINY + ["translate.derive=invert", "data.limit=16", "translate.crop_size=16", "data.hflip=true"]
+    )
     tr = TranslateTrainer(cfg, dry_run=True)
     for _ in range(3):
         a, b = tr.batch()
@@ -212,15 +242,20 @@ def test_crops_and_flips_are_identical_within_a_pair():
 def test_pix2pix_run_loads_and_translates_grey_to_colour(p2p_run, folders):
     root, a, _ = folders
     h = ganforge.load(p2p_run)
-    assert h.task == "translate" and h.directions == ("a2b",) and h.img_shape == (1, 16, 16) and h.shape_b == (3, 16, 16)
+    assert (
+        h.task == "translate" and h.directions == ("a2b",) and h.img_shape == (1, 16, 16) and h.shape_b == (3, 16, 16)
+    )
     out = translate(p2p_run, a[0])
     assert out.mode == "RGB" and out.size == (16, 16)
     big = translate(h, rng_images(1, 37, 53, 1, 9)[0])  # any size, larger than the training images
     assert big.size == (53, 37)
     with pytest.raises(TranslateError, match=r"^this model \(pix2pix\) was trained for a2b only, not b2a"):
         translate(h, a[0], direction="b2a")
-    with pytest.raises(TranslateError, match=r"^wrong channel count: the model's a2b direction takes grayscale \(1 "
-                                             r"channel\) images but the ndarray is colour \(3 channels\)"):
+    with pytest.raises(
+        TranslateError,
+        match=r"^wrong channel count: the model's a2b direction takes grayscale \(1 "
+        r"channel\) images but the ndarray is colour \(3 channels\)",
+    ):
         translate(h, rng_images(1, 16, 16, 3, 0)[0])
     assert translate(h, np.repeat(a[0][..., None], 3, axis=2)).size == (16, 16)  # grey stored as RGB is fine
 
@@ -229,8 +264,9 @@ def test_cyclegan_run_translates_both_ways_and_keeps_alpha(cycle_run):
     h = load_translator(cycle_run)
     assert h.directions == ("a2b", "b2a") and h.module_b2a is not None
     ck = runs.open_checkpoint(cycle_run)
-    assert {"generator", "generator_b2a", "discriminator", "discriminator_a", "generator_ema",
-            "generator_b2a_ema"} <= {p.stem for p in ck.folder.glob("*.safetensors")}
+    assert {"generator", "generator_b2a", "discriminator", "discriminator_a", "generator_ema", "generator_b2a_ema"} <= {
+        p.stem for p in ck.folder.glob("*.safetensors")
+    }
     saved = load_file(str(runs.weights_path(ck.folder, "generator_b2a_ema")))
     assert all(torch.equal(v, saved[k]) for k, v in h.module_b2a.state_dict().items())
     rgba = rng_images(1, 20, 24, 4, 3)[0]
@@ -244,10 +280,21 @@ def test_cyclegan_run_translates_both_ways_and_keeps_alpha(cycle_run):
 @pytest.mark.parametrize("d_steps", [1, 2])  # 2: the extra D updates draw batches, crops and pool entries too
 def test_cyclegan_resume_is_exact_with_pool_crops_and_lr_decay(folders, tmp_path, d_steps):  # 2 with cycle noise
     root, _, _ = folders
-    o = TINY + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root / 'unpaired'}",
-                "translate.pool_size=3", "translate.crop_size=8", "translate.d_norm=spectral", "data.hflip=true", "translate.lr_decay_start=1",
-                "translate.lr_decay_steps=4", "train.steps=4", "train.keep_checkpoints=5", f"translate.d_steps={d_steps}",
-                f"translate.cycle_noise={0.1 * (d_steps - 1)}"]
+    o = TINY + [
+        "translate.method=cyclegan",
+        "data.dataset=unpaired",
+        f"data.root={root / 'unpaired'}",
+        "translate.pool_size=3",
+        "translate.crop_size=8",
+        "translate.d_norm=spectral",
+        "data.hflip=true",
+        "translate.lr_decay_start=1",
+        "translate.lr_decay_steps=4",
+        "train.steps=4",
+        "train.keep_checkpoints=5",
+        f"translate.d_steps={d_steps}",
+        f"translate.cycle_noise={0.1 * (d_steps - 1)}",
+    ]
     full = ganforge.train(overrides=o, runs_dir=tmp_path / "a")
     half = shutil.copytree(full, tmp_path / "b" / full.name)
     shutil.rmtree(half / "checkpoints" / "step-00000004")
@@ -294,19 +341,53 @@ def test_compare_panels_and_folder_mode_keep_names(cycle_run, folders, tmp_path)
 def test_cli_single_image_folder_and_one_line_errors(p2p_run, folders, tmp_path, capsys):
     root, _, _ = folders
     img = root / "paired" / "A" / "00.png"
-    rc = ganforge_main(["translate", "--model", str(p2p_run), "--image", str(img), "--out", str(tmp_path / "o.png"),
-                        "--compare", str(tmp_path / "c.png"), "--target", str(root / "paired" / "B" / "00.png")])
+    rc = ganforge_main(
+        [
+            "translate",
+            "--model",
+            str(p2p_run),
+            "--image",
+            str(img),
+            "--out",
+            str(tmp_path / "o.png"),
+            "--compare",
+            str(tmp_path / "c.png"),
+            "--target",
+            str(root / "paired" / "B" / "00.png"),
+        ]
+    )
     assert rc == 0 and capsys.readouterr().out.strip().endswith("o.png")
     assert Image.open(tmp_path / "o.png").mode == "RGB" and (tmp_path / "c.png").is_file()
-    rc = ganforge_main(["translate", "--model", str(p2p_run), "--image", str(root / "paired" / "A"), "--out",
-                        str(tmp_path / "dir")])
+    rc = ganforge_main(
+        ["translate", "--model", str(p2p_run), "--image", str(root / "paired" / "A"), "--out", str(tmp_path / "dir")]
+    )
     assert rc == 0 and len(list((tmp_path / "dir").iterdir())) == 12
     capsys.readouterr()
-    rc = ganforge_main(["translate", "--model", str(p2p_run), "--image", str(img), "--out", str(tmp_path / "x.png"),
-                        "--direction", "b2a"])
+    rc = ganforge_main(
+        [
+            "translate",
+            "--model",
+            str(p2p_run),
+            "--image",
+            str(img),
+            "--out",
+            str(tmp_path / "x.png"),
+            "--direction",
+            "b2a",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: this model (pix2pix) was trained for a2b only, not b2a")
-    rc = ganforge_main(["translate", "--model", str(p2p_run), "--image", str(root / "paired" / "B" / "00.png"),
-                        "--out", str(tmp_path / "x.png")])
+    rc = ganforge_main(
+        [
+            "translate",
+            "--model",
+            str(p2p_run),
+            "--image",
+            str(root / "paired" / "B" / "00.png"),
+            "--out",
+            str(tmp_path / "x.png"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: wrong channel count: the model's a2b direction takes grayscale")

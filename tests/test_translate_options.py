@@ -1,5 +1,7 @@
 """The ``translate`` task's training options ``translate.d_steps`` (several discriminator updates per generator
-update; exact resume: tests/test_translate.py) and ``translate.upsample`` (resize + convolution instead of transposed convolutions)."""
+update; exact resume: tests/test_translate.py) and ``translate.upsample`` (resize + convolution instead of
+transposed convolutions)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,20 @@ from ganforge import runs
 from ganforge.errors import ConfigError
 from ganforge.tasks.translate.networks import build
 
-TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
-        "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",
-        "translate.width=4", "translate.d_width=4", "translate.blocks=1"]
+TINY = [
+    "task=translate",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+    "translate.width=4",
+    "translate.d_width=4",
+    "translate.blocks=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +43,14 @@ def unpaired(tmp_path_factory) -> Path:
 
 
 def _cycle(root: Path):
-    return TINY + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root}", "translate.pool_size=3",
-                   "translate.crop_size=8", "data.hflip=true"]
+    return TINY + [
+        "translate.method=cyclegan",
+        "data.dataset=unpaired",
+        f"data.root={root}",
+        "translate.pool_size=3",
+        "translate.crop_size=8",
+        "data.hflip=true",
+    ]
 
 
 def _adam_steps(state, name: str) -> set:
@@ -75,14 +94,16 @@ def test_resize_upsampling_has_no_transposed_convolutions_and_no_checkerboard(ar
 
 
 def test_resize_upsampling_trains_loads_and_is_checked(unpaired, tmp_path):
-    run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=2", "translate.upsample=resize"],
-                         runs_dir=tmp_path)
+    run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=2", "translate.upsample=resize"], runs_dir=tmp_path)
     h = ganforge.load(run)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in h.network("b2a").modules())
     x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 1, 20, 24), dtype=np.uint8))
     assert h.translate(x, "a2b").shape == (2, 1, 20, 24)
-    with pytest.raises(ConfigError, match=r"^translate\.upsample: 'bilinear' is not allowed; choose one of: deconv, "
-                                          r"resize$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^translate\.upsample: 'bilinear' is not allowed; choose one of: deconv, "
+        r"resize$",
+    ):
         ganforge.train(overrides=_cycle(unpaired) + ["translate.upsample=bilinear"], runs_dir=tmp_path)
 
 
@@ -98,7 +119,9 @@ def test_lowres_l1_compares_only_the_pooled_images():
     # sides that are no multiple of the factor: replicated up (10x12 -> 12x12 at factor 4); reference by hand
     out = torch.rand(2, 1, 10, 12, generator=g) * 2 - 1
     pad = lambda x: torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1)], 2)  # noqa: E731
-    ref = (pad(out).reshape(2, 1, 3, 4, 3, 4).mean((3, 5)) - pad(inp).reshape(2, 1, 3, 4, 3, 4).mean((3, 5))).abs().mean()
+    ref = (
+        (pad(out).reshape(2, 1, 3, 4, 3, 4).mean((3, 5)) - pad(inp).reshape(2, 1, 3, 4, 3, 4).mean((3, 5))).abs().mean()
+    )
     assert lowres_l1(out, inp, 4).item() == pytest.approx(ref.item(), abs=1e-6)
     # grey against colour: channel means
     col = torch.rand(2, 3, 8, 8, generator=g)
@@ -122,14 +145,17 @@ def test_lowres_max_pool_keeps_where_the_strokes_are_not_their_thickness():
     out, inp = torch.rand(2, 1, 10, 12, generator=g), torch.rand(2, 1, 10, 12, generator=g)
     pad = lambda x: torch.cat([x, x[:, :, -1:].expand(-1, -1, 2, -1)], 2)  # noqa: E731
     cell_max = lambda x: pad(x).reshape(2, 1, 3, 4, 3, 4).amax((3, 5))  # noqa: E731
-    assert lowres_l1(out, inp, 4, "max").item() == pytest.approx((cell_max(out) - cell_max(inp)).abs().mean().item(),
-                                                                 abs=1e-6)
+    assert lowres_l1(out, inp, 4, "max").item() == pytest.approx(
+        (cell_max(out) - cell_max(inp)).abs().mean().item(), abs=1e-6
+    )
 
 
 def test_lowres_weight_adds_its_term_and_is_checked(unpaired, tmp_path):
-    run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=1", "translate.lowres_weight=5",
-                                                       "translate.lowres_factor=2", "translate.lowres_pool=max"],
-                         runs_dir=tmp_path)
+    run = ganforge.train(
+        overrides=_cycle(unpaired)
+        + ["train.steps=1", "translate.lowres_weight=5", "translate.lowres_factor=2", "translate.lowres_pool=max"],
+        runs_dir=tmp_path,
+    )
     import json
 
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -146,14 +172,18 @@ def test_cycle_noise_enters_the_cycle_only_and_is_checked(unpaired, tmp_path):
     from safetensors.torch import load_file
 
     def trained(noise: float):
-        run = ganforge.train(overrides=_cycle(unpaired) + ["train.steps=1", f"translate.cycle_noise={noise}"],
-                             runs_dir=tmp_path / str(noise))
+        run = ganforge.train(
+            overrides=_cycle(unpaired) + ["train.steps=1", f"translate.cycle_noise={noise}"],
+            runs_dir=tmp_path / str(noise),
+        )
         c = runs.open_checkpoint(run)
         return {f.name: load_file(str(f)) for f in sorted(c.folder.glob("*.safetensors"))}
 
     a, b = trained(0.0), trained(0.5)
     gen = [n for n in a if n.startswith("generator") and "ema" not in n]
-    assert gen and all(any(not torch.equal(a[n][k], b[n][k]) for k in a[n]) for n in gen)  # the cycle's gradient changed
+    assert gen and all(
+        any(not torch.equal(a[n][k], b[n][k]) for k in a[n]) for n in gen
+    )  # the cycle's gradient changed
     # the discriminators are updated on the translations themselves (no noise): same first step, same weights
     for n in (n for n in a if n.startswith("discriminator")):
         assert all(torch.equal(a[n][k], b[n][k]) for k in a[n]), n

@@ -1,5 +1,6 @@
 """The ``translate`` task's model selection (``translate.select=fid``: checkpoint ``best`` by an unsupervised
 FID of the translations, exact on resume) and the U-Net's ``translate.dropout``."""
+
 import json
 import shutil
 from pathlib import Path
@@ -17,9 +18,20 @@ from ganforge.metrics.compute import fid
 from ganforge.metrics.features import get_feature_space
 from ganforge.tasks.translate.networks import build, build_unet
 
-TINY = ["task=translate", "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
-        "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=8", "train.minutes=null",
-        "translate.width=4", "translate.d_width=4", "translate.blocks=1"]
+TINY = [
+    "task=translate",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=8",
+    "train.minutes=null",
+    "translate.width=4",
+    "translate.d_width=4",
+    "translate.blocks=1",
+]
 
 
 def _folder(root: Path, side: str, n: int, seed: int) -> np.ndarray:
@@ -38,8 +50,15 @@ def unpaired(tmp_path_factory):
 
 
 def _options(root: Path):
-    return TINY + ["translate.method=cyclegan", "data.dataset=unpaired", f"data.root={root}", "translate.select=fid",
-                   "translate.select_every=1", "train.steps=4", "train.keep_checkpoints=5"]
+    return TINY + [
+        "translate.method=cyclegan",
+        "data.dataset=unpaired",
+        f"data.root={root}",
+        "translate.select=fid",
+        "translate.select_every=1",
+        "train.steps=4",
+        "train.keep_checkpoints=5",
+    ]
 
 
 def test_best_checkpoint_is_the_lowest_selection_fid_and_resume_is_exact(unpaired, tmp_path):
@@ -67,8 +86,10 @@ def test_best_checkpoint_is_the_lowest_selection_fid_and_resume_is_exact(unpaire
     resumed = ganforge.train(resume=half)
     rb = runs.open_checkpoint(resumed, "best")
     assert rb.step == step
-    assert runs.load_state(runs.open_checkpoint(resumed).folder)["best"]["value"] == runs.load_state(
-        runs.open_checkpoint(full).folder)["best"]["value"]
+    assert (
+        runs.load_state(runs.open_checkpoint(resumed).folder)["best"]["value"]
+        == runs.load_state(runs.open_checkpoint(full).folder)["best"]["value"]
+    )
     for f in sorted(best.folder.glob("*.safetensors")):
         wa, wb = load_file(str(f)), load_file(str(rb.folder / f.name))
         assert all(torch.equal(wa[k], wb[k]) for k in wa), f.name
@@ -100,9 +121,12 @@ def test_the_tile_side_set_in_training_is_the_default_for_use(tmp_path):
     for i in range(8):  # B/: the same names as A/ (pairs)
         (root / "B").mkdir(exist_ok=True)
         Image.fromarray(np.random.default_rng(10 + i).integers(0, 256, (16, 16), dtype=np.uint8)).save(
-            root / "B" / f"A{i:02d}.png")
-    run = ganforge.train(overrides=TINY + ["data.dataset=paired", f"data.root={root}", "train.steps=1",
-                                           "translate.tile=16"], runs_dir=tmp_path / "runs")
+            root / "B" / f"A{i:02d}.png"
+        )
+    run = ganforge.train(
+        overrides=TINY + ["data.dataset=paired", f"data.root={root}", "train.steps=1", "translate.tile=16"],
+        runs_dir=tmp_path / "runs",
+    )
     h = ganforge.load(run)
     assert h.tile == 16
     x = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (1, 1, 40, 40), dtype=np.uint8))
@@ -110,8 +134,10 @@ def test_the_tile_side_set_in_training_is_the_default_for_use(tmp_path):
     assert torch.equal(default, h.translate(x, tile=16, overlap=4))  # the trained tile, overlap min(32, 16 // 4)
     assert not torch.equal(default, h.translate(x, tile=512))  # instance norm: one pass sees other statistics
     with pytest.raises(ConfigError, match=r"^translate\.tile: expected at least 16 pixels, got 8$"):
-        ganforge.train(overrides=TINY + ["data.dataset=paired", f"data.root={root}", "translate.tile=8"],
-                       runs_dir=tmp_path / "runs")
+        ganforge.train(
+            overrides=TINY + ["data.dataset=paired", f"data.root={root}", "translate.tile=8"],
+            runs_dir=tmp_path / "runs",
+        )
 
 
 @pytest.mark.parametrize("arch", ["resnet", "unet"])

@@ -7,24 +7,34 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.tasks.video.app import write_clips
 from ganforge.cli import main
 from ganforge.config import DataConfig
 from ganforge.data import DATASETS, load_dataset
-from ganforge.tasks.video.data import load_clip_folder, load_clips, moving_mnist, read_clip
 from ganforge.errors import ConfigError, DataError, ModelBuildError
-from ganforge.tasks.video.networks import VideoDiscriminator, VideoGenerator
 from ganforge.tasks import get_task, resolve
+from ganforge.tasks.video.app import write_clips
+from ganforge.tasks.video.data import load_clip_folder, load_clips, moving_mnist, read_clip
+from ganforge.tasks.video.networks import VideoDiscriminator, VideoGenerator
 
-TINY = ["task=video", "data.limit=32", "train.batch_size=8", "train.progress=false", "train.log_every=1",
-        "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=4", "train.minutes=null",
-        *get_task("video").tiny]
+TINY = [
+    "task=video",
+    "data.limit=32",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=4",
+    "train.minutes=null",
+    *get_task("video").tiny,
+]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return ganforge.train(overrides=TINY + ["train.steps=2", "train.tensorboard=true"],
-                          runs_dir=tmp_path_factory.mktemp("runs"))
+    return ganforge.train(
+        overrides=TINY + ["train.steps=2", "train.tensorboard=true"], runs_dir=tmp_path_factory.mktemp("runs")
+    )
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -85,7 +95,9 @@ def test_clip_folder_errors_are_one_line(tmp_path):
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"^data\.dataset: 'cifar10' is not allowed; choose one of: moving-mnist, clips$"):
+    with pytest.raises(
+        ConfigError, match=r"^data\.dataset: 'cifar10' is not allowed; choose one of: moving-mnist, clips$"
+    ):
         resolve(None, ["task=video", "data.dataset=cifar10"])
     with pytest.raises(ConfigError, match=r"^video\.image_frames=5: at most video\.frames=4$"):
         resolve(None, ["task=video", "video.frames=4", "video.image_frames=5"])
@@ -161,14 +173,18 @@ def test_two_renders_are_the_sub_pixel_and_the_whole_pixel_clips():
 
 def test_small_sprites_stay_whole_inside_the_frame():
     torch.manual_seed(0)
-    g = VideoGenerator((1, 24, 28), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", snap=True, sprite=12).eval()
+    g = VideoGenerator(
+        (1, 24, 28), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", snap=True, sprite=12
+    ).eval()
     assert g.sprites(torch.randn(1, 4)).shape == (1, 1, 12, 12)  # drawn at the sprite's size
     with torch.no_grad():
         g.shift.weight.mul_(500)  # shifts pushed to the bounds
         zc, eps = torch.randn(3, 4), torch.randn(3, 7, 2)
         sprite = g.sprites(zc) + 1  # [3, 1, 12, 12], 0 = black
         x = g(zc, eps) + 1  # [3, 7, 1, 24, 28]
-        shift = torch.round(torch.tanh(g.shift(g.motion_codes(eps))) * torch.tensor([8.0, 6.0])).long()  # reach (28-12)//2, (24-12)//2
+        shift = torch.round(
+            torch.tanh(g.shift(g.motion_codes(eps))) * torch.tensor([8.0, 6.0])
+        ).long()  # reach (28-12)//2, (24-12)//2
     assert (shift[..., 0].abs().max().item(), shift[..., 1].abs().max().item()) == (8, 6)  # the bounds are reached ...
     for i in range(3):
         for t in range(7):
@@ -176,9 +192,13 @@ def test_small_sprites_stay_whole_inside_the_frame():
             frame = torch.zeros(1, 24, 28)
             frame[:, 6 + dy : 18 + dy, 8 + dx : 20 + dx] = sprite[i]  # ... and the whole sprite is in every frame
             assert torch.allclose(x[i, t], frame, atol=1e-5)
-    with pytest.raises(ModelBuildError, match=r"^sprite=25: expected 0 \(the frame size\) up to the frame's shorter side 24$"):
+    with pytest.raises(
+        ModelBuildError, match=r"^sprite=25: expected 0 \(the frame size\) up to the frame's shorter side 24$"
+    ):
         VideoGenerator((1, 24, 28), motion="warp", sprite=25)
-    with pytest.raises(ModelBuildError, match=r"^sprite=10: a sprite side must be b \* 2\^k with k >= 2 and 3 <= b <= 16, such as 12$"):
+    with pytest.raises(
+        ModelBuildError, match=r"^sprite=10: a sprite side must be b \* 2\^k with k >= 2 and 3 <= b <= 16, such as 12$"
+    ):
         VideoGenerator((1, 24, 28), motion="warp", sprite=10)
     with pytest.raises(ConfigError, match=r"^video\.sprite_size=8: sprites belong to motion=warp, not motion=free$"):
         resolve(None, ["task=video", "video.motion=free", "video.sprite_size=8"])
@@ -186,7 +206,9 @@ def test_small_sprites_stay_whole_inside_the_frame():
 
 def test_centred_sprites_sit_where_the_motion_code_puts_them():
     torch.manual_seed(0)
-    g = VideoGenerator((1, 16, 16), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", centre=True).eval()
+    g = VideoGenerator(
+        (1, 16, 16), content_dim=4, motion_dim=2, hidden_dim=4, width=4, motion="warp", centre=True
+    ).eval()
     with torch.no_grad():
         g.shift.weight.zero_()
         g.shift.bias.zero_()  # no shift: every sprite's centre of mass moves to the canvas centre
@@ -194,7 +216,9 @@ def test_centred_sprites_sit_where_the_motion_code_puts_them():
     mass = x.sum((2, 3, 4))
     cy = (x.sum((2, 4)) * torch.arange(16.0)).sum(2) / mass
     cx = (x.sum((2, 3)) * torch.arange(16.0)).sum(2) / mass
-    assert torch.allclose(cy, torch.full_like(cy, 7.5), atol=0.75) and torch.allclose(cx, torch.full_like(cx, 7.5), atol=0.75)
+    assert torch.allclose(cy, torch.full_like(cy, 7.5), atol=0.75) and torch.allclose(
+        cx, torch.full_like(cx, 7.5), atol=0.75
+    )
 
 
 def test_video_discriminator_names_a_wrong_length():
@@ -227,7 +251,9 @@ def test_sample_cli_writes_gif_mp4_npz_and_folders(run, tmp_path, capsys):
     for name in ("c.npz", "c.gif", "c.mp4", "c.png", "folder"):
         assert main(["sample", str(run), "--n", "3", "--seed", "5", "--out", str(tmp_path / name)]) == 0
     z = np.load(tmp_path / "c.npz")["arr_0"]
-    assert z.shape == (3, 4, 16, 16, 1) and z.dtype == np.uint8 and np.array_equal(z, ref.permute(0, 1, 3, 4, 2).numpy())
+    assert (
+        z.shape == (3, 4, 16, 16, 1) and z.dtype == np.uint8 and np.array_equal(z, ref.permute(0, 1, 3, 4, 2).numpy())
+    )
     assert len(read_clip(tmp_path / "c.gif")) == 4
     import av
 
@@ -239,6 +265,9 @@ def test_sample_cli_writes_gif_mp4_npz_and_folders(run, tmp_path, capsys):
 
 def test_sample_cli_errors_for_a_video_run(run, tmp_path, capsys):
     assert main(["sample", str(run), "--out", str(tmp_path / "x.jpg")]) == 2
-    assert "expected a .gif or .mp4 file (animated grid), a .npz file, a .png file (strip), or a folder" in capsys.readouterr().err
+    assert (
+        "expected a .gif or .mp4 file (animated grid), a .npz file, a .png file (strip), or a folder"
+        in capsys.readouterr().err
+    )
     assert main(["sample", str(run), "--class", "3", "--out", str(tmp_path / "x.gif")]) == 2
     assert "unconditional" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """The watchdog's rules on synthetic signals (the training-level tests are in test_stability.py)."""
+
 import math
 
-from ganforge.training.watchdog import WatchdogConfig
-from ganforge.training.watchdog import Watchdog
+from ganforge.training.watchdog import Watchdog, WatchdogConfig
 
 
 def feed(w, steps, **stats):

@@ -1,5 +1,6 @@
 """The watermark task (tasks/watermark.py), its attack layer (training/attacks.py), the app
 (apps/watermark.py: message coding, detection statistics, files, folders) and the CLI verb."""
+
 import itertools
 import json
 import math
@@ -11,16 +12,26 @@ import torch
 from PIL import Image
 
 import ganforge
-from ganforge.tasks.watermark import app as wm
 from ganforge.errors import ImageError, RunError, WatermarkError
 from ganforge.tasks import get_task
+from ganforge.tasks.watermark import app as wm
+from ganforge.tasks.watermark import attacks as A
 from ganforge.tasks.watermark.handle import WatermarkHandle
 from ganforge.tasks.watermark.networks import normalise, psnr_of, target_rms
-from ganforge.tasks.watermark import attacks as A
 
-TINY = ["task=watermark", "data.limit=32", "train.batch_size=8", "train.progress=false", "train.tensorboard=false",
-        "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2", "train.sample_count=4",
-        "train.minutes=null", *get_task("watermark").tiny]
+TINY = [
+    "task=watermark",
+    "data.limit=32",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.log_every=1",
+    "train.sample_every=2",
+    "train.checkpoint_every=2",
+    "train.sample_count=4",
+    "train.minutes=null",
+    *get_task("watermark").tiny,
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +43,9 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run32(tmp_path_factory):
     """A 32-bit watermark run of one step (for the message capacity and the CLI)."""
-    return ganforge.train(overrides=TINY + ["watermark.bits=32", "train.steps=1"],
-                          runs_dir=tmp_path_factory.mktemp("wmruns32"))
+    return ganforge.train(
+        overrides=TINY + ["watermark.bits=32", "train.steps=1"], runs_dir=tmp_path_factory.mktemp("wmruns32")
+    )
 
 
 # ---- message coding and statistics -------------------------------------------------------------------
@@ -59,7 +71,9 @@ def test_messages_text_hex_and_capacity():
     assert code.parse("0x6766") == b"gf" and code.parse("a") == b"a\0"
     assert np.array_equal(code.encode("0x6766"), code.encode("gf"))
     assert not np.array_equal(code.encode(b"\0\0"), np.zeros(32))  # the mask: zeros are not a blank pattern
-    with pytest.raises(WatermarkError, match=r"^message 'abc' is 3 bytes, more than this model's capacity of 2 bytes \(32 bits"):
+    with pytest.raises(
+        WatermarkError, match=r"^message 'abc' is 3 bytes, more than this model's capacity of 2 bytes \(32 bits"
+    ):
         code.parse("abc")
     with pytest.raises(WatermarkError, match=r"message '0xzz': not valid hex"):
         code.parse("0xzz")
@@ -95,7 +109,9 @@ def test_soft_p_value_bounds_the_exact_tail_and_equals_the_binomial_on_hard_logi
         expected = rng.integers(0, 2, n)
         exact, got = _rademacher_tail(z, expected), wm.soft_p_value(z, expected)
         assert exact <= got + 1e-12  # never claims more than it has ...
-        assert got <= _rademacher_tail(z, expected, slack=2 * n / wm.SOFT_STEPS) + 1e-12  # ... and no more than the rounding
+        assert (
+            got <= _rademacher_tail(z, expected, slack=2 * n / wm.SOFT_STEPS) + 1e-12
+        )  # ... and no more than the rounding
     # logits all of size 1 are the binomial count: the same p-value for any number of matches
     for n in (8, 32):
         expected = rng.integers(0, 2, n)
@@ -125,7 +141,11 @@ def test_attacks_shapes_values_and_gradients():
     assert torch.allclose(A.brightness(torch.zeros(1, 1, 4, 4), 1.2), torch.full((1, 1, 4, 4), 0.2))
     # the real codec: a JPEG at quality 100 of a smooth image is close, at quality 10 far; straight-through gradient
     smooth = A.blur(torch.rand(1, 1, 64, 64) * 2 - 1, 3.0)
-    assert (A.jpeg(smooth, 100) - smooth).abs().mean() < 0.01 < (A.jpeg(torch.rand(1, 1, 64, 64), 10) - torch.rand(1, 1, 64, 64)).abs().mean()
+    assert (
+        (A.jpeg(smooth, 100) - smooth).abs().mean()
+        < 0.01
+        < (A.jpeg(torch.rand(1, 1, 64, 64), 10) - torch.rand(1, 1, 64, 64)).abs().mean()
+    )
     A.jpeg(x, 50).sum().backward()
     assert torch.equal(x.grad, torch.ones_like(x))
     # the differentiable approximation is near the real codec, and has a gradient of its own
@@ -151,7 +171,14 @@ def test_reframe_puts_a_centred_crop_back_where_it_was():
         # outside the window: the window's edge pixels repeated; inside: the content of x where it was
         assert torch.equal(y[:, :, :a], y[:, :, a : a + 1].expand(-1, -1, a, 96))
         assert torch.equal(y[:, :, :, :a], y[:, :, :, a : a + 1].expand(-1, -1, 96, a))
-        err = (y[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3] - x[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3]).abs().mean()
+        err = (
+            (
+                y[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3]
+                - x[:, :, a + 3 : a + inner - 3, a + 3 : a + inner - 3]
+            )
+            .abs()
+            .mean()
+        )
         assert err < 0.02 and err < 0.2 * (back - x).abs().mean(), (cut, float(err))
 
 
@@ -180,7 +207,9 @@ def test_best_reading_takes_a_crop_only_when_it_is_margin_times_more_confident(t
     with pytest.raises(ganforge.errors.ConfigError, match="watermark.crop_margin=0.9: expected a ratio of at least 1"):
         ganforge.train(overrides=TINY + ["train.steps=1", "watermark.crop_margin=0.9"], runs_dir="/nonexistent")
     # a model trained with a margin reads with it: with an unreachable one, extract reports the direct reading
-    never = ganforge.load(ganforge.train(overrides=TINY + ["train.steps=1", "watermark.crop_margin=1e9"], runs_dir=tmp_path))
+    never = ganforge.load(
+        ganforge.train(overrides=TINY + ["train.steps=1", "watermark.crop_margin=1e9"], runs_dir=tmp_path)
+    )
     assert never.crop_margin == 1e9
     img = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     assert wm.extract(never, img)["bits"] == "".join("1" if v > 0 else "0" for v in wm.read_all(never, img)[0])
@@ -202,7 +231,9 @@ def test_tiny_run_loads_as_a_watermark_handle(tiny_run):
     out = h.embed(imgs, torch.tensor([1, 0, 1, 1, 0, 0, 1, 0]))
     assert out.shape == imgs.shape and out.dtype == torch.uint8
     d = out.float() - imgs.float()
-    assert torch.equal(d[:, 0], d[:, 1]) or (out == 0).any() or (out == 255).any()  # luma only: equal in R, G, B unless clipped
+    assert (
+        torch.equal(d[:, 0], d[:, 1]) or (out == 0).any() or (out == 255).any()
+    )  # luma only: equal in R, G, B unless clipped
     assert h.logits(out).shape == (2, 8)
 
 
@@ -249,7 +280,9 @@ def test_strength_scales_the_residual(tiny_run):
 
 
 def test_bad_inputs_get_one_line_errors(tiny_run, run32, tmp_path):
-    with pytest.raises(WatermarkError, match=r"image the ndarray is 12x40: too small to carry a watermark; images need at least 16"):
+    with pytest.raises(
+        WatermarkError, match=r"image the ndarray is 12x40: too small to carry a watermark; images need at least 16"
+    ):
         wm.embed(tiny_run, np.zeros((40, 12), np.uint8), "a")
     with pytest.raises(WatermarkError, match="capacity of 2 bytes"):
         wm.embed(run32, np.zeros((40, 40), np.uint8), "toolong")
@@ -296,7 +329,21 @@ def test_cli_embed_detect_extract_single_and_folder(run32, tmp_path, capsys):
     src.mkdir()
     Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(src / "a.png")
     Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8)).save(src / "b.png")
-    assert cli("watermark", "embed", "--model", run32, "--image", src / "a.png", "--message", "0x6766", "--out", tmp_path / "o.png") == 0
+    assert (
+        cli(
+            "watermark",
+            "embed",
+            "--model",
+            run32,
+            "--image",
+            src / "a.png",
+            "--message",
+            "0x6766",
+            "--out",
+            tmp_path / "o.png",
+        )
+        == 0
+    )
     marked = np.asarray(Image.open(tmp_path / "o.png"))
     assert marked.shape == (40, 50, 3)
     capsys.readouterr()
@@ -307,7 +354,9 @@ def test_cli_embed_detect_extract_single_and_folder(run32, tmp_path, capsys):
     assert cli("watermark", "detect", "--model", run32, "--image", tmp_path / "o.png", "--key", "gf", "--json") == 0
     det = json.loads(capsys.readouterr().out)
     ref = wm.detect(run32, marked, "gf")
-    assert det["matches"] == ref["matches"] and det["p_value"] == pytest.approx(ref["p_value"]) and det["threshold"] == 30
+    assert (
+        det["matches"] == ref["matches"] and det["p_value"] == pytest.approx(ref["p_value"]) and det["threshold"] == 30
+    )
     key = wm.message_code(32).encode("gf")
     readings = wm.read_all(run32, marked)  # [4, 32]
     soft = min(wm.soft_p_value(z, key) for z in readings)
@@ -315,19 +364,39 @@ def test_cli_embed_detect_extract_single_and_folder(run32, tmp_path, capsys):
     assert det["test"] == "combined"  # the best of 4 readings x 2 statistics, Bonferroni
     assert ref["p_value"] == pytest.approx(min(1.0, 8 * min(soft, wm.p_value(count, 32))))
     assert wm.detect(run32, marked, "gf", test="soft")["p_value"] == pytest.approx(min(1.0, 4 * soft))
-    assert cli("watermark", "detect", "--model", run32, "--image", tmp_path / "o.png", "--key", "gf", "--test", "binomial") == 0
+    assert (
+        cli("watermark", "detect", "--model", run32, "--image", tmp_path / "o.png", "--key", "gf", "--test", "binomial")
+        == 0
+    )
     line = capsys.readouterr().out.strip()
     binom = wm.detect(run32, marked, "gf", test="binomial")
     assert binom["p_value"] == pytest.approx(min(1.0, 4 * wm.p_value(binom["matches"], 32)))
-    assert line.endswith(f"{binom['matches']}/32 bits match the key, p-value {binom['p_value']:.3g} "
-                         "(binomial test: needs 30; FPR 1e-06)")
-    assert cli("watermark", "embed", "--model", run32, "--image", src, "--message", "gf", "--out", tmp_path / "out") == 0
+    assert line.endswith(
+        f"{binom['matches']}/32 bits match the key, p-value {binom['p_value']:.3g} (binomial test: needs 30; FPR 1e-06)"
+    )
+    assert (
+        cli("watermark", "embed", "--model", run32, "--image", src, "--message", "gf", "--out", tmp_path / "out") == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     capsys.readouterr()
     assert cli("watermark", "detect", "--model", run32, "--image", tmp_path / "out", "--key", "gf", "--json") == 0
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert [Path(d["image"]).name for d in lines] == ["a.png", "b.png"] and all(len(d["bits"]) == 32 for d in lines)
-    assert cli("watermark", "embed", "--model", run32, "--image", src / "a.png", "--message", "abc", "--out", tmp_path / "x.png") == 2
+    assert (
+        cli(
+            "watermark",
+            "embed",
+            "--model",
+            run32,
+            "--image",
+            src / "a.png",
+            "--message",
+            "abc",
+            "--out",
+            tmp_path / "x.png",
+        )
+        == 2
+    )
     assert "error: message 'abc' is 3 bytes, more than this model's capacity" in capsys.readouterr().err
 
 
@@ -337,7 +406,9 @@ def test_sample_watermark_marks_every_image(tiny_run, tmp_path, capsys):
     gan = tmp_path / "gan"
     shutil.copytree(Path(__file__).parent / "fixtures" / "v0-gan-run", gan)  # a 28x28 MNIST GAN run
     assert cli("sample", gan, "--n", 4, "--out", tmp_path / "plain.npz") == 0
-    assert cli("sample", gan, "--n", 4, "--out", tmp_path / "marked.npz", "--watermark", tiny_run, "--message", "a") == 0
+    assert (
+        cli("sample", gan, "--n", 4, "--out", tmp_path / "marked.npz", "--watermark", tiny_run, "--message", "a") == 0
+    )
     plain = torch.from_numpy(np.load(tmp_path / "plain.npz")["arr_0"]).permute(0, 3, 1, 2)
     marked = torch.from_numpy(np.load(tmp_path / "marked.npz")["arr_0"]).permute(0, 3, 1, 2)
     assert torch.equal(marked, wm.mark_batch(tiny_run, plain, "a"))
@@ -351,9 +422,20 @@ def test_sample_watermark_marks_every_image(tiny_run, tmp_path, capsys):
 def test_learning_rates_decay_linearly_over_the_steps_given(tmp_path):
     from ganforge import runs
 
-    run = ganforge.train(overrides=TINY + ["train.steps=3", "watermark.lr_decay_start=1", "watermark.lr_decay_steps=4",
-                                           "g_optim.lr=0.004", "d_optim.lr=0.002"], runs_dir=tmp_path)
-    state = runs.load_state(runs.find_checkpoint(run, "last"))  # the rates set for the last step (step 2): 3/4 of the base
+    run = ganforge.train(
+        overrides=TINY
+        + [
+            "train.steps=3",
+            "watermark.lr_decay_start=1",
+            "watermark.lr_decay_steps=4",
+            "g_optim.lr=0.004",
+            "d_optim.lr=0.002",
+        ],
+        runs_dir=tmp_path,
+    )
+    state = runs.load_state(
+        runs.find_checkpoint(run, "last")
+    )  # the rates set for the last step (step 2): 3/4 of the base
     assert math.isclose(state["opt_g"]["param_groups"][0]["lr"], 0.003)
     assert math.isclose(state["opt_d"]["param_groups"][0]["lr"], 0.0015)
 
@@ -364,8 +446,11 @@ def test_dead_leaves_script_writes_the_same_varied_images_for_a_seed(tmp_path):
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "make_dead_leaves.py"
     for out in ("a", "b"):
-        subprocess.run([sys.executable, str(script), str(tmp_path / out), "--count", "3", "--size", "48"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / out), "--count", "3", "--size", "48"],
+            check=True,
+            capture_output=True,
+        )
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["leaves_00000.png", "leaves_00001.png", "leaves_00002.png"]
     imgs = [np.asarray(Image.open(tmp_path / "a" / n)) for n in names]
@@ -374,5 +459,7 @@ def test_dead_leaves_script_writes_the_same_varied_images_for_a_seed(tmp_path):
         assert np.array_equal(a, np.asarray(Image.open(tmp_path / "b" / n)))  # seeded: the same files again
         assert a.std() > 10  # discs of different shades, not a flat image
     assert not np.array_equal(imgs[0], imgs[1])
-    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "c"), "--size", "8"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "c"), "--size", "8"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "expected --count >= 1 and --size >= 16" in bad.stderr

@@ -6,6 +6,7 @@ Needs the ``web`` extra, the pip ``playwright`` package and Chromium (``apt-get 
 path can be set with ``GANFORGE_CHROMIUM``). Where they are missing the tests are skipped with the
 reason, except in CI (``CI`` set), where that is a failure.
 """
+
 import base64
 import http.client
 import io
@@ -41,22 +42,35 @@ import ganforge  # noqa: E402
 from ganforge import cli  # noqa: E402
 from ganforge.web.server import BackgroundServer, create_app  # noqa: E402
 
-
 # ---- the runs the app shows ----------------------------------------------------------------------------
 
 
 def tiny(task: str):
     from ganforge.tasks import get_task
 
-    return [f"task={task}", "data.limit=32", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
-            "train.log_every=1", "train.sample_every=1000", "train.checkpoint_every=1000", "train.sample_count=8",
-            "train.minutes=null", "train.steps=1", *get_task(task).tiny]
+    return [
+        f"task={task}",
+        "data.limit=32",
+        "train.batch_size=16",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.log_every=1",
+        "train.sample_every=1000",
+        "train.checkpoint_every=1000",
+        "train.sample_count=8",
+        "train.minutes=null",
+        "train.steps=1",
+        *get_task(task).tiny,
+    ]
 
 
 def snapshot(root: Path, skip=()):
     """Every file under ``root`` with its size and modification time (folders named in ``skip`` left out)."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] not in skip}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] not in skip
+    }
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +83,17 @@ def web_runs(tmp_path_factory):
     shutil.copytree(FIXTURES / "v0-inpaint-run", root / "00001-inpaint")
     mp = pytest.MonkeyPatch()
     for mod in ("ganforge.training.monitor", "ganforge.tasks.superres.trainer", "ganforge.tasks.translate.trainer"):
-        mp.setattr(f"{mod}.save_figure", lambda fig, path: __import__("matplotlib.pyplot").pyplot.close(fig),
-                   raising=False)  # wherever the curves are drawn from
+        mp.setattr(
+            f"{mod}.save_figure", lambda fig, path: __import__("matplotlib.pyplot").pyplot.close(fig), raising=False
+        )  # wherever the curves are drawn from
     try:
-        for task, name in (("superres", "00002-superres"), ("translate", "00003-translate"),
-                           ("video", "00004-video"), ("watermark", "00006-watermark"), ("gan", "00010-uncond")):
+        for task, name in (
+            ("superres", "00002-superres"),
+            ("translate", "00003-translate"),
+            ("video", "00004-video"),
+            ("watermark", "00006-watermark"),
+            ("gan", "00010-uncond"),
+        ):
             extra = ["model.conditional=false"] if task == "gan" else []
             run = ganforge.train(overrides=tiny(task) + extra, runs_dir=root / "trained")
             shutil.move(str(run), str(root / name))
@@ -125,6 +145,7 @@ def shots(tmp_path_factory):
     def shoot(page, name):
         page.screenshot(path=str(folder / f"web_{name}.png"), full_page=True)
         return folder / f"web_{name}.png"
+
     return shoot
 
 
@@ -174,7 +195,9 @@ def digit(path: Path, size=(28, 28), mode="L") -> Path:
     im = Image.new(mode, size, 0)
     d = ImageDraw.Draw(im)
     w, h = size
-    d.line([(0.25 * w, 0.2 * h), (0.75 * w, 0.2 * h), (0.4 * w, 0.85 * h)], fill=(255,) * len(mode), width=max(1, w // 9))
+    d.line(
+        [(0.25 * w, 0.2 * h), (0.75 * w, 0.2 * h), (0.4 * w, 0.85 * h)], fill=(255,) * len(mode), width=max(1, w // 9)
+    )
     im.save(path)
     return path
 
@@ -189,9 +212,15 @@ def test_runs_page_shows_every_run_and_refreshes_live(page, web_runs, shots):
     (live / "config.yaml").write_text((live / "config.yaml").read_text().replace("  steps: 4\n", "  steps: 100\n"))
     page.goto(page.base + "/")
     page.wait_for_selector(".run[data-run='live']")
-    for name, task in [("00000-gan", "gan"), ("00001-inpaint", "inpaint"), ("00002-superres", "superres"),
-                       ("00003-translate", "translate"), ("00004-video", "video"), ("00006-watermark", "watermark"),
-                       ("00007-future", "hologram")]:
+    for name, task in [
+        ("00000-gan", "gan"),
+        ("00001-inpaint", "inpaint"),
+        ("00002-superres", "superres"),
+        ("00003-translate", "translate"),
+        ("00004-video", "video"),
+        ("00006-watermark", "watermark"),
+        ("00007-future", "hologram"),
+    ]:
         card = page.locator(f".run[data-run='{name}']")
         assert card.get_attribute("data-task") == task
         img = card.locator("img.grid")
@@ -199,13 +228,19 @@ def test_runs_page_shows_every_run_and_refreshes_live(page, web_runs, shots):
         page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
     nested = page.locator(".run[data-run='exp/00008-nested'] img.grid")
     page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=nested.element_handle())
-    assert page.request.get(page.base + "/api/runs/exp/00008-nested/options/generate").json()["options"]["class"][1:] \
-        == [str(i) for i in range(10)]
+    assert page.request.get(page.base + "/api/runs/exp/00008-nested/options/generate").json()["options"]["class"][
+        1:
+    ] == [str(i) for i in range(10)]
     for name in ("00004-video", "00007-future"):  # animated grids first
-        assert page.locator(f".run[data-run='{name}'] img.grid").get_attribute("src").startswith(
-            f"/files/{name}/samples/latest.gif")
-    assert page.locator(".run[data-run='00005-broken'] .error").inner_text().startswith(
-        "error: cannot read '") and "config.yaml" in page.locator(".run[data-run='00005-broken'] .error").inner_text()
+        assert (
+            page.locator(f".run[data-run='{name}'] img.grid")
+            .get_attribute("src")
+            .startswith(f"/files/{name}/samples/latest.gif")
+        )
+    assert (
+        page.locator(".run[data-run='00005-broken'] .error").inner_text().startswith("error: cannot read '")
+        and "config.yaml" in page.locator(".run[data-run='00005-broken'] .error").inner_text()
+    )
     assert page.locator(".run[data-run='00002-superres'] svg.curves").count() >= 2  # losses, and PSNR on its own scale
     card = page.locator(".run[data-run='live']")
     assert card.locator(".badge.live").inner_text() == "training"
@@ -213,8 +248,10 @@ def test_runs_page_shows_every_run_and_refreshes_live(page, web_runs, shots):
     # training goes on: a new record appears without reloading the page
     with open(live / "metrics.jsonl", "a") as f:
         f.write('{"step": 9, "kimg": 0.14, "loss_d": 1.1, "loss_g": 0.9}\n')
-    page.wait_for_function("() => [...document.querySelectorAll(\".run[data-run='live'] td\")]"
-                           ".some(td => td.textContent === '9')", timeout=15_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll(\".run[data-run='live'] td\")].some(td => td.textContent === '9')",
+        timeout=15_000,
+    )
 
 
 def test_generate_page_shows_the_cli_samples_walk_and_downloads(page, web_runs, shots, tmp_path):
@@ -232,7 +269,9 @@ def test_generate_page_shows_the_cli_samples_walk_and_downloads(page, web_runs, 
     submit_and_wait(page)
     assert page.locator(".status .error").count() == 0
     g = ganforge.load_generator(web_runs / "00000-gan")
-    write_samples(g, tmp_path / "cli.png", 6, seed=3, cls="7", truncation=1.5)  # = ganforge sample --class 7 --truncation 1.5
+    write_samples(
+        g, tmp_path / "cli.png", 6, seed=3, cls="7", truncation=1.5
+    )  # = ganforge sample --class 7 --truncation 1.5
     write_samples(g, tmp_path / "cli.npz", 6, seed=3, cls="7", truncation=1.5)
     shown = fetch_image(page, "samples.png")
     assert np.array_equal(shown, np.asarray(Image.open(tmp_path / "cli.png")))
@@ -245,7 +284,10 @@ def test_generate_page_shows_the_cli_samples_walk_and_downloads(page, web_runs, 
             assert not np.array_equal(got["arr_0"], np.load(tmp_path / "other.npz")["arr_0"]), other
     walk = page.locator(".outputs img[data-name='walk.gif']")
     gif = Image.open(io.BytesIO(page.request.get(page.base + walk.get_attribute("src")).body()))
-    assert gif.n_frames == 4 and gif.size == (int(walk.get_attribute("data-width")), int(walk.get_attribute("data-height")))
+    assert gif.n_frames == 4 and gif.size == (
+        int(walk.get_attribute("data-width")),
+        int(walk.get_attribute("data-height")),
+    )
     first = np.asarray(gif.convert("L")).astype(int)
     assert first.shape == shown.shape  # the frames are laid out as the grid
     assert np.abs(first - shown.astype(int)).max() <= 1  # and start at the samples of the seed (slerp at t=0)
@@ -278,7 +320,8 @@ def draw(page, points):
 def mask_png(page) -> np.ndarray:
     data = page.locator(".mask-box").evaluate(
         "async m => { const b = await m.toBlob(); const a = new Uint8Array(await b.arrayBuffer());"
-        " let s = ''; for (const x of a) s += String.fromCharCode(x); return btoa(s); }")
+        " let s = ''; for (const x of a) s += String.fromCharCode(x); return btoa(s); }"
+    )
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("L"))
 
 
@@ -341,8 +384,8 @@ def test_a_bad_upload_shows_the_cli_error_line(page, shots, tmp_path):
 
 
 def test_upscale_page_and_its_channel_error(page, web_runs, shots, tmp_path):
-    from ganforge.tasks.superres.app import upscale_detailed
     from ganforge.errors import UpscaleError
+    from ganforge.tasks.superres.app import upscale_detailed
 
     image = digit(tmp_path / "small.png", size=(9, 7))
     open_page(page, "upscale")
@@ -388,8 +431,13 @@ def test_video_page_shows_the_clips_sample_writes(page, web_runs, shots, tmp_pat
     h = ganforge.load(web_runs / "00004-video")
     sample_writer(h).write_samples(h, tmp_path / "cli.gif", 3, seed=0)  # = ganforge sample RUN --n 3 --out cli.gif
     fetch_image(page, "clips.gif")
-    shown = Image.open(io.BytesIO(page.request.get(page.base + page.locator(
-        ".outputs img[data-name='clips.gif']").get_attribute("src")).body()))
+    shown = Image.open(
+        io.BytesIO(
+            page.request.get(
+                page.base + page.locator(".outputs img[data-name='clips.gif']").get_attribute("src")
+            ).body()
+        )
+    )
     want = Image.open(tmp_path / "cli.gif")
     assert shown.n_frames == want.n_frames and shown.size == want.size  # (Pillow merges identical frames)
     for t in range(want.n_frames):
@@ -417,9 +465,15 @@ def test_watermark_page_embeds_detects_and_extracts(page, web_runs, shots, tmp_p
     assert got.shape == (30, 40) and np.array_equal(got, wm.embed(run, image, "g", strength=2.0))
     back = wm.extract(run, got)
     said = back["text"] if back["text"] is not None else "0x" + back["hex"]
-    assert page.locator(".outputs .about").inner_text().endswith(
-        f"it reads back as {said!r} ({back['corrected']} bit errors corrected)" if back["ok"] else
-        "it does not read back (too many bit errors to correct: a stronger strength may help)")
+    assert (
+        page.locator(".outputs .about")
+        .inner_text()
+        .endswith(
+            f"it reads back as {said!r} ({back['corrected']} bit errors corrected)"
+            if back["ok"]
+            else "it does not read back (too many bit errors to correct: a stronger strength may help)"
+        )
+    )
     shots(page, "watermark")
     marked = tmp_path / "marked.png"
     Image.fromarray(got).save(marked)
@@ -427,13 +481,23 @@ def test_watermark_page_embeds_detects_and_extracts(page, web_runs, shots, tmp_p
     page.select_option("select[name=action]", "detect")
     submit_and_wait(page)
     r = wm.detect(run, marked, "g")
-    assert page.locator(".outputs .about").inner_text().endswith(
-        f"{r['matches']}/8 bits match (p-value {r['p_value']:.3g}; {r['threshold']} matching bits pass on their own "
-        "at a false-positive rate of 1e-06)")
+    assert (
+        page.locator(".outputs .about")
+        .inner_text()
+        .endswith(
+            f"{r['matches']}/8 bits match (p-value {r['p_value']:.3g}; "
+            f"{r['threshold']} matching bits pass on their own "
+            "at a false-positive rate of 1e-06)"
+        )
+    )
     page.select_option("select[name=action]", "extract")
     submit_and_wait(page)
     r = wm.extract(run, marked)
-    assert page.locator(".outputs .about").first.inner_text().startswith(f"message {r['text'] or '0x' + r['hex']!r} (hex {r['hex']})")
+    assert (
+        page.locator(".outputs .about")
+        .first.inner_text()
+        .startswith(f"message {r['text'] or '0x' + r['hex']!r} (hex {r['hex']})")
+    )
     # an image too small to carry a mark: the command line's error line, naming the file
     small = tmp_path / "tiny.png"
     Image.new("L", (10, 12)).save(small)
@@ -464,9 +528,16 @@ def test_files_outside_the_runs_folder_are_refused(server, web_runs, tmp_path_fa
     status, _ = raw_get(server, "/files/00000-gan/samples/latest.png")
     assert status == 200
     rel = os.path.relpath(secret, web_runs)
-    for path in [f"/files/{rel}", "/files/../../../../etc/passwd", "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-                 "/files/..%2f..%2f..%2f..%2fetc%2fpasswd", "/files/00000-gan/..%2f..%2f..%2fetc/passwd",
-                 f"/files/{rel.replace('/', '%2f')}", "/files//etc/passwd", "/files/%2fetc%2fpasswd"]:
+    for path in [
+        f"/files/{rel}",
+        "/files/../../../../etc/passwd",
+        "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/files/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/files/00000-gan/..%2f..%2f..%2fetc/passwd",
+        f"/files/{rel.replace('/', '%2f')}",
+        "/files//etc/passwd",
+        "/files/%2fetc%2fpasswd",
+    ]:
         status, body = raw_get(server, path)
         assert status in (403, 404) and b"root:" not in body and body[:4] != b"\x89PNG", path
     try:
@@ -491,10 +562,17 @@ def test_other_hosts_and_sites_are_refused(server):
     conn.request("GET", "/api/runs", headers={"Host": f"evil.example:{port}"})  # DNS rebinding
     r = conn.getresponse()
     assert r.status == 400 and b"00000-gan" not in r.read()
-    conn.request("POST", "/api/pages/upscale", body=b"run=00002-superres",
-                 headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"})
+    conn.request(
+        "POST",
+        "/api/pages/upscale",
+        body=b"run=00002-superres",
+        headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+    )
     r = conn.getresponse()
-    assert r.status == 403 and r.read() == b'{"error":"error: a form from another site (http://evil.example) is not accepted"}'
+    assert (
+        r.status == 403
+        and r.read() == b'{"error":"error: a form from another site (http://evil.example) is not accepted"}'
+    )
 
 
 def test_upload_limits(web_runs, tmp_path):
@@ -505,18 +583,25 @@ def test_upload_limits(web_runs, tmp_path):
     Image.new("L", (30, 30)).save(big, format="PNG")
     r = client.post("/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("wide.png", big.getvalue())})
     assert r.status_code == 400
-    assert r.json()["error"] == ("error: image 'wide.png' is 30x30 (900 pixels); this server accepts at most 600 pixels "
-                                 "(ganforge serve --max-pixels)")
+    assert r.json()["error"] == (
+        "error: image 'wide.png' is 30x30 (900 pixels); this server accepts at most 600 pixels "
+        "(ganforge serve --max-pixels)"
+    )
     noise = io.BytesIO()
     Image.fromarray(np.random.RandomState(0).randint(0, 256, (60, 80), dtype=np.uint8)).save(noise, format="BMP")
     assert len(noise.getvalue()) < 10 * 2**10 < 2 * len(noise.getvalue())
-    r = client.post("/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("n.bmp", noise.getvalue() * 2)})
-    assert r.status_code == 400 and r.json()["error"] == ("error: image 'n.bmp' is larger than 0.01 MB, the most this server accepts "
-                                                     "(ganforge serve --max-upload-mb)")
+    r = client.post(
+        "/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("n.bmp", noise.getvalue() * 2)}
+    )
+    assert r.status_code == 400 and r.json()["error"] == (
+        "error: image 'n.bmp' is larger than 0.01 MB, the most this server accepts (ganforge serve --max-upload-mb)"
+    )
     r = client.post("/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("n.bmp", b"x" * 2**21)})
     assert r.status_code == 413 and "this server accepts at most" in r.json()["error"]
     r = client.post("/api/pages/upscale", data={"run": "../00002-superres"}, files={"image": ("a.png", big.getvalue())})
-    assert r.status_code == 400 and r.json()["error"].startswith("error: run '../00002-superres' is not a run folder in")
+    assert r.status_code == 400 and r.json()["error"].startswith(
+        "error: run '../00002-superres' is not a run folder in"
+    )
 
 
 def test_serve_command_checks_its_arguments_and_warns_off_localhost(web_runs, monkeypatch, capsys):
@@ -534,9 +619,9 @@ def test_serve_command_checks_its_arguments_and_warns_off_localhost(web_runs, mo
 
 
 def test_truncated_noise_is_seeded_bounded_and_off_by_default(web_runs, tmp_path):
-    from ganforge.tasks.gan.app import truncated_noise
     from ganforge.errors import UsageError
     from ganforge.imaging import to_uint8
+    from ganforge.tasks.gan.app import truncated_noise
 
     g = ganforge.load_generator(web_runs / "00000-gan")
     assert torch.equal(truncated_noise(g, 64, 5), g.noise(64, 5))
@@ -548,8 +633,12 @@ def test_truncated_noise_is_seeded_bounded_and_off_by_default(web_runs, tmp_path
     with pytest.raises(UsageError, match=r"truncation 0: expected a number > 0"):
         truncated_noise(g, 4, 0, 0)
     # ganforge sample --truncation draws the same latents
-    assert cli.main(["sample", str(web_runs / "00000-gan"), "--n", "6", "--truncation", "0.5", "--out",
-                     str(tmp_path / "s.npz")]) == 0
+    assert (
+        cli.main(
+            ["sample", str(web_runs / "00000-gan"), "--n", "6", "--truncation", "0.5", "--out", str(tmp_path / "s.npz")]
+        )
+        == 0
+    )
     want = to_uint8(g.generate(truncated_noise(g, 6, 0, 0.5)))  # the classes in turn, as sample draws them
     assert np.array_equal(np.load(tmp_path / "s.npz")["arr_0"], want.permute(0, 2, 3, 1).numpy())
 
@@ -561,20 +650,34 @@ def test_the_web_app_uses_only_the_api_and_the_apps():
     from tests.test_architecture import import_graph
 
     graph = import_graph()
-    allowed = ("ganforge.web", "ganforge.api", "ganforge.apps", "ganforge.runs", "ganforge.imaging", "ganforge.errors",
-               "ganforge.registry")
+    allowed = (
+        "ganforge.web",
+        "ganforge.api",
+        "ganforge.apps",
+        "ganforge.runs",
+        "ganforge.imaging",
+        "ganforge.errors",
+        "ganforge.registry",
+    )
 
     def is_page(m):
         return m.startswith("ganforge.tasks.") and m.endswith(".web")
 
     web = {m: deps for m, deps in graph.items() if m.startswith("ganforge.web") or is_page(m)}
     assert "ganforge.tasks.gan.web" in web and "ganforge.web.server" in web
+
     def own(m, d):  # a page may use its own task's app functions and options, and the core lists the tasks
         task = m.rsplit(".", 1)[0]
         return d in (task + ".app", task + ".options") if is_page(m) else d == "ganforge.tasks"
 
-    assert {m: sorted(d for d in deps if not d.startswith(allowed) and not own(m, d)) for m, deps in web.items()} \
-        == {m: [] for m in web}
-    users = sorted(m for m, deps in graph.items() if not m.startswith(("ganforge.web", "ganforge.cli")) and not is_page(m)
-                   and any(d.startswith("ganforge.web") for d in deps))
+    assert {m: sorted(d for d in deps if not d.startswith(allowed) and not own(m, d)) for m, deps in web.items()} == {
+        m: [] for m in web
+    }
+    users = sorted(
+        m
+        for m, deps in graph.items()
+        if not m.startswith(("ganforge.web", "ganforge.cli"))
+        and not is_page(m)
+        and any(d.startswith("ganforge.web") for d in deps)
+    )
     assert users == []

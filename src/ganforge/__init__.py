@@ -7,6 +7,7 @@ The API is imported lazily so ``import ganforge`` stays cheap and has no side ef
     g = ganforge.load(run)                     # the run's task handle; for a GAN a GeneratorHandle
     images = g.sample_uint8(16, seed=0)       # uint8 [16, C, H, W]
 """
+
 __version__ = "0.1.0"
 
 _API = {

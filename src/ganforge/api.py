@@ -7,6 +7,7 @@
 
 Everything dispatches through :data:`ganforge.tasks.TASKS` on the config's ``task``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,17 @@ from ganforge.training.transfer import Transfer
 
 ConfigLike = Union[Config, Dict[str, Any], None]
 
-__all__ = ["train", "trainer", "load", "load_generator", "resume_config", "evaluate", "GeneratorHandle", "Handle", "sample_writer"]
+__all__ = [
+    "train",
+    "trainer",
+    "load",
+    "load_generator",
+    "resume_config",
+    "evaluate",
+    "GeneratorHandle",
+    "Handle",
+    "sample_writer",
+]
 
 
 def trainer(
@@ -80,8 +91,17 @@ def train(
     matches by network, name and shape; ``freeze_d=K`` then keeps the discriminator's first K blocks
     fixed (see :mod:`ganforge.training.transfer`).
     """
-    return trainer(config, preset=preset, overrides=overrides, runs_dir=runs_dir, resume=resume,
-                   resume_from=resume_from, data=data, init_from=init_from, freeze_d=freeze_d).run()
+    return trainer(
+        config,
+        preset=preset,
+        overrides=overrides,
+        runs_dir=runs_dir,
+        resume=resume,
+        resume_from=resume_from,
+        data=data,
+        init_from=init_from,
+        freeze_d=freeze_d,
+    ).run()
 
 
 def resume_config(run_dir: Union[str, Path], overrides: Sequence[str] = ()) -> Config:
@@ -107,10 +127,7 @@ def resume_config(run_dir: Union[str, Path], overrides: Sequence[str] = ()) -> C
 
 
 def load(
-    run_dir: Union[str, Path],
-    checkpoint: str = "last",
-    ema: bool = True,
-    device: Union[str, torch.device] = "cpu",
+    run_dir: Union[str, Path], checkpoint: str = "last", ema: bool = True, device: Union[str, torch.device] = "cpu"
 ) -> Handle:
     """The trained network of a run (or of a checkpoint folder) as its task's handle: a
     :class:`GeneratorHandle` for a GAN run, an ``InpainterHandle`` for a completion network, ...
@@ -124,16 +141,15 @@ def load(
 
 
 def load_generator(
-    run_dir: Union[str, Path],
-    checkpoint: str = "last",
-    ema: bool = True,
-    device: Union[str, torch.device] = "cpu",
+    run_dir: Union[str, Path], checkpoint: str = "last", ema: bool = True, device: Union[str, torch.device] = "cpu"
 ) -> GeneratorHandle:
     """:func:`load` for a GAN run, with a clear error for a run of another task."""
     h = load(run_dir, checkpoint=checkpoint, ema=ema, device=device)
     if not isinstance(h, GeneratorHandle):
-        raise RunError(f"'{run_dir}' trained task {h.task!r}, not a GAN: it has no generator to sample from "
-                       f"(use ganforge.load(run) for its {type(h).__name__})")
+        raise RunError(
+            f"'{run_dir}' trained task {h.task!r}, not a GAN: it has no generator to sample from "
+            f"(use ganforge.load(run) for its {type(h).__name__})"
+        )
     return h
 
 
@@ -158,11 +174,14 @@ def sample_writer(handle: Handle):
     """The module that writes ``handle``'s samples for ``ganforge sample``: it has ``SAMPLE_OUTPUTS``,
     ``sample_output_kind(out)`` and ``write_samples(handle, out, n, seed=, cls=, nrow=, truncation=)``.
     A handle names its module in ``sample_app`` (a GAN's images: :mod:`ganforge.tasks.gan.app`; a video
-    run's clips: :mod:`ganforge.tasks.video.app`); handles of tasks that draw no samples have none (:class:`RunError`)."""
+    run's clips: :mod:`ganforge.tasks.video.app`); handles of tasks that draw no samples have none
+    (:class:`RunError`)."""
     import importlib
 
     name = getattr(handle, "sample_app", None)
     if not name:
-        raise RunError(f"'{handle.run_dir or handle.checkpoint_path}' trained task {handle.task!r}: it has no generator "
-                       f"to sample from (use ganforge.load(run) for its {type(handle).__name__})")
+        raise RunError(
+            f"'{handle.run_dir or handle.checkpoint_path}' trained task {handle.task!r}: it has no generator "
+            f"to sample from (use ganforge.load(run) for its {type(handle).__name__})"
+        )
     return importlib.import_module(name)

@@ -7,6 +7,7 @@ step: an unknown key, a wrong type or value, or a section the task does not use 
 This module knows no task (it imports nothing of ganforge but the errors); :func:`ganforge.tasks.resolve`
 puts a task's sections together.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,9 @@ class Section:
 
 @dataclass
 class DataConfig(Section):
-    dataset: str = "mnist-embedded"  # mnist-embedded | mnist | fashion-mnist | cifar10 | folder (ganforge.data.DATASETS)
+    dataset: str = (
+        "mnist-embedded"  # mnist-embedded | mnist | fashion-mnist | cifar10 | folder (ganforge.data.DATASETS)
+    )
     root: Optional[str] = None  # folder of files (mnist/fashion-mnist/cifar10 root, or image folder)
     split: str = "train"  # train | test (file datasets)
     download: bool = False  # download mnist/fashion-mnist/cifar10 with torchvision when missing
@@ -52,7 +55,9 @@ class DataConfig(Section):
     hflip: bool = False  # random horizontal flips of whole batches while training
     skip_bad: bool = False  # skip unreadable image files (and report how many) instead of failing
     limit: Optional[int] = None  # use only the first N images (after sorting)
-    classes: Optional[List[str]] = None  # keep only these classes (indices or names, e.g. [5, 6, 7, 8, 9]); labels renumbered
+    classes: Optional[List[str]] = (
+        None  # keep only these classes (indices or names, e.g. [5, 6, 7, 8, 9]); labels renumbered
+    )
     heldout: int = 0  # keep this many images (a seeded random choice) out of training ...
     part: str = "all"  # ... and use: all | train (without the held-out images) | heldout (only them)
     split_seed: int = 0  # seed of the held-out choice (0 matches the shipped MNIST classifier's split)
@@ -71,7 +76,9 @@ class DataConfig(Section):
             raise ConfigError(f"{key}.root: the 'folder' dataset needs {key}.root=PATH (a folder of images)")
         positive(f"{key}.limit", self.limit, allow_none=True)
         if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
-            raise ConfigError(f"{key}.classes: expected a list of different classes (indices or names), got {self.classes}")
+            raise ConfigError(
+                f"{key}.classes: expected a list of different classes (indices or names), got {self.classes}"
+            )
         nonneg(f"{key}.heldout", self.heldout)
         choice(f"{key}.part", self.part, ["all", "train", "heldout"])
         if self.part != "all" and self.heldout == 0:
@@ -107,7 +114,9 @@ class TrainConfig(Section):
     n_critic: int = 1  # discriminator steps per generator step
     seed: int = 0  # seed of every random stream of the run (init, batches, noise, ...)
     ema_decay: float = 0.999  # EMA of generator weights used for samples (0 = off)
-    ema_warmup: bool = True  # warm-up: the decay at step t is min(ema_decay, (1+t)/(10+t)), so early samples are not stale
+    ema_warmup: bool = (
+        True  # warm-up: the decay at step t is min(ema_decay, (1+t)/(10+t)), so early samples are not stale
+    )
     log_every: int = 50  # steps between metric lines
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints
@@ -115,9 +124,13 @@ class TrainConfig(Section):
     keep_checkpoints: int = 3  # keep the newest K step checkpoints
     sample_count: int = 64  # images in each sample grid (fixed noise)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    amp: bool = False  # bfloat16 autocast: CUDA, or a CPU with native bfloat16 (AVX512-BF16/AMX); else float32 with a message
+    amp: bool = (
+        False  # bfloat16 autocast: CUDA, or a CPU with native bfloat16 (AVX512-BF16/AMX); else float32 with a message
+    )
     compile: bool = False  # torch.compile the networks (falls back with a warning)
-    sync_bn: bool = False  # several CUDA processes (torchrun): SyncBatchNorm; on the CPU running stats are averaged instead
+    sync_bn: bool = (
+        False  # several CUDA processes (torchrun): SyncBatchNorm; on the CPU running stats are averaged instead
+    )
     threads: Optional[int] = None  # torch.set_num_threads; None leaves torch's default
     tensorboard: bool = True  # write TensorBoard events to the run's tb/ folder
     progress: bool = True  # show a progress bar on a terminal
@@ -131,7 +144,14 @@ class TrainConfig(Section):
         positive(f"{key}.n_critic", self.n_critic)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"{key}.ema_decay: expected a value in [0, 1), got {self.ema_decay}")
-        for k in ("log_every", "sample_every", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "sample_count"):
+        for k in (
+            "log_every",
+            "sample_every",
+            "checkpoint_every",
+            "checkpoint_minutes",
+            "keep_checkpoints",
+            "sample_count",
+        ):
             positive(f"{key}.{k}", getattr(self, k))
         positive(f"{key}.threads", self.threads, allow_none=True)
         if not (self.device in ("cpu", "cuda", "auto", "mps") or self.device.startswith("cuda:")):
@@ -160,8 +180,12 @@ class EvalConfig(Section):
 
 
 # the sections every task has, in the order a config file lists them
-SHARED_SECTIONS: Dict[str, type] = {"data": DataConfig, "g_optim": OptimConfig, "d_optim": OptimConfig,
-                                    "train": TrainConfig}
+SHARED_SECTIONS: Dict[str, type] = {
+    "data": DataConfig,
+    "g_optim": OptimConfig,
+    "d_optim": OptimConfig,
+    "train": TrainConfig,
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,8 +212,10 @@ class Config:
             return sections[key]
         if key.startswith("__"):
             raise AttributeError(key)
-        raise AttributeError(f"the {self.__dict__.get('task')!r} task's config has no section {key!r} "
-                             f"(its sections: {', '.join(sections)})")
+        raise AttributeError(
+            f"the {self.__dict__.get('task')!r} task's config has no section {key!r} "
+            f"(its sections: {', '.join(sections)})"
+        )
 
     def sections(self) -> List[str]:
         return list(self._sections)
@@ -222,8 +248,13 @@ class Config:
         return list(TOP_LEVEL) + section_keys({k: type(v) for k, v in self._sections.items()})
 
 
-def build(d: Mapping[str, Any], schema: Mapping[str, type], task: str,
-          drop: Iterable[str] = (), known_elsewhere: Iterable[str] = ()) -> Config:
+def build(
+    d: Mapping[str, Any],
+    schema: Mapping[str, type],
+    task: str,
+    drop: Iterable[str] = (),
+    known_elsewhere: Iterable[str] = (),
+) -> Config:
     """A :class:`Config` of ``task`` from a nested dict, with the sections of ``schema``.
 
     Top-level keys named in ``drop`` that are not in the schema (sections a preset or an older
@@ -238,10 +269,12 @@ def build(d: Mapping[str, Any], schema: Mapping[str, type], task: str,
         if k in TOP_LEVEL or k in schema or k in drop:
             continue
         if k in elsewhere:
-            raise ConfigError(f"config section {k!r} does not apply to task {task!r}; its sections: "
-                              f"{', '.join(schema)}")
-        raise ConfigError(f"unknown config key {k!r}; allowed keys: "
-                          f"{', '.join(list(TOP_LEVEL) + section_keys(schema))}")
+            raise ConfigError(
+                f"config section {k!r} does not apply to task {task!r}; its sections: {', '.join(schema)}"
+            )
+        raise ConfigError(
+            f"unknown config key {k!r}; allowed keys: {', '.join(list(TOP_LEVEL) + section_keys(schema))}"
+        )
     sections = {}
     for key, cls in schema.items():
         raw = d.get(key)

@@ -6,6 +6,7 @@ for a run that cannot go on), so ``except ValueError`` in user code keeps workin
 where each error belongs re-export it (``ganforge.config.ConfigError``, ``ganforge.data.DataError``,
 ...), so either import works.
 """
+
 from __future__ import annotations
 
 

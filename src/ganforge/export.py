@@ -10,6 +10,7 @@ The networks, their example inputs and dynamic dims come from the task's handle
 in eval mode; ONNX uses PyTorch's dynamo exporter and stores the manifest entry in its metadata (key
 ``ganforge``). Needs ``pip install 'ganforge[export]'`` for ONNX. Manifest format: ``docs/export.md``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -60,8 +61,9 @@ def check_format(fmt: Union[str, Sequence[str]]) -> Tuple[str, ...]:
 def _out_folder(out: Union[str, Path]) -> Path:
     p = Path(out).expanduser()
     if p.exists() and not p.is_dir():
-        raise WriteError(f"cannot write the export to '{p}': it is a file; --out is a folder (one file per network "
-                         f"and {MANIFEST})")
+        raise WriteError(
+            f"cannot write the export to '{p}': it is a file; --out is a folder (one file per network and {MANIFEST})"
+        )
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -178,9 +180,17 @@ def _write_onnx(ep, net: ExportNet, path: Path, shapes: Dict[str, list], entry: 
         # optimize=False: onnxscript 0.7's rewriter matches constants with abs_tol=1e-8, so its "x + 0 -> x"
         # rule deleted the "+ 1e-8" of pixel_norm (the completion network then differed by 0.13 on a blank
         # image). ONNX Runtime folds constants itself when it loads the file.
-        program = torch.onnx.export(ep, net.inputs, input_names=list(net.input_names),
-                                    output_names=list(net.output_names), dynamo=True, external_data=False,
-                                    verbose=False, report=False, optimize=False)
+        program = torch.onnx.export(
+            ep,
+            net.inputs,
+            input_names=list(net.input_names),
+            output_names=list(net.output_names),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            report=False,
+            optimize=False,
+        )
     model = program.model_proto
     for value in [*model.graph.input, *model.graph.output]:  # readable dim names for deployers
         if value.name in shapes:
@@ -196,26 +206,33 @@ def _write_onnx(ep, net: ExportNet, path: Path, shapes: Dict[str, list], entry: 
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def export_network(net: ExportNet, fmt: Union[str, Sequence[str]], folder: Union[str, Path],
-                   about: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def export_network(
+    net: ExportNet, fmt: Union[str, Sequence[str]], folder: Union[str, Path], about: Optional[Mapping[str, Any]] = None
+) -> Dict[str, Any]:
     """Export one network into ``folder`` as ``<name>.onnx`` and/or ``<name>.pt2`` (``fmt``: see
     :func:`check_format`; both come from one trace); returns its manifest entry. ``about`` (run, step, ...)
     is stored with each file (ONNX metadata key ``ganforge`` / the ``.pt2``'s extra file ``ganforge.json``)."""
     fmts = check_format(fmt)
     folder = Path(folder)
     if len(net.input_names) != len(net.inputs) or not set(net.spatial) <= set(net.input_names):
-        raise ExportError(f"network {net.name!r}: {len(net.inputs)} example inputs but input names "
-                          f"{list(net.input_names)} (spatial: {list(net.spatial)})")
+        raise ExportError(
+            f"network {net.name!r}: {len(net.inputs)} example inputs but input names "
+            f"{list(net.input_names)} (spatial: {list(net.spatial)})"
+        )
     if any(x.dim() == 0 or x.shape[0] < 2 for x in net.inputs):
-        raise ExportError(f"network {net.name!r}: example inputs need a batch of 2 or more (a batch of 1 would be "
-                          "fixed in the exported graph)")
+        raise ExportError(
+            f"network {net.name!r}: example inputs need a batch of 2 or more (a batch of 1 would be "
+            "fixed in the exported graph)"
+        )
     module = net.module.eval()
     with torch.no_grad():
         outputs = module(*net.inputs)
     outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
     if len(outputs) != len(net.output_names):
-        raise ExportError(f"network {net.name!r} returns {len(outputs)} tensors but names {len(net.output_names)} "
-                          f"outputs ({', '.join(net.output_names)})")
+        raise ExportError(
+            f"network {net.name!r} returns {len(outputs)} tensors but names {len(net.output_names)} "
+            f"outputs ({', '.join(net.output_names)})"
+        )
     hw = None
     for name, x in zip(net.input_names, net.inputs):
         if name in net.spatial:
@@ -227,20 +244,28 @@ def export_network(net: ExportNet, fmt: Union[str, Sequence[str]], folder: Union
         example.update(height=hw[0], width=hw[1])
     for name, shape, y in zip(net.output_names, out_shapes, outputs):
         if resolve_shape(shape, **example) != tuple(y.shape):
-            raise ExportError(f"network {net.name!r}: output {name!r} has shape {tuple(y.shape)}, not the declared "
-                              f"{shape} at {example}")
+            raise ExportError(
+                f"network {net.name!r}: output {name!r} has shape {tuple(y.shape)}, not the declared "
+                f"{shape} at {example}"
+            )
     try:
         ep = torch.export.export(module, tuple(net.inputs), dynamic_shapes=_dynamic_shapes(net), strict=False)
     except Exception as e:  # torch raises many types here; the first line says what could not be traced
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"network {net.name!r} cannot be exported with dynamic batch"
-                          f"{' and height/width' if net.spatial else ''}: {first}") from None
+        raise ExportError(
+            f"network {net.name!r} cannot be exported with dynamic batch"
+            f"{' and height/width' if net.spatial else ''}: {first}"
+        ) from None
     entry: Dict[str, Any] = {
         "files": {f: f"{net.name}{FORMATS[f]}" for f in fmts},
-        "inputs": [{"name": n, "dtype": _dtype(x), "shape": s, "values": net.values.get(n, "")}
-                   for n, x, s in zip(net.input_names, net.inputs, in_shapes)],
-        "outputs": [{"name": n, "dtype": _dtype(y), "shape": s, "values": net.values.get(n, "")}
-                    for n, y, s in zip(net.output_names, outputs, out_shapes)],
+        "inputs": [
+            {"name": n, "dtype": _dtype(x), "shape": s, "values": net.values.get(n, "")}
+            for n, x, s in zip(net.input_names, net.inputs, in_shapes)
+        ],
+        "outputs": [
+            {"name": n, "dtype": _dtype(y), "shape": s, "values": net.values.get(n, "")}
+            for n, y, s in zip(net.output_names, outputs, out_shapes)
+        ],
         "dims": _dim_ranges(ep, net),
         "info": dict(net.info),
     }
@@ -300,8 +325,14 @@ def export_handle(handle: Handle, fmt: Union[str, Sequence[str]], out: Union[str
     return manifest
 
 
-def export_run(run: Union[str, Path], fmt: Union[str, Sequence[str]] = "onnx", out: Union[str, Path] = "export", *,
-               checkpoint: str = "last", ema: bool = True) -> Dict[str, Any]:
+def export_run(
+    run: Union[str, Path],
+    fmt: Union[str, Sequence[str]] = "onnx",
+    out: Union[str, Path] = "export",
+    *,
+    checkpoint: str = "last",
+    ema: bool = True,
+) -> Dict[str, Any]:
     """Export the inference network(s) of a run folder (or checkpoint folder) into the folder ``out``:
     ``<network>.onnx`` / ``.pt2`` and ``manifest.json``. ``checkpoint``: ``last``, ``best``, a step or a
     checkpoint folder; ``ema``: the moving-average weights (what samples show) or the raw ones."""

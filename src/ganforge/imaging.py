@@ -7,6 +7,7 @@ Tensors to pictures (:func:`to_uint8`, :func:`make_grid_uint8`, :func:`completio
 channels. A bad file, image, mask or box raises :class:`~ganforge.errors.ImageError`, an output that
 cannot be written :class:`~ganforge.errors.WriteError`, each one line naming the path.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,9 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
 
 
-def make_grid_uint8(images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2,
-                    pad_value: int = 0) -> np.ndarray:
+def make_grid_uint8(
+    images: torch.Tensor, nrow: Optional[int] = None, padding: int = 2, pad_value: int = 0
+) -> np.ndarray:
     """uint8 [N, C, H, W] -> HxWxC uint8 grid (C = 1 or 3)."""
     n, c, h, w = images.shape
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
@@ -132,8 +134,10 @@ def check_writable(path: Union[str, Path], what: str = "output", folder: bool = 
     the path and the cause."""
     p = Path(path).expanduser()
     if p.exists() and p.is_dir() != folder:
-        raise WriteError(f"cannot write {what} '{p}': it is a {'folder' if p.is_dir() else 'file'}; expected "
-                         f"{'a folder' if folder else 'a file path'}")
+        raise WriteError(
+            f"cannot write {what} '{p}': it is a {'folder' if p.is_dir() else 'file'}; expected "
+            f"{'a folder' if folder else 'a file path'}"
+        )
     where = p if folder and p.is_dir() else p.parent
     while not where.exists() and where != where.parent:  # the folders that do not exist yet are made later
         where = where.parent
@@ -144,7 +148,9 @@ def check_writable(path: Union[str, Path], what: str = "output", folder: bool = 
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise WriteError(f"cannot write {what} '{p}': files cannot be created in '{where}' ({e.strerror or e})") from None
+        raise WriteError(
+            f"cannot write {what} '{p}': files cannot be created in '{where}' ({e.strerror or e})"
+        ) from None
     if p.is_file() and not os.access(p, os.W_OK):
         raise WriteError(f"cannot write {what} '{p}': the file exists and is read-only")
     return p
@@ -251,8 +257,10 @@ def load_image(image: ImageLike) -> Image.Image:
     else:
         raise ImageError(f"image: expected a file path, a PIL image or a uint8 array, got {type(image).__name__}")
     if im.mode not in MODES:
-        raise ImageError(f"image {source_name(image)} has mode {im.mode!r}, which is not supported: convert it to "
-                         f"L, LA, RGB or RGBA first (e.g. Image.open(path).convert('RGB'))")
+        raise ImageError(
+            f"image {source_name(image)} has mode {im.mode!r}, which is not supported: convert it to "
+            f"L, LA, RGB or RGBA first (e.g. Image.open(path).convert('RGB'))"
+        )
     if im.width < 1 or im.height < 1:
         raise ImageError(f"image {source_name(image)} is empty ({im.width}x{im.height})")
     return im
@@ -288,8 +296,10 @@ def load_mask(mask: ImageLike, size: Tuple[int, int]) -> np.ndarray:
         raise ImageError(f"mask: expected a file path, a PIL image or an array, got {type(mask).__name__}")
     h, w = a.shape
     if (w, h) != tuple(size):
-        raise ImageError(f"the mask {source_name(mask)} is {w}x{h} but the image is {size[0]}x{size[1]} "
-                         "(width x height); the mask must have the image's size")
+        raise ImageError(
+            f"the mask {source_name(mask)} is {w}x{h} but the image is {size[0]}x{size[1]} "
+            "(width x height); the mask must have the image's size"
+        )
     return a.astype(bool)
 
 
@@ -315,8 +325,10 @@ def box_mask(box: Union[str, Sequence[int]], size: Tuple[int, int]) -> np.ndarra
     if w < 1 or h < 1:
         raise ImageError(f"box x={x},y={y},w={w},h={h}: width and height must be at least 1")
     if x < 0 or y < 0 or x + w > W or y + h > H:
-        raise ImageError(f"box x={x},y={y},w={w},h={h} is out of bounds of the {W}x{H} image (width x height): "
-                         f"it needs 0 <= x, x + w <= {W}, 0 <= y, y + h <= {H}")
+        raise ImageError(
+            f"box x={x},y={y},w={w},h={h} is out of bounds of the {W}x{H} image (width x height): "
+            f"it needs 0 <= x, x + w <= {W}, 0 <= y, y + h <= {H}"
+        )
     m = np.zeros((H, W), dtype=bool)
     m[y : y + h, x : x + w] = True
     return m
@@ -356,12 +368,16 @@ def match_channels(base: np.ndarray, model_c: int, mode: str, label: str) -> np.
     if model_c == 1 and c == 3:
         if np.array_equal(base[..., 0], base[..., 1]) and np.array_equal(base[..., 0], base[..., 2]):
             return base[..., :1]  # grey stored as RGB: converting is lossless
-        raise ImageError(f"the model works on 1-channel (grayscale) images but the image {label} is a colour "
-                         f"({mode}) image; convert it to grayscale first (PIL: image.convert('L')) or use a model "
-                         "trained on colour images (data.channels=3)")
-    raise ImageError(f"the model works on {model_c}-channel (colour) images but the image {label} is grayscale "
-                     f"({mode}); convert it to RGB first (PIL: image.convert('RGB'); the completion is then in "
-                     "colour) or use a model trained on grayscale images (data.channels=1)")
+        raise ImageError(
+            f"the model works on 1-channel (grayscale) images but the image {label} is a colour "
+            f"({mode}) image; convert it to grayscale first (PIL: image.convert('L')) or use a model "
+            "trained on colour images (data.channels=3)"
+        )
+    raise ImageError(
+        f"the model works on {model_c}-channel (colour) images but the image {label} is grayscale "
+        f"({mode}); convert it to RGB first (PIL: image.convert('RGB'); the completion is then in "
+        "colour) or use a model trained on grayscale images (data.channels=1)"
+    )
 
 
 # ---- the comparison picture ----------------------------------------------------------------------
@@ -373,12 +389,20 @@ def compare_layout(width: int, height: int, panels: int) -> Dict[str, int]:
     ``label`` strip on top."""
     scale = max(1, min(8, math.ceil(128 / max(width, height))))
     gap, label = 4, 14
-    return {"scale": scale, "gap": gap, "label": label, "panel_w": width * scale, "panel_h": height * scale,
-            "width": panels * width * scale + (panels - 1) * gap, "height": height * scale + label}
+    return {
+        "scale": scale,
+        "gap": gap,
+        "label": label,
+        "panel_w": width * scale,
+        "panel_h": height * scale,
+        "width": panels * width * scale + (panels - 1) * gap,
+        "height": height * scale + label,
+    }
 
 
-def compare_image(im: Image.Image, hole: np.ndarray, completed: Image.Image,
-                  original: Optional[Image.Image] = None) -> Image.Image:
+def compare_image(
+    im: Image.Image, hole: np.ndarray, completed: Image.Image, original: Optional[Image.Image] = None
+) -> Image.Image:
     """Masked input (hole in grey) | completion | original (if given), side by side, labelled."""
     from PIL import ImageDraw
 

@@ -8,6 +8,7 @@ returns a scalar to minimise. Written with ``softplus`` so they stay finite wher
 Penalties (gradient penalty, R1) and the weight clipping of the original WGAN are separate and
 applied on their own schedule by the trainer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,9 +85,13 @@ LOSSES.register("lsgan")(GANLoss(d_least_squares, g_least_squares))
 
 
 # --- penalties ---------------------------------------------------------------------------
-def gradient_penalty(d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(
+    d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     """WGAN-GP: E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype, generator=generator)
+    alpha = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype, generator=generator
+    )
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()

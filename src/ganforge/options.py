@@ -1,6 +1,7 @@
 """Options objects of the user-facing functions: one dataclass per function family holds the settings
 (with their defaults), so that signatures stay short. Each function takes ``options=`` and, for the
 calls written before, the same settings as keywords (``**overrides``), applied on top."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ def with_overrides(cls: Type[T], options: Optional[T], overrides: Mapping[str, A
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = [k for k in overrides if k not in names]
     if unknown:
-        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}; "
-                        f"{cls.__name__} options: {', '.join(names)}")
+        raise TypeError(
+            f"{where}() got an unexpected keyword argument {unknown[0]!r}; {cls.__name__} options: {', '.join(names)}"
+        )
     return dataclasses.replace(options, **overrides)  # type: ignore[type-var]

@@ -3,6 +3,7 @@
 CLI choices and config validation read the keys, so a typo fails with the list of
 allowed names instead of a KeyError deep in the code.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Generic, Iterator, Optional, TypeVar
@@ -39,9 +40,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))}"
-            ) from None
+            raise KeyError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))}") from None
 
     def names(self) -> list[str]:
         self._load()

@@ -7,6 +7,7 @@ with one ``<network>.safetensors`` per network of the task, ``config.json`` (eno
 last. A checkpoint is written beside its place and renamed into it, so a crash never leaves a partial
 folder; only folders with ``meta.json`` count. Layout in full: ``docs/architecture.md``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -189,8 +190,10 @@ def save_checkpoint(
         _fsync_file(tmp / "meta.json")
     except (OSError, RuntimeError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise WriteError(f"cannot write checkpoint '{folder}': {write_failure(folder.parent, e)}; the checkpoints "
-                       f"already in '{folder.parent}' are intact") from None
+        raise WriteError(
+            f"cannot write checkpoint '{folder}': {write_failure(folder.parent, e)}; the checkpoints "
+            f"already in '{folder.parent}' are intact"
+        ) from None
     if folder.exists():  # replace: move the old one aside first so the swap is two renames
         old = folder.parent / f".old-{folder.name}-{os.getpid()}"  # a crash between them: see recover()
         os.rename(folder, old)
@@ -215,7 +218,11 @@ def write_failure(where: PathLike, e: BaseException) -> str:
         free = shutil.disk_usage(Path(where) if Path(where).exists() else Path(where).parent).free
     except OSError:
         pass
-    full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or (free is not None and free < LOW_SPACE)
+    full = (
+        getattr(e, "errno", None) == errno.ENOSPC
+        or "No space left" in str(e)
+        or (free is not None and free < LOW_SPACE)
+    )
     if full:
         return f"the disk is full ({(free or 0) / 2**20:.0f} MB free)"
     if isinstance(e, OSError) and e.strerror:
@@ -263,8 +270,13 @@ def recover(run_dir: PathLike) -> List[str]:
     for prefix in (".tmp-", ".old-"):  # the newer copy first
         for p in leftovers:
             m = re.match(rf"^{re.escape(prefix)}(.+)-\d+$", p.name)
-            if m and p.exists() and not STEP_RE.match(m.group(1)) and (p / "meta.json").is_file() \
-                    and not (ck / m.group(1)).exists():
+            if (
+                m
+                and p.exists()
+                and not STEP_RE.match(m.group(1))
+                and (p / "meta.json").is_file()
+                and not (ck / m.group(1)).exists()
+            ):
                 os.rename(p, ck / m.group(1))
                 done.append(f"restored checkpoints/{m.group(1)} from {p.name}")
     for p in leftovers:
@@ -288,6 +300,7 @@ def resume_candidates(run_dir: PathLike) -> List[Path]:
             return int(read_json(p / "meta.json").get("step", -1))
         except RunError:
             return -1
+
     return sorted(found, key=lambda p: (-step(p), p.name.startswith("step-") is False))
 
 
@@ -343,9 +356,11 @@ def load_state(folder: PathLike) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Weights only load failed" in str(e):
-            raise RunError(f"refused to load '{path}': it holds Python objects that could run code when loaded, "
-                           "which ganforge never writes (the file was replaced or tampered with); training state "
-                           "is only read as plain tensors") from None
+            raise RunError(
+                f"refused to load '{path}': it holds Python objects that could run code when loaded, "
+                "which ganforge never writes (the file was replaced or tampered with); training state "
+                "is only read as plain tensors"
+            ) from None
         raise RunError(f"cannot read training state '{path}': {str(e).splitlines()[0]}") from None
     except FileNotFoundError:
         raise RunError(f"checkpoint '{folder}' has no state.pt") from None
@@ -365,12 +380,15 @@ def load_network(net: nn.Module, folder: PathLike, network: str) -> nn.Module:
     where = f"'{weights_path(folder, network)}'"
     if wrong:
         k = wrong[0]
-        raise RunError(f"weights {where} do not match the network its config.json describes: {k} has shape "
-                       f"{list(loaded[k].shape)}, the network expects {list(expected[k].shape)}"
-                       f"{f' ({len(wrong) - 1} more tensors differ)' if len(wrong) > 1 else ''}")
+        raise RunError(
+            f"weights {where} do not match the network its config.json describes: {k} has shape "
+            f"{list(loaded[k].shape)}, the network expects {list(expected[k].shape)}"
+            f"{f' ({len(wrong) - 1} more tensors differ)' if len(wrong) > 1 else ''}"
+        )
     if missing or unexpected:
-        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}") + \
-               (f" ({len(missing) + len(unexpected) - 1} more)" if len(missing) + len(unexpected) > 1 else "")
+        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}") + (
+            f" ({len(missing) + len(unexpected) - 1} more)" if len(missing) + len(unexpected) > 1 else ""
+        )
         raise RunError(f"weights {where} do not match the network its config.json describes: {what}")
     net.load_state_dict(loaded)
     return net

@@ -15,6 +15,7 @@ One module per job:
 ``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` / ``InpaintOptions`` / ``InpaintError`` are imported from
 :mod:`ganforge.tasks.inpaint.app` on first use, so importing this package loads nothing.
 """
+
 from __future__ import annotations
 
 from typing import Any

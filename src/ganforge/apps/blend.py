@@ -1,2 +1,3 @@
 """Stable import path for :mod:`ganforge.tasks.inpaint.blend` (part of the inpaint task)."""
-from ganforge.tasks.inpaint.blend import *  # noqa: F401,F403
+
+from ganforge.tasks.inpaint.blend import *  # noqa: F403

@@ -1,8 +1,9 @@
 """What a run folder holds, as ``ganforge info`` shows it: config, checkpoints, last metrics.
 
-    info = run_info("runs/00003-mnist-dcgan")
-    info["checkpoints"][-1]["step"], info["last_metrics"], info["best"]
+info = run_info("runs/00003-mnist-dcgan")
+info["checkpoints"][-1]["step"], info["last_metrics"], info["best"]
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,2 +1,3 @@
 """Stable import path for :mod:`ganforge.tasks.inpaint.options` (part of the inpaint task)."""
-from ganforge.tasks.inpaint.options import *  # noqa: F401,F403
+
+from ganforge.tasks.inpaint.options import *  # noqa: F403

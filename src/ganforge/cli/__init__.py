@@ -8,6 +8,7 @@ so help and argument errors come at once. Contract for scripts: ``ganforge train
 as the last line of standard output; a :class:`~ganforge.errors.GanforgeError` is one ``error: ...`` line on
 standard error with exit status 2 (``[rank N]`` under torchrun); Ctrl-C or SIGTERM exits with status 130.
 """
+
 from __future__ import annotations
 
 import argparse

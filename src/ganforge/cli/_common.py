@@ -3,6 +3,7 @@
 Adding the options imports nothing heavy (``ganforge --help`` stays torch-free); the checks import
 torch, so verbs call them from ``run``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,20 @@ DEFAULT_THREADS = 1  # small networks run fastest on one thread, and do not coll
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu",
-                        help="cpu (default), cuda, cuda:N, or auto (cuda when available, else cpu)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto (cuda when available, else cpu)"
+    )
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help=f"CPU threads for PyTorch (default: ${THREADS_ENV} when set, else {DEFAULT_THREADS}: "
-                             "ganforge's networks are small, and more threads make them slower on a busy machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"CPU threads for PyTorch (default: ${THREADS_ENV} when set, else {DEFAULT_THREADS}: "
+        "ganforge's networks are small, and more threads make them slower on a busy machine)",
+    )
 
 
 def check_device(device: str) -> str:

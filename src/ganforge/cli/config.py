@@ -4,6 +4,7 @@ the comment that documents it in the source of its section's dataclass; ``--json
 The comments are read from the sections' source (``inspect`` + ``tokenize``): a field's documentation
 is the ``# ...`` comment at the end of its line, so the list cannot drift from the code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,10 @@ from typing import Any, Dict, List
 
 ORDER = 65  # place in `ganforge --help`
 HELP = "list the config keys of a task with their defaults and meaning"
-DESCRIPTION = ("List every key that 'ganforge train' accepts (KEY=VALUE) for a task (default gan), "
-               "with its default value (before a preset changes it) and what it does.")
+DESCRIPTION = (
+    "List every key that 'ganforge train' accepts (KEY=VALUE) for a task (default gan), "
+    "with its default value (before a preset changes it) and what it does."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(keys, indent=2))
         return 0
     print(f"# task {task.name}: {task.summary}" if task.summary else f"# task {task.name}")
-    print("# defaults of the config's dataclasses; a preset changes some of them (ganforge train --dry-run "
-          "shows a resolved config)")
+    print(
+        "# defaults of the config's dataclasses; a preset changes some of them (ganforge train --dry-run "
+        "shows a resolved config)"
+    )
     kw = max(len(k["key"]) for k in keys)
     dw = max(len(_text(k["default"])) for k in keys)
     section = None
@@ -53,19 +58,35 @@ def config_keys(task) -> List[Dict[str, Any]]:
 
     # the keys outside the sections have no dataclass field whose comment could document them
     top = {
-        "name": {"key": "name", "section": None, "default": None, "type": "Optional[str]",
-                 "comment": "the run folder's name after its number (None: <dataset>-<what the task trains>)"},
-        "task": {"key": "task", "section": None, "default": task.name, "type": "str",
-                 "comment": f"what to train: {' | '.join(TASKS.names())}"},
+        "name": {
+            "key": "name",
+            "section": None,
+            "default": None,
+            "type": "Optional[str]",
+            "comment": "the run folder's name after its number (None: <dataset>-<what the task trains>)",
+        },
+        "task": {
+            "key": "task",
+            "section": None,
+            "default": task.name,
+            "type": "str",
+            "comment": f"what to train: {' | '.join(TASKS.names())}",
+        },
     }
     out: List[Dict[str, Any]] = [top[k] for k in TOP_LEVEL]
     for section, cls in task.sections.items():
         comments = field_comments(cls)
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            out.append({"key": f"{section}.{f.name}", "section": section, "default": default,
-                        "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
-                        "comment": comments.get(f.name, "")})
+            out.append(
+                {
+                    "key": f"{section}.{f.name}",
+                    "section": section,
+                    "default": default,
+                    "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                    "comment": comments.get(f.name, ""),
+                }
+            )
     return out
 
 
@@ -83,8 +104,11 @@ def field_comments(cls: type) -> Dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         src = textwrap.dedent(inspect.getsource(klass))
-        by_line = {t.start[0]: t.string.lstrip("#").strip()
-                   for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+        by_line = {
+            t.start[0]: t.string.lstrip("#").strip()
+            for t in tokenize.generate_tokens(io.StringIO(src).readline)
+            if t.type == tokenize.COMMENT
+        }
         body = ast.parse(src).body[0].body  # type: ignore[attr-defined]
         for node in body:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in by_line:

@@ -8,6 +8,7 @@ real-vs-real floor next to each score (:func:`ganforge.api.evaluate`).
 A run's result is also saved in RUN_DIR/eval/. Errors the user can fix raise :class:`EvalError` with
 a one-line message.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,35 +31,68 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", default=None, help="a ganforge run folder (samples its generator)")
-    parser.add_argument("--checkpoint", default="last", help="last | best | a step number | a checkpoint folder (default: last)")
+    parser.add_argument(
+        "--checkpoint", default="last", help="last | best | a step number | a checkpoint folder (default: last)"
+    )
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
-    parser.add_argument("--fake", default=None, metavar="FOLDER|NPZ",
-                        help="generated images: a folder or an .npz (uint8 arr_0 [N,H,W,C]) instead of a run")
-    parser.add_argument("--real", default=None, metavar="FOLDER|NPZ|STATS.npz",
-                        help="real images (folder or .npz) or FID statistics (.npz with mu, sigma)")
-    parser.add_argument("--reference", default=None, metavar="train|test|FOLDER|NPZ",
-                        help="reference for a run: its dataset's train or test split (default: the split it trained on), "
-                             "a folder, an .npz of images or of statistics")
+    parser.add_argument(
+        "--fake",
+        default=None,
+        metavar="FOLDER|NPZ",
+        help="generated images: a folder or an .npz (uint8 arr_0 [N,H,W,C]) instead of a run",
+    )
+    parser.add_argument(
+        "--real",
+        default=None,
+        metavar="FOLDER|NPZ|STATS.npz",
+        help="real images (folder or .npz) or FID statistics (.npz with mu, sigma)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="train|test|FOLDER|NPZ",
+        help="reference for a run: its dataset's train or test split (default: the split it trained on), "
+        "a folder, an .npz of images or of statistics",
+    )
     parser.add_argument("--metrics", default="fid,kid,is,pr", help="comma-separated: fid, kid, is, pr (default: all)")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="images to generate (default 10000); for --fake, use only the first N")
-    parser.add_argument("--features", default="auto",
-                        help="feature space: inception (standard, needs weights) or mnist (shipped classifier); "
-                             "auto (default): mnist for a grayscale run, inception otherwise")
-    parser.add_argument("--inception-weights", default=None, metavar="PATH",
-                        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (else its cache or download)")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="images to generate (default 10000); for --fake, use only the first N"
+    )
+    parser.add_argument(
+        "--features",
+        default="auto",
+        help="feature space: inception (standard, needs weights) or mnist (shipped classifier); "
+        "auto (default): mnist for a grayscale run, inception otherwise",
+    )
+    parser.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth (else its cache or download)",
+    )
     parser.add_argument("--inception-sha256", default=None, metavar="HEX", help="expected SHA-256 of the weights file")
-    parser.add_argument("--floor", action="store_true", default=True,
-                        help="print each metric between two disjoint halves of the real data at the same sample "
-                             "count next to the score (the default)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        default=True,
+        help="print each metric between two disjoint halves of the real data at the same sample "
+        "count next to the score (the default)",
+    )
     parser.add_argument("--no-floor", dest="floor", action="store_false", help="skip the real-vs-real floor")
     parser.add_argument("--seed", type=int, default=0, help="sampling / subset seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="reference-statistics cache (default $GANFORGE_CACHE/refstats or ~/.cache/ganforge/refstats)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="reference-statistics cache (default $GANFORGE_CACHE/refstats or ~/.cache/ganforge/refstats)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="do not read or write cached reference statistics")
-    parser.add_argument("--out", default=None, metavar="PATH",
-                        help="write the JSON result here (a run's result also goes to RUN_DIR/eval/)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="write the JSON result here (a run's result also goes to RUN_DIR/eval/)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write the result into the run folder")
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -69,18 +103,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ganforge eval`` for parsed ``args``; returns the exit code (0), raises EvalError."""
     from ganforge.api import evaluate
-    from ganforge.metrics.evaluation import EvalOptions
     from ganforge.imaging import check_writable
+    from ganforge.metrics.evaluation import EvalOptions
     from ganforge.metrics.features import FEATURES
 
     if args.features not in ("auto", *FEATURES.names()):
-        raise EvalError(f"--features: {args.features!r} is not allowed; choose one of: auto, {', '.join(FEATURES.names())}")
+        raise EvalError(
+            f"--features: {args.features!r} is not allowed; choose one of: auto, {', '.join(FEATURES.names())}"
+        )
     if args.reference is not None and args.real is not None:
         raise EvalError("give either --reference or --real, not both")
     if args.run_dir is not None and args.fake is not None:
         raise EvalError("give either a run folder or --fake, not both")
     if args.run_dir is None and args.fake is None:
-        raise EvalError("nothing to evaluate: give a run folder (ganforge eval RUN_DIR) or --fake FOLDER|NPZ with --real")
+        raise EvalError(
+            "nothing to evaluate: give a run folder (ganforge eval RUN_DIR) or --fake FOLDER|NPZ with --real"
+        )
     if args.fake is not None and args.real is None and args.reference is None:
         raise EvalError("--fake needs --real FOLDER|NPZ|STATS.npz (the real images or their statistics)")
     if args.samples is not None and args.samples < 2:
@@ -103,13 +141,23 @@ def run(args: argparse.Namespace) -> int:
         grey = args.run_dir is not None and fake.img_shape[0] == 1
         args.features = "mnist" if grey else "inception"
         if log:
-            log(f"features: {args.features} ({'grayscale run' if grey else 'colour run or image files'}; "
-                "--features to choose)")
+            log(
+                f"features: {args.features} ({'grayscale run' if grey else 'colour run or image files'}; "
+                "--features to choose)"
+            )
 
     options = EvalOptions(
-        metrics=args.metrics, num_samples=args.samples, features=args.features, seed=args.seed, floor=args.floor,
-        batch_size=args.batch_size, device=device, inception_weights=args.inception_weights,
-        inception_sha256=args.inception_sha256, cache=not args.no_cache, cache_dir=args.cache_dir,
+        metrics=args.metrics,
+        num_samples=args.samples,
+        features=args.features,
+        seed=args.seed,
+        floor=args.floor,
+        batch_size=args.batch_size,
+        device=device,
+        inception_weights=args.inception_weights,
+        inception_sha256=args.inception_sha256,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
     )
     result = evaluate(fake, reference, options=options, out=args.out, log=log)
     saved = []
@@ -183,8 +231,10 @@ def format_result(r: Dict[str, Any]) -> str:
         src += f" (step {p['step']}{', EMA' if p.get('ema') else ''})"
     lines.append(f"generated: {src}")
     lines.append(f"reference: {p['reference']}")
-    lines.append(f"features:  {p['features']} (weights sha256 {str(p['weights_sha256'])[:16]}), "
-                 f"{p['num_fake']} generated vs {p['num_real']} real, seed {p['seed']}")
+    lines.append(
+        f"features:  {p['features']} (weights sha256 {str(p['weights_sha256'])[:16]}), "
+        f"{p['num_fake']} generated vs {p['num_real']} real, seed {p['seed']}"
+    )
     lines.append("")
     floor = r.get("floor")
     head = f"{'metric':<10} {'value':<22}"
@@ -195,7 +245,9 @@ def format_result(r: Dict[str, Any]) -> str:
         row = f"{NAMES.get(rec['metric'], rec['metric']):<10} {_fmt(rec['value'], rec.get('std')):<22}"
         if floor is not None:
             fv = rec.get("floor")
-            row += f" {_fmt(fv)}" + (f" (real, {floor.get('is_num_samples')} images)" if rec["metric"] == "is" and fv is not None else "")
+            row += f" {_fmt(fv)}" + (
+                f" (real, {floor.get('is_num_samples')} images)" if rec["metric"] == "is" and fv is not None else ""
+            )
         lines.append(row)
     for m, why in (r.get("skipped") or {}).items():
         lines.append(f"{m:<10} skipped: {why}")

@@ -1,5 +1,6 @@
 """``ganforge info RUN_DIR [--json]``: a run's config, checkpoints and last metrics
 (:func:`ganforge.apps.info.run_info`), for people or as JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,13 @@ def _lines(info: Dict[str, Any]) -> List[str]:
     for section, values in info["config"].items():  # a task's own sections (inpaint: arch, width, masks ...)
         if section not in shared and isinstance(values, dict):
             lines.append(f"{section:10s} " + " ".join(f"{k}={v}" for k, v in values.items()))
-    lines.append(f"data       {d.get('dataset')} root={d.get('root')} size={d.get('size')} channels={d.get('channels')}")
+    lines.append(
+        f"data       {d.get('dataset')} root={d.get('root')} size={d.get('size')} channels={d.get('channels')}"
+    )
     for c in info["checkpoints"]:
-        lines.append(f"checkpoint step {c['step']:>8}  {c['kimg']:8.1f} kimg  {c['elapsed_s'] / 60:6.1f} min  {c['path']}")
+        lines.append(
+            f"checkpoint step {c['step']:>8}  {c['kimg']:8.1f} kimg  {c['elapsed_s'] / 60:6.1f} min  {c['path']}"
+        )
     if not info["checkpoints"]:
         lines.append("checkpoint none yet")
     if info["best"]:

@@ -1,4 +1,5 @@
 """``ganforge presets``: the shipped presets, one line each (name and first comment line)."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,8 @@
 """``ganforge serve``: the local web app (:mod:`ganforge.web`) over a folder of runs.
 
-    ganforge serve [--runs-dir runs] [--port 7860] [--host 127.0.0.1]
+ganforge serve [--runs-dir runs] [--port 7860] [--host 127.0.0.1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,11 @@ from ganforge.cli._common import add_device, add_threads, check_device, use_thre
 
 ORDER = 90  # place in `ganforge --help`
 HELP = "a local web app: runs, samples, clips, completion, upscaling, translation, watermarks"
-DESCRIPTION = ("Serve a web app on this machine: the runs of a folder (samples, loss curves, metrics, live while "
-               "training) and pages that generate, complete, upscale, translate and watermark images with them. It "
-               "reads the run folders and never writes into them. Needs the web extra: pip install 'ganforge[web]'.")
+DESCRIPTION = (
+    "Serve a web app on this machine: the runs of a folder (samples, loss curves, metrics, live while "
+    "training) and pages that generate, complete, upscale, translate and watermark images with them. It "
+    "reads the run folders and never writes into them. Needs the web extra: pip install 'ganforge[web]'."
+)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -22,12 +25,22 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", metavar="DIR", help="the folder of run folders (default: runs)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only; anything else lets other "
-                             "machines in, with no password)")
-    parser.add_argument("--max-upload-mb", type=float, default=20, metavar="MB", help="largest uploaded file (default 20)")
-    parser.add_argument("--max-pixels", type=int, default=16_000_000, metavar="N",
-                        help="largest uploaded image, width x height (default 16000000)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; anything else lets other "
+        "machines in, with no password)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=20, metavar="MB", help="largest uploaded file (default 20)"
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=16_000_000,
+        metavar="N",
+        help="largest uploaded image, width x height (default 16000000)",
+    )
     add_device(parser)
     add_threads(parser)
 
@@ -37,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     runs_dir = Path(args.runs_dir).expanduser()
     if not runs_dir.is_dir():
-        raise UsageError(f"--runs-dir '{runs_dir}' is not a folder; train a model first ('ganforge train' writes "
-                         "runs/) or pass the folder that holds your runs")
+        raise UsageError(
+            f"--runs-dir '{runs_dir}' is not a folder; train a model first ('ganforge train' writes "
+            "runs/) or pass the folder that holds your runs"
+        )
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected 1..65535")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0:
@@ -46,15 +61,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ganforge.web.server import serve
     except ImportError as e:
-        raise UsageError(f"the web app needs the web extra ({e.name} is missing): pip install 'ganforge[web]'") from None
+        raise UsageError(
+            f"the web app needs the web extra ({e.name} is missing): pip install 'ganforge[web]'"
+        ) from None
     device = check_device(args.device)
     use_threads(args.threads)
     if args.host not in LOCAL_HOSTS:
-        print(f"warning: listening on {args.host}: other machines can reach this app and use its models and "
-              "run folders, with no password; use the default --host 127.0.0.1 unless you mean it", file=sys.stderr)
+        print(
+            f"warning: listening on {args.host}: other machines can reach this app and use its models and "
+            "run folders, with no password; use the default --host 127.0.0.1 unless you mean it",
+            file=sys.stderr,
+        )
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"ganforge web app for {runs_dir.resolve()} at http://{host}:{args.port}  (Ctrl-C stops it)",
-          file=sys.stderr, flush=True)
-    serve(runs_dir, host=args.host, port=args.port, device=device, max_upload_mb=args.max_upload_mb,
-          max_pixels=args.max_pixels)
+    print(
+        f"ganforge web app for {runs_dir.resolve()} at http://{host}:{args.port}  (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    serve(
+        runs_dir,
+        host=args.host,
+        port=args.port,
+        device=device,
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+    )
     return 0

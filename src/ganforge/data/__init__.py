@@ -5,6 +5,7 @@
 (with ``crop`` and ``resize``) once, so training never resizes, then ``heldout``/``part``.
 Importing this package loads no data.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,9 @@ def select_classes(data: ImageData, classes: Sequence[str]) -> ImageData:
     import torch
 
     if data.labels is None:
-        raise DataError(f"data.classes: {data.name!r} has no class labels (an image folder needs one subfolder per class)")
+        raise DataError(
+            f"data.classes: {data.name!r} has no class labels (an image folder needs one subfolder per class)"
+        )
     names = data.class_names
     keep = []
     for c in classes:
@@ -64,14 +67,22 @@ def select_classes(data: ImageData, classes: Sequence[str]) -> ImageData:
         elif c.isdigit() and int(c) < len(names):
             keep.append(int(c))
         else:
-            raise DataError(f"data.classes: unknown class {c!r}; {data.name!r} has the classes "
-                            f"{', '.join(f'{i} ({n})' if n != str(i) else n for i, n in enumerate(names))}")
+            raise DataError(
+                f"data.classes: unknown class {c!r}; {data.name!r} has the classes "
+                f"{', '.join(f'{i} ({n})' if n != str(i) else n for i, n in enumerate(names))}"
+            )
     keep = sorted(set(keep))
     new_label = torch.full((len(names),), -1, dtype=torch.int64)
     new_label[keep] = torch.arange(len(keep))
     mask = new_label[data.labels] >= 0
-    return ImageData(data.images[mask].contiguous(), new_label[data.labels[mask]], [names[i] for i in keep],
-                     data.name, data.source, data.skipped)
+    return ImageData(
+        data.images[mask].contiguous(),
+        new_label[data.labels[mask]],
+        [names[i] for i in keep],
+        data.name,
+        data.source,
+        data.skipped,
+    )
 
 
 def heldout_split(n: int, heldout: int, seed: int):

@@ -1,4 +1,5 @@
 """Types shared by the dataset loaders: :class:`ImageData` and :class:`DataError`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +8,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-
-from ganforge.errors import DataError  # noqa: F401  (re-exported)
+from ganforge.errors import DataError
 
 
 @dataclass
@@ -30,15 +30,12 @@ class ImageData:
         x = self.images
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(
-                f"ImageData.images: expected uint8 [N, C, H, W] with C in (1, 3), "
-                f"got {x.dtype} {tuple(x.shape)}"
+                f"ImageData.images: expected uint8 [N, C, H, W] with C in (1, 3), got {x.dtype} {tuple(x.shape)}"
             )
         if self.labels is not None:
             y = self.labels
             if y.dtype != torch.int64 or y.dim() != 1 or y.shape[0] != x.shape[0]:
-                raise ValueError(
-                    f"ImageData.labels: expected int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}"
-                )
+                raise ValueError(f"ImageData.labels: expected int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}")
 
     @property
     def num_classes(self) -> int:

@@ -4,6 +4,7 @@ The batches are pickles. They are read with :class:`RestrictedUnpickler`, which 
 rebuilds numpy arrays, dicts, lists, strings and numbers: a file that names any other
 global (``os.system``, ``builtins.eval``, ...) is refused instead of running code.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -101,9 +102,7 @@ def _get(d: Dict[Any, Any], key: str) -> Any:
 
 def _as_dict(obj: Any, path: Path, keys: List[str]) -> Dict[Any, Any]:
     if not isinstance(obj, dict) or any(_get(obj, k) is None for k in keys):
-        raise DataError(
-            f"'{path}' is not a CIFAR-10 python batch: expected a dict with keys {', '.join(keys)}"
-        )
+        raise DataError(f"'{path}' is not a CIFAR-10 python batch: expected a dict with keys {', '.join(keys)}")
     return obj
 
 

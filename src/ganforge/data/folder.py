@@ -5,6 +5,7 @@ estimates memory, then decoding straight into one preallocated uint8 array on a 
 the result does not depend on scheduling. Hidden files are ignored; transparency is composited onto
 black, 16-bit images scaled to 8 bits, EXIF orientation applied.
 """
+
 from __future__ import annotations
 
 import math
@@ -162,9 +163,7 @@ def load_folder(cfg: "DataConfig") -> ImageData:
     def bad(path: Path, err: BaseException) -> None:
         if not cfg.skip_bad:
             reason = "not an image file PIL can identify" if isinstance(err, UnidentifiedImageError) else err
-            raise DataError(
-                f"cannot read image '{path}': {reason} (set data.skip_bad=true to skip unreadable files)"
-            )
+            raise DataError(f"cannot read image '{path}': {reason} (set data.skip_bad=true to skip unreadable files)")
         skipped.append(str(path))
 
     # pass 1: headers

@@ -4,6 +4,7 @@ The IDX format is a big-endian header (magic number, then one uint32 per dimensi
 followed by the raw uint8 data. Files may be gzip-compressed; compression is detected from
 the content, not the file name, so a ``.gz`` that a browser already unpacked still loads.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,8 +55,7 @@ def read_idx_stream(f: BinaryIO, where: str, magic: int) -> np.ndarray:
         return _parse(stream, where, magic)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(
-            f"cannot read IDX file '{where}': {e} (the file is corrupt or truncated; delete it and "
-            "download it again)"
+            f"cannot read IDX file '{where}': {e} (the file is corrupt or truncated; delete it and download it again)"
         ) from None
 
 
@@ -66,9 +66,7 @@ def _parse(stream: BinaryIO, where: str, magic: int) -> np.ndarray:
         raise DataError(f"IDX file '{where}' is truncated: it ends inside the header")
     found = int.from_bytes(head, "big")
     if found != magic:
-        raise DataError(
-            f"'{where}' is not an IDX {kind} file: magic number {found}, expected {magic}"
-        )
+        raise DataError(f"'{where}' is not an IDX {kind} file: magic number {found}, expected {magic}")
     ndim = head[3]
     raw_dims = stream.read(4 * ndim)
     if len(raw_dims) < 4 * ndim:
@@ -85,9 +83,7 @@ def _parse(stream: BinaryIO, where: str, magic: int) -> np.ndarray:
             f"but only {got} bytes follow; delete it and download it again"
         )
     if stream.read(1):
-        raise DataError(
-            f"IDX file '{where}' is corrupt: it has more data than its header (shape {dims}) describes"
-        )
+        raise DataError(f"IDX file '{where}' is corrupt: it has more data than its header (shape {dims}) describes")
     return data.reshape(dims)
 
 
@@ -110,9 +106,7 @@ def _to_image_data(
             "files do not belong together"
         )
     if labels.size and int(labels.max()) >= len(class_names):
-        raise DataError(
-            f"{where}: label {int(labels.max())} is out of range for {len(class_names)} classes"
-        )
+        raise DataError(f"{where}: label {int(labels.max())} is out of range for {len(class_names)} classes")
     n, h, w = images.shape
     return ImageData(
         images=torch.from_numpy(images.reshape(n, 1, h, w)),

@@ -5,6 +5,7 @@ and for tensor datasets (MNIST, CIFAR-10) alike, so a given ``data.resize`` mean
 thing everywhere. Channel conversion: 1 -> 3 repeats the grey channel; 3 -> 1 is the
 ITU-R 601-2 luma transform, bit-exact with PIL's ``convert("L")``.
 """
+
 from __future__ import annotations
 
 import dataclasses

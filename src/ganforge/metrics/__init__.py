@@ -7,6 +7,7 @@ Inception; mode-coverage diagnostics; reference statistics cached on disk.
 ``FEATURES`` names the feature spaces (:func:`get_feature_space`); :func:`register_torch_fidelity` makes
 them usable from torch-fidelity itself. Importing this package loads no weights and imports no torch-fidelity.
 """
+
 from __future__ import annotations
 
 from ganforge.metrics.errors import EvalError

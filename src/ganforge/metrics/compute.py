@@ -4,6 +4,7 @@ Everything here takes features already extracted (:meth:`FeatureSpace.extract`),
 extractor over an image set serves FID and KID (pool features), precision/recall (k-NN manifolds, k=3),
 IS (logits) and the class histogram.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ PRC_NEIGHBORHOOD = 3
 
 
 def parse_metrics(metrics) -> List[str]:
-    """"fid,kid" or ["fid", "is"] -> canonical names in a fixed order; EvalError on unknown names."""
+    """ "fid,kid" or ["fid", "is"] -> canonical names in a fixed order; EvalError on unknown names."""
     if isinstance(metrics, str):
         items = [m.strip().lower() for m in metrics.split(",") if m.strip()]
     else:
@@ -71,8 +72,9 @@ def kid_subset_size(n1: int, n2: int) -> int:
     return int(min(KID_SUBSET_SIZE, n1, n2))
 
 
-def kid(fake: torch.Tensor, real: torch.Tensor, seed: int = 0, subsets: int = KID_SUBSETS,
-        subset_size: Optional[int] = None) -> Dict[str, float]:
+def kid(
+    fake: torch.Tensor, real: torch.Tensor, seed: int = 0, subsets: int = KID_SUBSETS, subset_size: Optional[int] = None
+) -> Dict[str, float]:
     """KID (polynomial kernel, unbiased MMD^2 over random subsets) with torch-fidelity."""
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
@@ -80,11 +82,19 @@ def kid(fake: torch.Tensor, real: torch.Tensor, seed: int = 0, subsets: int = KI
     if size < 2:
         raise EvalError(f"KID needs at least 2 samples on each side, got {len(fake)} and {len(real)}")
     out = kid_features_to_metric(
-        fake.detach().float().cpu(), real.detach().float().cpu(),
-        kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False,
+        fake.detach().float().cpu(),
+        real.detach().float().cpu(),
+        kid_subsets=subsets,
+        kid_subset_size=size,
+        rng_seed=seed,
+        verbose=False,
     )
-    return {"mean": float(out[KEY_METRIC_KID_MEAN]), "std": float(out[KEY_METRIC_KID_STD]),
-            "subset_size": size, "subsets": subsets}
+    return {
+        "mean": float(out[KEY_METRIC_KID_MEAN]),
+        "std": float(out[KEY_METRIC_KID_STD]),
+        "subset_size": size,
+        "subsets": subsets,
+    }
 
 
 def inception_score(logits: torch.Tensor, seed: int = 0, splits: int = ISC_SPLITS) -> Dict[str, float]:
@@ -100,17 +110,30 @@ def inception_score(logits: torch.Tensor, seed: int = 0, splits: int = ISC_SPLIT
 def precision_recall(fake: torch.Tensor, real: torch.Tensor, neighborhood: int = PRC_NEIGHBORHOOD) -> Dict[str, float]:
     """Improved precision/recall (Kynkaanniemi et al. 2019) with torch-fidelity: precision = share of
     fake samples inside the real manifold, recall = share of real samples inside the fake manifold."""
-    from torch_fidelity.metric_prc import KEY_METRIC_F_SCORE, KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+    from torch_fidelity.metric_prc import (
+        KEY_METRIC_F_SCORE,
+        KEY_METRIC_PRECISION,
+        KEY_METRIC_RECALL,
+        prc_features_to_metric,
+    )
 
     if min(len(fake), len(real)) <= neighborhood:
         raise EvalError(f"precision/recall needs more than {neighborhood} samples on each side")
     big = len(fake) * len(real) > 4000 * 4000
     out = prc_features_to_metric(
-        fake.detach().float().cpu(), real.detach().float().cpu(),
-        prc_neighborhood=neighborhood, prc_batch_size=4000, save_cpu_ram=big, verbose=False,
+        fake.detach().float().cpu(),
+        real.detach().float().cpu(),
+        prc_neighborhood=neighborhood,
+        prc_batch_size=4000,
+        save_cpu_ram=big,
+        verbose=False,
     )
-    return {"precision": float(out[KEY_METRIC_PRECISION]), "recall": float(out[KEY_METRIC_RECALL]),
-            "f_score": float(out[KEY_METRIC_F_SCORE]), "neighborhood": neighborhood}
+    return {
+        "precision": float(out[KEY_METRIC_PRECISION]),
+        "recall": float(out[KEY_METRIC_RECALL]),
+        "f_score": float(out[KEY_METRIC_F_SCORE]),
+        "neighborhood": neighborhood,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,7 +160,9 @@ def coverage(fake_logits: torch.Tensor, real_logits: torch.Tensor, class_names: 
     pr = hr / max(1, hr.sum())
     expected = pr * hf.sum()
     covered = [i for i in range(k) if hr[i] > 0 and hf[i] >= max(1.0, COVERED_FRACTION * expected[i])]
-    kl = float(np.sum(np.where(pf > 0, pf * (np.log(np.clip(pf, 1e-12, None)) - np.log(np.clip(pr, 1e-12, None))), 0.0)))
+    kl = float(
+        np.sum(np.where(pf > 0, pf * (np.log(np.clip(pf, 1e-12, None)) - np.log(np.clip(pr, 1e-12, None))), 0.0))
+    )
     return {
         "classes": list(class_names),
         "histogram": [int(v) for v in hf],
@@ -148,7 +173,7 @@ def coverage(fake_logits: torch.Tensor, real_logits: torch.Tensor, class_names: 
         "missing_classes": [class_names[i] for i in range(k) if hr[i] > 0 and i not in covered],
         "kl_fake_to_real": kl if math.isfinite(kl) else float("inf"),
         "covered_rule": f"a class is covered when it gets >= {COVERED_FRACTION:.0%} of the samples "
-                        "the real class distribution would give it (and at least one)",
+        "the real class distribution would give it (and at least one)",
     }
 
 
@@ -156,4 +181,4 @@ def split_real(n_real: int, n: int, seed: int):
     """Two disjoint index sets of size m = min(n, n_real // 2) drawn with a seeded permutation."""
     m = int(min(n, n_real // 2))
     perm = torch.randperm(n_real, generator=torch.Generator().manual_seed(int(seed) + 7919))
-    return perm[:m], perm[m: 2 * m]
+    return perm[:m], perm[m : 2 * m]

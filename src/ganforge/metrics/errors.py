@@ -1,6 +1,6 @@
 """The one error type of the metrics package."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 from ganforge.errors import EvalError
 

@@ -16,6 +16,7 @@ Features are extracted once per image set; every metric is derived from them wit
 functions (:mod:`ganforge.metrics.compute`). Reference features are cached on disk
 (:mod:`ganforge.metrics.refstats`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -166,8 +167,10 @@ def _resolve_sources(fake, reference, o: EvalOptions, timings: Dict[str, float])
     rl = _resolve_reference(reference, fk)
     t = time.perf_counter()
     space = o.feature_space or get_feature_space(
-        o.features, weights_path=o.inception_weights if o.features == "inception" else None,
-        sha256=o.inception_sha256, device=o.device,
+        o.features,
+        weights_path=o.inception_weights if o.features == "inception" else None,
+        sha256=o.inception_sha256,
+        device=o.device,
     )
     timings["load_extractor_s"] = time.perf_counter() - t
     return fk, rl, space
@@ -179,21 +182,39 @@ def _reference_side(rl: _Real, space: FeatureSpace, o: EvalOptions, say: Callabl
     if rl.stats is not None:
         st = rl.stats
         if st.meta.get("features") and st.meta["features"] != space.name:
-            raise EvalError(f"statistics file {st.path} was computed with features {st.meta['features']!r}, "
-                            f"not {space.name!r}; use --features {st.meta['features']} or other statistics")
+            raise EvalError(
+                f"statistics file {st.path} was computed with features {st.meta['features']!r}, "
+                f"not {space.name!r}; use --features {st.meta['features']} or other statistics"
+            )
         if st.mu.shape[0] != space.feature_dim:
-            raise EvalError(f"statistics file {st.path} has {st.mu.shape[0]}-d statistics but features "
-                            f"{space.name!r} give {space.feature_dim}-d features; use statistics from the same extractor")
+            raise EvalError(
+                f"statistics file {st.path} has {st.mu.shape[0]}-d statistics but features "
+                f"{space.name!r} give {space.feature_dim}-d features; use statistics from the same extractor"
+            )
         shape = st.meta.get("shape", [None] * 4)[1:] if st.meta.get("shape") else None
-        return _RefSide({"mu": st.mu, "sigma": st.sigma}, st.features, st.logits, st.meta.get("data_sha256"),
-                        st.num_samples, shape, st.path)
+        return _RefSide(
+            {"mu": st.mu, "sigma": st.sigma},
+            st.features,
+            st.logits,
+            st.meta.get("data_sha256"),
+            st.num_samples,
+            shape,
+            st.path,
+        )
     _check_images(rl.images, f"reference {rl.label}")
     say(f"reference: {rl.label}: {len(rl.images)} images, features {space.name}")
     ref = reference_features(rl.images, space, batch_size=o.batch_size, cache=o.cache, cache_dir=o.cache_dir)
     if ref.from_cache:
         say(f"reference statistics loaded from cache {ref.path}")
-    return _RefSide(ref.stats, ref.features, ref.logits, ref.data_sha256, ref.num_samples, list(rl.images.shape[1:]),
-                    str(ref.path) if ref.path else None)
+    return _RefSide(
+        ref.stats,
+        ref.features,
+        ref.logits,
+        ref.data_sha256,
+        ref.num_samples,
+        list(rl.images.shape[1:]),
+        str(ref.path) if ref.path else None,
+    )
 
 
 def _fake_side(fk: _Fake, space: FeatureSpace, o: EvalOptions, notes: List[str], say) -> Tuple[_FakeSide, float]:
@@ -213,11 +234,15 @@ def _check_shapes(real_shape: Optional[List[Any]], fake_shape: List[int], notes:
             "compare like with like (e.g. a reference with the run's data.channels)"
         )
     if list(real_shape[1:]) != list(fake_shape[1:]):
-        notes.append(f"image sizes differ: generated {fake_shape[1]}x{fake_shape[2]}, reference "
-                     f"{real_shape[1]}x{real_shape[2]}; both are resized by the feature extractor")
+        notes.append(
+            f"image sizes differ: generated {fake_shape[1]}x{fake_shape[2]}, reference "
+            f"{real_shape[1]}x{real_shape[2]}; both are resized by the feature extractor"
+        )
 
 
-def _metric_values(wanted, fks: _FakeSide, ref: _RefSide, seed: int, skipped: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
+def _metric_values(
+    wanted, fks: _FakeSide, ref: _RefSide, seed: int, skipped: Dict[str, str]
+) -> Dict[str, Dict[str, Any]]:
     """{metric: {"value", "std", ...}} for the wanted metrics; those the reference cannot give go to ``skipped``."""
     ff, fl = fks.features, fks.logits
     values: Dict[str, Dict[str, Any]] = {}
@@ -228,7 +253,12 @@ def _metric_values(wanted, fks: _FakeSide, ref: _RefSide, seed: int, skipped: Di
             skipped[m] = "the reference is a statistics file without features (mu/sigma only)"
     if "kid" in wanted and ref.features is not None:
         k = C.kid(ff, ref.features, seed=seed)
-        values["kid"] = {"value": k["mean"], "std": k["std"], "kid_subset_size": k["subset_size"], "kid_subsets": k["subsets"]}
+        values["kid"] = {
+            "value": k["mean"],
+            "std": k["std"],
+            "kid_subset_size": k["subset_size"],
+            "kid_subsets": k["subsets"],
+        }
     if "is" in wanted:
         s = C.inception_score(fl, seed=seed)
         values["is"] = {"value": s["mean"], "std": s["std"], "isc_splits": s["splits"]}
@@ -239,13 +269,16 @@ def _metric_values(wanted, fks: _FakeSide, ref: _RefSide, seed: int, skipped: Di
     return values
 
 
-def _coverage(fks: _FakeSide, ref: _RefSide, space: FeatureSpace, floors: Optional[Dict[str, Any]],
-              notes: List[str]) -> Optional[Dict[str, Any]]:
+def _coverage(
+    fks: _FakeSide, ref: _RefSide, space: FeatureSpace, floors: Optional[Dict[str, Any]], notes: List[str]
+) -> Optional[Dict[str, Any]]:
     """Class coverage of the generated images (domain-classifier features only), with the real floor's KL."""
     if not space.is_domain_classifier:
         return None
     if ref.logits is None:
-        notes.append("coverage: the reference has no classifier outputs (statistics only): real class distribution unknown")
+        notes.append(
+            "coverage: the reference has no classifier outputs (statistics only): real class distribution unknown"
+        )
         return None
     cov = C.coverage(fks.logits, ref.logits, space.class_names)
     if floors is not None and floors.get("_idx") is not None:
@@ -254,7 +287,9 @@ def _coverage(fks: _FakeSide, ref: _RefSide, space: FeatureSpace, floors: Option
     return cov
 
 
-def _provenance(space: FeatureSpace, fk: _Fake, rl: _Real, ref: _RefSide, fks: _FakeSide, o: EvalOptions) -> Dict[str, Any]:
+def _provenance(
+    space: FeatureSpace, fk: _Fake, rl: _Real, ref: _RefSide, fks: _FakeSide, o: EvalOptions
+) -> Dict[str, Any]:
     """Where the numbers come from: extractor, both sides, checkpoint, seed, device, versions, time."""
     handle = fk.handle
     real_shape = ref.shape
@@ -293,23 +328,39 @@ def _result(wanted, values, floors, cov, skipped, notes, prov) -> Dict[str, Any]
             rec["floor_num_samples"] = floors.get("num_samples")
             rec["floor_kind"] = IS_FLOOR_KIND if name == "is" else FLOOR_KIND
         rec.update({k: val for k, val in v.items() if k not in ("value", "std")})
-        rec.update({k: prov[k] for k in ("features", "weights_sha256", "num_real", "num_fake", "reference",
-                                         "resize", "seed", "checkpoint", "step")})
+        rec.update(
+            {
+                k: prov[k]
+                for k in (
+                    "features",
+                    "weights_sha256",
+                    "num_real",
+                    "num_fake",
+                    "reference",
+                    "resize",
+                    "seed",
+                    "checkpoint",
+                    "step",
+                )
+            }
+        )
         records.append(rec)
     result: Dict[str, Any] = {}
     for name, v in values.items():
         result[name] = v["value"]
         if v.get("std") is not None:
             result[f"{name}_std"] = v["std"]
-    result.update({
-        "metrics": list(wanted),
-        "results": records,
-        "floor": floors,
-        "coverage": cov,
-        "skipped": skipped,
-        "notes": notes,
-        "provenance": prov,
-    })
+    result.update(
+        {
+            "metrics": list(wanted),
+            "results": records,
+            "floor": floors,
+            "coverage": cov,
+            "skipped": skipped,
+            "notes": notes,
+            "provenance": prov,
+        }
+    )
     return result
 
 
@@ -356,24 +407,30 @@ def _resolve_fake(fake) -> _Fake:
     if _is_handle(fake):
         return _Fake(description=f"generator {fake.checkpoint_path}", sampler=_handle_sampler(fake), handle=fake)
     if hasattr(fake, "images") and torch.is_tensor(getattr(fake, "images")):  # ImageData
-        return _Fake(description=f"images {getattr(fake, 'name', '')} ({getattr(fake, 'source', '')})".strip(),
-                     images=fake.images)
+        return _Fake(
+            description=f"images {getattr(fake, 'name', '')} ({getattr(fake, 'source', '')})".strip(),
+            images=fake.images,
+        )
     if torch.is_tensor(fake):
         return _Fake(description=f"tensor {list(fake.shape)}", images=fake)
     if isinstance(fake, (str, Path)):
         p = Path(fake).expanduser()
         if p.is_dir() and ((p / "config.yaml").is_file() or (p / "meta.json").is_file()):
-            raise EvalError(f"fake: '{p}' is a run folder; load its generator first (ganforge.load(run)), or call "
-                            "ganforge.evaluate(run, ...) or ganforge.metrics.evaluate, which do")
+            raise EvalError(
+                f"fake: '{p}' is a run folder; load its generator first (ganforge.load(run)), or call "
+                "ganforge.evaluate(run, ...) or ganforge.metrics.evaluate, which do"
+            )
         if p.is_file() and is_stats_file(p):
             raise EvalError(f"fake: {p} holds FID statistics, not images; the generated side needs images or a run")
         imgs, desc = load_images(p, "fake")
         return _Fake(description=desc, images=imgs)
     if callable(fake):
-        return _Fake(description=f"callable {getattr(fake, '__name__', type(fake).__name__)}",
-                     sampler=lambda n, seed: fake(n))
-    raise EvalError(f"fake: expected a GeneratorHandle, uint8 tensor, ImageData, folder or .npz, "
-                    f"got {type(fake).__name__}")
+        return _Fake(
+            description=f"callable {getattr(fake, '__name__', type(fake).__name__)}", sampler=lambda n, seed: fake(n)
+        )
+    raise EvalError(
+        f"fake: expected a GeneratorHandle, uint8 tensor, ImageData, folder or .npz, got {type(fake).__name__}"
+    )
 
 
 def _handle_sampler(h):
@@ -383,8 +440,10 @@ def _handle_sampler(h):
 def _resolve_reference(reference, fk: _Fake) -> _Real:
     if reference is None or (isinstance(reference, str) and reference in ("train", "test")):
         if fk.handle is None:
-            raise EvalError("a reference is needed: give real images (a folder, an .npz sample file) or a statistics "
-                            ".npz; 'train'/'test' only work for a run folder")
+            raise EvalError(
+                "a reference is needed: give real images (a folder, an .npz sample file) or a statistics "
+                ".npz; 'train'/'test' only work for a run folder"
+            )
         cfg = fk.handle.config.data
         split = reference or cfg.split
         from ganforge.data import load_dataset
@@ -404,13 +463,17 @@ def _resolve_reference(reference, fk: _Fake) -> _Real:
     if isinstance(reference, (str, Path)):
         p = Path(reference).expanduser()
         if not p.exists():
-            raise EvalError(f"reference: no such file or folder: {p} (expected train, test, a folder, an .npz of "
-                            "images or an .npz of statistics)")
+            raise EvalError(
+                f"reference: no such file or folder: {p} (expected train, test, a folder, an .npz of "
+                "images or an .npz of statistics)"
+            )
         if p.is_file() and is_stats_file(p):
             return _Real(label=f"statistics {p}", stats=load_stats(p))
         imgs, desc = load_images(p, "reference")
         return _Real(label=desc, images=imgs)
-    raise EvalError(f"reference: expected train, test, a path, ImageData or a uint8 tensor, got {type(reference).__name__}")
+    raise EvalError(
+        f"reference: expected train, test, a path, ImageData or a uint8 tensor, got {type(reference).__name__}"
+    )
 
 
 def _fake_features(fk: _Fake, space: FeatureSpace, num_samples, seed, batch_size, notes, say):
@@ -459,8 +522,10 @@ def _floors(wanted, ref_feats, ref_logits, n_fake, seed, notes, skipped) -> Opti
         notes.append("floor: the reference has fewer than 4 images; no floor")
         return None
     if m < n_fake:
-        notes.append(f"floor: the reference has {n_real} images, so the real-vs-real floor uses two disjoint "
-                     f"subsets of {m} (not {n_fake}); FID is biased upwards at smaller sample counts")
+        notes.append(
+            f"floor: the reference has {n_real} images, so the real-vs-real floor uses two disjoint "
+            f"subsets of {m} (not {n_fake}); FID is biased upwards at smaller sample counts"
+        )
     out: Dict[str, Any] = {"num_samples": m, "kind": FLOOR_KIND, "_idx": (a, b)}
     fa, fb = ref_feats[a], ref_feats[b]
     if "fid" in wanted:

@@ -6,6 +6,7 @@ report. A FeatureSpace runs its extractor over uint8 images in batches and retur
 need, so features are computed once per image set. Inception weights: ``--inception-weights``, then
 ``$GANFORGE_INCEPTION_WEIGHTS``, torch-fidelity's cache, its download URL; loaded with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -103,9 +104,16 @@ def build_mnist(weights_path: Optional[str] = None, device: str = "cpu", **_: ob
         raise EvalError(str(e)) from None
     ext.requires_grad_(False).eval().to(device)
     return FeatureSpace(
-        name="mnist", extractor=ext, feature_layer="128", logits_layer="logits",
-        weights_sha256=ext.weights_sha256, resize=RESIZE_METHOD, torch_fidelity_name=fb.MNIST_NAME,
-        feature_dim=int(ext.net.fc1.out_features), class_names=list(CLASS_NAMES), device=str(device),
+        name="mnist",
+        extractor=ext,
+        feature_layer="128",
+        logits_layer="logits",
+        weights_sha256=ext.weights_sha256,
+        resize=RESIZE_METHOD,
+        torch_fidelity_name=fb.MNIST_NAME,
+        feature_dim=int(ext.net.fc1.out_features),
+        class_names=list(CLASS_NAMES),
+        device=str(device),
     )
 
 
@@ -140,9 +148,16 @@ def build_inception(
         ) from None
     ext.requires_grad_(False).eval().to(device)
     return FeatureSpace(
-        name="inception", extractor=ext, feature_layer="2048", logits_layer="logits_unbiased",
-        weights_sha256=digest, resize=INCEPTION_RESIZE, torch_fidelity_name=fb.INCEPTION_NAME,
-        feature_dim=2048, class_names=[], device=str(device),
+        name="inception",
+        extractor=ext,
+        feature_layer="2048",
+        logits_layer="logits_unbiased",
+        weights_sha256=digest,
+        resize=INCEPTION_RESIZE,
+        torch_fidelity_name=fb.INCEPTION_NAME,
+        feature_dim=2048,
+        class_names=[],
+        device=str(device),
     )
 
 

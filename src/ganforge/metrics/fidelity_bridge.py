@@ -10,6 +10,7 @@ API works in ganforge's feature spaces::
 ``ganforge-mnist`` is the shipped classifier (layers ``"128"`` and ``"logits"``); ``ganforge-inception-v3-compat``
 is torch-fidelity's InceptionV3 with its weights loaded by ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,6 +41,8 @@ class TensorImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
+
+
 INCEPTION_NAME = "ganforge-inception-v3-compat"
 RANDOM_INIT = object()  # sentinel: keep the random initialisation (throughput measurements only)
 

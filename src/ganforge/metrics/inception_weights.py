@@ -5,6 +5,7 @@ variable, torch-fidelity's own cache (``$TORCH_HOME/hub/checkpoints/<INCEPTION_F
 torch-fidelity's download URL. Used by :mod:`ganforge.metrics.features` and
 :mod:`ganforge.metrics.fidelity_bridge`.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,14 +53,14 @@ def find_inception_weights(weights_path: Optional[str] = None) -> Optional[Path]
     return p if p.is_file() else None
 
 
-def load_inception_state(
-    weights_path: Optional[str] = None, sha256: Optional[str] = None, allow_download: bool = True
-):
+def load_inception_state(weights_path: Optional[str] = None, sha256: Optional[str] = None, allow_download: bool = True):
     """(state_dict, sha256 hex) of the Inception weights; EvalError with a how-to when unavailable."""
     path = find_inception_weights(weights_path)
     if path is None:
         if not allow_download:
-            raise EvalError(_MISSING_HELP.format(why="no local file and downloading is off", cache=inception_cache_path()))
+            raise EvalError(
+                _MISSING_HELP.format(why="no local file and downloading is off", cache=inception_cache_path())
+            )
         target = inception_cache_path()
         try:  # torch-fidelity's own download location and URL
             target.parent.mkdir(parents=True, exist_ok=True)

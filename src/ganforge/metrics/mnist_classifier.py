@@ -6,6 +6,7 @@ out, seeded split); its weights ship as ``assets/mnist_classifier.safetensors`` 
 (penultimate, for FID / KID / precision-recall) and ``"logits"`` (for the "MNIST score" and the class
 histogram). :func:`to_classifier_input` prepares real and generated images alike.
 """
+
 from __future__ import annotations
 
 import copy

@@ -6,6 +6,7 @@ their shape, the extractor's name, weights, layers and preprocessing, and a form
 statistics file, usable as ``--reference``. Cache folder: ``cache_dir``, else ``$GANFORGE_CACHE/refstats``,
 else ``~/.cache/ganforge/refstats``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,17 @@ def cache_key(data_hash: str, shape, space: FeatureSpace) -> str:
 class ReferenceFeatures:
     """Features, logits and FID statistics of a real image set (computed once, then cached)."""
 
-    def __init__(self, features: torch.Tensor, logits: torch.Tensor, mu: np.ndarray, sigma: np.ndarray,
-                 data_sha256: str, key: str, path: Optional[Path], from_cache: bool):
+    def __init__(
+        self,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+        mu: np.ndarray,
+        sigma: np.ndarray,
+        data_sha256: str,
+        key: str,
+        path: Optional[Path],
+        from_cache: bool,
+    ):
         self.features, self.logits = features, logits
         self.stats = {"mu": mu, "sigma": sigma}
         self.data_sha256, self.key, self.path, self.from_cache = data_sha256, key, path, from_cache
@@ -86,11 +96,17 @@ def reference_features(
     out = space.extract(images, batch_size)
     st = fid_statistics(out["features"])
     if cache:
-        meta = {"key": key, "data_sha256": data_sha256, "shape": list(images.shape), "num_samples": int(images.shape[0]),
-                **space.describe()}
+        meta = {
+            "key": key,
+            "data_sha256": data_sha256,
+            "shape": list(images.shape),
+            "num_samples": int(images.shape[0]),
+            **space.describe(),
+        }
         _write(path, out["features"], out["logits"], st["mu"], st["sigma"], meta)
-    return ReferenceFeatures(out["features"], out["logits"], st["mu"], st["sigma"], data_sha256, key,
-                             path if cache else None, False)
+    return ReferenceFeatures(
+        out["features"], out["logits"], st["mu"], st["sigma"], data_sha256, key, path if cache else None, False
+    )
 
 
 def _read(path: Path, key: str):
@@ -99,8 +115,12 @@ def _read(path: Path, key: str):
             meta = json.loads(str(z["meta"]))
             if meta.get("key") != key:
                 return None
-            return (torch.from_numpy(z["features"].copy()), torch.from_numpy(z["logits"].copy()),
-                    z["mu"].astype(np.float64), z["sigma"].astype(np.float64))
+            return (
+                torch.from_numpy(z["features"].copy()),
+                torch.from_numpy(z["logits"].copy()),
+                z["mu"].astype(np.float64),
+                z["sigma"].astype(np.float64),
+            )
     except Exception:  # unreadable or partial file: recompute and overwrite
         return None
 
@@ -111,8 +131,14 @@ def _write(path: Path, features, logits, mu, sigma, meta: Dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
         os.close(fd)
-        np.savez(tmp, mu=mu, sigma=sigma, features=features.numpy().astype(np.float32),
-                 logits=logits.numpy().astype(np.float32), meta=np.array(json.dumps(meta)))
+        np.savez(
+            tmp,
+            mu=mu,
+            sigma=sigma,
+            features=features.numpy().astype(np.float32),
+            logits=logits.numpy().astype(np.float32),
+            meta=np.array(json.dumps(meta)),
+        )
         os.replace(tmp, path)
     except OSError:  # a read-only or full cache must not stop an evaluation
         if tmp and os.path.exists(tmp):

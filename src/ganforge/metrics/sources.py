@@ -2,6 +2,7 @@
 (uint8 ``arr_0`` [N, H, W, C], the guided-diffusion / ADM layout) and ``.npz`` FID statistics
 (``mu``, ``sigma``, as written by pytorch-fid, torch-fidelity users and ganforge's own cache).
 """
+
 from __future__ import annotations
 
 import json
@@ -76,10 +77,14 @@ def _load_npz(p: Path, what: str) -> Tuple[torch.Tensor, str]:
         with np.load(p, allow_pickle=False) as z:
             if "arr_0" not in z.files:
                 if "mu" in z.files:
-                    raise EvalError(f"{what}: {p} holds FID statistics (mu, sigma), not images; "
-                                    "statistics can only be the real/reference side")
-                raise EvalError(f"{what}: {p} has no 'arr_0' array (keys: {', '.join(z.files) or 'none'}); "
-                                "expected uint8 images [N, H, W, C]")
+                    raise EvalError(
+                        f"{what}: {p} holds FID statistics (mu, sigma), not images; "
+                        "statistics can only be the real/reference side"
+                    )
+                raise EvalError(
+                    f"{what}: {p} has no 'arr_0' array (keys: {', '.join(z.files) or 'none'}); "
+                    "expected uint8 images [N, H, W, C]"
+                )
             a = z["arr_0"]
     except EvalError:
         raise
@@ -121,9 +126,11 @@ def _load_folder(p: Path, what: str) -> Tuple[torch.Tensor, str]:
         except Exception as e:
             raise EvalError(f"{what}: cannot read image {f}: {type(e).__name__}: {e}") from None
         if arrays and arr.shape[:2] != arrays[0].shape[:2]:
-            raise EvalError(f"{what}: images in {p} differ in size ({files[0].name} is "
-                            f"{arrays[0].shape[1]}x{arrays[0].shape[0]}, {f.name} is {arr.shape[1]}x{arr.shape[0]}); "
-                            "resize them to one size first")
+            raise EvalError(
+                f"{what}: images in {p} differ in size ({files[0].name} is "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}, {f.name} is {arr.shape[1]}x{arr.shape[0]}); "
+                "resize them to one size first"
+            )
         arrays.append(arr)
     if not grey:
         arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]

@@ -10,6 +10,7 @@ evaluations differ only by the weights. A trainer keeps its ``best`` checkpoint 
 same ``sample_fn``, extracts the features of its share, and the shares are gathered in rank order,
 so every rank gets the figures of all the samples.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,9 @@ class TrainingEvaluator:
 
     def _reference(self):
         if self._ref is None:
-            self._ref = reference_features(self.real_images, self.space, batch_size=self.batch_size,
-                                           cache=self.cache, cache_dir=self.cache_dir)
+            self._ref = reference_features(
+                self.real_images, self.space, batch_size=self.batch_size, cache=self.cache, cache_dir=self.cache_dir
+            )
         return self._ref
 
     # ---- cadence and state -----------------------------------------------------------------
@@ -98,8 +100,11 @@ class TrainingEvaluator:
         return kimg - self.last_kimg >= self.every_kimg - 1e-9
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"best_fid": None if math.isinf(self.best_fid) else self.best_fid,
-                "best_kimg": self.best_kimg, "last_kimg": self.last_kimg}
+        return {
+            "best_fid": None if math.isinf(self.best_fid) else self.best_fid,
+            "best_kimg": self.best_kimg,
+            "last_kimg": self.last_kimg,
+        }
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         self.best_fid = math.inf if d.get("best_fid") is None else float(d["best_fid"])
@@ -124,7 +129,9 @@ class TrainingEvaluator:
         if not torch.is_tensor(fake) or fake.dtype != torch.uint8 or fake.dim() != 4:
             raise EvalError("TrainingEvaluator: sample_fn(n) must return a uint8 tensor [n, C, H, W]")
         if fake.shape[1] != self.real_images.shape[1]:
-            raise EvalError(f"channels differ: generated images have {fake.shape[1]}, real ones {self.real_images.shape[1]}")
+            raise EvalError(
+                f"channels differ: generated images have {fake.shape[1]}, real ones {self.real_images.shape[1]}"
+            )
         out = self._features(fake.cpu())
         fid = C.fid_from_statistics(C.fid_statistics(out["features"]), ref.stats)
         k = C.kid(out["features"], ref.features, seed=self.seed, subsets=self.kid_subsets)
@@ -149,7 +156,8 @@ class TrainingEvaluator:
             self.best_fid, self.best_kimg = fid, kimg
         if kimg is not None:
             self.last_kimg = kimg
-        result.update({"is_best": is_best, "best_fid": self.best_fid, "kimg": kimg,
-                       "seconds": round(time.perf_counter() - t0, 3)})
+        result.update(
+            {"is_best": is_best, "best_fid": self.best_fid, "kimg": kimg, "seconds": round(time.perf_counter() - t0, 3)}
+        )
         self.history.append({k: v for k, v in result.items() if k != "class_histogram"})
         return result

@@ -7,6 +7,7 @@
   (Odena et al. 2017), :class:`MinibatchStd` (Karras et al. 2018)
 - label checks shared by every G and D: :func:`check_labels`
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -19,7 +20,7 @@ MIN_BASE = 3  # smallest side of the coarsest feature map
 MIN_STAGES = 2  # fewest 2x resolution stages
 
 
-from ganforge.errors import ModelBuildError  # noqa: E402,F401  (re-exported)
+from ganforge.errors import ModelBuildError  # noqa: E402  (re-exported)
 
 
 class ModelSizeError(ModelBuildError):
@@ -147,8 +148,9 @@ class CondSequential(nn.Sequential):
         return x
 
 
-def sequential_blocks(seq: nn.Sequential, prefix: str, starts: tuple = (nn.Conv2d, nn.Conv3d, nn.Linear),
-                      drop_last: bool = False) -> List[Tuple[str, List[str]]]:
+def sequential_blocks(
+    seq: nn.Sequential, prefix: str, starts: tuple = (nn.Conv2d, nn.Conv3d, nn.Linear), drop_last: bool = False
+) -> List[Tuple[str, List[str]]]:
     """A discriminator trunk ``seq`` cut into blocks for ``freeze_d``, image side first: a block begins at each
     layer of a type in ``starts`` and takes the norms and activations after it; ``drop_last`` leaves out the
     last layer (a logit layer inside the trunk). Returns (description, parameter names under ``prefix``)."""
@@ -205,8 +207,15 @@ def check_labels(y: Optional[torch.Tensor], num_classes: int, n: int, who: str) 
     if y.shape[0] != n:
         raise ValueError(f"{who}: got {y.shape[0]} labels for a batch of {n}")
     # the value check reads the labels, which tracing (torch.export, ONNX export, compile) cannot do
-    if y.device.type == "cpu" and n > 0 and not torch.compiler.is_compiling() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"{who}: labels must lie in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]")
+    if (
+        y.device.type == "cpu"
+        and n > 0
+        and not torch.compiler.is_compiling()
+        and (int(y.min()) < 0 or int(y.max()) >= num_classes)
+    ):
+        raise ValueError(
+            f"{who}: labels must lie in [0, {num_classes}), got values in [{int(y.min())}, {int(y.max())}]"
+        )
 
 
 class LabelEmbedding(nn.Module):

@@ -16,6 +16,7 @@ task.py`` and, where it has them, ``losses.py app.py cli.py web.py``); its ``tas
 This module also turns presets and overrides into a task's :class:`~ganforge.config.Config`
 (:func:`resolve`, :func:`config_from_dict`), since which sections a config has depends on its task.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -40,13 +41,16 @@ NAMES = ("gan", "inpaint", "translate", "superres", "video", "watermark")
 __all__ = ["NAMES", "TASKS", "Handle", "Task", "get_task", "resolve", "config_from_dict", "allowed_keys"]
 
 
-def resolve(preset: Optional[str] = None, overrides: Sequence[str] = (), base: Optional[Mapping[str, Any]] = None) -> Config:
+def resolve(
+    preset: Optional[str] = None, overrides: Sequence[str] = (), base: Optional[Mapping[str, Any]] = None
+) -> Config:
     """Defaults <- ``base`` (a nested dict) <- ``preset`` <- ``overrides``, validated for the task they name.
 
     A budget in the overrides (``train.steps``, ``kimg``, ``epochs``, ``minutes``) replaces the
-    budget of the preset and ``base`` instead of adding to it. When the overrides switch the task away from the preset's own (``ganforge train task=inpaint``
-    starts from the GAN ``default`` preset), the preset's sections that the new task does not use
-    (``model``, ``loss``) are left out; otherwise every key must belong to the task.
+    budget of the preset and ``base`` instead of adding to it. When the overrides switch the task away from
+    the preset's own (``ganforge train task=inpaint`` starts from the GAN ``default`` preset), the preset's
+    sections that the new task does not use (``model``, ``loss``) are left out; otherwise every key must
+    belong to the task.
     """
     d: Dict[str, Any] = deepcopy(dict(base)) if base else {}
     preset_d = load_preset(preset) if preset else {}
@@ -85,8 +89,10 @@ def check_key(key: str, task: Task) -> None:
         allowed = [k for k in keys if k.startswith(head + ".")]
         raise ConfigError(f"unknown config key {key!r}; allowed keys in {head!r}: {', '.join(allowed)}")
     if head not in task.sections and head in all_sections():
-        raise ConfigError(f"config key {key!r}: section {head!r} does not apply to task {task.name!r}; "
-                          f"its sections: {', '.join(task.sections)}")
+        raise ConfigError(
+            f"config key {key!r}: section {head!r} does not apply to task {task.name!r}; "
+            f"its sections: {', '.join(task.sections)}"
+        )
     raise ConfigError(f"unknown config key {key!r}; allowed keys: {', '.join(keys)}")
 
 

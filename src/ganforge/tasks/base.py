@@ -12,23 +12,12 @@ and registers a :class:`Task` object that ties them together under its name in :
 The loop, the run folder (:mod:`ganforge.runs`), the configuration machinery, the CLI and the
 Python API dispatch on ``cfg.task`` through :data:`TASKS` and need no change for a new task.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Iterable,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Type,
-    Union,
-)
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from ganforge.config import SHARED_SECTIONS, Config, build, choice
 from ganforge.errors import ConfigError, RunError
@@ -162,8 +151,16 @@ class Task:
 
         return runs.load_network(net, checkpoint.folder, network)
 
-    def load_generator(self, checkpoint: runs.Checkpoint, handle_cls: Type["Handle"], build_net, what: str,
-                       ema: bool = True, device: Union[str, torch.device] = "cpu", ema_optional: bool = False) -> "Handle":
+    def load_generator(
+        self,
+        checkpoint: runs.Checkpoint,
+        handle_cls: Type["Handle"],
+        build_net,
+        what: str,
+        ema: bool = True,
+        device: Union[str, torch.device] = "cpu",
+        ema_optional: bool = False,
+    ) -> "Handle":
         """What most tasks' :meth:`load` is: rebuild the network with ``build_net(cfg, checkpoint.config)``
         (a bad or missing field is a one-line :class:`RunError` naming ``what``), load the weights of
         ``generator_ema`` (``ema``; with ``ema_optional``, only when the checkpoint has them) or ``generator``,

@@ -24,6 +24,7 @@ The loop (:mod:`ganforge.training.loop`) uses this module; tasks need nothing fr
 
 Every function is a no-op (or the identity) in a single process.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -71,7 +72,9 @@ def env_world_size() -> int:
     try:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ConfigError(f"environment variable WORLD_SIZE={os.environ['WORLD_SIZE']!r}: expected an integer") from None
+        raise ConfigError(
+            f"environment variable WORLD_SIZE={os.environ['WORLD_SIZE']!r}: expected an integer"
+        ) from None
 
 
 def init_from_env(device: torch.device, timeout_minutes: float = 30.0) -> torch.device:
@@ -268,14 +271,19 @@ def check_in_sync(nets: Dict[str, nn.Module], where: str) -> None:
     ``self.optims``, or weights changed outside the optimisers by rank-dependent code)."""
     if not active():
         return
-    sums = [float(p.double().sum()) + 1e-3 * float(p.double().abs().sum()) for net in nets.values()
-            for p in net.parameters()]
+    sums = [
+        float(p.double().sum()) + 1e-3 * float(p.double().abs().sum())
+        for net in nets.values()
+        for p in net.parameters()
+    ]
     everyone = all_gather_object(sums)
     if any(s != everyone[0] for s in everyone[1:]):
         names = [f"{k}.{n}" for k, net in nets.items() for n, _ in net.named_parameters()]
         bad = next(names[i] for i in range(len(names)) if any(s[i] != everyone[0][i] for s in everyone[1:]))
-        raise TrainingError(f"{where}: the weights of the {world_size()} processes differ (first: {bad}); every "
-                            "optimiser must be in the trainer's self.optims so its gradients are averaged")
+        raise TrainingError(
+            f"{where}: the weights of the {world_size()} processes differ (first: {bad}); every "
+            "optimiser must be in the trainer's self.optims so its gradients are averaged"
+        )
 
 
 def convert_sync_batchnorm(nets: Dict[str, nn.Module]) -> int:
@@ -297,8 +305,9 @@ def convert_sync_batchnorm(nets: Dict[str, nn.Module]) -> int:
 
 def rank_seed(seed: int, rank_: int, *more: int) -> int:
     """A 63-bit seed for rank ``rank_`` derived from ``seed`` (independent streams per rank)."""
-    return int(np.random.SeedSequence([int(seed) & (2**63 - 1), int(rank_), *map(int, more)])
-               .generate_state(1, np.uint64)[0]) & (2**63 - 1)
+    return int(
+        np.random.SeedSequence([int(seed) & (2**63 - 1), int(rank_), *map(int, more)]).generate_state(1, np.uint64)[0]
+    ) & (2**63 - 1)
 
 
 def rank_generators(trainer) -> Dict[str, torch.Generator]:
@@ -311,8 +320,11 @@ def rank_generators(trainer) -> Dict[str, torch.Generator]:
     for name, v in sorted(vars(trainer).items()):
         if isinstance(v, torch.Generator):
             found[name] = v
-        elif getattr(v, "shared_across_ranks", False) or isinstance(v, (nn.Module, torch.Tensor)) \
-                or not hasattr(v, "__dict__"):
+        elif (
+            getattr(v, "shared_across_ranks", False)
+            or isinstance(v, (nn.Module, torch.Tensor))
+            or not hasattr(v, "__dict__")
+        ):
             continue
         else:
             for sub, w in sorted(vars(v).items()):

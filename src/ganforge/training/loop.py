@@ -9,6 +9,7 @@ takes its slice of the global batch, optimisers average gradients, statistics an
 shared, rank 0 writes; a task's random streams are ``torch.Generator`` attributes of its trainer,
 reseeded per rank, and nothing that decides control flow may depend on them.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,15 +37,23 @@ from ganforge.training.parts import Batcher, amp_enabled, check_finite, ema_deca
 
 # keys that may change when a run is resumed; everything else is fixed by the run
 RESUMABLE_KEYS = {
-    "train.steps", "train.kimg", "train.epochs", "train.minutes", "train.log_every", "train.sample_every",
-    "train.checkpoint_every", "train.checkpoint_minutes", "train.keep_checkpoints", "train.progress",
-    "train.tensorboard", "train.sync_bn",
+    "train.steps",
+    "train.kimg",
+    "train.epochs",
+    "train.minutes",
+    "train.log_every",
+    "train.sample_every",
+    "train.checkpoint_every",
+    "train.checkpoint_minutes",
+    "train.keep_checkpoints",
+    "train.progress",
+    "train.tensorboard",
+    "train.sync_bn",
 }
 
 
 # the methods a task's trainer overrides (see TrainingLoop); every other method of the loop is not
-HOOKS = ("build", "train_step", "sample_grid", "evaluate", "check_step", "extra_state", "load_extra_state",
-         "load_data")
+HOOKS = ("build", "train_step", "sample_grid", "evaluate", "check_step", "extra_state", "load_extra_state", "load_data")
 
 
 class _MemoryLog:
@@ -201,8 +210,13 @@ class TrainingLoop:
         b = self._best
         if b is not None and not (value < b["value"] if lower_is_better else value > b["value"]):
             return False
-        self._best = {"metric": metric, "label": label or metric, "value": float(value), "step": self.step,
-                      "kimg": round(self.images_seen / 1000, 3)}
+        self._best = {
+            "metric": metric,
+            "label": label or metric,
+            "value": float(value),
+            "step": self.step,
+            "kimg": round(self.images_seen / 1000, 3),
+        }
         self.save("best")
         return True
 
@@ -218,17 +232,22 @@ class TrainingLoop:
 
     def _header(self) -> str:
         """The line logged when training starts."""
-        what = self.description or (f"{self.cfg.task} on {self.data.name} {self.images.shape[0]} images "
-                                    f"{'x'.join(map(str, self.img_shape))}")
-        return (f"training {what}, batch {self.cfg.train.batch_size}, device {self.device}, "
-                f"{torch.get_num_threads()} threads; run folder {self.run_dir}")
+        what = self.description or (
+            f"{self.cfg.task} on {self.data.name} {self.images.shape[0]} images {'x'.join(map(str, self.img_shape))}"
+        )
+        return (
+            f"training {what}, batch {self.cfg.train.batch_size}, device {self.device}, "
+            f"{torch.get_num_threads()} threads; run folder {self.run_dir}"
+        )
 
     def _world_line(self) -> str:
         """The line logged under several processes: the per-process and the global batch."""
         t = self.cfg.train
-        return (f"{self.world} processes ({'NCCL' if self.device.type == 'cuda' else 'gloo'}): batch {t.batch_size} "
-                f"per process, {t.batch_size * self.world} per step in all (train.batch_size is per process); "
-                f"rank 0 writes the run folder")
+        return (
+            f"{self.world} processes ({'NCCL' if self.device.type == 'cuda' else 'gloo'}): batch {t.batch_size} "
+            f"per process, {t.batch_size * self.world} per step in all (train.batch_size is per process); "
+            f"rank 0 writes the run folder"
+        )
 
     def _keeps_good(self) -> bool:
         """Whether the loop keeps ``checkpoints/good`` (a watchdog that rolls back)."""
@@ -265,8 +284,11 @@ class TrainingLoop:
                 out += format_pieces([piece], rec)[0] + "; "
         if self._best is not None:
             v = self._best["value"]
-            out += f"best {self._best['label']} {v:.2f} (checkpoint 'best'); " if abs(v) >= 1 else \
-                f"best {self._best['label']} {v:.4g} (checkpoint 'best'); "
+            out += (
+                f"best {self._best['label']} {v:.2f} (checkpoint 'best'); "
+                if abs(v) >= 1
+                else f"best {self._best['label']} {v:.4g} (checkpoint 'best'); "
+            )
         return out
 
     def _images_per_step(self) -> int:
@@ -313,8 +335,10 @@ class TrainingLoop:
                 n = distributed.convert_sync_batchnorm(self.nets)
                 self.log(f"train.sync_bn=true: {n} BatchNorm layers synchronised across {self.world} processes")
             else:
-                self.log("train.sync_bn=true: SyncBatchNorm runs on CUDA only; on the CPU each process normalises "
-                         "its own batch and the running statistics are averaged before every checkpoint and sample grid")
+                self.log(
+                    "train.sync_bn=true: SyncBatchNorm runs on CUDA only; on the CPU each process normalises "
+                    "its own batch and the running statistics are averaged before every checkpoint and sample grid"
+                )
         distributed.broadcast_state(self.nets)
         distributed.decorrelate(self, self.cfg.train.seed)
         self._hooks = distributed.average_gradients_before_step(self.optims)
@@ -475,21 +499,27 @@ class TrainingLoop:
         distributed.check_in_sync(self.nets, f"checkpoint at step {self.step}")
         ranks = distributed.all_gather_object(self._rank_state()) if self.world > 1 else []
         state = {f"opt_{k}": opt.state_dict() for k, opt in self.optims.items()}
-        state.update({
-            "batcher": self.batcher.state_dict(),
-            "noise_gen": self.noise_gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        state.update(
+            {
+                "batcher": self.batcher.state_dict(),
+                "noise_gen": self.noise_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "step": self.step,
+                "images_seen": self.images_seen,
+                "elapsed": self.elapsed,
+                **self._task_state(),
+                "best": self._best,
+                "world_size": self.world,
+                "rank_states": ranks[1:],  # ranks 1..N-1: their own streams and task state (rank 0's is above)
+            }
+        )
+        meta = {
             "step": self.step,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
-            **self._task_state(),
-            "best": self._best,
-            "world_size": self.world,
-            "rank_states": ranks[1:],  # ranks 1..N-1: their own streams and task state (rank 0's is above)
-        })
-        meta = {"step": self.step, "kimg": self.images_seen / 1000, "epoch": self.images_seen / self.images.shape[0],
-                "elapsed_s": round(self.elapsed, 3)}
+            "kimg": self.images_seen / 1000,
+            "epoch": self.images_seen / self.images.shape[0],
+            "elapsed_s": round(self.elapsed, 3),
+        }
         folder = self.run_dir / "checkpoints" / (name or f"step-{self.step:08d}")
         if name is None:
             self._last_save = time.perf_counter()
@@ -506,9 +536,12 @@ class TrainingLoop:
 
     def _rank_state(self) -> Dict[str, Any]:
         """What differs between ranks: the random streams and the task's own state."""
-        return {"noise_gen": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "extra": self._task_state()}
+        return {
+            "noise_gen": self.noise_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "extra": self._task_state(),
+        }
 
     def _restore_rank_state(self, s: Dict[str, Any]) -> None:
         """Under several processes, after rank 0's state is loaded: this rank's own streams and task state
@@ -517,8 +550,10 @@ class TrainingLoop:
         saved = int(s.get("world_size", 1))
         if self.world == 1 or self.rank == 0:
             if saved != self.world:
-                self.log(f"the checkpoint was written by {saved} process(es), this run has {self.world}: counters, "
-                         "optimisers and the data order continue; the batches are re-sharded")
+                self.log(
+                    f"the checkpoint was written by {saved} process(es), this run has {self.world}: counters, "
+                    "optimisers and the data order continue; the batches are re-sharded"
+                )
             return
         if saved == self.world:
             own = s["rank_states"][self.rank - 1]
@@ -541,7 +576,9 @@ class TrainingLoop:
             try:
                 opt.load_state_dict(s[f"opt_{key}"])
             except (KeyError, ValueError) as e:
-                raise RunError(f"training state '{folder / 'state.pt'}' does not fit the run's optimiser {key!r}: {e}") from None
+                raise RunError(
+                    f"training state '{folder / 'state.pt'}' does not fit the run's optimiser {key!r}: {e}"
+                ) from None
         self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
         self._restore_task_state(s, full=restore_rng)
         if not restore_rng:
@@ -564,7 +601,9 @@ class TrainingLoop:
             return
         candidates = runs.resume_candidates(self.run_dir)
         if not candidates:
-            raise RunError(f"run '{self.run_dir}' has no complete checkpoint to resume from (checkpoints/step-*/meta.json)")
+            raise RunError(
+                f"run '{self.run_dir}' has no complete checkpoint to resume from (checkpoints/step-*/meta.json)"
+            )
         damaged = []
         for folder in candidates:
             try:
@@ -611,13 +650,23 @@ class TrainingLoop:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=self._expected_steps(), initial=self.step, unit="step", dynamic_ncols=True,
-                    file=sys.stderr, mininterval=0.5, disable=True if os.environ.get("CI") else None)
+        return tqdm(
+            total=self._expected_steps(),
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            mininterval=0.5,
+            disable=True if os.environ.get("CI") else None,
+        )
 
     def _log_window(self, window: Dict[str, float], counts: Dict[str, int], seconds: float, images: int, bar) -> None:
-        rec: Dict[str, Any] = {"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                               "epoch": round(self.images_seen / self.images.shape[0], 3),
-                               "time_s": round(self.elapsed, 2)}
+        rec: Dict[str, Any] = {
+            "step": self.step,
+            "kimg": round(self.images_seen / 1000, 3),
+            "epoch": round(self.images_seen / self.images.shape[0], 3),
+            "time_s": round(self.elapsed, 2),
+        }
         rec.update({k: round(v / counts[k], 5) for k, v in window.items()})  # means over the interval
         rec["img_per_s"] = round(images / max(seconds, 1e-9), 1)
         self.metrics.append(rec)
@@ -643,15 +692,20 @@ class TrainingLoop:
         try:
             return self._train()
         except OSError as e:  # a full disk or a vanished folder while writing logs, grids or curves
-            raise WriteError(f"cannot write to the run folder '{self.run_dir}': {runs.write_failure(self.run_dir, e)}; "
-                           f"{self._resume_hint()}") from None
+            raise WriteError(
+                f"cannot write to the run folder '{self.run_dir}': {runs.write_failure(self.run_dir, e)}; "
+                f"{self._resume_hint()}"
+            ) from None
         except WriteError as e:
             raise WriteError(f"{e}; {self._resume_hint()}") from None
 
     def _resume_hint(self) -> str:
         last = runs.resume_candidates(self.run_dir)
-        return (f"continue from {last[0].name} once fixed: ganforge train --resume {self.run_dir}" if last
-                else "no checkpoint was written yet")
+        return (
+            f"continue from {last[0].name} once fixed: ganforge train --resume {self.run_dir}"
+            if last
+            else "no checkpoint was written yet"
+        )
 
     def _sync(self, stats: Dict[str, float], interrupted: Dict[str, int]) -> Dict[str, float]:
         """After a step: the statistics averaged over the ranks, and the decisions every rank must take
@@ -694,8 +748,10 @@ class TrainingLoop:
 
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
-            old_handlers = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
-                            signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+            old_handlers = {
+                signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm),
+            }
         bar = self._progress() if self.is_main else None
         window: Dict[str, float] = {}
         counts: Dict[str, int] = {}
@@ -751,19 +807,25 @@ class TrainingLoop:
         folder = self.save()
         self.tb.close()
         if self._stop:
-            self.log(f"interrupted at step {self.step}; checkpoint {folder}. "
-                     f"Continue with: ganforge train --resume {self.run_dir}")
+            self.log(
+                f"interrupted at step {self.step}; checkpoint {folder}. "
+                f"Continue with: ganforge train --resume {self.run_dir}"
+            )
             raise KeyboardInterrupt
-        self.log(f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
-                 f"{self._done_extra()}samples {self.run_dir / 'samples' / 'latest.png'}")
+        self.log(
+            f"done ({reason}) at step {self.step}, {self.images_seen / 1000:.1f} kimg, {self.elapsed / 60:.1f} min; "
+            f"{self._done_extra()}samples {self.run_dir / 'samples' / 'latest.png'}"
+        )
         return self.run_dir
 
 
 def _legacy_best(s: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The best evaluation of a checkpoint written before ``keep_best`` (no ``best`` key): translate's
     ``best_fid``, or the GAN evaluator's own ``best_fid``."""
-    for value, metric, label in ((s.get("best_fid"), "select_fid", "selection FID"),
-                                 ((s.get("evaluator") or {}).get("best_fid"), "fid", "FID")):
+    for value, metric, label in (
+        (s.get("best_fid"), "select_fid", "selection FID"),
+        ((s.get("evaluator") or {}).get("best_fid"), "fid", "FID"),
+    ):
         if value is not None and math.isfinite(float(value)):
             return {"metric": metric, "label": label, "value": float(value), "step": None, "kimg": None}
     return None

@@ -1,4 +1,5 @@
 """What a run writes for people to watch: metric lines, loss curves, TensorBoard (grids: :mod:`ganforge.imaging`)."""
+
 from __future__ import annotations
 
 import json
@@ -53,10 +54,14 @@ class Panel:
 
 # the adversarial curves of the GAN and video tasks: losses (with FID when evaluated) and D's outputs
 ADVERSARIAL_CURVES = (
-    Panel("losses", (("loss_d", "D loss"), ("loss_g", "G loss")), xlabel="kimg (thousands of real images shown)",
-          twin=(("fid", "FID", "k.--"),), twin_label="FID"),
-    Panel("discriminator outputs (sigmoid of logits)", (("d_real", "D(x)"), ("d_fake", "D(G(z))")),
-          ylim=(-0.02, 1.02)),
+    Panel(
+        "losses",
+        (("loss_d", "D loss"), ("loss_g", "G loss")),
+        xlabel="kimg (thousands of real images shown)",
+        twin=(("fid", "FID", "k.--"),),
+        twin_label="FID",
+    ),
+    Panel("discriminator outputs (sigmoid of logits)", (("d_real", "D(x)"), ("d_fake", "D(G(z))")), ylim=(-0.02, 1.02)),
 )
 
 

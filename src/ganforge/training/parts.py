@@ -1,4 +1,5 @@
 """Pieces every task's training uses: devices and bfloat16, seeded batches, EMA weights, finiteness."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,10 @@ def amp_enabled(requested: bool, device: torch.device, log) -> bool:
         return True
     if device.type == "cpu" and cpu_bf16_supported():
         return True
-    log(f"train.amp=true: {'this CPU has no native bfloat16 support' if device.type == 'cpu' else device.type} "
-        "(bfloat16 autocast needs CUDA or a CPU with AVX512-BF16/AMX): training in float32")
+    log(
+        f"train.amp=true: {'this CPU has no native bfloat16 support' if device.type == 'cpu' else device.type} "
+        "(bfloat16 autocast needs CUDA or a CPU with AVX512-BF16/AMX): training in float32"
+    )
     return False
 
 
@@ -61,8 +64,10 @@ class Batcher:
         self.n, self.batch_size = n, batch_size
         self.global_batch = batch_size * self.world
         if self.world > 1 and self.global_batch > n:
-            raise ConfigError(f"train.batch_size={batch_size} x {self.world} processes = {self.global_batch} images "
-                              f"per step is larger than the dataset ({n} images)")
+            raise ConfigError(
+                f"train.batch_size={batch_size} x {self.world} processes = {self.global_batch} images "
+                f"per step is larger than the dataset ({n} images)"
+            )
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch, self.pos = 0, 0
         self.perm = torch.randperm(n, generator=self.gen)
@@ -102,7 +107,9 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         be.copy_(b)
 
 
-def decay_lr(optims: Dict[str, torch.optim.Optimizer], base: Dict[str, float], step: int, start: int, steps: int) -> float:
+def decay_lr(
+    optims: Dict[str, torch.optim.Optimizer], base: Dict[str, float], step: int, start: int, steps: int
+) -> float:
     """Linear learning-rate decay (CycleGAN's schedule, in steps so a resumed run follows it exactly):
     set every group of ``optims[k]`` to ``base[k]`` times ``1 - (step - start) / steps``, held at 1 before
     ``start`` and at 0 after ``start + steps``; ``steps == 0`` leaves them alone. Returns the factor."""

@@ -5,6 +5,7 @@ written before keep drawing (and resuming) exactly the same numbers. Several sha
 (each task used its own). Any other name gets a seed hashed from ``(seed, crc32(name))``: stable
 across runs and machines, and far from the small offsets.
 """
+
 from __future__ import annotations
 
 import zlib

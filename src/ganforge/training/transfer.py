@@ -25,6 +25,7 @@ checkpoint, its step, how many tensors were copied and which were not (and why),
 blocks; the same summary is logged. A resumed run never copies again (its own checkpoint has the
 weights); it reads its ``transfer.json`` to freeze the same blocks again, so it resumes exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,6 @@ from ganforge.errors import ConfigError
 
 RECORD = "transfer.json"  # the provenance file in the run folder
 SHOWN = 5  # mismatches named in the log line
-
 
 
 @dataclass
@@ -59,8 +59,10 @@ def apply(trainer, spec: Optional[Transfer], resume) -> Optional[Dict[str, Any]]
         spec = None  # nothing to transfer
     if resume is not None:
         if spec is not None:
-            raise ConfigError("init_from: weight transfer starts a new run; a resumed run continues from its own "
-                              "checkpoint (and keeps the blocks it froze)")
+            raise ConfigError(
+                "init_from: weight transfer starts a new run; a resumed run continues from its own "
+                "checkpoint (and keeps the blocks it froze)"
+            )
         path = Path(resume) / RECORD
         k = runs.read_json(path).get("freeze_d", {}).get("blocks", 0) if path.is_file() else 0
         if k:
@@ -69,8 +71,10 @@ def apply(trainer, spec: Optional[Transfer], resume) -> Optional[Dict[str, Any]]
     if spec is None:
         return None
     if spec.init_from is None:
-        raise ConfigError(f"freeze_d={spec.freeze_d}: freezing the discriminator's blocks keeps transferred weights; "
-                          "give init_from=RUN too (frozen random weights would never learn)")
+        raise ConfigError(
+            f"freeze_d={spec.freeze_d}: freezing the discriminator's blocks keeps transferred weights; "
+            "give init_from=RUN too (frozen random weights would never learn)"
+        )
     record: Dict[str, Any] = {"init_from": copy_weights(trainer, spec.init_from)}
     if spec.freeze_d:
         record["freeze_d"] = freeze_discriminator(trainer, spec.freeze_d)
@@ -92,8 +96,10 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
     ck = runs.open_checkpoint(Path(source).expanduser(), "last")
     task = trainer.cfg.task
     if ck.task != task:
-        raise ConfigError(f"init_from: '{source}' trained task {ck.task!r}, this run trains {task!r}; "
-                          "weights transfer between runs of the same task")
+        raise ConfigError(
+            f"init_from: '{source}' trained task {ck.task!r}, this run trains {task!r}; "
+            "weights transfer between runs of the same task"
+        )
     copied, total, not_copied = 0, 0, []
     networks: Dict[str, Dict[str, int]] = {}
     for name, net in trainer.nets.items():
@@ -118,15 +124,28 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
         networks[name]["copied"] = n
         copied += n
     head = f"init_from '{source}' ({ck.folder.name}, step {ck.step})"
-    first = "; ".join(not_copied[:SHOWN]) + (f"; ... ({len(not_copied) - SHOWN} more)" if len(not_copied) > SHOWN else "")
+    first = "; ".join(not_copied[:SHOWN]) + (
+        f"; ... ({len(not_copied) - SHOWN} more)" if len(not_copied) > SHOWN else ""
+    )
     if copied == 0:
-        raise ConfigError(f"init_from: no tensor of '{source}' matches this run's networks by name and shape "
-                          f"(a different architecture or size?): {first}")
+        raise ConfigError(
+            f"init_from: no tensor of '{source}' matches this run's networks by name and shape "
+            f"(a different architecture or size?): {first}"
+        )
     per_net = ", ".join(f"{k} {v['copied']}/{v['tensors']}" for k, v in networks.items())
-    trainer.log(f"{head}: copied {copied} of {total} tensors ({per_net})" + (f"; not copied: {first}" if not_copied else ""))
-    return {"run": str((ck.run_dir or ck.folder).resolve()), "checkpoint": str(ck.folder.resolve()), "step": ck.step,
-            "kimg": ck.meta.get("kimg"), "copied": copied, "skipped": total - copied, "networks": networks,
-            "not_copied": not_copied}
+    trainer.log(
+        f"{head}: copied {copied} of {total} tensors ({per_net})" + (f"; not copied: {first}" if not_copied else "")
+    )
+    return {
+        "run": str((ck.run_dir or ck.folder).resolve()),
+        "checkpoint": str(ck.folder.resolve()),
+        "step": ck.step,
+        "kimg": ck.meta.get("kimg"),
+        "copied": copied,
+        "skipped": total - copied,
+        "networks": networks,
+        "not_copied": not_copied,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -139,7 +158,9 @@ def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
     :func:`ganforge.nn.layers.sequential_blocks`)."""
     own = getattr(d, "freeze_blocks", None)
     if not callable(own):
-        raise ConfigError(f"freeze_d: the blocks of a {type(d).__name__} are not defined (it has no freeze_blocks() method)")
+        raise ConfigError(
+            f"freeze_d: the blocks of a {type(d).__name__} are not defined (it has no freeze_blocks() method)"
+        )
     return own()
 
 
@@ -153,15 +174,19 @@ def freeze_discriminator(trainer, k: int) -> Dict[str, Any]:
     gradients, out of every optimiser."""
     names = discriminator_names(trainer)
     if not names:
-        raise ConfigError(f"freeze_d: the {trainer.cfg.task!r} task has no discriminator network "
-                          f"(its networks: {', '.join(trainer.nets)})")
+        raise ConfigError(
+            f"freeze_d: the {trainer.cfg.task!r} task has no discriminator network "
+            f"(its networks: {', '.join(trainer.nets)})"
+        )
     chosen: Dict[str, List[Tuple[str, List[str]]]] = {}
     for name in names:
         d = trainer.nets[name]
         blocks = discriminator_blocks(d)
         if not 0 < k <= len(blocks):
-            raise ConfigError(f"freeze_d={k}: the {type(d).__name__} has {len(blocks)} blocks, so 1 to {len(blocks)}: "
-                              + "; ".join(f"{i + 1}: {desc}" for i, (desc, _) in enumerate(blocks)))
+            raise ConfigError(
+                f"freeze_d={k}: the {type(d).__name__} has {len(blocks)} blocks, so 1 to {len(blocks)}: "
+                + "; ".join(f"{i + 1}: {desc}" for i, (desc, _) in enumerate(blocks))
+            )
         chosen[name] = blocks
     frozen: List[nn.Parameter] = []
     params: Dict[str, List[str]] = {}
@@ -177,6 +202,8 @@ def freeze_discriminator(trainer, k: int) -> Dict[str, Any]:
             group["params"] = [p for p in group["params"] if id(p) not in ids]
     desc = {name: [b for b, _ in blocks[:k]] for name, blocks in chosen.items()}
     of = {name: len(blocks) for name, blocks in chosen.items()}
-    trainer.log(f"freeze_d={k}: froze {len(frozen)} parameter tensors of the first {k} blocks of "
-                + "; ".join(f"{name} (of {of[name]}: {', '.join(desc[name])})" for name in chosen))
+    trainer.log(
+        f"freeze_d={k}: froze {len(frozen)} parameter tensors of the first {k} blocks of "
+        + "; ".join(f"{name} (of {of[name]}: {', '.join(desc[name])})" for name in chosen)
+    )
     return {"blocks": k, "of": of, "frozen": desc, "parameters": params}

@@ -14,6 +14,7 @@ A symptom must persist for ``patience`` steps (evaluation symptoms count at once
 trainer decides what to do with an :class:`Event` (``watchdog.action``): warn, roll back to
 the last healthy checkpoint with lower learning rates, or stop with the diagnosis.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,12 +49,14 @@ class WatchdogConfig(Section):
         if self.fid_rise <= 1:
             raise ConfigError(f"{key}.fid_rise: expected a factor > 1, got {self.fid_rise}")
 
+
 ADVICE = {
     "nonfinite": "lower the learning rates, or use a bounded loss (loss.name=hinge) with model.d_norm=spectral",
     "d_dominates": "weaken D or strengthen G: lower d_optim.lr, add loss.r1_gamma, model.d_norm=spectral, "
-                   "augment.policy=translation,cutout for small data, or loss.label_smoothing=0.1",
+    "augment.policy=translation,cutout for small data, or loss.label_smoothing=0.1",
     "g_vanishing": "use the non-saturating or hinge loss instead of minimax, or lower d_optim.lr",
-    "fid_rise": "training got worse: lower the learning rates or keep the 'best' checkpoint (ganforge sample --checkpoint best)",
+    "fid_rise": "training got worse: lower the learning rates or keep the 'best' checkpoint "
+    "(ganforge sample --checkpoint best)",
     "coverage_drop": "mode collapse: try model.mbstd=true, augment.policy, loss.r1_gamma, or a lower g_optim.lr",
 }
 
@@ -84,50 +87,71 @@ class Watchdog:
     def observe_step(self, step: int, stats: Dict[str, float]) -> Optional[Event]:
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad:
-            return Event("nonfinite", step, f"{', '.join(bad)} became NaN/inf; the run has diverged. "
-                                            f"Advice: {ADVICE['nonfinite']}")
+            return Event(
+                "nonfinite",
+                step,
+                f"{', '.join(bad)} became NaN/inf; the run has diverged. Advice: {ADVICE['nonfinite']}",
+            )
         c = self.cfg
         advice = ADVICE["d_dominates"]
         if self.loss_name == "minimax":
-            advice = ("the saturating minimax loss gives G almost no gradient once D wins: use "
-                      "loss.name=non-saturating (the standard fix, from the same paper); or " + advice)
+            advice = (
+                "the saturating minimax loss gives G almost no gradient once D wins: use "
+                "loss.name=non-saturating (the standard fix, from the same paper); or " + advice
+            )
         if self.watch_domination and "d_fake" in stats:
             dominated = stats["d_fake"] < c.d_fake_min and stats["d_real"] > c.d_real_min
             self.dom_since = (self.dom_since if self.dom_since is not None else step) if dominated else None
             if dominated and step - self.dom_since >= c.patience:
                 since = self.dom_since
                 self.dom_since = None
-                return Event("d_dominates", step,
-                             f"the discriminator has won since step {since}: D(x)={stats['d_real']:.3f}, "
-                             f"D(G(z))={stats['d_fake']:.3f}, so the generator learns nothing and its samples "
-                             f"stop improving. Advice: {advice}")
+                return Event(
+                    "d_dominates",
+                    step,
+                    f"the discriminator has won since step {since}: D(x)={stats['d_real']:.3f}, "
+                    f"D(G(z))={stats['d_fake']:.3f}, so the generator learns nothing and its samples "
+                    f"stop improving. Advice: {advice}",
+                )
         if "g_grad" in stats:
             vanishing = stats["g_grad"] < c.g_grad_min
             self.vanish_since = (self.vanish_since if self.vanish_since is not None else step) if vanishing else None
             if vanishing and step - self.vanish_since >= c.patience:
                 since = self.vanish_since
                 self.vanish_since = None
-                return Event("g_vanishing", step,
-                             f"the generator's gradient has been near zero (norm {stats['g_grad']:.2e}) since step "
-                             f"{since}. Advice: {ADVICE['g_vanishing']}")
+                return Event(
+                    "g_vanishing",
+                    step,
+                    f"the generator's gradient has been near zero (norm {stats['g_grad']:.2e}) since step "
+                    f"{since}. Advice: {ADVICE['g_vanishing']}",
+                )
         return None
 
     # ---- evaluation signals --------------------------------------------------------------
-    def observe_eval(self, step: int, fid: Optional[float] = None, classes_covered: Optional[int] = None) -> Optional[Event]:
+    def observe_eval(
+        self, step: int, fid: Optional[float] = None, classes_covered: Optional[int] = None
+    ) -> Optional[Event]:
         c = self.cfg
         event = None
         if fid is not None and math.isfinite(fid):
             if self.best_fid is not None and fid > c.fid_rise * self.best_fid:
-                event = Event("fid_rise", step, f"FID rose to {fid:.2f}, more than {c.fid_rise:g}x the best so far "
-                                                f"({self.best_fid:.2f}). Advice: {ADVICE['fid_rise']}")
+                event = Event(
+                    "fid_rise",
+                    step,
+                    f"FID rose to {fid:.2f}, more than {c.fid_rise:g}x the best so far "
+                    f"({self.best_fid:.2f}). Advice: {ADVICE['fid_rise']}",
+                )
             self.best_fid = fid if self.best_fid is None else min(self.best_fid, fid)
         if classes_covered is not None:
             if self.best_covered is not None and classes_covered <= self.best_covered - c.coverage_drop:
                 event = event or Event(
-                    "coverage_drop", step,
+                    "coverage_drop",
+                    step,
                     f"the generator now draws {classes_covered} classes, down from {self.best_covered}. "
-                    f"Advice: {ADVICE['coverage_drop']}")
-            self.best_covered = classes_covered if self.best_covered is None else max(self.best_covered, classes_covered)
+                    f"Advice: {ADVICE['coverage_drop']}",
+                )
+            self.best_covered = (
+                classes_covered if self.best_covered is None else max(self.best_covered, classes_covered)
+            )
         return event
 
     def healthy(self) -> bool:
@@ -138,8 +162,14 @@ class Watchdog:
         self.dom_since = self.vanish_since = None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"dom_since": self.dom_since, "vanish_since": self.vanish_since, "best_fid": self.best_fid,
-                "best_covered": self.best_covered, "rollbacks": self.rollbacks, "loss_override": self.loss_override}
+        return {
+            "dom_since": self.dom_since,
+            "vanish_since": self.vanish_since,
+            "best_fid": self.best_fid,
+            "best_covered": self.best_covered,
+            "rollbacks": self.rollbacks,
+            "loss_override": self.loss_override,
+        }
 
     def load_state_dict(self, s: Dict[str, Any]) -> None:
         self.dom_since, self.vanish_since = s.get("dom_since"), s.get("vanish_since")

@@ -6,6 +6,7 @@ A page (:class:`Page`) is a form and one function: its :class:`Field` list says 
 calls the task's app functions and returns :class:`Output` items. The browser code (``static/app.js``)
 draws any page from its fields, so a new page is a task's ``web.py`` registered in :data:`PAGES`.
 """
+
 from __future__ import annotations
 
 import io
@@ -144,8 +145,10 @@ def check_image_upload(path: Path, limits: Limits, what: str = "image") -> Tuple
 
     w, h = image_size(path, what)
     if w * h > limits.max_pixels:
-        raise ImageError(f"{what} '{path.name}' is {w}x{h} ({w * h:,} pixels); this server accepts at most "
-                         f"{limits.max_pixels:,} pixels (ganforge serve --max-pixels)")
+        raise ImageError(
+            f"{what} '{path.name}' is {w}x{h} ({w * h:,} pixels); this server accepts at most "
+            f"{limits.max_pixels:,} pixels (ganforge serve --max-pixels)"
+        )
     return w, h
 
 
@@ -177,9 +180,11 @@ class Field:
     depends: bool = False
 
     def to_json(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "", ())} | {"name": self.name,
-                                                                                       "kind": self.kind,
-                                                                                       "choices": list(self.choices)}
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "", ())} | {
+            "name": self.name,
+            "kind": self.kind,
+            "choices": list(self.choices),
+        }
 
     def parse(self, raw: Any, scratch: "Scratch", limits: Limits) -> Any:
         """The value of this field from the submitted form (strings and uploaded files), checked."""
@@ -188,7 +193,9 @@ class Field:
             if raw is None or not getattr(raw, "filename", None):
                 if self.optional:
                     return None
-                raise ImageError(f"{label}: choose an image file" if self.kind == "image" else f"{label}: draw the mask")
+                raise ImageError(
+                    f"{label}: choose an image file" if self.kind == "image" else f"{label}: draw the mask"
+                )
             return raw  # saved and checked by the app (see App._save_upload)
         text = "" if raw is None else str(raw).strip()
         if self.kind == "check":
@@ -203,7 +210,9 @@ class Field:
             try:
                 v = int(text) if self.kind == "int" else float(text)
             except ValueError:
-                raise UsageError(f"{label} {text!r}: expected {'a whole number' if self.kind == 'int' else 'a number'}") from None
+                raise UsageError(
+                    f"{label} {text!r}: expected {'a whole number' if self.kind == 'int' else 'a number'}"
+                ) from None
             if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
                 lo = "" if self.min is None else f"{self.min:g}"
                 hi = "" if self.max is None else f"{self.max:g}"
@@ -238,8 +247,9 @@ def png_output(img: Image.Image, name: str, group: str = "result") -> Output:
 def file_output(path: Path, name: Optional[str] = None, kind: str = "file", group: str = "result") -> Output:
     """A file written by an app (in the job's scratch folder) as an :class:`Output`."""
     data = Path(path).read_bytes()
-    mime = {".png": "image/png", ".gif": "image/gif", ".npz": "application/zip"}.get(Path(path).suffix.lower(),
-                                                                                     "application/octet-stream")
+    mime = {".png": "image/png", ".gif": "image/gif", ".npz": "application/zip"}.get(
+        Path(path).suffix.lower(), "application/octet-stream"
+    )
     size = None
     if kind == "image":
         with Image.open(io.BytesIO(data)) as im:
@@ -266,8 +276,13 @@ class Page:
     order: int = 100
 
     def to_json(self) -> Dict[str, Any]:
-        return {"name": self.name, "title": self.title, "summary": self.summary, "tasks": list(self.tasks),
-                "fields": [f.to_json() for f in self.fields]}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "summary": self.summary,
+            "tasks": list(self.tasks),
+            "fields": [f.to_json() for f in self.fields],
+        }
 
 
 # ---- loaded models -------------------------------------------------------------------------------------
@@ -302,8 +317,10 @@ class HandleCache:
         folder = runs.find_checkpoint(run_dir, checkpoint)
         meta = folder / "meta.json"
         stamp = meta.stat().st_mtime_ns if meta.exists() else 0
-        return self.get(("handle", str(folder), stamp, bool(ema)),
-                        lambda: load(run_dir, checkpoint=str(folder), ema=ema, device=self.device))
+        return self.get(
+            ("handle", str(folder), stamp, bool(ema)),
+            lambda: load(run_dir, checkpoint=str(folder), ema=ema, device=self.device),
+        )
 
 
 # ---- jobs ------------------------------------------------------------------------------------------------
@@ -333,12 +350,26 @@ class Job:
     def to_json(self) -> Dict[str, Any]:
         end = self.finished or time.time()
         return {
-            "id": self.id, "page": self.page, "state": self.state, "done": self.done, "total": self.total,
-            "message": self.message, "error": self.error, "seconds": round(end - self.started, 2),
-            "outputs": [{"kind": o.kind, "name": o.name, "text": o.text, "group": o.group,
-                         "width": o.size[0] if o.size else None, "height": o.size[1] if o.size else None,
-                         "url": f"/api/jobs/{self.id}/outputs/{i}/{o.name}" if o.data else None}
-                        for i, o in enumerate(self.outputs)],
+            "id": self.id,
+            "page": self.page,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+            "error": self.error,
+            "seconds": round(end - self.started, 2),
+            "outputs": [
+                {
+                    "kind": o.kind,
+                    "name": o.name,
+                    "text": o.text,
+                    "group": o.group,
+                    "width": o.size[0] if o.size else None,
+                    "height": o.size[1] if o.size else None,
+                    "url": f"/api/jobs/{self.id}/outputs/{i}/{o.name}" if o.data else None,
+                }
+                for i, o in enumerate(self.outputs)
+            ],
         }
 
 
@@ -396,6 +427,7 @@ class Jobs:
 
 from ganforge.registry import Registry  # noqa: E402
 
+
 def _load_task_pages() -> None:
     """Import the ``web.py`` of every task that has one (each registers its page)."""
     import importlib
@@ -417,8 +449,14 @@ def register(page: Page) -> Page:
 
 
 def checkpoint_field() -> Field:
-    return Field("checkpoint", "select", "checkpoint", "last", ("last", "best"),
-                 help="the newest checkpoint, or the one with the lowest FID")
+    return Field(
+        "checkpoint",
+        "select",
+        "checkpoint",
+        "last",
+        ("last", "best"),
+        help="the newest checkpoint, or the one with the lowest FID",
+    )
 
 
 def ema_field() -> Field:

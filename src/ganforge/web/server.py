@@ -9,6 +9,7 @@ Routes: ``/``, ``/static/*``, ``/api/pages``, ``/api/runs``, ``/api/runs/{run}/o
 the runs folder; a path leading outside it gets 403). Read only: run folders are read, never written;
 outputs go to private temporary folders, deleted afterwards; nothing is unpickled.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,7 +23,18 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ganforge.errors import GanforgeError
-from ganforge.web.core import PAGES, SERVED_SUFFIXES, Forbidden, HandleCache, Job, Jobs, Limits, RunsFolder, Scratch, check_image_upload
+from ganforge.web.core import (
+    PAGES,
+    SERVED_SUFFIXES,
+    Forbidden,
+    HandleCache,
+    Job,
+    Jobs,
+    Limits,
+    RunsFolder,
+    Scratch,
+    check_image_upload,
+)
 
 STATIC = Path(__file__).parent / "static"
 LIVE_SECONDS = 60  # a run whose metrics or samples changed this recently counts as training
@@ -45,8 +57,12 @@ def _progress(cfg: Dict[str, Any], last: Optional[Dict[str, Any]]) -> Optional[f
     if not last:
         return None
     train = cfg.get("train") or {}
-    for key, rec_key, scale in (("steps", "step", 1), ("kimg", "kimg", 1), ("epochs", "epoch", 1),
-                                ("minutes", "time_s", 1 / 60)):
+    for key, rec_key, scale in (
+        ("steps", "step", 1),
+        ("kimg", "kimg", 1),
+        ("epochs", "epoch", 1),
+        ("minutes", "time_s", 1 / 60),
+    ):
         budget = train.get(key)
         if budget and rec_key in last:
             return max(0.0, min(1.0, float(last[rec_key]) * scale / float(budget)))
@@ -138,8 +154,14 @@ def _stamp(run: Path) -> tuple:
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def create_app(runs_dir: Any = "runs", *, device: str = "cpu", max_upload_mb: float = 20,
-               max_pixels: int = 16_000_000, local: bool = True) -> FastAPI:
+def create_app(
+    runs_dir: Any = "runs",
+    *,
+    device: str = "cpu",
+    max_upload_mb: float = 20,
+    max_pixels: int = 16_000_000,
+    local: bool = True,
+) -> FastAPI:
     """The web app over the run folders in ``runs_dir`` (read only). Uploads larger than
     ``max_upload_mb`` per file or images with more than ``max_pixels`` pixels are refused.
 
@@ -166,8 +188,11 @@ def create_app(runs_dir: Any = "runs", *, device: str = "cpu", max_upload_mb: fl
 
     @app.get("/api/pages")
     def list_pages() -> Dict[str, Any]:
-        return {"runs_dir": str(folder.root), "pages": [p.to_json() for p in pages],
-                "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
+        return {
+            "runs_dir": str(folder.root),
+            "pages": [p.to_json() for p in pages],
+            "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels},
+        }
 
     summaries: Dict[str, Any] = {}  # run name -> (the files' stamps, its summary): reread only what changed
 
@@ -220,8 +245,11 @@ def create_app(runs_dir: Any = "runs", *, device: str = "cpu", max_upload_mb: fl
         if length is None or not length.isdigit():
             return _error(411, "error: the upload has no Content-Length")
         if int(length) > allowed:
-            return _error(413, f"error: the upload is {mb(int(length))}; this server accepts at most "
-                               f"{mb(limits.max_bytes)} per file (ganforge serve --max-upload-mb)")
+            return _error(
+                413,
+                f"error: the upload is {mb(int(length))}; this server accepts at most "
+                f"{mb(limits.max_bytes)} per file (ganforge serve --max-upload-mb)",
+            )
         form = await request.form(max_files=n_files, max_fields=len(p.fields) + 4)
         scratch = Scratch()
         job = Job(page)
@@ -269,12 +297,10 @@ def create_app(runs_dir: Any = "runs", *, device: str = "cpu", max_upload_mb: fl
     return app
 
 
-
 async def _save_upload(upload, scratch: Scratch, limits: Limits, what: str, field: str) -> Path:
     """Write an uploaded file into the job's scratch folder, refusing more than the size limit, and
     check it is an image of at most ``limits.max_pixels`` pixels."""
     from ganforge.errors import ImageError
-
     from ganforge.web.core import safe_name
 
     name = safe_name(upload.filename, f"{what}.png")
@@ -284,8 +310,10 @@ async def _save_upload(upload, scratch: Scratch, limits: Limits, what: str, fiel
         while chunk := await upload.read(1 << 20):
             size += len(chunk)
             if size > limits.max_bytes:
-                raise ImageError(f"{what} '{name}' is larger than {mb(limits.max_bytes)}, the most this "
-                                 "server accepts (ganforge serve --max-upload-mb)")
+                raise ImageError(
+                    f"{what} '{name}' is larger than {mb(limits.max_bytes)}, the most this "
+                    "server accepts (ganforge serve --max-upload-mb)"
+                )
             f.write(chunk)
     check_image_upload(path, limits, what)
     return path

@@ -1,4 +1,5 @@
 """The template task's config section: typed, defaulted, checked (``ganforge config template``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The template task's handle: the trained generator of a run, ready to use."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The template task's networks: plain nn.Modules that know nothing of training."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ class Discriminator(nn.Module):
 
     def __init__(self, width: int, img_shape: Tuple[int, int, int]):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(img_shape), width), nn.LeakyReLU(0.2),
-                                 nn.Linear(width, 1))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(img_shape), width), nn.LeakyReLU(0.2), nn.Linear(width, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)  # [N]

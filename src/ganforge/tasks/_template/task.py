@@ -1,4 +1,5 @@
 """The template task object: its name, config sections, trainer and how a run is loaded."""
+
 from __future__ import annotations
 
 from ganforge.config import SHARED_SECTIONS

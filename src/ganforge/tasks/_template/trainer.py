@@ -1,4 +1,5 @@
 """The template task's trainer: the loop calls ``build``, ``train_step`` and ``sample_grid``."""
+
 from __future__ import annotations
 
 from typing import Dict

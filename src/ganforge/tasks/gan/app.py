@@ -8,6 +8,7 @@
 
 Every function takes a loaded generator (:class:`ganforge.api.GeneratorHandle`); none prints.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,18 +18,19 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ganforge.errors import ImageError, LabelError, RunError, UsageError
-from ganforge.imaging import (
-    labelled_rows,
-    make_grid_uint8,
-    save_png,
-    to_pil,
-    to_uint8,
-    writing,
-)
+from ganforge.errors import ImageError, LabelError, UsageError
+from ganforge.imaging import labelled_rows, make_grid_uint8, save_png, to_pil, to_uint8, writing
 
-__all__ = ["INTERPOLATION_SUFFIXES", "class_labels", "interpolation", "sample_output_kind", "slerp", "truncated_noise",
-           "write_interpolation", "write_samples"]
+__all__ = [
+    "INTERPOLATION_SUFFIXES",
+    "class_labels",
+    "interpolation",
+    "sample_output_kind",
+    "slerp",
+    "truncated_noise",
+    "write_interpolation",
+    "write_samples",
+]
 
 INTERPOLATION_SUFFIXES = (".png", ".gif")  # a grid, or an animation
 FRAME_MS = 80  # how long each frame of an interpolation animation shows
@@ -75,8 +77,10 @@ def truncated_noise(g, n: int, seed: int = 0, truncation: Optional[float] = None
     if truncation is None:
         return z
     if isinstance(truncation, bool) or not float(truncation) > 0:
-        raise UsageError(f"truncation {truncation!r}: expected a number > 0 (latent components larger than it are "
-                         "redrawn; leave it out for none)")
+        raise UsageError(
+            f"truncation {truncation!r}: expected a number > 0 (latent components larger than it are "
+            "redrawn; leave it out for none)"
+        )
     for k in range(1, 101):  # each round redraws the components still outside, from its own seeded draw
         out = z.abs() > truncation
         if not bool(out.any()):
@@ -89,8 +93,16 @@ def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s)
 
 
-def write_samples(g, out: PathLike, n: int, seed: int = 0, cls: ClassLike = None, nrow: Optional[int] = None,
-                  truncation: Optional[float] = None, mark=None) -> int:
+def write_samples(
+    g,
+    out: PathLike,
+    n: int,
+    seed: int = 0,
+    cls: ClassLike = None,
+    nrow: Optional[int] = None,
+    truncation: Optional[float] = None,
+    mark=None,
+) -> int:
     """Sample ``n`` images (``n`` per class for ``cls='all'``) with ``seed`` and write them to ``out``
     (see :func:`sample_output_kind`); returns how many were written. The same seed gives the same
     images in every form; ``truncation`` draws the latents with :func:`truncated_noise`; ``mark`` (a function
@@ -140,8 +152,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolation(g, rows: int = 8, steps: int = 10, seed: int = 0, linear: bool = False,
-                  cls: ClassLike = None) -> torch.Tensor:
+def interpolation(
+    g, rows: int = 8, steps: int = 10, seed: int = 0, linear: bool = False, cls: ClassLike = None
+) -> torch.Tensor:
     """uint8 [rows * steps, C, H, W], row-major: row r walks in ``steps`` steps from one random latent
     to another (spherically, or ``linear``). A conditional generator shows class r mod K in row r,
     or class ``cls`` in every row."""
@@ -153,8 +166,11 @@ def interpolation(g, rows: int = 8, steps: int = 10, seed: int = 0, linear: bool
     z = torch.stack(zs, 1).reshape(rows * steps, -1)  # row-major: each row one path
     labels = None
     if g.num_classes:
-        row_cls = torch.arange(rows) % g.num_classes if cls is None else \
-            torch.full((rows,), g.class_index(cls), dtype=torch.long)
+        row_cls = (
+            torch.arange(rows) % g.num_classes
+            if cls is None
+            else torch.full((rows,), g.class_index(cls), dtype=torch.long)
+        )
         labels = row_cls.repeat_interleave(steps)
     return to_uint8(g.generate(z, labels))
 

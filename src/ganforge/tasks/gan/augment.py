@@ -7,6 +7,7 @@ U(0.5, 1.5), per image), ``translation``
 ``cutout * size``), as in the paper's reference code. Randomness comes from ``generator`` (on ``x``'s
 device), so training stays reproducible; every operation is vectorised over the batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -94,11 +95,7 @@ def _cutout(x: torch.Tensor, g: Optional[torch.Generator], translation: float, c
     return x * keep[:, None].to(x.dtype)  # [N, C, H, W]
 
 
-POLICIES: Dict[str, Callable[..., torch.Tensor]] = {
-    "color": _color,
-    "translation": _translation,
-    "cutout": _cutout,
-}
+POLICIES: Dict[str, Callable[..., torch.Tensor]] = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
 def parse_policy(policy: str) -> List[str]:

@@ -1,5 +1,6 @@
 """``ganforge interpolate RUN_DIR``: walks through the latent space of a trained generator, as a .png
 grid (one path per row) or a .gif animation (:mod:`ganforge.tasks.gan.app`); prints the output path."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.api import load_generator
     from ganforge.errors import UsageError
     from ganforge.imaging import check_writable
-    from ganforge.tasks.gan.app import (
-        INTERPOLATION_SUFFIXES,
-        interpolation,
-        write_interpolation,
-    )
+    from ganforge.tasks.gan.app import INTERPOLATION_SUFFIXES, interpolation, write_interpolation
 
     if args.steps < 2 or args.rows < 1:
         raise UsageError("--steps must be >= 2 and --rows >= 1")

@@ -1,4 +1,5 @@
 """The gan task: config."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ class ModelConfig(Section):
     d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     g_norm: str = "batch"  # batch | none
     d_norm: str = "batch"  # batch | none | spectral
-    conditional: Union[bool, str] = False  # class-conditional G and D (labels from the dataset) | auto: when the data has labels
+    conditional: Union[bool, str] = (
+        False  # class-conditional G and D (labels from the dataset) | auto: when the data has labels
+    )
     num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
     g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
     d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)

@@ -8,6 +8,7 @@ compute). Class-conditional (``num_classes > 0``): G by conditional BatchNorm (`
 label embedding (``"embed"``), D by a projection head (``d_cond="projection"``) or an AC-GAN classifier
 (``"acgan"``); ``mbstd=True`` adds a minibatch-stddev map before D's head.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -16,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.nn.layers import sequential_blocks
 from ganforge.nn.layers import (
     CondSequential,
     LabelledDiscriminator,
@@ -30,11 +30,13 @@ from ganforge.nn.layers import (
     level_widths,
     maybe_sn,
     norm2d,
+    sequential_blocks,
 )
 from ganforge.nn.layers import plan_stages as _plan_stages
 from ganforge.tasks.gan.registry import MODELS
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "ModelSizeError", "ModelBuildError", "plan_stages", "build_dcgan"]
+
 
 def plan_stages(h: int, w: int) -> Tuple[int, int, int]:
     """Return (k, base_h, base_w): the most 2x stages with an integer base of at least 3."""

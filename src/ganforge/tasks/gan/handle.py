@@ -1,4 +1,5 @@
 """The gan task: handle."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,10 @@ class GeneratorHandle(Handle):
         except (TypeError, ValueError):
             i = -1
         if not 0 <= i < self.num_classes:
-            raise LabelError(f"class {c!r}: expected an index 0..{self.num_classes - 1} or one of the names: "
-                             f"{', '.join(self.class_names)}")
+            raise LabelError(
+                f"class {c!r}: expected an index 0..{self.num_classes - 1} or one of the names: "
+                f"{', '.join(self.class_names)}"
+            )
         return i
 
     def labels_for(self, n: int, labels=None) -> Optional[torch.Tensor]:
@@ -104,16 +107,33 @@ class GeneratorHandle(Handle):
     def export_networks(self) -> List[ExportNet]:
         """The generator, ``z`` (and ``label`` when conditional) -> ``image``; fixed image size, dynamic batch."""
         dist = "standard normal" if self.config.model.z_dist == "normal" else f"{self.config.model.z_dist} in [-1, 1]"
-        values = {"z": f"float32 latent vectors [N, {self.z_dim}], {dist}",
-                  "image": "float32 in [-1, 1] (uint8 = round((x + 1) * 127.5))"}
+        values = {
+            "z": f"float32 latent vectors [N, {self.z_dim}], {dist}",
+            "image": "float32 in [-1, 1] (uint8 = round((x + 1) * 127.5))",
+        }
         if self.num_classes:
             values["label"] = f"int64 class index in [0, {self.num_classes})"
-        info = {"z_dim": self.z_dim, "z_dist": self.config.model.z_dist, "num_classes": self.num_classes,
-                "class_names": list(self.class_names)}
-        return [ExportNet("generator", self.module, self.export_inputs(2), ("z", "label")[: 1 + bool(self.num_classes)],
-                          ("image",), values=values, info=info)]
+        info = {
+            "z_dim": self.z_dim,
+            "z_dist": self.config.model.z_dist,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+        }
+        return [
+            ExportNet(
+                "generator",
+                self.module,
+                self.export_inputs(2),
+                ("z", "label")[: 1 + bool(self.num_classes)],
+                ("image",),
+                values=values,
+                info=info,
+            )
+        ]
 
     def __repr__(self) -> str:
         cond = f", {self.num_classes} classes" if self.num_classes else ""
-        return (f"GeneratorHandle({self.config.model.arch}, {'x'.join(map(str, self.img_shape))}{cond}, "
-                f"step {self.step}, {self.checkpoint_path})")
+        return (
+            f"GeneratorHandle({self.config.model.arch}, {'x'.join(map(str, self.img_shape))}{cond}, "
+            f"step {self.step}, {self.checkpoint_path})"
+        )

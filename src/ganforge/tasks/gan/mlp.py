@@ -8,6 +8,7 @@ D through a projection head (Miyato & Koyama 2018) or an AC-GAN classifier (Oden
 ``mbstd=True`` appends the minibatch std (Karras et al. 2018) as one extra feature to D's last
 hidden layer. Unconditional parameter names are unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,6 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ganforge.nn.layers import sequential_blocks
 from ganforge.nn.layers import (
     CondSequential,
     LabelledDiscriminator,
@@ -26,6 +26,7 @@ from ganforge.nn.layers import (
     label_head,
     maybe_sn,
     norm1d,
+    sequential_blocks,
 )
 from ganforge.tasks.gan.registry import MODELS
 

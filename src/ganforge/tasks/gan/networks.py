@@ -6,6 +6,7 @@ images in [-1, 1]; discriminators take ``(x, y=None)`` and return raw logits ``[
 sigmoid: losses work on logits); AC-GAN discriminators add ``forward_aux(x) -> (logits, class_logits)``.
 The completion networks of the inpaint task are in :mod:`ganforge.tasks.inpaint.networks`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,6 +17,7 @@ from ganforge.tasks.gan import resnet as _resnet  # noqa: F401  (registers "resn
 from ganforge.tasks.gan.registry import MODELS, build_models
 
 __all__ = ["MODELS", "build_models", "draw_z", "Z_DISTRIBUTIONS"]
+
 
 def _normal(n: int, dim: int, generator: torch.Generator, device) -> torch.Tensor:
     return torch.randn(n, dim, generator=generator, device=device)

@@ -3,6 +3,7 @@
 Each family module (dcgan.py, mlp.py, resnet.py) registers a builder
 ``build(cfg, img_shape) -> (G, D)``; ``cfg`` is the ``model`` config section (any object with its fields).
 """
+
 from __future__ import annotations
 
 from typing import Tuple

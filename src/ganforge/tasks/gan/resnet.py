@@ -6,6 +6,7 @@ Discriminator: k down-sampling residual blocks (the first SNGAN's "optimized" bl
 base resolution -> ReLU -> global sum pooling -> linear, spectral norm on every weight by default.
 Widths halve with resolution (width * 2^j, capped at 8x). Conditioning and ``mbstd`` as in dcgan.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.nn.layers import sequential_blocks
 from ganforge.nn.layers import (
     LabelledDiscriminator,
     LabelledGenerator,
@@ -27,6 +27,7 @@ from ganforge.nn.layers import (
     maybe_sn,
     norm2d,
     plan_stages,
+    sequential_blocks,
 )
 from ganforge.tasks.gan.registry import MODELS
 

@@ -1,4 +1,5 @@
 """The gan task: task."""
+
 from __future__ import annotations
 
 from ganforge import runs
@@ -16,10 +17,17 @@ from ganforge.training.watchdog import WatchdogConfig
 class GanTask(Task):
     name = "gan"
     summary = "generate images: a GAN (unconditional or class-conditional)"
-    sections = {"data": SHARED_SECTIONS["data"], "model": ModelConfig, "loss": LossConfig,
-                "g_optim": SHARED_SECTIONS["g_optim"], "d_optim": SHARED_SECTIONS["d_optim"],
-                "train": SHARED_SECTIONS["train"], "augment": AugmentConfig, "eval": EvalConfig,
-                "watchdog": WatchdogConfig}
+    sections = {
+        "data": SHARED_SECTIONS["data"],
+        "model": ModelConfig,
+        "loss": LossConfig,
+        "g_optim": SHARED_SECTIONS["g_optim"],
+        "d_optim": SHARED_SECTIONS["d_optim"],
+        "train": SHARED_SECTIONS["train"],
+        "augment": AugmentConfig,
+        "eval": EvalConfig,
+        "watchdog": WatchdogConfig,
+    }
     trainer = GanTrainer
     tiny = ("model.z_dim=8", "model.g_width=8", "model.d_width=8", "eval.every_kimg=0")
 
@@ -37,8 +45,14 @@ class GanTask(Task):
             )
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> GeneratorHandle:
-        return self.load_generator(checkpoint, GeneratorHandle, lambda cfg, c: build_models(cfg.model, tuple(c["img_shape"]))[0],
-                                   "generator", ema, device)
+        return self.load_generator(
+            checkpoint,
+            GeneratorHandle,
+            lambda cfg, c: build_models(cfg.model, tuple(c["img_shape"]))[0],
+            "generator",
+            ema,
+            device,
+        )
 
 
 TASKS.register("gan")(GanTask())

@@ -1,4 +1,5 @@
 """The gan task: trainer."""
+
 from __future__ import annotations
 
 import copy
@@ -11,13 +12,7 @@ import torch.nn.functional as F
 
 from ganforge.errors import ConfigError, ModelBuildError, TrainingError
 from ganforge.imaging import make_grid_uint8, to_uint8
-from ganforge.losses import (
-    LOSSES,
-    clip_weights,
-    d_logistic_smoothed,
-    gradient_penalty,
-    r1_penalty,
-)
+from ganforge.losses import LOSSES, clip_weights, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.tasks.gan.augment import diff_augment
 from ganforge.tasks.gan.networks import build_models, draw_z
 from ganforge.training.loop import TrainingLoop
@@ -45,7 +40,8 @@ class GanTrainer(TrainingLoop):
             if self.data.labels is None or k < 2:
                 raise ConfigError(
                     f"model.conditional=true needs labelled data with at least 2 classes; {self.data.name!r} has "
-                    f"{'no labels' if self.data.labels is None else f'{k} class'} (an image folder needs one subfolder per class)"
+                    f"{'no labels' if self.data.labels is None else f'{k} class'} "
+                    "(an image folder needs one subfolder per class)"
                 )
             if m.num_classes not in (0, k):
                 raise ConfigError(f"model.num_classes={m.num_classes} but the dataset has {k} classes; leave it at 0")
@@ -66,7 +62,9 @@ class GanTrainer(TrainingLoop):
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.nets.update(generator=self.G, discriminator=self.D, generator_ema=self.G_ema)
         self.aux = bool(getattr(self.D, "aux", False))
-        self.joint_d = not has_batchnorm(self.D) and not self.aux and not m.mbstd  # mbstd groups must not mix real and fake
+        self.joint_d = (
+            not has_batchnorm(self.D) and not self.aux and not m.mbstd
+        )  # mbstd groups must not mix real and fake
         self.loss = LOSSES.get(cfg.loss.name)
         self.clip = cfg.loss.clip if cfg.loss.name == "wgan" else 0.0  # weight clipping of the original WGAN
         self.opt_g = self.optimizer(self.G, cfg.g_optim)
@@ -82,8 +80,10 @@ class GanTrainer(TrainingLoop):
         self.images_per_step = t.batch_size * t.n_critic
         self.run_suffix = m.arch + ("-cond" if m.conditional else "")
         self.model_info = {"class_names": list(getattr(self.data, "class_names", []) or [])}
-        self.description = (f"{m.arch} on {self.data.name} {self.images.shape[0]} images "
-                            f"{'x'.join(map(str, self.img_shape))}{self._what_labels()}, loss {cfg.loss.name}")
+        self.description = (
+            f"{m.arch} on {self.data.name} {self.images.shape[0]} images "
+            f"{'x'.join(map(str, self.img_shape))}{self._what_labels()}, loss {cfg.loss.name}"
+        )
 
     def _make_evaluator(self):
         """The in-training evaluator (FID/KID/coverage), or None when evaluation is off."""
@@ -96,8 +96,15 @@ class GanTrainer(TrainingLoop):
         from ganforge.errors import EvalError
         from ganforge.metrics.training import TrainingEvaluator
 
-        ev = TrainingEvaluator(self.data, features=features, num_samples=e.samples, seed=self.cfg.train.seed,
-                               every_kimg=e.every_kimg, device=str(self.device), inception_weights=e.inception_weights)
+        ev = TrainingEvaluator(
+            self.data,
+            features=features,
+            num_samples=e.samples,
+            seed=self.cfg.train.seed,
+            every_kimg=e.every_kimg,
+            device=str(self.device),
+            inception_weights=e.inception_weights,
+        )
         try:
             ev.space  # load the extractor now: missing Inception weights fail before training starts
         except EvalError as err:
@@ -275,17 +282,31 @@ class GanTrainer(TrainingLoop):
         kimg = self.images_seen / 1000
         res = self.evaluator(self._eval_samples, kimg=kimg)
         covered = res.get("classes_covered") if self.coverage_meaningful else None
-        rec = {"step": self.step, "kimg": round(kimg, 3), "fid": round(res["fid"], 4), "kid": round(res["kid"], 6),
-               "eval_features": res["features"], "eval_samples": res["num_samples"], "eval_s": res["seconds"]}
+        rec = {
+            "step": self.step,
+            "kimg": round(kimg, 3),
+            "fid": round(res["fid"], 4),
+            "kid": round(res["kid"], 6),
+            "eval_features": res["features"],
+            "eval_samples": res["num_samples"],
+            "eval_s": res["seconds"],
+        }
         if covered is not None:
             rec.update(classes_covered=covered, kl_class=round(res["kl_class"], 5))
         self.metrics.append(rec)
-        self.tb.scalars({f"eval/{k}": v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"},
-                        self.step)
-        cov = f", classes covered {covered}/10, KL to the real class mix {res['kl_class']:.3f}" if covered is not None else ""
+        self.tb.scalars(
+            {f"eval/{k}": v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"}, self.step
+        )
+        cov = (
+            f", classes covered {covered}/10, KL to the real class mix {res['kl_class']:.3f}"
+            if covered is not None
+            else ""
+        )
         best = self.keep_best("fid", res["fid"], label="FID")
-        self.log(f"eval at {kimg:.0f} kimg: FID {res['fid']:.2f} ({res['features']} features, {res['num_samples']} "
-                 f"samples){cov}{' (best so far)' if best else ''}")
+        self.log(
+            f"eval at {kimg:.0f} kimg: FID {res['fid']:.2f} ({res['features']} features, {res['num_samples']} "
+            f"samples){cov}{' (best so far)' if best else ''}"
+        )
         if self.watchdog:
             event = self.watchdog.observe_eval(self.step, res["fid"], covered)
             if event:
@@ -307,15 +328,32 @@ class GanTrainer(TrainingLoop):
     def _act(self, event: Event) -> None:
         w = self.cfg.watchdog
         self.log(str(event))
-        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": event.kind,
-                             "message": event.message})
+        self.metrics.append(
+            {
+                "step": self.step,
+                "kimg": round(self.images_seen / 1000, 3),
+                "event": event.kind,
+                "message": event.message,
+            }
+        )
         if w.action == "warn" and event.kind != "nonfinite":
             return
         good = self.good_checkpoint
-        if w.action == "stop" or w.action == "warn" or self.watchdog.rollbacks >= w.max_rollbacks \
-                or not (good / "meta.json").is_file():
-            why = "" if w.action != "rollback" else (
-                f" after {self.watchdog.rollbacks} rollback(s)" if self.watchdog.rollbacks else " (no healthy checkpoint)")
+        if (
+            w.action == "stop"
+            or w.action == "warn"
+            or self.watchdog.rollbacks >= w.max_rollbacks
+            or not (good / "meta.json").is_file()
+        ):
+            why = (
+                ""
+                if w.action != "rollback"
+                else (
+                    f" after {self.watchdog.rollbacks} rollback(s)"
+                    if self.watchdog.rollbacks
+                    else " (no healthy checkpoint)"
+                )
+            )
             raise TrainingError(f"stopped by the watchdog{why} at step {self.step}: {event.message}")
         self.watchdog.rollbacks += 1
         lrs = [(g["lr"]) for opt in (self.opt_g, self.opt_d) for g in opt.param_groups]
@@ -325,7 +363,7 @@ class GanTrainer(TrainingLoop):
         groups = [g for opt in (self.opt_g, self.opt_d) for g in opt.param_groups]
         for g, lr in zip(groups, lrs):
             g["lr"] = lr
-        for opt in ((self.opt_d,) if event.kind == "d_dominates" else (self.opt_g, self.opt_d)):
+        for opt in (self.opt_d,) if event.kind == "d_dominates" else (self.opt_g, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] *= w.lr_factor
         self.watchdog.reset_symptoms()
@@ -335,9 +373,12 @@ class GanTrainer(TrainingLoop):
             self.loss = LOSSES.get("non-saturating")
             self.watchdog.loss_override = self.watchdog.loss_name = "non-saturating"
             switched = "; G now uses the non-saturating loss -log D(G(z)) instead of the saturating minimax loss"
-        msg = (f"[watchdog] rolled back to step {self.step} (rollback {self.watchdog.rollbacks}/{w.max_rollbacks}); "
-               f"learning rates now G {self.opt_g.param_groups[0]['lr']:.2e}, D {self.opt_d.param_groups[0]['lr']:.2e}"
-               f"{switched}")
+        msg = (
+            f"[watchdog] rolled back to step {self.step} (rollback {self.watchdog.rollbacks}/{w.max_rollbacks}); "
+            f"learning rates now G {self.opt_g.param_groups[0]['lr']:.2e}, D {self.opt_d.param_groups[0]['lr']:.2e}"
+            f"{switched}"
+        )
         self.log(msg)
-        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback",
-                             "message": msg})
+        self.metrics.append(
+            {"step": self.step, "kimg": round(self.images_seen / 1000, 3), "event": "rollback", "message": msg}
+        )

@@ -2,22 +2,14 @@
 grid with PNG / npz downloads, and a latent walk between two seeds as an animation. It calls
 :func:`ganforge.tasks.gan.app.write_samples` (what ``ganforge sample`` calls), so the same settings give
 the same images as the command line."""
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ganforge.web.core import (
-    Field,
-    HandleCache,
-    Job,
-    Output,
-    Page,
-    file_output,
-    model_fields,
-    register,
-)
+from ganforge.web.core import Field, HandleCache, Job, Output, Page, file_output, model_fields, register
 
 ANY_CLASS = "classes in turn"
 
@@ -31,12 +23,7 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     import torch
 
     from ganforge.imaging import to_uint8
-    from ganforge.tasks.gan.app import (
-        slerp,
-        truncated_noise,
-        write_interpolation,
-        write_samples,
-    )
+    from ganforge.tasks.gan.app import slerp, truncated_noise, write_interpolation, write_samples
 
     g = job.cache.load(form["run"], form["checkpoint"], form["ema"])
     cls = form.get("class")
@@ -48,10 +35,20 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     write_samples(g, grid, n, seed=seed, cls=cls, truncation=trunc)
     job.progress(1, steps, "writing samples.npz")
     write_samples(g, npz, n, seed=seed, cls=cls, truncation=trunc)
-    outs = [file_output(grid, "samples.png", kind="image", group="samples"),
-            file_output(grid, "samples.png", group="downloads"), file_output(npz, "samples.npz", group="downloads")]
-    outs.append(Output("text", "about", text=f"{n} samples of {g!r}, seed {seed}"
-                       + (f", class {cls}" if cls is not None else "") + (f", truncation {trunc:g}" if trunc else "")))
+    outs = [
+        file_output(grid, "samples.png", kind="image", group="samples"),
+        file_output(grid, "samples.png", group="downloads"),
+        file_output(npz, "samples.npz", group="downloads"),
+    ]
+    outs.append(
+        Output(
+            "text",
+            "about",
+            text=f"{n} samples of {g!r}, seed {seed}"
+            + (f", class {cls}" if cls is not None else "")
+            + (f", truncation {trunc:g}" if trunc else ""),
+        )
+    )
     if form["seed_b"] is not None:  # n paths, each from sample i of seed A to sample i of seed B, laid out as the grid
         frames = form["frames"]
         za, zb = truncated_noise(g, n, seed, trunc), truncated_noise(g, n, form["seed_b"], trunc)
@@ -68,23 +65,44 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     return outs
 
 
-register(Page(
-    name="generate",
-    title="Generate",
-    summary="Samples of a GAN run, and an animated walk in latent space from one seed to another.",
-    tasks=("gan",),
-    fields=[
-        *model_fields(),
-        Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
-        Field("count", "int", "count", 16, min=1, max=256),
-        Field("class", "select", "class", ANY_CLASS, depends=True, help="conditional runs: the class of every sample"),
-        Field("truncation", "float", "truncation", None, min=0.05, max=10, step=0.05, optional=True,
-              help="redraw latent components larger than this (empty: none)"),
-        Field("seed_b", "int", "walk to seed", None, min=0, max=2**31 - 1, optional=True,
-              help="also animate the latent walk from the seed to this seed"),
-        Field("frames", "int", "walk frames", 12, min=2, max=64),
-    ],
-    run=_run,
-    run_options=_options,
-    order=10,
-))
+register(
+    Page(
+        name="generate",
+        title="Generate",
+        summary="Samples of a GAN run, and an animated walk in latent space from one seed to another.",
+        tasks=("gan",),
+        fields=[
+            *model_fields(),
+            Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+            Field("count", "int", "count", 16, min=1, max=256),
+            Field(
+                "class", "select", "class", ANY_CLASS, depends=True, help="conditional runs: the class of every sample"
+            ),
+            Field(
+                "truncation",
+                "float",
+                "truncation",
+                None,
+                min=0.05,
+                max=10,
+                step=0.05,
+                optional=True,
+                help="redraw latent components larger than this (empty: none)",
+            ),
+            Field(
+                "seed_b",
+                "int",
+                "walk to seed",
+                None,
+                min=0,
+                max=2**31 - 1,
+                optional=True,
+                help="also animate the latent walk from the seed to this seed",
+            ),
+            Field("frames", "int", "walk frames", 12, min=2, max=64),
+        ],
+        run=_run,
+        run_options=_options,
+        order=10,
+    )
+)

@@ -26,6 +26,7 @@ Python::
     out = inpaint(run, "photo.png", mask="mask.png", compare="side_by_side.png")
     out = inpaint(run, "photo.png", mask="mask.png", options=InpaintOptions(steps=200, device="cuda"))
 """
+
 from __future__ import annotations
 
 import time
@@ -59,11 +60,7 @@ from ganforge.imaging import (
 )
 from ganforge.options import with_overrides
 from ganforge.tasks.inpaint.blend import blend as blend_fill
-from ganforge.tasks.inpaint.latent import (
-    LatentInpainter,
-    LatentResult,
-    contextual_weights,
-)
+from ganforge.tasks.inpaint.latent import LatentInpainter, LatentResult, contextual_weights
 from ganforge.tasks.inpaint.options import BLENDS, METHODS, InpaintOptions
 
 __all__ = [
@@ -123,12 +120,7 @@ class NetworkInpainter:
 Completer = Union[LatentInpainter, NetworkInpainter]
 
 
-def load_completer(
-    model: Any,
-    method: str = "auto",
-    checkpoint: str = "last",
-    device: str = "cpu",
-) -> Completer:
+def load_completer(model: Any, method: str = "auto", checkpoint: str = "last", device: str = "cpu") -> Completer:
     """A completer for ``model``: a run folder (or checkpoint folder) path, a GeneratorHandle,
     an inpainter handle (``.complete``), or a completer already made.
 
@@ -152,20 +144,29 @@ def load_completer(
     elif hasattr(model, "module") and hasattr(model, "z_dim"):  # a GeneratorHandle
         comp = LatentInpainter.from_generator(model)
     elif path is not None:
-        raise InpaintError(f"'{path}' trained task {model.task!r}, which does not complete images; use a GAN run or "
-                           "a completion network ('ganforge train task=inpaint')")
+        raise InpaintError(
+            f"'{path}' trained task {model.task!r}, which does not complete images; use a GAN run or "
+            "a completion network ('ganforge train task=inpaint')"
+        )
     else:
-        raise InpaintError(f"model: expected a run folder, a GeneratorHandle or an inpainter handle, "
-                           f"got {type(model).__name__}")
+        raise InpaintError(
+            f"model: expected a run folder, a GeneratorHandle or an inpainter handle, got {type(model).__name__}"
+        )
     if method != "auto" and comp.kind != method:
         if path is None:
-            raise InpaintError(f"method {method!r} asked for, but the model is a {comp.kind} completer "
-                               f"({'GAN: use method=latent' if comp.kind == 'latent' else 'completion network: use method=network'})")
+            raise InpaintError(
+                f"method {method!r} asked for, but the model is a {comp.kind} completer "
+                f"({'GAN: use method=latent' if comp.kind == 'latent' else 'completion network: use method=network'})"
+            )
         if comp.kind == "network":
-            raise InpaintError(f"'{path}' is a completion-network run (task={model.task}); latent optimisation needs "
-                               "a GAN run from 'ganforge train' (use method=network or auto)")
-        raise InpaintError(f"'{path}' is a GAN run (task={model.task}); the network method needs a completion network "
-                           "trained with 'ganforge train task=inpaint' (use method=latent or auto)")
+            raise InpaintError(
+                f"'{path}' is a completion-network run (task={model.task}); latent optimisation needs "
+                "a GAN run from 'ganforge train' (use method=network or auto)"
+            )
+        raise InpaintError(
+            f"'{path}' is a GAN run (task={model.task}); the network method needs a completion network "
+            "trained with 'ganforge train task=inpaint' (use method=latent or auto)"
+        )
     return comp
 
 
@@ -175,11 +176,7 @@ def load_completer(
 
 
 def complete_batch(
-    completer: Completer,
-    images: torch.Tensor,
-    holes: torch.Tensor,
-    blend: str = "poisson",
-    **options: Any,
+    completer: Completer, images: torch.Tensor, holes: torch.Tensor, blend: str = "poisson", **options: Any
 ) -> Tuple[torch.Tensor, Dict[str, Any]]:
     """Complete uint8 images [N, C, H, W] at the model's size; holes [N, 1, H, W] (True = missing).
 
@@ -313,13 +310,24 @@ def _fill_options(comp: Completer, o: InpaintOptions) -> Dict[str, Any]:
         raise InpaintError(f"blend {o.blend!r}: choose one of {', '.join(BLENDS)}")
     if comp.kind == "network":
         if o.class_ is not None:
-            raise InpaintError("a class applies to conditional GAN runs (latent method); the completion network takes none")
+            raise InpaintError(
+                "a class applies to conditional GAN runs (latent method); the completion network takes none"
+            )
         return {}
-    return dict(steps=o.steps, restarts=o.restarts, seed=o.seed, class_=o.class_, lr=o.lr, prior_weight=o.prior_weight,
-                window=o.window)
+    return dict(
+        steps=o.steps,
+        restarts=o.restarts,
+        seed=o.seed,
+        class_=o.class_,
+        lr=o.lr,
+        prior_weight=o.prior_weight,
+        window=o.window,
+    )
 
 
-def _prepare(comp: Completer, image: ImageLike, mask: Optional[ImageLike], box: Union[str, Sequence[int], None]) -> _Job:
+def _prepare(
+    comp: Completer, image: ImageLike, mask: Optional[ImageLike], box: Union[str, Sequence[int], None]
+) -> _Job:
     """Read ``image`` and its hole, check them against the model, and shrink both to the model's size."""
     im = load_image(image)
     hole = _hole_of(mask, box, im.size)
@@ -331,30 +339,52 @@ def _prepare(comp: Completer, image: ImageLike, mask: Optional[ImageLike], box: 
     small = _resize(full, (mh, mw)).round().clamp(0, 255).to(torch.uint8)  # [1, c, mh, mw]
     small_hole = _resize(torch.from_numpy(hole)[None, None].float(), (mh, mw)) > 1e-4  # [1, 1, mh, mw]
     if bool(small_hole.all()):
-        raise InpaintError(f"at the model's size {mw}x{mh} the hole covers every pixel (the image is {W}x{H}): nothing "
-                           "known is left to complete from; use a smaller mask")
+        raise InpaintError(
+            f"at the model's size {mw}x{mh} the hole covers every pixel (the image is {W}x{H}): nothing "
+            "known is left to complete from; use a smaller mask"
+        )
     return _Job(im, hole, px, alpha, small, small_hole)
 
 
-def _finish(comp: Completer, job: _Job, fill_small: torch.Tensor, details: Dict[str, Any], blend: str,
-            compare: Union[str, Path, None], original: Union[bool, None, ImageLike]) -> InpaintResult:
+def _finish(
+    comp: Completer,
+    job: _Job,
+    fill_small: torch.Tensor,
+    details: Dict[str, Any],
+    blend: str,
+    compare: Union[str, Path, None],
+    original: Union[bool, None, ImageLike],
+) -> InpaintResult:
     """Upsample the fill (float [1, c, mh, mw], 0..255) to the image's size, blend it into the hole, put
     the known pixels back exactly, and write the comparison picture when asked."""
     _, mh, mw = comp.img_shape
     H, W = job.hole.shape
     resized = (mh, mw) != (H, W)
-    fill = F.interpolate(fill_small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 255) if resized \
+    fill = (
+        F.interpolate(fill_small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 255)
+        if resized
         else fill_small
+    )
     full = torch.from_numpy(job.px).permute(2, 0, 1)[None].float()  # [1, c, H, W]
     out = blend_fill(fill, full, torch.from_numpy(job.hole)[None, None], blend).round().clamp(0, 255).to(torch.uint8)
     out_np = np.where(job.hole[..., None], out[0].permute(1, 2, 0).numpy(), job.px)  # known pixels: the input's
     result_img = join_alpha(out_np, job.alpha, job.im.mode)
-    res = InpaintResult(image=result_img, method=comp.kind, blend=blend, model_size=(mh, mw), resized=resized,
-                        hole_fraction=float(job.hole.mean()), seconds=0.0, details=details)
+    res = InpaintResult(
+        image=result_img,
+        method=comp.kind,
+        blend=blend,
+        model_size=(mh, mw),
+        resized=resized,
+        hole_fraction=float(job.hole.mean()),
+        seconds=0.0,
+        details=details,
+    )
     if compare is not None:
         res.compare_path = Path(compare)
-        save_image(compare_image(job.im, job.hole, result_img, _original_for_compare(original, job.im, job.hole)),
-                   res.compare_path)
+        save_image(
+            compare_image(job.im, job.hole, result_img, _original_for_compare(original, job.im, job.hole)),
+            res.compare_path,
+        )
     return res
 
 
@@ -367,12 +397,16 @@ def _hole_of(mask: Optional[ImageLike], box: Union[str, Sequence[int], None], si
     if not hole.any():
         raise InpaintError(f"the mask {source_name(mask)} marks no pixel as missing (white = missing): nothing to fill")
     if hole.all():
-        raise InpaintError(f"the mask {source_name(mask) if mask is not None else 'box'} marks every pixel as missing: "
-                           "there is nothing known to complete from; leave part of the image known")
+        raise InpaintError(
+            f"the mask {source_name(mask) if mask is not None else 'box'} marks every pixel as missing: "
+            "there is nothing known to complete from; leave part of the image known"
+        )
     return hole
 
 
-def _original_for_compare(original: Union[bool, None, ImageLike], im: Image.Image, hole: np.ndarray) -> Optional[Image.Image]:
+def _original_for_compare(
+    original: Union[bool, None, ImageLike], im: Image.Image, hole: np.ndarray
+) -> Optional[Image.Image]:
     """The original to show, or None. Auto: the input itself when its pixels under the hole are not
     all one colour (it still holds the original there rather than a painted-over hole)."""
     if original is False:
@@ -426,8 +460,10 @@ def match_masks(image_dir: Union[str, Path], mask_dir: Union[str, Path]) -> List
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
         shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
-        raise InpaintError(f"{len(missing)} of {len(images)} image(s) in '{image_dir}' have no mask in '{mask_dir}' "
-                           f"(masks are matched by file name without extension): {shown}")
+        raise InpaintError(
+            f"{len(missing)} of {len(images)} image(s) in '{image_dir}' have no mask in '{mask_dir}' "
+            f"(masks are matched by file name without extension): {shown}"
+        )
     return [(p, masks[p.stem]) for p in images]
 
 
@@ -479,8 +515,10 @@ def inpaint_folder(
         if mask_p is not None:
             msize = image_size(mask_p, "mask")
             if msize != size:
-                raise InpaintError(f"the mask '{mask_p}' is {msize[0]}x{msize[1]} but the image '{img_p}' is "
-                                   f"{size[0]}x{size[1]} (width x height)")
+                raise InpaintError(
+                    f"the mask '{mask_p}' is {msize[0]}x{msize[1]} but the image '{img_p}' is "
+                    f"{size[0]}x{size[1]} (width x height)"
+                )
         else:
             box_mask(box, size)  # type: ignore[arg-type]
     check_writable(out_dir, "output folder", folder=True)
@@ -496,8 +534,15 @@ def inpaint_folder(
         share = (time.perf_counter() - t0) / len(jobs)  # each image's part of the batch's time
         for i, ((img_p, _), job) in enumerate(zip(batch, jobs)):
             t1 = time.perf_counter()
-            res = _finish(comp, job, fill[i : i + 1], _details_of(details, i), o.blend,
-                          None if cmp_dir is None else cmp_dir / f"{img_p.stem}.png", None)
+            res = _finish(
+                comp,
+                job,
+                fill[i : i + 1],
+                _details_of(details, i),
+                o.blend,
+                None if cmp_dir is None else cmp_dir / f"{img_p.stem}.png",
+                None,
+            )
             res.path = save_image(res.image, out_dir / f"{img_p.stem}.png")
             res.seconds = share + time.perf_counter() - t1
             results.append(res)

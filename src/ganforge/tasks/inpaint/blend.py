@@ -7,6 +7,7 @@ image equal to the input on the known pixels. **Poisson** (Pérez et al. 2003, f
 (:func:`feather_blend`); **none**: pasted as it is. Work is limited to the hole's bounding box, so a small
 hole in a large photograph costs little.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -36,13 +37,7 @@ def _hole_box(hole: Tensor) -> Optional[Tuple[int, int, int, int]]:
     return max(int(ys[0]) - 1, 0), min(int(ys[-1]) + 2, h), max(int(xs[0]) - 1, 0), min(int(xs[-1]) + 2, w)
 
 
-def solve_poisson(
-    guide: Tensor,
-    known: Tensor,
-    hole: Tensor,
-    max_iter: int = 2000,
-    tol: float = 1e-5,
-) -> Tensor:
+def solve_poisson(guide: Tensor, known: Tensor, hole: Tensor, max_iter: int = 2000, tol: float = 1e-5) -> Tensor:
     """Solve the discrete Poisson equation inside ``hole`` by conjugate gradients.
 
     For every hole pixel p with 4-neighbours N(p) inside the image::
@@ -132,8 +127,8 @@ def blend(fill: Tensor, known: Tensor, hole: Tensor, method: str = "poisson") ->
     box = _hole_box(hole_b)
     if box is None:
         return out
-    t, bt, l, r = box
-    sl = (Ellipsis, slice(t, bt), slice(l, r))
+    t, bt, left, r = box
+    sl = (Ellipsis, slice(t, bt), slice(left, r))
     f, kn, ho = fill[sl].float(), known[sl].float(), hole_b[sl]
     if method == "poisson":
         part = solve_poisson(f, kn, ho)

@@ -1,4 +1,5 @@
 """The inpaint task: config."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ class InpaintConfig(Section):
         positive(f"{key}.width", self.width)
         positive(f"{key}.d_width", self.d_width)
         if not 0 < self.hole_min <= self.hole_max < 1:
-            raise ConfigError(f"{key}.hole_min/hole_max: expected 0 < min <= max < 1, got {self.hole_min}, {self.hole_max}")
+            raise ConfigError(
+                f"{key}.hole_min/hole_max: expected 0 < min <= max < 1, got {self.hole_min}, {self.hole_max}"
+            )
         for k in ("l1_hole", "l1_valid", "adv_weight"):
             nonneg(f"{key}.{k}", getattr(self, k))

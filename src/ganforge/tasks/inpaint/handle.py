@@ -1,4 +1,5 @@
 """The inpaint task: handle."""
+
 from __future__ import annotations
 
 from typing import List, Tuple, Union
@@ -22,8 +23,9 @@ class InpainterHandle(Handle):
         return 2**self.module.levels
 
     @torch.no_grad()
-    def complete(self, image: Union[torch.Tensor, np.ndarray], mask: Union[torch.Tensor, np.ndarray],
-                 batch_size: int = 256) -> torch.Tensor:
+    def complete(
+        self, image: Union[torch.Tensor, np.ndarray], mask: Union[torch.Tensor, np.ndarray], batch_size: int = 256
+    ) -> torch.Tensor:
         """Fill the holes: ``image`` uint8 ``[N, C, H, W]``, ``mask`` ``[N, 1, H, W]`` (or ``[1, 1, H, W]`` for all
         images; bool or float, > 0.5 = missing) -> uint8 ``[N, C, H, W]`` with the known pixels unchanged."""
         image = torch.as_tensor(image)
@@ -33,11 +35,15 @@ class InpainterHandle(Handle):
             raise ValueError(f"complete: expected uint8 images [N, {c}, H, W], got {image.dtype} {tuple(image.shape)}")
         n, _, h, w = image.shape
         if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != image.shape[2:] or mask.shape[0] not in (1, n):
-            raise ValueError(f"complete: expected a mask [N, 1, H, W] or [1, 1, H, W] for images {tuple(image.shape)}, "
-                             f"got {tuple(mask.shape)}")
+            raise ValueError(
+                f"complete: expected a mask [N, 1, H, W] or [1, 1, H, W] for images {tuple(image.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
         k = self.multiple
         if h % k or w % k:
-            raise InpaintSizeError(f"complete: this network needs height and width that are multiples of {k}; got {h}x{w}")
+            raise InpaintSizeError(
+                f"complete: this network needs height and width that are multiples of {k}; got {h}x{w}"
+            )
         hole = (mask.float() > 0.5).expand(n, 1, h, w)  # [N, 1, H, W] bool
         out = torch.empty_like(image)
         for i in range(0, n, batch_size):
@@ -58,12 +64,26 @@ class InpainterHandle(Handle):
     def export_networks(self) -> List[ExportNet]:
         """The completion network, ``(image * (1 - mask), mask) -> image``; dynamic batch, height and width
         (multiples of :attr:`multiple`)."""
-        values = {"masked_image": "float32 in [-1, 1], the image with its holes set to 0 (image * (1 - mask))",
-                  "mask": "float32, 1 = missing, 0 = known",
-                  "completed": "float32 in [-1, 1]; keep the known pixels of the input and take the holes from here"}
-        return [ExportNet("inpainter", self.module, self.export_inputs(2), ("masked_image", "mask"), ("completed",),
-                          spatial=("masked_image", "mask"), multiple=self.multiple, values=values)]
+        values = {
+            "masked_image": "float32 in [-1, 1], the image with its holes set to 0 (image * (1 - mask))",
+            "mask": "float32, 1 = missing, 0 = known",
+            "completed": "float32 in [-1, 1]; keep the known pixels of the input and take the holes from here",
+        }
+        return [
+            ExportNet(
+                "inpainter",
+                self.module,
+                self.export_inputs(2),
+                ("masked_image", "mask"),
+                ("completed",),
+                spatial=("masked_image", "mask"),
+                multiple=self.multiple,
+                values=values,
+            )
+        ]
 
     def __repr__(self) -> str:
-        return (f"InpainterHandle({self.config.inpaint.arch}, {'x'.join(map(str, self.img_shape))}, step {self.step}, "
-                f"{self.checkpoint_path})")
+        return (
+            f"InpainterHandle({self.config.inpaint.arch}, {'x'.join(map(str, self.img_shape))}, step {self.step}, "
+            f"{self.checkpoint_path})"
+        )

@@ -7,6 +7,7 @@ near the hole most (:func:`contextual_weights`), the prior keeping G(z) realisti
 discriminator. :class:`LatentInpainter` optimises several restarts as one batch and keeps the best;
 :func:`ganforge.tasks.inpaint.app.inpaint` uses it for GAN runs, at any image size.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,14 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.errors import InpaintError, RunError
-from ganforge.tasks.inpaint.options import (
-    DEFAULT_LR,
-    DEFAULT_PRIOR,
-    DEFAULT_RESTARTS,
-    DEFAULT_STEPS,
-    DEFAULT_WINDOW,
-)
+from ganforge.errors import InpaintError
+from ganforge.tasks.inpaint.options import DEFAULT_LR, DEFAULT_PRIOR, DEFAULT_RESTARTS, DEFAULT_STEPS, DEFAULT_WINDOW
 
 __all__ = ["LatentInpainter", "LatentResult", "contextual_weights"]
 
@@ -101,8 +96,9 @@ class LatentInpainter:
         folder = Path(handle.checkpoint_path)
         d: Optional[nn.Module] = handle.discriminator()
         if d is None:
-            warnings.warn(f"checkpoint '{folder}' has no discriminator: latent search without the prior loss",
-                          stacklevel=2)
+            warnings.warn(
+                f"checkpoint '{folder}' has no discriminator: latent search without the prior loss", stacklevel=2
+            )
         return cls(handle, d, handle.config.loss.name)
 
     @property
@@ -206,8 +202,9 @@ class LatentInpainter:
     def _classes(self, class_: Union[int, str, None]) -> Optional[torch.Tensor]:
         if not self.num_classes:
             if class_ is not None:
-                raise InpaintError(f"class {class_!r}: this GAN run is unconditional; it takes no class "
-                                   "(leave the class out)")
+                raise InpaintError(
+                    f"class {class_!r}: this GAN run is unconditional; it takes no class (leave the class out)"
+                )
             return None
         if class_ is None:
             return torch.arange(self.num_classes)

@@ -6,6 +6,7 @@ exactly. :func:`random_masks` draws boxes, DeepFill v2 free-form strokes or a mi
 (a few tensor ops per round, no loop over pixels or strokes); :func:`center_box_mask` and :func:`box_mask`
 make fixed rectangles (e.g. the 14x14 centre hole of the MNIST completion benchmark).
 """
+
 from __future__ import annotations
 
 import math
@@ -140,8 +141,9 @@ def _dilate(x: torch.Tensor, r: Union[int, torch.Tensor]) -> torch.Tensor:
     return _box_max(_box_max(x, r, 3), r, 2) > 0.5
 
 
-def _free(n: int, h: int, w: int, frac: torch.Tensor, hole_max: float, hole_min: float,
-          gen: Optional[torch.Generator]) -> torch.Tensor:
+def _free(
+    n: int, h: int, w: int, frac: torch.Tensor, hole_max: float, hole_min: float, gen: Optional[torch.Generator]
+) -> torch.Tensor:
     """Free-form stroke masks whose hole fraction approaches ``frac`` (see :func:`random_masks`)."""
     hw = float(h * w)
     cur = torch.zeros(n, h, w, dtype=torch.bool)

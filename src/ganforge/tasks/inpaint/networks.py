@@ -7,6 +7,7 @@ convolutions) and :class:`PartialUNet` (Liu et al. 2018's partial convolutions) 
 divisible by 4 (at least 8), their depth adapting to the size (:func:`plan_levels`: 28x28 -> 2 levels,
 32 -> 3, 64 -> 4). ``INPAINT_MODELS`` maps ``inpaint.arch`` to a builder; :func:`build_inpainter` builds (G, D).
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Sequence, Tuple
@@ -15,8 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.nn.layers import sequential_blocks
-from ganforge.nn.layers import MAX_MULT, ModelBuildError, maybe_sn
+from ganforge.nn.layers import MAX_MULT, ModelBuildError, maybe_sn, sequential_blocks
 from ganforge.registry import Registry
 
 MAX_LEVELS = 4  # most 2x downsampling levels of the U-Nets
@@ -55,7 +55,9 @@ def _check_inputs(x: torch.Tensor, mask: torch.Tensor, channels: int, levels: in
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"{who}: expected images [N, {channels}, H, W], got {tuple(x.shape)}")
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != x.shape[0] or mask.shape[2:] != x.shape[2:]:
-        raise ValueError(f"{who}: expected a mask [N, 1, H, W] matching the images {tuple(x.shape)}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"{who}: expected a mask [N, 1, H, W] matching the images {tuple(x.shape)}, got {tuple(mask.shape)}"
+        )
     h, w = x.shape[2:]
     k = 2**levels
     if h % k or w % k:
@@ -290,7 +292,9 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.img_channels:
-            raise ValueError(f"PatchDiscriminator: expected images [N, {self.img_channels}, H, W], got {tuple(x.shape)}")
+            raise ValueError(
+                f"PatchDiscriminator: expected images [N, {self.img_channels}, H, W], got {tuple(x.shape)}"
+            )
         return self.net(torch.cat([x, mask.to(x.dtype)], dim=1))  # [N, 1, h', w'] logits
 
 
@@ -303,8 +307,9 @@ INPAINT_MODELS.register("gated")(GatedUNet)
 INPAINT_MODELS.register("partial")(PartialUNet)
 
 
-def build_inpainter(arch: str, img_shape: Sequence[int], width: int = 32,
-                    d_width: int = 32) -> Tuple[Inpainter, PatchDiscriminator]:
+def build_inpainter(
+    arch: str, img_shape: Sequence[int], width: int = 32, d_width: int = 32
+) -> Tuple[Inpainter, PatchDiscriminator]:
     """(completion network ``arch``, PatchGAN) for images of shape (C, H, W)."""
     try:
         builder = INPAINT_MODELS.get(arch)

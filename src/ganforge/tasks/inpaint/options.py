@@ -2,6 +2,7 @@
 no torch, so that the command line offers them (``ganforge inpaint --help``) cheaply. The modules that
 use them import them from here: :mod:`ganforge.tasks.inpaint.app` (methods, options),
 :mod:`ganforge.tasks.inpaint.blend` (blends) and :mod:`ganforge.tasks.inpaint.latent` (the latent search)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

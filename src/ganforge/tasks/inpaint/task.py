@@ -1,4 +1,5 @@
 """The inpaint task: task."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,14 +28,17 @@ class InpaintTask(Task):
         def build_net(cfg, c):
             return INPAINT_MODELS.get(cfg.inpaint.arch)(tuple(int(s) for s in c["img_shape"]), cfg.inpaint.width)
 
-        return self.load_generator(checkpoint, InpainterHandle, build_net, "completion network", ema, device, ema_optional=True)
+        return self.load_generator(
+            checkpoint, InpainterHandle, build_net, "completion network", ema, device, ema_optional=True
+        )
 
 
 TASKS.register("inpaint")(InpaintTask())
 
 
-def load_inpainter(run_dir: Union[str, Path], checkpoint: str = "last",
-                   device: Union[str, torch.device] = "cpu", ema: bool = True) -> InpainterHandle:
+def load_inpainter(
+    run_dir: Union[str, Path], checkpoint: str = "last", device: Union[str, torch.device] = "cpu", ema: bool = True
+) -> InpainterHandle:
     """Rebuild the completion network of an inpainting run (``ganforge train task=inpaint``) from its folder.
 
     ``checkpoint``: ``last``, a step number, or a checkpoint folder path. ``ema``: the exponential
@@ -45,6 +49,8 @@ def load_inpainter(run_dir: Union[str, Path], checkpoint: str = "last",
     ck = runs.open_checkpoint(run_dir, checkpoint)
     if ck.task != "inpaint":
         where = ck.run_dir if ck.run_dir is not None else ck.folder
-        raise RunError(f"run '{where}' trained a GAN (task={ck.task}), not a completion network; "
-                       "use --method latent (or train one with 'ganforge train task=inpaint')")
+        raise RunError(
+            f"run '{where}' trained a GAN (task={ck.task}), not a completion network; "
+            "use --method latent (or train one with 'ganforge train task=inpaint')"
+        )
     return TASKS.get("inpaint").load(ck, ema=ema, device=device)

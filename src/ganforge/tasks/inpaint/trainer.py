@@ -1,4 +1,5 @@
 """The inpaint task: trainer."""
+
 from __future__ import annotations
 
 import copy
@@ -31,18 +32,30 @@ class InpaintTrainer(TrainingLoop):
     progress = ("L1 hole {l1_hole:.4f} valid {l1_valid:.4f}", "D {loss_d:.3f} G adv {adv_g:.3f}")
     summary = ("validation L1 in the hole {val_l1_hole:.4f}",)
     curves = (
-        Panel("reconstruction ([-1, 1] units)", (("l1_hole", "L1 in the hole"), ("l1_valid", "L1 on known pixels"),
-              ("val_l1_hole", "validation L1 in the hole", "k.--")),
-              xlabel="kimg (thousands of images shown)", log=True),
-        Panel("PatchGAN (hinge)", (("loss_d", "D hinge loss"), ("adv_g", "G adversarial loss")),
-              empty="no adversarial loss (inpaint.adv_weight=0)"),
+        Panel(
+            "reconstruction ([-1, 1] units)",
+            (
+                ("l1_hole", "L1 in the hole"),
+                ("l1_valid", "L1 on known pixels"),
+                ("val_l1_hole", "validation L1 in the hole", "k.--"),
+            ),
+            xlabel="kimg (thousands of images shown)",
+            log=True,
+        ),
+        Panel(
+            "PatchGAN (hinge)",
+            (("loss_d", "D hinge loss"), ("adv_g", "G adversarial loss")),
+            empty="no adversarial loss (inpaint.adv_weight=0)",
+        ),
     )
     diverged_advice = "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller inpaint.adv_weight"
 
     def build(self) -> None:
         cfg = self.cfg
         if cfg.task != "inpaint":
-            raise ConfigError(f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}")
+            raise ConfigError(
+                f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}"
+            )
         t, ip = cfg.train, cfg.inpaint
         if t.compile:
             self.log("train.compile is not used when training a completion network: running eagerly")
@@ -72,13 +85,16 @@ class InpaintTrainer(TrainingLoop):
         idx = torch.randperm(n, generator=self.rng("samples"))[:k]
         self.val_x = self.data.images[idx].float().div(127.5).sub(1.0).to(self.device)  # [k, C, H, W]
         _, h, w = self.img_shape
-        self.val_m = random_masks(k, h, w, ip.masks, ip.hole_min, ip.hole_max,
-                                  generator=self.rng("sample_masks"), device=self.device)
+        self.val_m = random_masks(
+            k, h, w, ip.masks, ip.hole_min, ip.hole_max, generator=self.rng("sample_masks"), device=self.device
+        )
         self.run_suffix = f"inpaint-{ip.arch}"
         n_g = sum(p.numel() for p in self.G.parameters())
-        self.description = (f"completion network {ip.arch} (width {ip.width}, {self.G.levels} levels, {n_g / 1e6:.2f}M "
-                            f"parameters) on {self.data.name} {n} images {'x'.join(map(str, self.img_shape))}, "
-                            f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}")
+        self.description = (
+            f"completion network {ip.arch} (width {ip.width}, {self.G.levels} levels, {n_g / 1e6:.2f}M "
+            f"parameters) on {self.data.name} {n} images {'x'.join(map(str, self.img_shape))}, "
+            f"{ip.masks} masks {ip.hole_min:g}-{ip.hole_max:g}"
+        )
 
     # ---- one step ---------------------------------------------------------------------------
     def _masks(self, n: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ network's receptive radius, so the result equals untiled inference). ``tile=0`` 
 of a folder into another, keeping the file names (as PNG). Problems with the inputs raise
 :class:`UpscaleError` with one line naming the file and what was expected.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,19 +37,21 @@ from PIL import Image, ImageDraw
 
 from ganforge import runs
 from ganforge.errors import ImageError, UpscaleError
+from ganforge.imaging import ImageLike, check_writable, images_in, load_image, save_image, source_name, split_alpha
 from ganforge.options import with_overrides
-from ganforge.imaging import (
-    ImageLike,
-    check_writable,
-    images_in,
-    load_image,
-    save_image,
-    source_name,
-    split_alpha,
-)
 
-__all__ = ["DEFAULT_TILE", "MIN_TILE", "UpscaleError", "UpscaleOptions", "UpscaleResult", "compare_picture",
-           "load_upscaler", "upscale", "upscale_detailed", "upscale_folder"]
+__all__ = [
+    "DEFAULT_TILE",
+    "MIN_TILE",
+    "UpscaleError",
+    "UpscaleOptions",
+    "UpscaleResult",
+    "compare_picture",
+    "load_upscaler",
+    "upscale",
+    "upscale_detailed",
+    "upscale_folder",
+]
 
 DEFAULT_TILE = 128  # input pixels a side per tile: ~0.2 GB peak for the width-64 photo network at x4
 MIN_TILE = 8  # smallest tile accepted
@@ -76,8 +79,10 @@ def load_upscaler(model: Any, checkpoint: str = "last", device: str = "cpu", ema
             checkpoint = str(path)
         model = load(path, checkpoint=checkpoint, device=device, ema=ema)
         if not hasattr(model, "upscale"):
-            raise UpscaleError(f"'{path}' trained task {model.task!r}, which does not upscale images; train a "
-                               "super-resolution model with 'ganforge train task=superres' (preset mnist-sr or photo-sr)")
+            raise UpscaleError(
+                f"'{path}' trained task {model.task!r}, which does not upscale images; train a "
+                "super-resolution model with 'ganforge train task=superres' (preset mnist-sr or photo-sr)"
+            )
         return model
     if hasattr(model, "upscale") and hasattr(model, "scale"):
         return model
@@ -90,13 +95,17 @@ def _check_tile(tile: Optional[int], overlap: Optional[int], handle) -> Tuple[Op
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer))):
         raise UpscaleError(f"tile {tile!r}: expected a whole number of input pixels (0 = no tiling)")
     if tile is not None and tile != 0 and tile < MIN_TILE:
-        raise UpscaleError(f"tile {tile}: tiles must be at least {MIN_TILE} input pixels a side (or 0 for no tiling); "
-                           f"each tile also reads {radius} pixels of context around it, so tiles of "
-                           f"{max(4 * radius, DEFAULT_TILE)} or more waste little")
+        raise UpscaleError(
+            f"tile {tile}: tiles must be at least {MIN_TILE} input pixels a side (or 0 for no tiling); "
+            f"each tile also reads {radius} pixels of context around it, so tiles of "
+            f"{max(4 * radius, DEFAULT_TILE)} or more waste little"
+        )
     ov = radius if overlap is None else overlap
     if isinstance(ov, bool) or not isinstance(ov, (int, np.integer)) or ov < 0:
-        raise UpscaleError(f"overlap {overlap!r}: expected a whole number of input pixels >= 0 "
-                           f"(the network's receptive radius, {radius}, makes tiles seamless)")
+        raise UpscaleError(
+            f"overlap {overlap!r}: expected a whole number of input pixels >= 0 "
+            f"(the network's receptive radius, {radius}, makes tiles seamless)"
+        )
     return (None if not tile else int(tile)), int(ov)
 
 
@@ -112,9 +121,11 @@ def _pixels_for(handle, im: Image.Image, label: str) -> Tuple[np.ndarray, bool]:
     if mc == 1 and c == 3:
         if np.array_equal(base[..., 0], base[..., 1]) and np.array_equal(base[..., 0], base[..., 2]):
             return base[..., :1], False
-        raise UpscaleError(f"the model upscales 1-channel (grayscale) images but the image {label} is a colour "
-                           f"({im.mode}) image; convert it to grayscale first (PIL: image.convert('L')) or use a model "
-                           "trained on colour images (data.channels=3, preset photo-sr)")
+        raise UpscaleError(
+            f"the model upscales 1-channel (grayscale) images but the image {label} is a colour "
+            f"({im.mode}) image; convert it to grayscale first (PIL: image.convert('L')) or use a model "
+            "trained on colour images (data.channels=3, preset photo-sr)"
+        )
     raise UpscaleError(f"the model upscales {mc}-channel images but the image {label} has {c} channels ({im.mode})")
 
 
@@ -168,8 +179,10 @@ def upscale_detailed(
         except ImageError as e:
             raise UpscaleError(str(e)) from None
         if orig.size != (W, H):
-            raise UpscaleError(f"the original {source_name(original)} is {orig.width}x{orig.height}, but the upscaled "
-                               f"image is {W}x{H} ({im.width}x{im.height} x{s}); give the image the input was made from")
+            raise UpscaleError(
+                f"the original {source_name(original)} is {orig.width}x{orig.height}, but the upscaled "
+                f"image is {W}x{H} ({im.width}x{im.height} x{s}); give the image the input was made from"
+            )
     x = torch.from_numpy(px).permute(2, 0, 1)[None]  # uint8 [1, C, h, w]
     out = handle.upscale(x, tile=tile_, overlap=ov)[0].permute(1, 2, 0).numpy()  # uint8 [H, W, C]
     if to_grey:  # equal channels in: their mean is the grey result
@@ -186,8 +199,14 @@ def upscale_detailed(
     return res
 
 
-def upscale(model: Any, image: ImageLike, compare: Union[str, Path, None] = None, *,
-            options: Optional[UpscaleOptions] = None, **kwargs: Any) -> Image.Image:
+def upscale(
+    model: Any,
+    image: ImageLike,
+    compare: Union[str, Path, None] = None,
+    *,
+    options: Optional[UpscaleOptions] = None,
+    **kwargs: Any,
+) -> Image.Image:
     """Upscale ``image`` by the model's scale and return it (PIL, the input's mode).
 
     model    a run folder of ``ganforge train task=superres`` (its last checkpoint), a checkpoint folder
@@ -227,14 +246,19 @@ def upscale_folder(
     except ImageError as e:
         raise UpscaleError(str(e)) from None
     if not files:
-        raise UpscaleError(f"no images in '{image_dir}' (expected files ending in .png, .jpg, .jpeg, .webp, .bmp, "
-                           ".tif, .tiff or .gif)")
+        raise UpscaleError(
+            f"no images in '{image_dir}' (expected files ending in .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff or .gif)"
+        )
     stems = [p.stem for p in files]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
-        raise UpscaleError(f"images with the same name in '{image_dir}' (their outputs would collide): {', '.join(twice)}")
+        raise UpscaleError(
+            f"images with the same name in '{image_dir}' (their outputs would collide): {', '.join(twice)}"
+        )
     if out_dir.exists() and out_dir.resolve() == image_dir.resolve():
-        raise UpscaleError(f"the output folder is the image folder '{image_dir}': choose another so the inputs are kept")
+        raise UpscaleError(
+            f"the output folder is the image folder '{image_dir}': choose another so the inputs are kept"
+        )
     handle = load_upscaler(model, checkpoint=o.checkpoint, device=o.device, ema=o.ema)
     tile_, ov = _check_tile(o.tile, o.overlap, handle)
     each = replace(o, tile=tile_ or 0, overlap=ov)
@@ -272,22 +296,28 @@ def _join(out: np.ndarray, alpha: Optional[np.ndarray], mode: str, size: Tuple[i
     return Image.fromarray(out[..., 0] if out.shape[2] == 1 else out, mode)
 
 
-def compare_picture(im: Image.Image, result: Image.Image, scale: int, original: Optional[Image.Image] = None) -> Image.Image:
+def compare_picture(
+    im: Image.Image, result: Image.Image, scale: int, original: Optional[Image.Image] = None
+) -> Image.Image:
     """Input (nearest-neighbour upscaled) | bicubic | ganforge | original (when given), side by side and
     labelled, at the output's size (small outputs enlarged by an integer factor to at least 128 px)."""
     colour = im.mode in ("RGB", "RGBA")
     mode = "RGB" if colour else "L"
     W, H = result.size
     flat = im.convert(mode)
-    panels = [("input (nearest)", flat.resize((W, H), Image.NEAREST)),
-              ("bicubic", flat.resize((W, H), Image.BICUBIC)),
-              ("ganforge", result.convert(mode))]
+    panels = [
+        ("input (nearest)", flat.resize((W, H), Image.NEAREST)),
+        ("bicubic", flat.resize((W, H), Image.BICUBIC)),
+        ("ganforge", result.convert(mode)),
+    ]
     if original is not None:
         panels.append(("original", original.convert(mode)))
     k = max(1, -(-128 // max(W, H)))  # enlarge small outputs (digits) so they can be seen
     gap, label = 4, 14
     pw, ph = W * k, H * k
-    canvas = Image.new(mode, (len(panels) * pw + (len(panels) - 1) * gap, ph + label), (255, 255, 255) if colour else 255)
+    canvas = Image.new(
+        mode, (len(panels) * pw + (len(panels) - 1) * gap, ph + label), (255, 255, 255) if colour else 255
+    )
     draw = ImageDraw.Draw(canvas)
     for i, (name, p) in enumerate(panels):
         x = i * (pw + gap)

@@ -5,6 +5,7 @@
     ganforge upscale --model RUN_DIR --image photos/ --out big/ [--compare cmp/]
     ganforge upscale --model RUN_DIR/checkpoints/pixel --image in.png --out out.png   # the pixel-loss model
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,23 +17,49 @@ from ganforge.cli._common import add_device, add_threads, check_device, use_thre
 VERB = "upscale"  # the command: ganforge upscale ...
 ORDER = 65  # place in `ganforge --help`
 HELP = "upscale images with a super-resolution run (task=superres)"
-DESCRIPTION = ("Upscale an image, or every image in a folder, by the model's scale (x2, x4, x8) with a run of "
-               "'ganforge train task=superres' (presets mnist-sr, photo-sr). The image keeps its mode (grey, RGB, "
-               "alpha); large images are processed in overlapping tiles, which gives the same result as whole.")
+DESCRIPTION = (
+    "Upscale an image, or every image in a folder, by the model's scale (x2, x4, x8) with a run of "
+    "'ganforge train task=superres' (presets mnist-sr, photo-sr). The image keeps its mode (grey, RGB, "
+    "alpha); large images are processed in overlapping tiles, which gives the same result as whole."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="RUN_DIR",
-                        help="a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN_DIR",
+        help="a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model)",
+    )
     parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
-    parser.add_argument("--out", required=True, metavar="PATH", help="output image, or a folder in folder mode (PNGs named like the inputs)")
-    parser.add_argument("--compare", metavar="PATH",
-                        help="also write input (nearest) | bicubic | ganforge | original side by side (a folder in folder mode)")
-    parser.add_argument("--original", metavar="PATH", help="the high-resolution original, shown in the comparison (single image)")
-    parser.add_argument("--tile", type=int, default=None, metavar="N",
-                        help="input pixels a side per tile (default 128; 0 = the whole image at once)")
-    parser.add_argument("--overlap", type=int, default=None, metavar="N",
-                        help="context pixels around each tile (default: the network's receptive radius: seamless)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="output image, or a folder in folder mode (PNGs named like the inputs)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="PATH",
+        help="also write input (nearest) | bicubic | ganforge | original side by side (a folder in folder mode)",
+    )
+    parser.add_argument(
+        "--original", metavar="PATH", help="the high-resolution original, shown in the comparison (single image)"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="input pixels a side per tile (default 128; 0 = the whole image at once)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="context pixels around each tile (default: the network's receptive radius: seamless)",
+    )
     parser.add_argument("--checkpoint", default="last", help="last | STEP | checkpoint folder")
     parser.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their moving average")
     add_device(parser)
@@ -54,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     use_threads(args.threads)
     image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
-    options = UpscaleOptions(tile=DEFAULT_TILE if args.tile is None else args.tile, overlap=args.overlap,
-                             checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
+    options = UpscaleOptions(
+        tile=DEFAULT_TILE if args.tile is None else args.tile,
+        overlap=args.overlap,
+        checkpoint=args.checkpoint,
+        device=device,
+        ema=not args.no_ema,
+    )
     if image.is_dir():
         if args.original is not None:
             raise UpscaleError("--original applies to a single image, not to folder mode")

@@ -7,6 +7,7 @@ block, how MNIST's 7x7 test inputs are made; ``practical``: a Real-ESRGAN-style 
 of blur, downsampling, noise and JPEG, each with a probability, in a random order per batch
 (:class:`Practical`). :func:`degrade` is the one call.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,9 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
-def gaussian_kernels(n: int, size: int, sigma_range: Tuple[float, float], aniso_prob: float,
-                     gen: torch.Generator) -> torch.Tensor:
+def gaussian_kernels(
+    n: int, size: int, sigma_range: Tuple[float, float], aniso_prob: float, gen: torch.Generator
+) -> torch.Tensor:
     """``n`` normalised Gaussian kernels ``[n, size, size]``: isotropic, or with two sigmas and a rotation."""
     s1 = _uniform(n, *sigma_range, gen)
     s2 = torch.where(torch.rand(n, generator=gen) < aniso_prob, _uniform(n, *sigma_range, gen), s1)
@@ -102,7 +104,9 @@ def practical(x: torch.Tensor, scale: int, gen: torch.Generator, p: Practical = 
     # draw every parameter up front, in a fixed order, so the random stream does not depend on the order
     do_blur = torch.rand(n, generator=gen) < p.blur_prob
     kernels = gaussian_kernels(n, p.kernel, p.blur_sigma, p.aniso_prob, gen)  # for a blur before the downsampling
-    kernels_lr = gaussian_kernels(n, p.kernel, (p.blur_sigma[0] / 2, p.blur_sigma[1] / 2), p.aniso_prob, gen)  # after it
+    kernels_lr = gaussian_kernels(
+        n, p.kernel, (p.blur_sigma[0] / 2, p.blur_sigma[1] / 2), p.aniso_prob, gen
+    )  # after it
     mode = ("area", "bilinear", "bicubic")[int(torch.randint(0, 3, (1,), generator=gen))]
     do_noise = torch.rand(n, generator=gen) < p.noise_prob
     sigma = _uniform(n, *p.noise_sigma, gen) / 127.5  # [-1, 1] units

@@ -1,4 +1,5 @@
 """The superres task: handle."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple, Union
@@ -40,8 +41,13 @@ class UpscalerHandle(Handle):
         return tiled_upscale(self.module, x.to(self.device), self.scale, tile, ov)
 
     @torch.no_grad()
-    def upscale(self, images: Union[torch.Tensor, np.ndarray], tile: Optional[int] = None,
-                overlap: Optional[int] = None, batch_size: int = 16) -> torch.Tensor:
+    def upscale(
+        self,
+        images: Union[torch.Tensor, np.ndarray],
+        tile: Optional[int] = None,
+        overlap: Optional[int] = None,
+        batch_size: int = 16,
+    ) -> torch.Tensor:
         """uint8 ``[N, C, h, w]`` -> uint8 ``[N, C, s*h, s*w]``; ``tile``/``overlap`` as in :meth:`upscale_float`."""
         images = torch.as_tensor(images)
         c = self.channels
@@ -64,12 +70,27 @@ class UpscalerHandle(Handle):
     def export_networks(self) -> List[ExportNet]:
         """The upscaler, ``low_res [N, C, h, w] -> high_res [N, C, s*h, s*w]``; dynamic batch, height and width."""
         s = self.scale
-        values = {"low_res": "float32 in [-1, 1]", "high_res": "float32, about [-1, 1] (clamp before converting to uint8)"}
-        return [ExportNet("upscaler", self.module, self.export_inputs(2), ("low_res",), ("high_res",), spatial=("low_res",),
-                          output_shapes={"high_res": ["batch", self.channels, f"{s}*height", f"{s}*width"]},
-                          values=values, info={"scale": s})]
+        values = {
+            "low_res": "float32 in [-1, 1]",
+            "high_res": "float32, about [-1, 1] (clamp before converting to uint8)",
+        }
+        return [
+            ExportNet(
+                "upscaler",
+                self.module,
+                self.export_inputs(2),
+                ("low_res",),
+                ("high_res",),
+                spatial=("low_res",),
+                output_shapes={"high_res": ["batch", self.channels, f"{s}*height", f"{s}*width"]},
+                values=values,
+                info={"scale": s},
+            )
+        ]
 
     def __repr__(self) -> str:
         sr = self.config.superres
-        return (f"UpscalerHandle(x{self.scale} {sr.arch}, {self.channels} channels, step {self.step}, "
-                f"{self.checkpoint_path})")
+        return (
+            f"UpscalerHandle(x{self.scale} {sr.arch}, {self.channels} channels, step {self.step}, "
+            f"{self.checkpoint_path})"
+        )

@@ -1,4 +1,5 @@
 """The superres task: losses."""
+
 from __future__ import annotations
 
 import copy
@@ -56,12 +57,14 @@ def load_vgg_weights(path: str) -> Dict[str, torch.Tensor]:
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # a file that is not weights, or a pickle that would run code
-        raise ConfigError(f"{key}: cannot read '{p}' as weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ConfigError(
+            f"{key}: cannot read '{p}' as weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(state, dict):
         raise ConfigError(f"{key}: '{p}' holds a {type(state).__name__}, expected a state dict of tensors")
     out = {}
     for k, v in state.items():
-        k2 = k[len("features."):] if k.startswith("features.") else k
+        k2 = k[len("features.") :] if k.startswith("features.") else k
         head = k2.split(".")[0]
         if head.isdigit() and int(head) < VGG_LAYERS and torch.is_tensor(v):
             out[k2] = v
@@ -99,7 +102,9 @@ class VGGFeatures(nn.Module):
         except RuntimeError as e:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             first = lines[1] if len(lines) > 1 else lines[0]
-            raise ConfigError(f"superres.perceptual_weights: '{path}' does not fit torchvision's vgg19: {first[:240]}") from None
+            raise ConfigError(
+                f"superres.perceptual_weights: '{path}' does not fit torchvision's vgg19: {first[:240]}"
+            ) from None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.eval().requires_grad_(False)

@@ -5,6 +5,7 @@ Images are float ``[N, C, H, W]`` in [-1, 1], any channel count. A generator map
 crops upscales an image of any size (:func:`tiled_upscale` bounds the memory). ``SR_MODELS`` maps
 ``superres.arch`` to a generator class; :func:`build_superres` builds (G, D).
 """
+
 from __future__ import annotations
 
 import math
@@ -102,8 +103,16 @@ class SRGenerator(nn.Module):
     ``growth``: the RRDB's dense growth channels; ``res_scale``: residual scaling of the EDSR blocks.
     """
 
-    def __init__(self, channels: int = 3, scale: int = 4, width: int = 64, blocks: int = 16,
-                 body: str = "resblock", growth: int = 32, res_scale: float = 1.0):
+    def __init__(
+        self,
+        channels: int = 3,
+        scale: int = 4,
+        width: int = 64,
+        blocks: int = 16,
+        body: str = "resblock",
+        growth: int = 32,
+        res_scale: float = 1.0,
+    ):
         super().__init__()
         if scale not in SCALES:
             raise ModelBuildError(f"scale {scale}: the generator upscales by one of {', '.join(map(str, SCALES))}")
@@ -113,8 +122,9 @@ class SRGenerator(nn.Module):
             raise ModelBuildError(f"body {body!r}: choose resblock or rrdb")
         self.channels, self.scale, self.width, self.body_kind = channels, scale, width, body
         self.head = conv3x3(channels, width)
-        block: Callable[[], nn.Module] = (lambda: ResidualBlock(width, res_scale)) if body == "resblock" \
-            else (lambda: RRDB(width, growth))
+        block: Callable[[], nn.Module] = (
+            (lambda: ResidualBlock(width, res_scale)) if body == "resblock" else (lambda: RRDB(width, growth))
+        )
         self.body = nn.Sequential(*(block() for _ in range(blocks)))
         self.body_conv = conv3x3(width, width)
         stages = int(math.log2(scale))
@@ -170,16 +180,20 @@ class UNetDiscriminator(nn.Module):
         self.channels, self.levels = channels, levels
         widths = [width * 2**i for i in range(levels + 1)]  # [w, 2w, 4w, 8w]
         self.conv0 = nn.Conv2d(channels, width, 3, 1, 1)
-        self.down = nn.ModuleList(maybe_sn(nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=False), "spectral")
-                                  for i in range(levels))
-        self.up = nn.ModuleList(maybe_sn(nn.Conv2d(widths[i + 1], widths[i], 3, 1, 1, bias=False), "spectral")
-                                for i in reversed(range(levels)))
+        self.down = nn.ModuleList(
+            maybe_sn(nn.Conv2d(widths[i], widths[i + 1], 4, 2, 1, bias=False), "spectral") for i in range(levels)
+        )
+        self.up = nn.ModuleList(
+            maybe_sn(nn.Conv2d(widths[i + 1], widths[i], 3, 1, 1, bias=False), "spectral")
+            for i in reversed(range(levels))
+        )
         self.conv_a = maybe_sn(nn.Conv2d(width, width, 3, 1, 1, bias=False), "spectral")
         self.conv_b = maybe_sn(nn.Conv2d(width, width, 3, 1, 1, bias=False), "spectral")
         self.conv_out = nn.Conv2d(width, 1, 3, 1, 1)
 
     def freeze_blocks(self) -> List[Tuple[str, List[str]]]:
-        """The encoder's blocks, image side first (what ``--freeze-d K`` freezes): conv0, then each downsampling conv."""
+        """The encoder's blocks, image side first (what ``--freeze-d K`` freezes): conv0, then each downsampling
+        conv."""
         mods = [("conv0", self.conv0)] + [(f"down.{i}", m) for i, m in enumerate(self.down)]
         return [(f"{name} {type(m).__name__}", [f"{name}.{p}" for p, _ in m.named_parameters()]) for name, m in mods]
 
@@ -242,8 +256,9 @@ def tiled_upscale(net: nn.Module, x: torch.Tensor, scale: int, tile: Optional[in
         cx0, cx1 = max(0, x0 - overlap), min(w, x1 + overlap)
         part = net(x[:, :, cy0:cy1, cx0:cx1])  # [N, C, s*(cy1-cy0), s*(cx1-cx0)]
         oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
-        out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = \
-            part[:, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
+        out[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = part[
+            :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
+        ]
     return out
 
 
@@ -263,8 +278,9 @@ def build_rrdb(channels: int, scale: int, width: int = 64, blocks: int = 16, gro
     return SRGenerator(channels, scale, width, blocks, body="rrdb", growth=growth)
 
 
-def build_superres(arch: str, channels: int, scale: int, width: int, blocks: int, growth: int,
-                   d_width: int, hr_size: Sequence[int]) -> Tuple[SRGenerator, UNetDiscriminator]:
+def build_superres(
+    arch: str, channels: int, scale: int, width: int, blocks: int, growth: int, d_width: int, hr_size: Sequence[int]
+) -> Tuple[SRGenerator, UNetDiscriminator]:
     """(generator, discriminator) for ``arch`` (``srresnet`` | ``rrdb``); D sized for ``hr_size`` (H, W) crops."""
     if arch not in SR_MODELS:
         raise ModelBuildError(f"arch {arch!r}: choose one of {', '.join(SR_MODELS.names())}")

@@ -1,4 +1,5 @@
 """The superres task: task."""
+
 from __future__ import annotations
 
 from ganforge import runs
@@ -22,8 +23,9 @@ class SuperResTask(Task):
             sr = cfg.superres
             return SR_MODELS.get(sr.arch)(int(c["img_shape"][0]), sr.scale, sr.width, sr.blocks, sr.growth)
 
-        return self.load_generator(checkpoint, UpscalerHandle, build_net, "super-resolution network", ema, device,
-                                   ema_optional=True)
+        return self.load_generator(
+            checkpoint, UpscalerHandle, build_net, "super-resolution network", ema, device, ema_optional=True
+        )
 
 
 TASKS.register("superres")(SuperResTask())

@@ -1,4 +1,5 @@
 """The superres task: trainer."""
+
 from __future__ import annotations
 
 import copy
@@ -39,31 +40,42 @@ class SuperResTrainer(TrainingLoop):
     curves = (
         Panel("pixel loss ([-1, 1] units)", (("l1", "L1 (train)"),), log=True),
         Panel("validation PSNR (dB)", (("val_psnr", "network", "k.-"), ("val_psnr_bicubic", "bicubic", "--"))),
-        Panel("adversarial stage", (("loss_d", "D loss"), ("adv_g", "G adversarial"), ("feat", "feature loss")),
-              empty="pixel stage (no adversarial loss yet)"),
+        Panel(
+            "adversarial stage",
+            (("loss_d", "D loss"), ("adv_g", "G adversarial"), ("feat", "feature loss")),
+            empty="pixel stage (no adversarial loss yet)",
+        ),
     )
     diverged_advice = "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller superres.adv_weight"
 
     def build(self) -> None:
         cfg = self.cfg
         if cfg.task != "superres":
-            raise ConfigError(f"task: SuperResTrainer trains super-resolution networks and needs task=superres, got task={cfg.task}")
+            raise ConfigError(
+                f"task: SuperResTrainer trains super-resolution networks and needs task=superres, got task={cfg.task}"
+            )
         t, sr = cfg.train, cfg.superres
         if t.compile:
             self.log("train.compile is not used when training a super-resolution network: running eagerly")
         c, h, w = self.img_shape
         if sr.crop:
             if sr.crop > min(h, w):
-                raise ConfigError(f"superres.crop={sr.crop} is larger than the images ({h}x{w}); use at most "
-                                  f"{min(h, w) - min(h, w) % sr.scale} or a larger data.size")
+                raise ConfigError(
+                    f"superres.crop={sr.crop} is larger than the images ({h}x{w}); use at most "
+                    f"{min(h, w) - min(h, w) % sr.scale} or a larger data.size"
+                )
             self.hr_shape = (sr.crop, sr.crop)
         else:
             if h % sr.scale or w % sr.scale:
-                raise ConfigError(f"superres.scale={sr.scale}: the {h}x{w} images are not a multiple of the scale; "
-                                  f"set superres.crop (a multiple of {sr.scale}) or data.size")
+                raise ConfigError(
+                    f"superres.scale={sr.scale}: the {h}x{w} images are not a multiple of the scale; "
+                    f"set superres.crop (a multiple of {sr.scale}) or data.size"
+                )
             self.hr_shape = (h, w)
         try:
-            self.G, self.D = build_superres(sr.arch, c, sr.scale, sr.width, sr.blocks, sr.growth, sr.d_width, self.hr_shape)
+            self.G, self.D = build_superres(
+                sr.arch, c, sr.scale, sr.width, sr.blocks, sr.growth, sr.d_width, self.hr_shape
+            )
         except ModelBuildError as e:
             raise ConfigError(f"superres.arch={sr.arch}: {e}") from None
         self.G.to(self.device)
@@ -100,13 +112,18 @@ class SuperResTrainer(TrainingLoop):
         self.run_suffix = f"sr{sr.scale}x-{sr.arch}"
         self.model_info = {"hr_shape": list(self.hr_shape)}  # the training crops: what export_inputs feeds the network
         n_g = sum(p.numel() for p in self.G.parameters())
-        stages = (f"{sr.pixel_steps} pixel-loss steps, then adversarial (adv {sr.adv_weight:g}, feature "
-                  f"{sr.feature_net} {sr.feature_weight:g}, L1 {sr.pixel_weight:g})" if self.adversarial
-                  else "pixel loss (L1) only")
-        self.description = (f"super-resolution x{sr.scale} {sr.arch} (width {sr.width}, {sr.blocks} blocks, "
-                            f"{n_g / 1e6:.2f}M parameters) on {self.data.name} {n} images "
-                            f"{'x'.join(map(str, self.img_shape))}, crops {ch}x{cw} -> "
-                            f"{ch // sr.scale}x{cw // sr.scale} ({sr.degrade}); {stages}")
+        stages = (
+            f"{sr.pixel_steps} pixel-loss steps, then adversarial (adv {sr.adv_weight:g}, feature "
+            f"{sr.feature_net} {sr.feature_weight:g}, L1 {sr.pixel_weight:g})"
+            if self.adversarial
+            else "pixel loss (L1) only"
+        )
+        self.description = (
+            f"super-resolution x{sr.scale} {sr.arch} (width {sr.width}, {sr.blocks} blocks, "
+            f"{n_g / 1e6:.2f}M parameters) on {self.data.name} {n} images "
+            f"{'x'.join(map(str, self.img_shape))}, crops {ch}x{cw} -> "
+            f"{ch // sr.scale}x{cw // sr.scale} ({sr.degrade}); {stages}"
+        )
 
     # ---- one step ---------------------------------------------------------------------------
     def _crops(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +173,9 @@ class SuperResTrainer(TrainingLoop):
             self.D.requires_grad_(False)
             with self.autocast():  # the real images' features (the targets) come from the pass above
                 out = self.D(sr, features=want_feats)
-            fake_logits, fake_feats = (out[0].float(), [t.float() for t in out[1]]) if want_feats else (out.float(), None)
+            fake_logits, fake_feats = (
+                (out[0].float(), [t.float() for t in out[1]]) if want_feats else (out.float(), None)
+            )
             adv = g_nonsaturating(fake_logits)
             loss_g = sr_cfg.pixel_weight * l1 + sr_cfg.adv_weight * adv
             if sr_cfg.feature_weight > 0 and sr_cfg.feature_net != "none":
@@ -180,8 +199,10 @@ class SuperResTrainer(TrainingLoop):
         """At the end of the pixel stage: the L1 model kept as checkpoint ``pixel``."""
         if self.adversarial and self.step == self.cfg.superres.pixel_steps > 0:
             folder = self.save(PIXEL_CHECKPOINT)
-            self.log(f"pixel stage done at step {self.step}: the L1 model is saved as {folder}; "
-                     "adversarial fine-tuning starts from it")
+            self.log(
+                f"pixel stage done at step {self.step}: the L1 model is saved as {folder}; "
+                "adversarial fine-tuning starts from it"
+            )
 
     # ---- outputs --------------------------------------------------------------------------
     @property
@@ -204,8 +225,14 @@ class SuperResTrainer(TrainingLoop):
 
     def sample_grid(self) -> np.ndarray:
         rows, p, pb = self.validate()
-        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                             "val_psnr": round(p, 4), "val_psnr_bicubic": round(pb, 4)})
+        self.metrics.append(
+            {
+                "step": self.step,
+                "kimg": round(self.images_seen / 1000, 3),
+                "val_psnr": round(p, 4),
+                "val_psnr_bicubic": round(pb, 4),
+            }
+        )
         self.tb.scalars({"val/psnr": p, "val/psnr_bicubic": pb}, self.step)
         k = rows[0].shape[0]
         return make_grid_uint8(torch.cat(rows), nrow=k)

@@ -1,30 +1,18 @@
 """The Upscale page: an uploaded image upscaled by a super-resolution run, shown beside the input and
 the comparison picture. It calls :func:`ganforge.tasks.superres.app.upscale_detailed` (what ``ganforge upscale``
 calls)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from ganforge.web.core import (
-    Field,
-    Job,
-    Output,
-    Page,
-    file_output,
-    model_fields,
-    png_output,
-    register,
-)
+from ganforge.web.core import Field, Job, Output, Page, file_output, model_fields, png_output, register
 
 
 def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     from PIL import Image
 
-    from ganforge.tasks.superres.app import (
-        UpscaleOptions,
-        load_upscaler,
-        upscale_detailed,
-    )
+    from ganforge.tasks.superres.app import UpscaleOptions, load_upscaler, upscale_detailed
 
     options = UpscaleOptions(tile=form["tile"], checkpoint=form["checkpoint"], device=job.cache.device, ema=form["ema"])
     handle = load_upscaler(str(form["run"]), checkpoint=options.checkpoint, device=options.device, ema=options.ema)
@@ -34,21 +22,26 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     with Image.open(form["image"]) as im:
         inp = im.copy()
     job.progress(1, 1, "done")
-    return [png_output(inp, "input.png"), png_output(res.image, "upscaled.png"),
-            file_output(cmp, "compare.png", kind="image", group="comparison: input (nearest) | bicubic | ganforge"),
-            Output("text", "about", text=res.describe())]
+    return [
+        png_output(inp, "input.png"),
+        png_output(res.image, "upscaled.png"),
+        file_output(cmp, "compare.png", kind="image", group="comparison: input (nearest) | bicubic | ganforge"),
+        Output("text", "about", text=res.describe()),
+    ]
 
 
-register(Page(
-    name="upscale",
-    title="Upscale",
-    summary="Upscale an image with a super-resolution run (x2, x4, ...).",
-    tasks=("superres",),
-    fields=[
-        *model_fields(),
-        Field("image", "image", "image"),
-        Field("tile", "int", "tile", 128, min=0, max=4096, help="input pixels a side per tile (0 = whole image)"),
-    ],
-    run=_run,
-    order=30,
-))
+register(
+    Page(
+        name="upscale",
+        title="Upscale",
+        summary="Upscale an image with a super-resolution run (x2, x4, ...).",
+        tasks=("superres",),
+        fields=[
+            *model_fields(),
+            Field("image", "image", "image"),
+            Field("tile", "int", "tile", 128, min=0, max=4096, help="input pixels a side per tile (0 = whole image)"),
+        ],
+        run=_run,
+        order=30,
+    )
+)

@@ -14,6 +14,7 @@ go through in overlapping tiles). The result has the input's size; its mode is t
 model (or the reverse) is an error, as is a direction the model was not trained for (pix2pix learns
 a2b only). ``compare`` writes input | output | target (when a target is given) side by side.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,7 +28,6 @@ from PIL import Image, ImageDraw
 
 from ganforge import runs
 from ganforge.errors import ImageError, TranslateError
-from ganforge.options import with_overrides
 from ganforge.imaging import (
     IMAGE_SUFFIXES,
     ImageLike,
@@ -40,11 +40,21 @@ from ganforge.imaging import (
     source_name,
     split_alpha,
 )
+from ganforge.options import with_overrides
 from ganforge.tasks.translate.config import DIRECTIONS
 from ganforge.tasks.translate.handle import TranslatorHandle
 
-__all__ = ["TranslateError", "TranslateOptions", "TranslateResult", "compare_panels", "load_translator", "translate",
-           "translate_detailed", "translate_folder", "translate_array"]
+__all__ = [
+    "TranslateError",
+    "TranslateOptions",
+    "TranslateResult",
+    "compare_panels",
+    "load_translator",
+    "translate",
+    "translate_detailed",
+    "translate_folder",
+    "translate_array",
+]
 
 DEFAULT_TILE = None  # None: the model's own (translate.tile when it was trained, 512 by default)
 DEFAULT_OVERLAP = None  # None: min(32, tile // 4)
@@ -73,15 +83,22 @@ def load_translator(model: Any, checkpoint: str = "last", device: str = "cpu", e
             checkpoint = str(path)
         handle = load(path, checkpoint=checkpoint, ema=ema, device=device)
         if not isinstance(handle, TranslatorHandle):
-            raise TranslateError(f"'{path}' trained task {handle.task!r}, which does not translate images; train a "
-                                 "translator with 'ganforge train task=translate'")
+            raise TranslateError(
+                f"'{path}' trained task {handle.task!r}, which does not translate images; train a "
+                "translator with 'ganforge train task=translate'"
+            )
         return handle
     raise TranslateError(f"model: expected a run folder or a TranslatorHandle, got {type(model).__name__}")
 
 
-def translate_array(handle: TranslatorHandle, pixels: np.ndarray, direction: str = "a2b",
-                    tile: Optional[int] = DEFAULT_TILE, overlap: Optional[int] = DEFAULT_OVERLAP,
-                    label: str = "the image") -> np.ndarray:
+def translate_array(
+    handle: TranslatorHandle,
+    pixels: np.ndarray,
+    direction: str = "a2b",
+    tile: Optional[int] = DEFAULT_TILE,
+    overlap: Optional[int] = DEFAULT_OVERLAP,
+    label: str = "the image",
+) -> np.ndarray:
     """uint8 ``[H, W, C_in]`` -> uint8 ``[H, W, C_out]`` with ``direction``'s network."""
     c_in, _ = handle.channels(direction)
     c = pixels.shape[2]
@@ -90,9 +107,11 @@ def translate_array(handle: TranslatorHandle, pixels: np.ndarray, direction: str
             pixels = pixels[..., :1]  # grey stored as RGB: lossless
         else:
             kind = lambda n: "grayscale (1 channel)" if n == 1 else "colour (3 channels)"  # noqa: E731
-            raise TranslateError(f"wrong channel count: the model's {direction} direction takes {kind(c_in)} images but "
-                                 f"{label} is {kind(c)}; convert it first (PIL: image.convert("
-                                 f"{'L' if c_in == 1 else 'RGB'!r}))")
+            raise TranslateError(
+                f"wrong channel count: the model's {direction} direction takes {kind(c_in)} images but "
+                f"{label} is {kind(c)}; convert it first (PIL: image.convert("
+                f"{'L' if c_in == 1 else 'RGB'!r}))"
+            )
     x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]  # [1, C_in, H, W]
     return handle.translate(x, direction, tile=tile, overlap=overlap)[0].permute(1, 2, 0).numpy()
 
@@ -118,9 +137,16 @@ def _check_direction(handle: TranslatorHandle, direction: str) -> None:
     handle.network(direction)  # a direction the model was not trained for: one clear line
 
 
-def translate_detailed(model: Any, image: ImageLike, direction: str = "a2b", compare: Union[str, Path, None] = None,
-                       target: Optional[ImageLike] = None, *, options: Optional[TranslateOptions] = None,
-                       **overrides: Any) -> TranslateResult:
+def translate_detailed(
+    model: Any,
+    image: ImageLike,
+    direction: str = "a2b",
+    compare: Union[str, Path, None] = None,
+    target: Optional[ImageLike] = None,
+    *,
+    options: Optional[TranslateOptions] = None,
+    **overrides: Any,
+) -> TranslateResult:
     """:func:`translate`, returning a :class:`TranslateResult`."""
     t0 = time.perf_counter()
     o = with_overrides(TranslateOptions, options, overrides, "translate")
@@ -138,15 +164,24 @@ def translate_detailed(model: Any, image: ImageLike, direction: str = "a2b", com
     res = TranslateResult(result, direction, im.size, time.perf_counter() - t0)
     if compare is not None:
         if tgt is not None and tgt.size != im.size:
-            raise TranslateError(f"the target {source_name(target)} is {tgt.width}x{tgt.height} but the image is "
-                                 f"{im.width}x{im.height} (width x height)")
+            raise TranslateError(
+                f"the target {source_name(target)} is {tgt.width}x{tgt.height} but the image is "
+                f"{im.width}x{im.height} (width x height)"
+            )
         res.compare_path = save_image(compare_panels(im, result, tgt), Path(compare))
     return res
 
 
-def translate(model: Any, image: ImageLike, direction: str = "a2b", compare: Union[str, Path, None] = None,
-              target: Optional[ImageLike] = None, *, options: Optional[TranslateOptions] = None,
-              **kwargs: Any) -> Image.Image:
+def translate(
+    model: Any,
+    image: ImageLike,
+    direction: str = "a2b",
+    compare: Union[str, Path, None] = None,
+    target: Optional[ImageLike] = None,
+    *,
+    options: Optional[TranslateOptions] = None,
+    **kwargs: Any,
+) -> Image.Image:
     """Translate ``image`` and return the result (PIL, the input's size, the output domain's mode).
 
     model      a ``task=translate`` run folder, a checkpoint folder, or a :class:`TranslatorHandle`.
@@ -178,11 +213,18 @@ def compare_panels(image: Image.Image, output: Image.Image, target: Optional[Ima
     return canvas
 
 
-def translate_folder(model: Any, image_dir: Union[str, Path], out_dir: Union[str, Path], direction: str = "a2b",
-                     compare_dir: Union[str, Path, None] = None, target_dir: Union[str, Path, None] = None, *,
-                     options: Optional[TranslateOptions] = None,
-                     progress: Optional[Callable[[int, int, TranslateResult], None]] = None,
-                     **overrides: Any) -> List[TranslateResult]:
+def translate_folder(
+    model: Any,
+    image_dir: Union[str, Path],
+    out_dir: Union[str, Path],
+    direction: str = "a2b",
+    compare_dir: Union[str, Path, None] = None,
+    target_dir: Union[str, Path, None] = None,
+    *,
+    options: Optional[TranslateOptions] = None,
+    progress: Optional[Callable[[int, int, TranslateResult], None]] = None,
+    **overrides: Any,
+) -> List[TranslateResult]:
     """Translate every image directly in ``image_dir`` into ``out_dir``, keeping each file's name; with
     ``compare_dir`` also write the side-by-side pictures there (as PNG), with the image of the same name
     (without extension) from ``target_dir`` as the target when given. Inputs are checked (folders, a target
@@ -206,16 +248,19 @@ def translate_folder(model: Any, image_dir: Union[str, Path], out_dir: Union[str
             raise TranslateError(str(e)) from None
         missing = [p.name for p in files if p.stem not in targets]
         if missing:
-            raise TranslateError(f"missing pair: {len(missing)} image(s) of '{image_dir}' have no target in '{target_dir}' "
-                                 f"(matched by file name without extension): {', '.join(missing[:10])}")
+            raise TranslateError(
+                f"missing pair: {len(missing)} image(s) of '{image_dir}' have no target in '{target_dir}' "
+                f"(matched by file name without extension): {', '.join(missing[:10])}"
+            )
     check_writable(out_dir, "output folder", folder=True)
     cmp_dir = None if compare_dir is None else check_writable(compare_dir, "comparison folder", folder=True)
     handle = load_translator(model, checkpoint=o.checkpoint, device=o.device, ema=o.ema)
     _check_direction(handle, direction)
     results = []
     for i, p in enumerate(files):
-        res = translate_detailed(handle, p, direction, None if cmp_dir is None else cmp_dir / f"{p.stem}.png",
-                                 targets.get(p.stem), options=o)
+        res = translate_detailed(
+            handle, p, direction, None if cmp_dir is None else cmp_dir / f"{p.stem}.png", targets.get(p.stem), options=o
+        )
         res.path = save_image(res.image, out_dir / p.name)
         results.append(res)
         if progress is not None:

@@ -5,6 +5,7 @@
     ganforge translate --model RUN_DIR --image in.png --out out.png --compare cmp.png --target truth.png
     ganforge translate --model RUN_DIR --image photos/ --out styled/ [--compare cmp/ --target truths/]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,24 +17,44 @@ from ganforge.cli._common import add_device, add_threads, check_device, use_thre
 VERB = "translate"  # the command: ganforge translate ...
 ORDER = 65  # place in `ganforge --help`
 HELP = "translate images from one domain to another with a pix2pix or CycleGAN run"
-DESCRIPTION = ("Translate an image, or every image of a folder (outputs keep the input file names), with a run of "
-               "'ganforge train task=translate': a2b (default), or b2a for CycleGAN runs. Any image size works.")
+DESCRIPTION = (
+    "Translate an image, or every image of a folder (outputs keep the input file names), with a run of "
+    "'ganforge train task=translate': a2b (default), or b2a for CycleGAN runs. Any image size works."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="RUN_DIR", help="run folder of 'ganforge train task=translate'")
+    parser.add_argument(
+        "--model", required=True, metavar="RUN_DIR", help="run folder of 'ganforge train task=translate'"
+    )
     parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
     parser.add_argument("--out", required=True, metavar="PATH", help="output image, or folder (folder mode)")
-    parser.add_argument("--direction", choices=["a2b", "b2a"], default="a2b",
-                        help="a2b (default) or b2a (CycleGAN runs learn both; pix2pix only a2b)")
-    parser.add_argument("--compare", metavar="PATH", help="also write input | output | target side by side (a folder in folder mode)")
-    parser.add_argument("--target", metavar="PATH", help="the expected output, shown in the comparison (a folder of "
-                                                         "images named like the inputs in folder mode)")
+    parser.add_argument(
+        "--direction",
+        choices=["a2b", "b2a"],
+        default="a2b",
+        help="a2b (default) or b2a (CycleGAN runs learn both; pix2pix only a2b)",
+    )
+    parser.add_argument(
+        "--compare", metavar="PATH", help="also write input | output | target side by side (a folder in folder mode)"
+    )
+    parser.add_argument(
+        "--target",
+        metavar="PATH",
+        help="the expected output, shown in the comparison (a folder of images named like the inputs in folder mode)",
+    )
     parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
-    parser.add_argument("--no-ema", action="store_true", help="use the raw trained weights instead of their moving average")
-    parser.add_argument("--tile", type=int, default=None, metavar="N",
-                        help="images with a side above N pixels are translated in overlapping tiles (default: the "
-                             "model's translate.tile, 512 unless set when training)")
+    parser.add_argument(
+        "--no-ema", action="store_true", help="use the raw trained weights instead of their moving average"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images with a side above N pixels are translated in overlapping tiles (default: the "
+        "model's translate.tile, 512 unless set when training)",
+    )
     add_device(parser)
     add_threads(parser)
 
@@ -50,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     options = TranslateOptions(checkpoint=args.checkpoint, device=device, ema=not args.no_ema, tile=args.tile)
     if image.is_dir():
         if args.target is not None and not Path(args.target).is_dir():
-            raise TranslateError(f"--image is a folder, so --target must be a folder of images named like the inputs; "
-                                 f"'{args.target}' is not a folder")
+            raise TranslateError(
+                f"--image is a folder, so --target must be a folder of images named like the inputs; "
+                f"'{args.target}' is not a folder"
+            )
         results = translate_folder(args.model, image, out, args.direction, args.compare, args.target, options=options)
         print(f"translated {len(results)} image(s) ({args.direction}) into {out}", file=sys.stderr)
         print(out)

@@ -7,6 +7,7 @@ on each side, whether image ``i`` of A pairs with image ``i`` of B) from a data 
 ``paired`` and ``unpaired`` are registered in :data:`ganforge.data.DATASETS` so ``data.dataset`` knows them;
 loading one for a single-domain task (a GAN) is an error that says how to use one side.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,13 +21,7 @@ from PIL import Image, ImageFilter
 
 from ganforge.data import DATASETS, load_dataset
 from ganforge.data.base import DataError, ImageData, resolve_root
-from ganforge.data.folder import (
-    READ_ERRORS,
-    _is_gray,
-    _to_mode,
-    list_images,
-    load_folder,
-)
+from ganforge.data.folder import READ_ERRORS, _is_gray, _to_mode, list_images, load_folder
 from ganforge.data.transform import (
     check_crop,
     check_memory,
@@ -59,16 +54,21 @@ class TranslationData:
     def __post_init__(self) -> None:
         for side, x in (("A", self.a), ("B", self.b)):
             if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] not in (1, 3):
-                raise ValueError(f"TranslationData.{side.lower()}: expected uint8 [N, C, H, W] with C in (1, 3), "
-                                 f"got {x.dtype} {tuple(x.shape)}")
+                raise ValueError(
+                    f"TranslationData.{side.lower()}: expected uint8 [N, C, H, W] with C in (1, 3), "
+                    f"got {x.dtype} {tuple(x.shape)}"
+                )
         if self.a.shape[2:] != self.b.shape[2:]:
             ha, wa = self.a.shape[2:]
             hb, wb = self.b.shape[2:]
-            raise DataError(f"{self.name}: domain A images are {ha}x{wa} but domain B images are {hb}x{wb} (HxW); "
-                            f"set data.size=HxW to bring both to one size")
+            raise DataError(
+                f"{self.name}: domain A images are {ha}x{wa} but domain B images are {hb}x{wb} (HxW); "
+                f"set data.size=HxW to bring both to one size"
+            )
         if self.paired and self.a.shape[0] != self.b.shape[0]:
-            raise ValueError(f"TranslationData: paired data needs as many A as B images, got {self.a.shape[0]} and "
-                             f"{self.b.shape[0]}")
+            raise ValueError(
+                f"TranslationData: paired data needs as many A as B images, got {self.a.shape[0]} and {self.b.shape[0]}"
+            )
 
     def domain_a(self) -> ImageData:
         """Domain A as an :class:`ImageData` (what the shared training loop batches)."""
@@ -100,8 +100,10 @@ def derive_pairs(data: ImageData, how: str) -> TranslationData:
         a, b = x, 255 - x
     elif how == "grey":
         if x.shape[1] != 3:
-            raise DataError(f"translate.derive=grey makes grey -> colour pairs and needs colour images; {data.name!r} "
-                            "is grayscale (use data.channels=3 with a colour dataset, or translate.derive=edges|invert)")
+            raise DataError(
+                f"translate.derive=grey makes grey -> colour pairs and needs colour images; {data.name!r} "
+                "is grayscale (use data.channels=3 with a colour dataset, or translate.derive=edges|invert)"
+            )
         a, b = torch.from_numpy(convert_channels(x.numpy(), 1)), x
     else:
         raise DataError(f"translate.derive: {how!r} is not allowed; choose one of: {', '.join(DERIVE)}")
@@ -117,13 +119,20 @@ def _domain_dirs(root: Path, kind: str) -> Optional[Tuple[Path, Path]]:
         return a, b
     if a.is_dir() or b.is_dir():
         have, lack = ("A", "B") if a.is_dir() else ("B", "A")
-        raise DataError(f"data.root '{root}' has a '{have}/' folder but no '{lack}/' folder: {kind} data needs "
-                        f"both A/ and B/")
+        raise DataError(
+            f"data.root '{root}' has a '{have}/' folder but no '{lack}/' folder: {kind} data needs both A/ and B/"
+        )
     return None
 
 
-def _read(path: Path, mode: str, size: Optional[Tuple[int, int]], crop: str, resample: int,
-          box: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
+def _read(
+    path: Path,
+    mode: str,
+    size: Optional[Tuple[int, int]],
+    crop: str,
+    resample: int,
+    box: Optional[Tuple[int, int, int, int]] = None,
+) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
         if box is not None:
@@ -155,7 +164,9 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
                 return im.size, _is_gray(im)
         except READ_ERRORS as e:
             if not cfg.skip_bad:
-                raise DataError(f"cannot read image '{path}': {e} (set data.skip_bad=true to skip unreadable pairs)") from None
+                raise DataError(
+                    f"cannot read image '{path}': {e} (set data.skip_bad=true to skip unreadable pairs)"
+                ) from None
             skipped.append(str(path))
             return None
 
@@ -170,18 +181,25 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
         by_key_b: Dict[str, PurePosixPath] = {}
         for f in files_b:
             if _key(f) in by_key_b:
-                raise DataError(f"two images in '{db}' share the name {_key(f)!r} ({by_key_b[_key(f)]}, {f}); "
-                                "pairs are matched by file name without extension")
+                raise DataError(
+                    f"two images in '{db}' share the name {_key(f)!r} ({by_key_b[_key(f)]}, {f}); "
+                    "pairs are matched by file name without extension"
+                )
             by_key_b[_key(f)] = f
         keys_a = [_key(f) for f in files_a]
         missing = [str(f) for f in files_a if _key(f) not in by_key_b]
         extra = sorted(set(by_key_b) - set(keys_a))
         if missing or extra:
-            what = (f"{len(missing)} image(s) of '{da}' have no partner in '{db}' (e.g. {', '.join(missing[:3])})"
-                    if missing else f"{len(extra)} image(s) of '{db}' have no partner in '{da}' (e.g. "
-                    f"{', '.join(str(by_key_b[k]) for k in extra[:3])})")
-            raise DataError(f"missing pair: {what}; paired images are matched by file name without extension "
-                            "(use data.dataset=unpaired for unmatched collections)")
+            what = (
+                f"{len(missing)} image(s) of '{da}' have no partner in '{db}' (e.g. {', '.join(missing[:3])})"
+                if missing
+                else f"{len(extra)} image(s) of '{db}' have no partner in '{da}' (e.g. "
+                f"{', '.join(str(by_key_b[k]) for k in extra[:3])})"
+            )
+            raise DataError(
+                f"missing pair: {what}; paired images are matched by file name without extension "
+                "(use data.dataset=unpaired for unmatched collections)"
+            )
         if cfg.limit is not None:
             files_a = files_a[: cfg.limit]
         for f in files_a:
@@ -190,8 +208,10 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
             if ha is None or hb is None:
                 continue
             if ha[0] != hb[0]:
-                raise DataError(f"mismatched pair: '{pa}' is {ha[0][0]}x{ha[0][1]} but '{pb}' is {hb[0][0]}x{hb[0][1]} "
-                                "(width x height); the two images of a pair must have the same size")
+                raise DataError(
+                    f"mismatched pair: '{pa}' is {ha[0][0]}x{ha[0][1]} but '{pb}' is {hb[0][0]}x{hb[0][1]} "
+                    "(width x height); the two images of a pair must have the same size"
+                )
             jobs.append((pa, None, pb, None, _key(f)))
             sizes[_key(f)] = ha[0]
             gray_a.append(ha[1])
@@ -199,8 +219,10 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
     else:
         files = list_images(root)
         if not files:
-            raise DataError(f"no images found in '{root}': paired data needs A/ and B/ folders matched by file name, "
-                            "or side-by-side AB images (left half A, right half B)")
+            raise DataError(
+                f"no images found in '{root}': paired data needs A/ and B/ folders matched by file name, "
+                "or side-by-side AB images (left half A, right half B)"
+            )
         if cfg.limit is not None:
             files = files[: cfg.limit]
         for f in files:
@@ -210,8 +232,10 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
                 continue
             (w, hh), gray = h
             if w % 2:
-                raise DataError(f"mismatched pair: side-by-side image '{p}' is {w} pixels wide, an odd width that "
-                                "cannot be split into two halves of one size (A | B)")
+                raise DataError(
+                    f"mismatched pair: side-by-side image '{p}' is {w} pixels wide, an odd width that "
+                    "cannot be split into two halves of one size (A | B)"
+                )
             jobs.append((p, (0, 0, w // 2, hh), p, (w // 2, 0, w, hh), _key(f)))
             sizes[_key(f)] = (w // 2, hh)
             gray_a.append(gray)
@@ -222,8 +246,10 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
         seen = sorted(set(sizes.values()))
         if len(seen) > 1:
             shown = ", ".join(f"{h}x{w}" for w, h in seen[:5])
-            raise DataError(f"pairs in '{root}' have different sizes (HxW: {shown}); set data.size=HxW to resize them "
-                            f"all to one size, e.g. data.size={seen[0][1]}x{seen[0][0]}")
+            raise DataError(
+                f"pairs in '{root}' have different sizes (HxW: {shown}); set data.size=HxW to resize them "
+                f"all to one size, e.g. data.size={seen[0][1]}x{seen[0][0]}"
+            )
         size = (seen[0][1], seen[0][0])
     ca = channels or (1 if all(gray_a) else 3)
     cb = channels or (1 if all(gray_b) else 3)
@@ -237,16 +263,24 @@ def load_paired(cfg: "DataConfig") -> TranslationData:
             b[i] = _read(pb, "L" if cb == 1 else "RGB", size, crop, resample, boxb)
         except READ_ERRORS as e:
             if not cfg.skip_bad:
-                raise DataError(f"cannot read the pair {jobs[i][4]!r} in '{root}': {e} (set data.skip_bad=true to "
-                                "skip unreadable pairs)") from None
+                raise DataError(
+                    f"cannot read the pair {jobs[i][4]!r} in '{root}': {e} (set data.skip_bad=true to "
+                    "skip unreadable pairs)"
+                ) from None
             skipped.append(str(pa))
             continue
         keep.append(i)
     if not keep:
         raise DataError(f"no readable image pairs in '{root}'")
     resolved = root.resolve()
-    return TranslationData(torch.from_numpy(a[keep]), torch.from_numpy(b[keep]), True,
-                           resolved.name or str(resolved), str(resolved), skipped)
+    return TranslationData(
+        torch.from_numpy(a[keep]),
+        torch.from_numpy(b[keep]),
+        True,
+        resolved.name or str(resolved),
+        str(resolved),
+        skipped,
+    )
 
 
 def load_unpaired(cfg: "DataConfig") -> TranslationData:
@@ -254,8 +288,10 @@ def load_unpaired(cfg: "DataConfig") -> TranslationData:
     root = resolve_root(cfg.root, UNPAIRED, "a folder with A/ and B/ subfolders of images")
     dirs = _domain_dirs(root, "unpaired")
     if dirs is None:
-        raise DataError(f"data.root '{root}' has no A/ and B/ folders: unpaired data needs one folder of images per "
-                        "domain, ROOT/A/ and ROOT/B/ (any number of images in each)")
+        raise DataError(
+            f"data.root '{root}' has no A/ and B/ folders: unpaired data needs one folder of images per "
+            "domain, ROOT/A/ and ROOT/B/ (any number of images in each)"
+        )
     sides = []
     for side, d in zip("AB", dirs):
         if not list_images(d):
@@ -263,8 +299,9 @@ def load_unpaired(cfg: "DataConfig") -> TranslationData:
         sides.append(load_folder(dataclasses.replace(cfg, root=str(d))))
     a, b = sides
     resolved = root.resolve()
-    return TranslationData(a.images, b.images, False, resolved.name or str(resolved), str(resolved),
-                           a.skipped + b.skipped)
+    return TranslationData(
+        a.images, b.images, False, resolved.name or str(resolved), str(resolved), a.skipped + b.skipped
+    )
 
 
 def load_translation(cfg: "DataConfig", derive: str = "edges") -> TranslationData:
@@ -285,8 +322,10 @@ def load_translation(cfg: "DataConfig", derive: str = "edges") -> TranslationDat
 
 def _two_domains(name: str):
     def refuse(cfg: "DataConfig") -> ImageData:
-        raise DataError(f"data.dataset={name} holds two image domains (A and B) for task=translate; to use one side "
-                        f"alone, set data.dataset=folder data.root=ROOT/A (or ROOT/B)")
+        raise DataError(
+            f"data.dataset={name} holds two image domains (A and B) for task=translate; to use one side "
+            f"alone, set data.dataset=folder data.root=ROOT/A (or ROOT/B)"
+        )
 
     refuse.__doc__ = f"``{name}`` data is read by task=translate (:func:`load_translation`); alone it is refused."
     return refuse

@@ -1,4 +1,5 @@
 """The translate task: handle."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple, Union
@@ -20,7 +21,9 @@ class TranslatorHandle(Handle):
 
     task = "translate"
 
-    def __init__(self, module: Translator, checkpoint: runs.Checkpoint, config, module_b2a: Optional[Translator] = None):
+    def __init__(
+        self, module: Translator, checkpoint: runs.Checkpoint, config, module_b2a: Optional[Translator] = None
+    ):
         super().__init__(module, checkpoint, config)
         self.module_b2a = module_b2a.eval() if module_b2a is not None else None
         self.shape_b: Tuple[int, int, int] = tuple(int(s) for s in checkpoint.config["shape_b"])
@@ -37,9 +40,11 @@ class TranslatorHandle(Handle):
         if direction not in DIRECTIONS:
             raise TranslateError(f"direction {direction!r}: choose a2b or b2a")
         if direction not in self.directions:
-            raise TranslateError(f"this model ({self.method}) was trained for a2b only, not {direction}: pix2pix learns "
-                                 f"one direction; train translate.method=cyclegan for both, or a pix2pix run with the "
-                                 f"domains swapped")
+            raise TranslateError(
+                f"this model ({self.method}) was trained for a2b only, not {direction}: pix2pix learns "
+                f"one direction; train translate.method=cyclegan for both, or a pix2pix run with the "
+                f"domains swapped"
+            )
         return self.module if direction == "a2b" else self.module_b2a
 
     def channels(self, direction: str = "a2b") -> Tuple[int, int]:
@@ -48,8 +53,14 @@ class TranslatorHandle(Handle):
         return (ca, cb) if direction == "a2b" else (cb, ca)
 
     @torch.no_grad()
-    def translate(self, images: Union[torch.Tensor, np.ndarray], direction: str = "a2b", tile: Optional[int] = None,
-                  overlap: Optional[int] = None, batch_size: int = 16) -> torch.Tensor:
+    def translate(
+        self,
+        images: Union[torch.Tensor, np.ndarray],
+        direction: str = "a2b",
+        tile: Optional[int] = None,
+        overlap: Optional[int] = None,
+        batch_size: int = 16,
+    ) -> torch.Tensor:
         """uint8 ``[N, C_in, H, W]`` (any H, W) -> uint8 ``[N, C_out, H, W]``.
 
         Images are reflect-padded to the network's multiple; images with a side larger than ``tile`` (default:
@@ -62,14 +73,18 @@ class TranslatorHandle(Handle):
         images = torch.as_tensor(images)
         c_in, _ = self.channels(direction)
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise TranslateError(f"translate: expected uint8 images [N, {c_in}, H, W], got {images.dtype} "
-                                 f"{tuple(images.shape)}")
+            raise TranslateError(
+                f"translate: expected uint8 images [N, {c_in}, H, W], got {images.dtype} {tuple(images.shape)}"
+            )
         if images.shape[1] != c_in:
-            raise TranslateError(f"wrong channel count: the model's {direction} direction takes {c_in}-channel "
-                                 f"({'grayscale' if c_in == 1 else 'colour'}) images, got {images.shape[1]} channels")
+            raise TranslateError(
+                f"wrong channel count: the model's {direction} direction takes {c_in}-channel "
+                f"({'grayscale' if c_in == 1 else 'colour'}) images, got {images.shape[1]} channels"
+            )
         if tile < 2 * net.multiple or overlap < 0 or overlap >= tile // 2:
-            raise TranslateError(f"tile={tile}, overlap={overlap}: expected tile >= {2 * net.multiple} and "
-                                 "0 <= overlap < tile / 2")
+            raise TranslateError(
+                f"tile={tile}, overlap={overlap}: expected tile >= {2 * net.multiple} and 0 <= overlap < tile / 2"
+            )
         out = []
         for i in range(0, images.shape[0], batch_size):
             x = images[i : i + batch_size].to(self.device).float().div(127.5).sub(1.0)  # [B, C_in, H, W]
@@ -92,14 +107,28 @@ class TranslatorHandle(Handle):
             net = self.network(d)
             c_in, c_out = self.channels(d)
             x = torch.zeros(2, c_in, h, w, device=self.device)
-            out.append(ExportNet(d, net, (x,), ("image",), ("translated",), spatial=("image",), multiple=net.multiple,
-                                 values={"image": f"float32 in [-1, 1], {c_in} channels",
-                                         "translated": f"float32 in [-1, 1], {c_out} channels"}))
+            out.append(
+                ExportNet(
+                    d,
+                    net,
+                    (x,),
+                    ("image",),
+                    ("translated",),
+                    spatial=("image",),
+                    multiple=net.multiple,
+                    values={
+                        "image": f"float32 in [-1, 1], {c_in} channels",
+                        "translated": f"float32 in [-1, 1], {c_out} channels",
+                    },
+                )
+            )
         return out
 
     def __repr__(self) -> str:
-        return (f"TranslatorHandle({self.method}, {'/'.join(self.directions)}, A {'x'.join(map(str, self.img_shape))}, "
-                f"B {'x'.join(map(str, self.shape_b))}, step {self.step}, {self.checkpoint_path})")
+        return (
+            f"TranslatorHandle({self.method}, {'/'.join(self.directions)}, A {'x'.join(map(str, self.img_shape))}, "
+            f"B {'x'.join(map(str, self.shape_b))}, step {self.step}, {self.checkpoint_path})"
+        )
 
 
 def _tiled(net: Translator, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """The translate task: losses."""
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ or ``resize`` (nearest-neighbour 2x + 3x3 convolution, Odena et al. 2016: no che
 ``GENERATORS`` maps ``translate.arch`` to a builder; :func:`build` adds ``input_skip`` (output = input +
 network: the generator learns the change and keeps the colours its instance norm removes).
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Sequence, Tuple
@@ -50,8 +51,10 @@ def unet_levels(h: int, w: int) -> int:
     while levels < MAX_UNET_LEVELS and sh % 2 == 0 and sw % 2 == 0 and min(sh, sw) // 2 >= MIN_SIDE:
         sh, sw, levels = sh // 2, sw // 2, levels + 1
     if levels < 2:
-        raise TranslateSizeError(f"the U-Net cannot be built for {h}x{w}: it needs at least two halvings that keep "
-                                 "both sides even and >= 4 (e.g. 16, 28, 32, 64, 48x64); set data.size or translate.crop_size")
+        raise TranslateSizeError(
+            f"the U-Net cannot be built for {h}x{w}: it needs at least two halvings that keep "
+            "both sides even and >= 4 (e.g. 16, 28, 32, 64, 48x64); set data.size or translate.crop_size"
+        )
     return levels
 
 
@@ -98,8 +101,10 @@ class Translator(nn.Module):
         h, w = x.shape[2:]
         k = self.multiple
         if h % k or w % k:
-            raise TranslateSizeError(f"{who} needs height and width that are multiples of {k}; got {h}x{w} "
-                                     f"(pad to {k * -(-h // k)}x{k * -(-w // k)})")
+            raise TranslateSizeError(
+                f"{who} needs height and width that are multiples of {k}; got {h}x{w} "
+                f"(pad to {k * -(-h // k)}x{k * -(-w // k)})"
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,8 +118,15 @@ class UNetGenerator(Translator):
     level of its size; instance norm (none at the outermost layers), dropout in the deepest decoder levels.
     :func:`unet_levels` picks the depth: 28x28 -> 2 levels, 64 -> 4, 128 -> 5."""
 
-    def __init__(self, in_channels: int, out_channels: int, levels: int, width: int = 32, dropout: float = 0.5,
-                 upsample: str = "deconv"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        levels: int,
+        width: int = 32,
+        dropout: float = 0.5,
+        upsample: str = "deconv",
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.levels = in_channels, out_channels, levels
         self.multiple = 2**levels
@@ -165,8 +177,13 @@ class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c), nn.ReLU(),
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
+            nn.ReLU(),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(c, c, 3),
+            nn.InstanceNorm2d(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,13 +200,25 @@ class ResnetGenerator(Translator):
         self.multiple = 4
         w = width
         self.net = nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, w, 7), nn.InstanceNorm2d(w), nn.ReLU(),  # [N, w, H, W]
-            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(),  # [N, 2w, H/2, W/2]
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(),  # [N, 4w, H/4, W/4]
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, w, 7),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(),  # [N, w, H, W]
+            nn.Conv2d(w, 2 * w, 3, 2, 1),
+            nn.InstanceNorm2d(2 * w),
+            nn.ReLU(),  # [N, 2w, H/2, W/2]
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1),
+            nn.InstanceNorm2d(4 * w),
+            nn.ReLU(),  # [N, 4w, H/4, W/4]
             *(ResBlock(4 * w) for _ in range(blocks)),  # [N, 4w, H/4, W/4]
-            up2(4 * w, 2 * w, upsample, 3), nn.InstanceNorm2d(2 * w), nn.ReLU(),  # [N, 2w, H/2, W/2]
-            up2(2 * w, w, upsample, 3), nn.InstanceNorm2d(w), nn.ReLU(),  # [N, w, H, W]
-            nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7),  # [N, C_out, H, W], linear
+            up2(4 * w, 2 * w, upsample, 3),
+            nn.InstanceNorm2d(2 * w),
+            nn.ReLU(),  # [N, 2w, H/2, W/2]
+            up2(2 * w, w, upsample, 3),
+            nn.InstanceNorm2d(w),
+            nn.ReLU(),  # [N, w, H, W]
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(w, out_channels, 7),  # [N, C_out, H, W], linear
         )
         init_weights(self)
 
@@ -213,14 +242,16 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int, size: Sequence[int], width: int = 32, norm: str = "instance"):
         super().__init__()
         if norm not in ("instance", "spectral", "none"):
-            raise ModelBuildError(f"PatchDiscriminator: norm {norm!r} is not allowed; choose instance, spectral or none")
+            raise ModelBuildError(
+                f"PatchDiscriminator: norm {norm!r} is not allowed; choose instance, spectral or none"
+            )
         h, w = (int(s) for s in size)
         self.in_channels = in_channels
         downs = 0
         while downs < 3 and min(h, w) // 2 >= MIN_SIDE:
             h, w, downs = h // 2, w // 2, downs + 1
         conv = lambda *a: maybe_sn(nn.Conv2d(*a), norm)  # noqa: E731
-        inorm = (lambda c: [nn.InstanceNorm2d(c)]) if norm == "instance" else (lambda c: [])  # noqa: E731
+        inorm = (lambda c: [nn.InstanceNorm2d(c)]) if norm == "instance" else (lambda c: [])
         layers: List[nn.Module] = []
         cin = in_channels
         for i in range(downs):
@@ -257,25 +288,50 @@ GENERATORS: Registry[GeneratorBuilder] = Registry("translation generator")
 
 
 @GENERATORS.register("unet")
-def build_unet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-               dropout: float = 0.5, upsample: str = "deconv") -> Translator:
+def build_unet(
+    c_in: int,
+    c_out: int,
+    size: Sequence[int],
+    width: int = 32,
+    blocks: int = 6,
+    dropout: float = 0.5,
+    upsample: str = "deconv",
+) -> Translator:
     """The pix2pix U-Net for ``size`` = (H, W) training crops (``blocks`` is unused)."""
     return UNetGenerator(c_in, c_out, unet_levels(*size), width, dropout, upsample)
 
 
 @GENERATORS.register("resnet")
-def build_resnet(c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-                 dropout: float = 0.5, upsample: str = "deconv") -> Translator:
+def build_resnet(
+    c_in: int,
+    c_out: int,
+    size: Sequence[int],
+    width: int = 32,
+    blocks: int = 6,
+    dropout: float = 0.5,
+    upsample: str = "deconv",
+) -> Translator:
     """The CycleGAN ResNet generator (sides must be multiples of 4; ``dropout`` is unused: it has none)."""
     h, w = (int(s) for s in size)
     if h % 4 or w % 4 or min(h, w) < 8:
-        raise TranslateSizeError(f"the ResNet generator cannot be built for {h}x{w}: height and width must be multiples "
-                                 "of 4 and at least 8; set data.size or translate.crop_size")
+        raise TranslateSizeError(
+            f"the ResNet generator cannot be built for {h}x{w}: height and width must be multiples "
+            "of 4 and at least 8; set data.size or translate.crop_size"
+        )
     return ResnetGenerator(c_in, c_out, width, blocks, upsample)
 
 
-def build(arch: str, c_in: int, c_out: int, size: Sequence[int], width: int = 32, blocks: int = 6,
-          dropout: float = 0.5, input_skip: bool = False, upsample: str = "deconv") -> Translator:
+def build(
+    arch: str,
+    c_in: int,
+    c_out: int,
+    size: Sequence[int],
+    width: int = 32,
+    blocks: int = 6,
+    dropout: float = 0.5,
+    input_skip: bool = False,
+    upsample: str = "deconv",
+) -> Translator:
     """The generator ``arch`` (a ``GENERATORS`` name), with the input added to its output when ``input_skip``
     and the 2x upsampling ``upsample`` (``deconv`` | ``resize``)."""
     net = GENERATORS.get(arch)(c_in, c_out, size, width, blocks, dropout, upsample=upsample)
@@ -292,6 +348,7 @@ def pad_to_multiple(x: torch.Tensor, k: int) -> torch.Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
 
 @torch.no_grad()
 def run_padded(net: Translator, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """The translate task: task."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,11 +28,15 @@ class TranslateTask(Task):
     def validate(self, cfg) -> None:
         super().validate(cfg)
         if cfg.data.dataset in (PAIRED, UNPAIRED) and not cfg.data.root:
-            raise ConfigError(f"data.root: data.dataset={cfg.data.dataset} needs data.root=PATH (a folder with A/ and "
-                              "B/ subfolders" + (", or side-by-side AB images)" if cfg.data.dataset == PAIRED else ")"))
+            raise ConfigError(
+                f"data.root: data.dataset={cfg.data.dataset} needs data.root=PATH (a folder with A/ and "
+                "B/ subfolders" + (", or side-by-side AB images)" if cfg.data.dataset == PAIRED else ")")
+            )
         if cfg.translate.method == "pix2pix" and cfg.data.dataset == UNPAIRED:
-            raise ConfigError("translate.method=pix2pix learns from pairs but data.dataset=unpaired has none; use "
-                              "translate.method=cyclegan or data.dataset=paired")
+            raise ConfigError(
+                "translate.method=pix2pix learns from pairs but data.dataset=unpaired has none; use "
+                "translate.method=cyclegan or data.dataset=paired"
+            )
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> TranslatorHandle:
         cfg = self.stored_config(checkpoint)
@@ -57,12 +62,15 @@ class TranslateTask(Task):
 TASKS.register("translate")(TranslateTask())
 
 
-def load_translator(run_dir: Union[str, Path], checkpoint: str = "last", device: Union[str, torch.device] = "cpu",
-                    ema: bool = True) -> TranslatorHandle:
+def load_translator(
+    run_dir: Union[str, Path], checkpoint: str = "last", device: Union[str, torch.device] = "cpu", ema: bool = True
+) -> TranslatorHandle:
     """The translator of a ``task=translate`` run (``checkpoint``: ``last``, a step, or a checkpoint folder);
     a :class:`~ganforge.errors.RunError` for a run of another task."""
     ck = runs.open_checkpoint(run_dir, checkpoint)
     if ck.task != "translate":
-        raise RunError(f"run '{ck.run_dir or ck.folder}' trained task {ck.task!r}, not an image translator; train one "
-                       "with 'ganforge train task=translate'")
+        raise RunError(
+            f"run '{ck.run_dir or ck.folder}' trained task {ck.task!r}, not an image translator; train one "
+            "with 'ganforge train task=translate'"
+        )
     return TASKS.get("translate").load(ck, ema=ema, device=device)

@@ -1,4 +1,5 @@
 """The translate task: trainer."""
+
 from __future__ import annotations
 
 import copy
@@ -20,18 +21,8 @@ from ganforge.tasks.translate.data import (  # registers paired/unpaired
     derive_pairs,
     load_translation,
 )
-from ganforge.tasks.translate.losses import (
-    OVERSHOOT_WEIGHT,
-    lowres_l1,
-    overshoot,
-    straight_through,
-)
-from ganforge.tasks.translate.networks import (
-    PatchDiscriminator,
-    Translator,
-    build,
-    run_padded,
-)
+from ganforge.tasks.translate.losses import OVERSHOOT_WEIGHT, lowres_l1, overshoot, straight_through
+from ganforge.tasks.translate.networks import PatchDiscriminator, Translator, build, run_padded
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import Panel
 from ganforge.training.parts import Batcher, decay_lr
@@ -88,9 +79,18 @@ class TranslateTrainer(TrainingLoop):
     progress = ("L1 {l1:.4f}", "cycle {cycle:.4f}", "D {loss_d:.3f} G adv {adv_g:.3f}")
     summary = ("validation L1 {val_l1:.4f}",)
     curves = (
-        Panel("reconstruction ([-1, 1] units)", (("l1", "L1(G(a), b)"), ("cycle", "cycle L1 (both)"),
-              ("identity", "identity L1 (both)"), ("lowres", "low-resolution L1 (both)"),
-              ("val_l1", "validation L1", "k.--")), xlabel="kimg (thousands of A images shown)", log=True),
+        Panel(
+            "reconstruction ([-1, 1] units)",
+            (
+                ("l1", "L1(G(a), b)"),
+                ("cycle", "cycle L1 (both)"),
+                ("identity", "identity L1 (both)"),
+                ("lowres", "low-resolution L1 (both)"),
+                ("val_l1", "validation L1", "k.--"),
+            ),
+            xlabel="kimg (thousands of A images shown)",
+            log=True,
+        ),
         Panel("PatchGAN", (("loss_d", "D loss"), ("adv_g", "G adversarial loss"))),
     )
     diverged_advice = "try lower learning rates (g_optim.lr, d_optim.lr) or a smaller translate.adv_weight"
@@ -107,8 +107,10 @@ class TranslateTrainer(TrainingLoop):
         else:
             pairs = load_translation(d, tr.derive)
         if tr.method == "pix2pix" and not pairs.paired:
-            raise ConfigError(f"translate.method=pix2pix learns from pairs, but '{pairs.name}' is unpaired "
-                              "(data.dataset=unpaired); use translate.method=cyclegan, or paired data")
+            raise ConfigError(
+                f"translate.method=pix2pix learns from pairs, but '{pairs.name}' is unpaired "
+                "(data.dataset=unpaired); use translate.method=cyclegan, or paired data"
+            )
         self.pairs = pairs
         if d.dataset in (PAIRED, UNPAIRED) and d.root:  # the run folder is named after the data's folder
             self.dataset_label = Path(d.root).name or d.dataset
@@ -127,8 +129,10 @@ class TranslateTrainer(TrainingLoop):
         h, w = self.img_shape[1:]
         cs = tr.crop_size
         if cs is not None and cs > min(h, w):
-            raise ConfigError(f"translate.crop_size={cs} is larger than the images ({h}x{w}); use a smaller crop or "
-                              "a larger data.size")
+            raise ConfigError(
+                f"translate.crop_size={cs} is larger than the images ({h}x{w}); use a smaller crop or "
+                "a larger data.size"
+            )
         self.train_size = (cs, cs) if cs else (h, w)
 
     # ---- networks -------------------------------------------------------------------------------
@@ -143,7 +147,9 @@ class TranslateTrainer(TrainingLoop):
         ca, cb = self.img_shape[0], int(self.images_b.shape[1])
         self.ca, self.cb = ca, cb
         self.cycle = tr.method == "cyclegan"
-        opts = dict(width=tr.width, blocks=tr.blocks, dropout=tr.dropout, input_skip=tr.input_skip, upsample=tr.upsample)
+        opts = dict(
+            width=tr.width, blocks=tr.blocks, dropout=tr.dropout, input_skip=tr.input_skip, upsample=tr.upsample
+        )
         try:
             self.G = build(tr.generator, ca, cb, self.train_size, **opts)
             self.F = build(tr.generator, cb, ca, self.train_size, **opts) if self.cycle else None
@@ -188,15 +194,18 @@ class TranslateTrainer(TrainingLoop):
         if tr.select == "fid":
             self._setup_selection()
         self.run_suffix = f"{tr.method}-{tr.generator}"
-        self.model_info = {"shape_b": [int(s) for s in self.images_b.shape[1:]],
-                           "directions": list(DIRECTIONS) if self.cycle else ["a2b"],
-                           "train_size": list(self.train_size)}
+        self.model_info = {
+            "shape_b": [int(s) for s in self.images_b.shape[1:]],
+            "directions": list(DIRECTIONS) if self.cycle else ["a2b"],
+            "train_size": list(self.train_size),
+        }
         n_g = sum(p.numel() for p in self.G.parameters())
         kind = "paired" if self.pairs.paired else "unpaired"
         self.description = (
             f"{tr.method} ({tr.generator} generator{'s' if self.cycle else ''}, {n_g / 1e6:.2f}M parameters each) on "
             f"{self.pairs.name}: {na} A images ({ca} ch) and {nb} B images ({cb} ch), {kind}, "
-            f"{'x'.join(map(str, self.img_shape[1:]))} (crops {'x'.join(map(str, self.train_size))})")
+            f"{'x'.join(map(str, self.img_shape[1:]))} (crops {'x'.join(map(str, self.train_size))})"
+        )
 
     def _setup_selection(self) -> None:
         """The feature space and the reference statistics of domain B for ``translate.select=fid``."""
@@ -320,12 +329,16 @@ class TranslateTrainer(TrainingLoop):
                 raw_ib = self.G.raw(b).float()
                 raw_ia = self.F.raw(a).float()
             idt = (straight_through(raw_ib) - b).abs().mean() + (straight_through(raw_ia) - a).abs().mean()
-            loss_g = loss_g + tr.identity_weight * tr.cycle_weight * idt + OVERSHOOT_WEIGHT * (
-                overshoot(raw_ib) + overshoot(raw_ia))
+            loss_g = (
+                loss_g
+                + tr.identity_weight * tr.cycle_weight * idt
+                + OVERSHOOT_WEIGHT * (overshoot(raw_ib) + overshoot(raw_ia))
+            )
             stats["identity"] = idt.item()
         if tr.lowres_weight > 0:
-            low = (lowres_l1(straight_through(raw_b), a, tr.lowres_factor, tr.lowres_pool)
-                   + lowres_l1(straight_through(raw_a), b, tr.lowres_factor, tr.lowres_pool))
+            low = lowres_l1(straight_through(raw_b), a, tr.lowres_factor, tr.lowres_pool) + lowres_l1(
+                straight_through(raw_a), b, tr.lowres_factor, tr.lowres_pool
+            )
             loss_g = loss_g + tr.lowres_weight * low
             stats["lowres"] = low.item()
         self.opt_g.zero_grad(set_to_none=True)
@@ -342,7 +355,9 @@ class TranslateTrainer(TrainingLoop):
         stats.update(loss_d=loss_d.item(), adv_g=(adv_a + adv_b).item(), cycle=cyc.item(), loss_g=loss_g.item())
         return stats
 
-    def _update_d_cycle(self, a: torch.Tensor, b: torch.Tensor, fake_b: torch.Tensor, fake_a: torch.Tensor) -> torch.Tensor:
+    def _update_d_cycle(
+        self, a: torch.Tensor, b: torch.Tensor, fake_b: torch.Tensor, fake_a: torch.Tensor
+    ) -> torch.Tensor:
         """One update of D_B and D_A: real images against generated ones passed through the history pools."""
         pb, pa = self.pool_b.query(fake_b), self.pool_a.query(fake_a)
         with self.autocast():
@@ -404,8 +419,9 @@ class TranslateTrainer(TrainingLoop):
         tr = self.cfg.translate
         if tr.select == "fid" and self.step % tr.select_every == 0:
             value = self.selection_fid()
-            self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                                 "select_fid": round(value, 4)})
+            self.metrics.append(
+                {"step": self.step, "kimg": round(self.images_seen / 1000, 3), "select_fid": round(value, 4)}
+            )
             self.tb.scalars({"val/select_fid": value}, self.step)
             best = self.keep_best("select_fid", value, label="selection FID")
             self.log(f"step {self.step}: selection FID {value:.2f}{' (best so far)' if best else ''}")
@@ -418,8 +434,11 @@ class TranslateTrainer(TrainingLoop):
         return grid
 
     def extra_state(self) -> Dict[str, Any]:
-        return {"batcher_b": self.batcher_b.state_dict(), "pool_a": self.pool_a.state_dict(),
-                "pool_b": self.pool_b.state_dict()}
+        return {
+            "batcher_b": self.batcher_b.state_dict(),
+            "pool_a": self.pool_a.state_dict(),
+            "pool_b": self.pool_b.state_dict(),
+        }
 
     def load_extra_state(self, s: Dict[str, Any], full: bool) -> None:
         if full:

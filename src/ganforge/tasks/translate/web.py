@@ -1,21 +1,13 @@
 """The Translate page: an uploaded image translated by a ``task=translate`` run in the direction chosen
 (a2b, or b2a for CycleGAN runs), shown beside the input. It calls
 :func:`ganforge.tasks.translate.app.translate_detailed` (what ``ganforge translate`` calls)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ganforge.web.core import (
-    Field,
-    HandleCache,
-    Job,
-    Output,
-    Page,
-    model_fields,
-    png_output,
-    register,
-)
+from ganforge.web.core import Field, HandleCache, Job, Output, Page, model_fields, png_output, register
 
 
 def _options(run_dir: Path, cache: HandleCache) -> Dict[str, List[Any]]:
@@ -33,21 +25,26 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     with Image.open(form["image"]) as im:
         inp = im.copy()
     job.progress(1, 1, "done")
-    return [png_output(inp, "input.png"), png_output(res.image, "translated.png"),
-            Output("text", "about", text=res.describe())]
+    return [
+        png_output(inp, "input.png"),
+        png_output(res.image, "translated.png"),
+        Output("text", "about", text=res.describe()),
+    ]
 
 
-register(Page(
-    name="translate",
-    title="Translate",
-    summary="Translate an image to the other domain of a pix2pix or CycleGAN run.",
-    tasks=("translate",),
-    fields=[
-        *model_fields(),
-        Field("image", "image", "image"),
-        Field("direction", "select", "direction", "a2b", depends=True),
-    ],
-    run=_run,
-    run_options=_options,
-    order=40,
-))
+register(
+    Page(
+        name="translate",
+        title="Translate",
+        summary="Translate an image to the other domain of a pix2pix or CycleGAN run.",
+        tasks=("translate",),
+        fields=[
+            *model_fields(),
+            Field("image", "image", "image"),
+            Field("direction", "select", "direction", "a2b", depends=True),
+        ],
+        run=_run,
+        run_options=_options,
+        order=40,
+    )
+)

@@ -2,7 +2,8 @@
 
     h = ganforge.load(run)                                   # a ClipHandle
     write_samples(h, "clips.gif", 16, seed=0)                # an animated grid: frame t of every clip at time t
-    write_samples(h, "clips.mp4", 16)                        # the same as H.264 video (PyAV: pip install 'ganforge[video]')
+    # the same as H.264 video (PyAV: pip install 'ganforge[video]')
+    write_samples(h, "clips.mp4", 16)
     write_samples(h, "clips.npz", 100)                       # uint8 arr_0 [N, T, H, W, C]
     write_samples(h, "clips", 8)                             # a folder per clip of numbered PNG frames
     write_samples(h, "strip.png", 8)                         # a picture: a row per clip, frames left to right
@@ -10,6 +11,7 @@
 A folder written here is a clip folder again (``data.dataset=clips data.root=...``). Every function
 takes a loaded handle (:class:`ganforge.tasks.video.handle.ClipHandle`) and prints nothing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +26,15 @@ from ganforge.imaging import save_png, writing
 from ganforge.options import with_overrides
 from ganforge.tasks.video.data import FRAME_MS, clip_grid_frames, clip_strip, gif_bytes
 
-__all__ = ["SAMPLE_OUTPUTS", "ClipOptions", "sample_output_kind", "write_samples", "write_clips", "write_gif",
-           "write_mp4"]
+__all__ = [
+    "SAMPLE_OUTPUTS",
+    "ClipOptions",
+    "sample_output_kind",
+    "write_samples",
+    "write_clips",
+    "write_gif",
+    "write_mp4",
+]
 
 SAMPLE_OUTPUTS = "a .gif or .mp4 file (animated grid), a .npz file, a .png file (strip), or a folder"
 FPS = 1000 // FRAME_MS  # frames per second of written video (10)
@@ -116,8 +125,17 @@ def write_clips(clips: torch.Tensor, out: PathLike, nrow: Optional[int] = None, 
     return out
 
 
-def write_samples(h, out: PathLike, n: int, seed: int = 0, cls=None, nrow: Optional[int] = None,
-                  truncation: Optional[float] = None, mark=None, **clip: Any) -> int:
+def write_samples(
+    h,
+    out: PathLike,
+    n: int,
+    seed: int = 0,
+    cls=None,
+    nrow: Optional[int] = None,
+    truncation: Optional[float] = None,
+    mark=None,
+    **clip: Any,
+) -> int:
     """Sample ``n`` clips with ``seed`` and write them to ``out`` (see :func:`write_clips`); returns how many
     were written. The same seed gives the same clips in every form. ``clip``: the :class:`ClipOptions`
     keywords ``frames`` (default: the trained length) and ``scale``. ``cls``, ``truncation`` and ``mark``

@@ -6,6 +6,7 @@ machine, offline. ``clips``: a folder of GIF or video files (PyAV) or subfolders
 into windows of T frames. Both are also registered in :data:`ganforge.data.DATASETS` as image datasets
 (every frame of every clip), so an image GAN can train on single frames of the same data.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,7 +49,9 @@ class ClipData:
     def __post_init__(self) -> None:
         x = self.clips
         if x.dtype != torch.uint8 or x.dim() != 5 or x.shape[2] not in (1, 3):
-            raise ValueError(f"ClipData.clips: expected uint8 [N, T, C, H, W] with C in (1, 3), got {x.dtype} {tuple(x.shape)}")
+            raise ValueError(
+                f"ClipData.clips: expected uint8 [N, T, C, H, W] with C in (1, 3), got {x.dtype} {tuple(x.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])
@@ -71,8 +74,14 @@ class ClipData:
         n, t = self.clips.shape[:2]
         labels = None if self.labels is None else self.labels[:, 0].repeat_interleave(t)
         names = [str(i) for i in range(10)] if labels is not None else []
-        return ImageData(self.clips.reshape(n * t, *self.clips.shape[2:]).contiguous(), labels, names,
-                         f"{self.name}-frames", self.source, self.skipped)
+        return ImageData(
+            self.clips.reshape(n * t, *self.clips.shape[2:]).contiguous(),
+            labels,
+            names,
+            f"{self.name}-frames",
+            self.source,
+            self.skipped,
+        )
 
 
 # ---- Moving MNIST -----------------------------------------------------------------------------
@@ -83,8 +92,15 @@ def default_digit_size(canvas: int) -> int:
     return min(28, canvas // 2)
 
 
-def moving_mnist(n: int = DEFAULT_CLIPS, frames: int = DEFAULT_FRAMES, size: int = DEFAULT_CANVAS, digits: int = 1,
-                 digit_size: int = 0, seed: int = 0, channels: int = 1) -> ClipData:
+def moving_mnist(
+    n: int = DEFAULT_CLIPS,
+    frames: int = DEFAULT_FRAMES,
+    size: int = DEFAULT_CANVAS,
+    digits: int = 1,
+    digit_size: int = 0,
+    seed: int = 0,
+    channels: int = 1,
+) -> ClipData:
     """``n`` seeded Moving-MNIST clips of ``frames`` frames on a ``size`` x ``size`` canvas.
 
     Each shows ``digits`` digits of the packaged test split, resized to ``digit_size``, that start at random
@@ -171,8 +187,10 @@ def read_clip(path: Path) -> List[np.ndarray]:
     path = Path(path)
     try:
         if path.is_dir():
-            files = sorted((q for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")),
-                           key=_natural_key)
+            files = sorted(
+                (q for q in path.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and not q.name.startswith(".")),
+                key=_natural_key,
+            )
             frames = []
             for q in files:
                 with Image.open(q) as im:
@@ -190,7 +208,9 @@ def read_clip(path: Path) -> List[np.ndarray]:
     try:
         import av
     except ImportError:
-        raise DataError(f"reading '{path}' needs PyAV: pip install 'ganforge[video]' (or convert it to a GIF)") from None
+        raise DataError(
+            f"reading '{path}' needs PyAV: pip install 'ganforge[video]' (or convert it to a GIF)"
+        ) from None
     try:
         with av.open(str(path)) as container:
             return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -209,8 +229,10 @@ def load_clip_folder(cfg: "DataConfig", frames: int = DEFAULT_FRAMES) -> ClipDat
     root = resolve_root(cfg.root, "clips", "a folder of GIF/MP4 clips or of folders of numbered frames")
     sources = clip_sources(root)
     if not sources:
-        raise DataError(f"data.root: '{root}' holds no clips (GIF or {'/'.join(s[1:].upper() for s in VIDEO_SUFFIXES)} files, "
-                        "or folders of numbered frames)")
+        raise DataError(
+            f"data.root: '{root}' holds no clips (GIF or {'/'.join(s[1:].upper() for s in VIDEO_SUFFIXES)} files, "
+            "or folders of numbered frames)"
+        )
     size = tuple(cfg.size) if cfg.size else None
     windows: List[np.ndarray] = []
     skipped: List[str] = []
@@ -225,8 +247,10 @@ def load_clip_folder(cfg: "DataConfig", frames: int = DEFAULT_FRAMES) -> ClipDat
             for i, f in enumerate(clip):
                 if f.shape[:2] != tuple(size):
                     if cfg.size is None:
-                        raise DataError(f"clip '{p}' frame {i} is {f.shape[1]}x{f.shape[0]}, other frames are "
-                                        f"{size[1]}x{size[0]}; set data.size=HxW to resize every frame")
+                        raise DataError(
+                            f"clip '{p}' frame {i} is {f.shape[1]}x{f.shape[0]}, other frames are "
+                            f"{size[1]}x{size[0]}; set data.size=HxW to resize every frame"
+                        )
                     from ganforge.data.transform import pil_filter
 
                     clip[i] = np.asarray(Image.fromarray(f).resize((size[1], size[0]), pil_filter(cfg.resize)))
@@ -246,22 +270,36 @@ def load_clip_folder(cfg: "DataConfig", frames: int = DEFAULT_FRAMES) -> ClipDat
     x = torch.from_numpy(np.stack(windows)).permute(0, 1, 4, 2, 3)  # [N, T, 3, H, W]
     channels = cfg.channels or (1 if grey else 3)
     if channels == 1:
-        x = (0.299 * x[:, :, 0:1].float() + 0.587 * x[:, :, 1:2].float() + 0.114 * x[:, :, 2:3].float()).round().to(torch.uint8)
+        x = (
+            (0.299 * x[:, :, 0:1].float() + 0.587 * x[:, :, 1:2].float() + 0.114 * x[:, :, 2:3].float())
+            .round()
+            .to(torch.uint8)
+        )
     return ClipData(x.contiguous(), None, root.name or "clips", str(root), skipped)
 
 
-def load_clips(cfg: "DataConfig", frames: int = DEFAULT_FRAMES, clips: int = DEFAULT_CLIPS, digits: int = 1,
-               digit_size: int = 0, seed: int = 0) -> ClipData:
+def load_clips(
+    cfg: "DataConfig",
+    frames: int = DEFAULT_FRAMES,
+    clips: int = DEFAULT_CLIPS,
+    digits: int = 1,
+    digit_size: int = 0,
+    seed: int = 0,
+) -> ClipData:
     """The clip dataset ``cfg.dataset`` names (one of :data:`CLIP_DATASETS`)."""
     if cfg.dataset == "moving-mnist":
         if cfg.size is not None and cfg.size[0] != cfg.size[1]:
-            raise DataError(f"data.size={cfg.size}: the moving-mnist canvas is square; use e.g. data.size={cfg.size[0]}")
+            raise DataError(
+                f"data.size={cfg.size}: the moving-mnist canvas is square; use e.g. data.size={cfg.size[0]}"
+            )
         size = int(cfg.size[0]) if cfg.size else DEFAULT_CANVAS
         n = min(clips, cfg.limit) if cfg.limit is not None else clips
         return moving_mnist(n, frames, size, digits, digit_size, seed, cfg.channels or 1)
     if cfg.dataset == "clips":
         return load_clip_folder(cfg, frames)
-    raise DataError(f"data.dataset={cfg.dataset!r} holds images, not clips; the video task needs one of: {', '.join(CLIP_DATASETS)}")
+    raise DataError(
+        f"data.dataset={cfg.dataset!r} holds images, not clips; the video task needs one of: {', '.join(CLIP_DATASETS)}"
+    )
 
 
 # image views for DATASETS (every frame of the default clips)
@@ -280,7 +318,8 @@ def load_moving_mnist_frames(cfg: "DataConfig") -> ImageData:
 
 
 def load_clip_folder_frames(cfg: "DataConfig") -> ImageData:
-    """Every frame of the clips of ``data.root`` (windows of the default length) as images (``data.limit`` counts frames)."""
+    """Every frame of the clips of ``data.root`` (windows of the default length) as images (``data.limit``
+    counts frames)."""
     return load_clip_folder(_clips_for(cfg)).as_images()
 
 
@@ -295,7 +334,8 @@ FRAME_MS = 100  # how long each frame of a written GIF shows (10 frames/s)
 
 
 def clip_grid_frames(clips: torch.Tensor, nrow: Optional[int] = None) -> List[np.ndarray]:
-    """uint8 clips [N, T, C, H, W] -> T grids (HxWxC uint8), grid t showing frame t of every clip (one clip: its frames)."""
+    """uint8 clips [N, T, C, H, W] -> T grids (HxWxC uint8), grid t showing frame t of every clip (one clip:
+    its frames)."""
     from ganforge.imaging import make_grid_uint8
 
     pad = 0 if clips.shape[0] == 1 else 2  # one clip: its own frames, no border

@@ -1,4 +1,5 @@
 """The video task: handle."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -31,13 +32,19 @@ class ClipHandle(Handle):
 
     def noise(self, n: int, seed: int, frames: Optional[int] = None):
         """The codes ``sample(n, seed)`` uses: (z_content [n, content_dim], eps [n, T, motion_dim]), on CPU."""
-        return draw_codes(n, frames or self.frames, self.content_dim, self.motion_dim, torch.Generator().manual_seed(int(seed)))
+        return draw_codes(
+            n, frames or self.frames, self.content_dim, self.motion_dim, torch.Generator().manual_seed(int(seed))
+        )
 
     @torch.no_grad()
     def generate(self, z_content: torch.Tensor, eps: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         """Clips in [-1, 1], float [N, T, C, H, W], for content codes and motion noise."""
-        out = [self.module(z_content[i : i + batch_size].to(self.device), eps[i : i + batch_size].to(self.device)).float().cpu()
-               for i in range(0, z_content.shape[0], batch_size)]
+        out = [
+            self.module(z_content[i : i + batch_size].to(self.device), eps[i : i + batch_size].to(self.device))
+            .float()
+            .cpu()
+            for i in range(0, z_content.shape[0], batch_size)
+        ]
         return torch.cat(out) if out else torch.empty(0, eps.shape[1], *self.img_shape)
 
     def sample(self, n: int, seed: int = 0, frames: Optional[int] = None, batch_size: int = 64) -> torch.Tensor:
@@ -55,5 +62,7 @@ class ClipHandle(Handle):
         return (batch, self.frames, *self.img_shape)
 
     def __repr__(self) -> str:
-        return (f"ClipHandle({self.config.video.motion}, {self.frames} frames of {'x'.join(map(str, self.img_shape))}, "
-                f"step {self.step}, {self.checkpoint_path})")
+        return (
+            f"ClipHandle({self.config.video.motion}, {self.frames} frames of {'x'.join(map(str, self.img_shape))}, "
+            f"step {self.step}, {self.checkpoint_path})"
+        )

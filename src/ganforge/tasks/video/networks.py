@@ -6,6 +6,7 @@ frames (``motion``: ``warp`` sprites shifted per frame, or MoCoGAN's ``free`` pe
 :class:`ImageDiscriminator` judges single frames [N, C, H, W] (appearance), :class:`VideoDiscriminator`
 whole clips [N, T, C, H, W] with 3-D convolutions (motion, and whether the content stays the same).
 """
+
 from __future__ import annotations
 
 from typing import List, Tuple
@@ -41,7 +42,9 @@ class ImageGenerator(nn.Module):
         k, bh, bw = plan_stages(size[0], size[1], "the video generator")
         ch = _widths(width, k)
         self.base = (ch[0], bh, bw)
-        self.fc = nn.Sequential(nn.Linear(in_dim, ch[0] * bh * bw, bias=False), nn.BatchNorm1d(ch[0] * bh * bw), nn.ReLU(True))
+        self.fc = nn.Sequential(
+            nn.Linear(in_dim, ch[0] * bh * bw, bias=False), nn.BatchNorm1d(ch[0] * bh * bw), nn.ReLU(True)
+        )
         ups: List[nn.Module] = []
         for i in range(k - 1):
             ups += [nn.ConvTranspose2d(ch[i], ch[i + 1], 4, 2, 1, bias=False), nn.BatchNorm2d(ch[i + 1]), nn.ReLU(True)]
@@ -68,9 +71,19 @@ class VideoGenerator(nn.Module):
     generator trained on 16 frames can also roll out longer clips.
     """
 
-    def __init__(self, img_shape: Tuple[int, int, int], content_dim: int = 32, motion_dim: int = 8,
-                 hidden_dim: int = 32, width: int = 32, motion: str = "warp", layers: int = 1, snap: bool = False,
-                 centre: bool = False, sprite: int = 0):
+    def __init__(
+        self,
+        img_shape: Tuple[int, int, int],
+        content_dim: int = 32,
+        motion_dim: int = 8,
+        hidden_dim: int = 32,
+        width: int = 32,
+        motion: str = "warp",
+        layers: int = 1,
+        snap: bool = False,
+        centre: bool = False,
+        sprite: int = 0,
+    ):
         super().__init__()
         if motion not in MOTIONS:
             raise ModelBuildError(f"motion={motion!r}: expected one of {', '.join(MOTIONS)}")
@@ -78,13 +91,17 @@ class VideoGenerator(nn.Module):
             raise ModelBuildError(f"layers={layers}: expected at least 1 sprite layer")
         c, h, w = img_shape
         if sprite < 0 or sprite > min(h, w):
-            raise ModelBuildError(f"sprite={sprite}: expected 0 (the frame size) up to the frame's shorter side {min(h, w)}")
+            raise ModelBuildError(
+                f"sprite={sprite}: expected 0 (the frame size) up to the frame's shorter side {min(h, w)}"
+            )
         if sprite and sprite < min(h, w):
             try:
                 plan_stages(sprite, sprite)
             except ModelSizeError:
-                raise ModelBuildError(f"sprite={sprite}: a sprite side must be b * 2^k with k >= 2 and 3 <= b <= 16, "
-                                      f"such as {nearest_size(sprite)}") from None
+                raise ModelBuildError(
+                    f"sprite={sprite}: a sprite side must be b * 2^k with k >= 2 and 3 <= b <= 16, "
+                    f"such as {nearest_size(sprite)}"
+                ) from None
         self.img_shape, self.motion, self.layers, self.snap, self.centre = (c, h, w), motion, layers, snap, centre
         self.sprite = sprite
         self.content_dim, self.motion_dim, self.hidden_dim = content_dim, motion_dim, hidden_dim
@@ -136,7 +153,9 @@ class VideoGenerator(nn.Module):
             sprites = F.pad(sprites, (left, ww - s - left, top, hh - s - top))  # [N, K*C, H, W]
             reach = sprites.new_tensor([(ww - s) // 2, (hh - s) // 2])  # whole pixels, (x, y)
             d_reach = reach / sprites.new_tensor([ww / 2, hh / 2])  # the same in half-canvas units
-        sprites = sprites.view(n, 1, k, c, hh, ww).expand(n, t, k, c, hh, ww).reshape(n * t * k, c, hh, ww)  # [N*T*K, C, H, W]
+        sprites = (
+            sprites.view(n, 1, k, c, hh, ww).expand(n, t, k, c, hh, ww).reshape(n * t * k, c, hh, ww)
+        )  # [N*T*K, C, H, W]
         d = torch.tanh(self.shift(m)).view(n * t * k, 2)  # [N*T*K, (dx, dy)] in half-canvas units
         if d_reach is not None:
             d = d * d_reach  # |shift| < reach pixels: the sprite stays whole inside the frame (rounding too)
@@ -171,7 +190,11 @@ class ImageDiscriminator(nn.Module):
         ch = _widths(width, k)[::-1]  # narrowest first
         layers: List[nn.Module] = [nn.Conv2d(c, ch[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for i in range(k - 1):
-            layers += [nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1, bias=False), nn.BatchNorm2d(ch[i + 1]), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(ch[i], ch[i + 1], 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch[i + 1]),
+                nn.LeakyReLU(0.2, True),
+            ]
         self.convs = nn.Sequential(*layers)
         self.head = nn.Linear(ch[k - 1] * bh * bw, 1)
         init_dcgan_weights(self)
@@ -248,10 +271,23 @@ def build_from_config(
     """The generator and both discriminators of ``cfg.video`` for clips of frames of ``frame_shape`` (C, H, W)."""
     v = cfg.video
     try:
-        g = VideoGenerator(frame_shape, v.content_dim, v.motion_dim, v.hidden_dim, v.g_width, v.motion,
-                           sprite_layers(cfg), v.snap, v.centre, v.sprite_size)
-        return g, ImageDiscriminator(frame_shape, v.d_width), VideoDiscriminator(frame_shape, v.frames, v.vd_width,
-                                                                                  v.vd_pool)
+        g = VideoGenerator(
+            frame_shape,
+            v.content_dim,
+            v.motion_dim,
+            v.hidden_dim,
+            v.g_width,
+            v.motion,
+            sprite_layers(cfg),
+            v.snap,
+            v.centre,
+            v.sprite_size,
+        )
+        return (
+            g,
+            ImageDiscriminator(frame_shape, v.d_width),
+            VideoDiscriminator(frame_shape, v.frames, v.vd_width, v.vd_pool),
+        )
     except ModelBuildError as e:
         raise ConfigError(f"video: {e}") from None
 

@@ -1,4 +1,5 @@
 """The video task: task."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Union
@@ -21,8 +22,18 @@ class VideoTask(Task):
     summary = "generate short clips: a MoCoGAN-style video GAN (content code + recurrent motion)"
     sections = {**SHARED_SECTIONS, "video": VideoConfig}
     trainer = VideoTrainer
-    tiny = ("data.size=16", "video.frames=4", "video.content_dim=4", "video.motion_dim=2", "video.hidden_dim=4",
-            "video.g_width=4", "video.d_width=4", "video.vd_width=4", "video.vd_pool=1", "video.clips=64")
+    tiny = (
+        "data.size=16",
+        "video.frames=4",
+        "video.content_dim=4",
+        "video.motion_dim=2",
+        "video.hidden_dim=4",
+        "video.g_width=4",
+        "video.d_width=4",
+        "video.vd_width=4",
+        "video.vd_pool=1",
+        "video.clips=64",
+    )
 
     def config(self, d: Mapping[str, Any], drop=()) -> Config:
         """As :meth:`Task.config`; the dataset defaults to ``moving-mnist`` (the embedded digits, moving),
@@ -40,10 +51,17 @@ class VideoTask(Task):
         if cfg.data.hflip:
             raise ConfigError("data.hflip: the video task does not flip clips; set data.hflip=false")
 
-    def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device: Union[str, torch.device] = "cpu") -> ClipHandle:
-        return self.load_generator(checkpoint, ClipHandle,
-                                   lambda cfg, c: build_from_config(cfg, tuple(int(s) for s in c["img_shape"]))[0],
-                                   "video generator", ema, device)
+    def load(
+        self, checkpoint: runs.Checkpoint, ema: bool = True, device: Union[str, torch.device] = "cpu"
+    ) -> ClipHandle:
+        return self.load_generator(
+            checkpoint,
+            ClipHandle,
+            lambda cfg, c: build_from_config(cfg, tuple(int(s) for s in c["img_shape"]))[0],
+            "video generator",
+            ema,
+            device,
+        )
 
 
 TASKS.register("video")(VideoTask())

@@ -1,4 +1,5 @@
 """The video task: trainer."""
+
 from __future__ import annotations
 
 import copy
@@ -10,13 +11,7 @@ import torch
 from ganforge.errors import ConfigError
 from ganforge.imaging import to_uint8
 from ganforge.losses import d_logistic, g_nonsaturating
-from ganforge.tasks.video.data import (
-    ClipData,
-    clip_grid_frames,
-    clip_strip,
-    gif_bytes,
-    load_clips,
-)
+from ganforge.tasks.video.data import ClipData, clip_grid_frames, clip_strip, gif_bytes, load_clips
 from ganforge.tasks.video.networks import build_from_config, draw_codes
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import ADVERSARIAL_CURVES
@@ -54,8 +49,9 @@ class VideoTrainer(TrainingLoop):
         for net in (self.G, self.DI, self.DV):
             net.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.nets.update(generator=self.G, generator_ema=self.G_ema, image_discriminator=self.DI,
-                         video_discriminator=self.DV)
+        self.nets.update(
+            generator=self.G, generator_ema=self.G_ema, image_discriminator=self.DI, video_discriminator=self.DV
+        )
         self.opt_g = self.optimizer(self.G, cfg.g_optim)
         self.opt_d = self.optimizer(list(self.DI.parameters()) + list(self.DV.parameters()), cfg.d_optim)
         self.optims.update(g=self.opt_g, d=self.opt_d)
@@ -63,8 +59,10 @@ class VideoTrainer(TrainingLoop):
         self.fixed = draw_codes(n, v.frames, v.content_dim, v.motion_dim, self.rng("samples"))
         self.run_suffix = f"video-{v.motion}"
         self.model_info = {"frames": v.frames}
-        self.description = (f"video on {self.clip_data.name}: {len(self.clip_data)} clips of {v.frames} frames "
-                            f"{'x'.join(map(str, self.img_shape))}, motion {v.motion}")
+        self.description = (
+            f"video on {self.clip_data.name}: {len(self.clip_data)} clips of {v.frames} frames "
+            f"{'x'.join(map(str, self.img_shape))}, motion {v.motion}"
+        )
 
     # ---- one step ---------------------------------------------------------------------------
     def _real_clips(self) -> torch.Tensor:
@@ -111,9 +109,16 @@ class VideoTrainer(TrainingLoop):
 
         self.step += 1
         self.images_seen += b
-        stats = {"loss_d": float(loss_di + loss_dv), "loss_g": float(g_v + g_i), "loss_d_image": float(loss_di),
-                 "loss_d_video": float(loss_dv), "loss_g_image": float(g_i), "loss_g_video": float(g_v),
-                 "d_real": float(torch.sigmoid(dv_real.detach()).mean()), "d_fake": float(torch.sigmoid(dv_fake.detach()).mean())}
+        stats = {
+            "loss_d": float(loss_di + loss_dv),
+            "loss_g": float(g_v + g_i),
+            "loss_d_image": float(loss_di),
+            "loss_d_video": float(loss_dv),
+            "loss_g_image": float(g_i),
+            "loss_g_video": float(g_v),
+            "d_real": float(torch.sigmoid(dv_real.detach()).mean()),
+            "d_fake": float(torch.sigmoid(dv_fake.detach()).mean()),
+        }
         return stats
 
     # ---- what a run shows -------------------------------------------------------------------

@@ -1,19 +1,12 @@
 """The Video page: clips of a ``task=video`` run as an animated grid, with GIF / MP4 / npz downloads.
 It calls the run's sample writer (:func:`ganforge.api.sample_writer`, which picks
 :mod:`ganforge.tasks.video.app` for a video run: what ``ganforge sample`` calls)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from ganforge.web.core import (
-    Field,
-    Job,
-    Output,
-    Page,
-    file_output,
-    model_fields,
-    register,
-)
+from ganforge.web.core import Field, Job, Output, Page, file_output, model_fields, register
 
 
 def _run(form: Dict[str, Any], job: Job) -> List[Output]:
@@ -43,18 +36,22 @@ def _has_av() -> bool:
     return True
 
 
-register(Page(
-    name="video",
-    title="Video",
-    summary="Clips of a video run, as an animated grid and as GIF, MP4 and npz files.",
-    tasks=("video",),
-    fields=[
-        *model_fields(),
-        Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
-        Field("count", "int", "clips", 8, min=1, max=64),
-        Field("frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"),
-        Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
-    ],
-    run=_run,
-    order=15,
-))
+register(
+    Page(
+        name="video",
+        title="Video",
+        summary="Clips of a video run, as an animated grid and as GIF, MP4 and npz files.",
+        tasks=("video",),
+        fields=[
+            *model_fields(),
+            Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+            Field("count", "int", "clips", 8, min=1, max=64),
+            Field(
+                "frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"
+            ),
+            Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
+        ],
+        run=_run,
+        order=15,
+    )
+)

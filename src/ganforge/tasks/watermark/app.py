@@ -5,9 +5,12 @@ Python::
     from ganforge.apps import watermark as wm
     h = wm.load_watermarker("runs/00007-photos128-wm32")
     marked = wm.embed(h, "photo.png", "gf")                 # -> uint8 array H x W (x C), same mode as the input
-    wm.detect(h, marked, key="gf")                          # -> {"detected": True, "p_value": 9.3e-10, "matches": 32, ...}
-    wm.extract(h, marked)                                   # -> {"text": "gf", "hex": "6766", "corrected": 0, "bits": "0110...", ...}
-    wm.mark_batch(h, uint8_images, "gf")                    # uint8 [N, C, H, W] -> marked, as ``ganforge sample --watermark`` does
+    # -> {"detected": True, "p_value": 9.3e-10, "matches": 32, ...}
+    wm.detect(h, marked, key="gf")
+    # -> {"text": "gf", "hex": "6766", "corrected": 0, "bits": "0110...", ...}
+    wm.extract(h, marked)
+    # uint8 [N, C, H, W] -> marked, as ``ganforge sample --watermark`` does
+    wm.mark_batch(h, uint8_images, "gf")
 
 **Messages and coding.** A model carries ``n`` bits (``watermark.bits``). A message is a payload of
 ``n // 16`` bytes (2 for 32 bits, 4 for 64), given as text (UTF-8) or as hex (``0x6766``), protected by a
@@ -36,6 +39,7 @@ Images are paths, PIL images or uint8 arrays (H x W, H x W x C) of any size, gre
 channel is kept untouched); the mark is added to the luminance. Problems raise :class:`WatermarkError`
 (or ``ImageError`` / ``RunError``) with one line.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,19 +54,29 @@ import torch
 
 from ganforge import runs
 from ganforge.errors import ImageError, WatermarkError
-from ganforge.imaging import (
-    ImageLike,
-    images_in,
-    join_alpha,
-    load_image,
-    save_image,
-    source_name,
-    split_alpha,
-)
+from ganforge.imaging import ImageLike, images_in, join_alpha, load_image, save_image, source_name, split_alpha
 from ganforge.tasks.watermark.config import MIN_SIDE, WatermarkConfig
 
-__all__ = ["WatermarkError", "MessageCode", "DEFAULT_FPR", "DEFAULT_MESSAGE", "MIN_SIDE", "load_watermarker", "marker", "message_code",
-           "embed", "mark_batch", "extract", "detect", "p_value", "soft_p_value", "detection_p_value", "threshold", "embed_folder", "read_folder"]
+__all__ = [
+    "WatermarkError",
+    "MessageCode",
+    "DEFAULT_FPR",
+    "DEFAULT_MESSAGE",
+    "MIN_SIDE",
+    "load_watermarker",
+    "marker",
+    "message_code",
+    "embed",
+    "mark_batch",
+    "extract",
+    "detect",
+    "p_value",
+    "soft_p_value",
+    "detection_p_value",
+    "threshold",
+    "embed_folder",
+    "read_folder",
+]
 
 DEFAULT_FPR = 1e-6
 TESTS = ("combined", "soft", "binomial")  # detection tests (detect(test=...)); the first is the default
@@ -115,18 +129,21 @@ class MessageCode:
                 try:
                     raw = bytes.fromhex(message[2:])
                 except ValueError:
-                    raise WatermarkError(f"message {message!r}: not valid hex after '0x' (expected an even number of 0-9a-f digits)") from None
+                    raise WatermarkError(
+                        f"message {message!r}: not valid hex after '0x' (expected an even number of 0-9a-f digits)"
+                    ) from None
             else:
                 raw = message.encode("utf-8")
         else:
             raise WatermarkError(f"message: expected text, 0x-hex or bytes, got {type(message).__name__}")
         if not raw:
-            raise WatermarkError("message: empty; give text or 0x-hex of at most "
-                                 f"{self.payload_bytes} bytes")
+            raise WatermarkError(f"message: empty; give text or 0x-hex of at most {self.payload_bytes} bytes")
         if len(raw) > self.payload_bytes:
-            raise WatermarkError(f"message {message!r} is {len(raw)} bytes, more than this model's capacity of "
-                                 f"{self.payload_bytes} bytes ({self.n_bits} bits with error correction); "
-                                 f"shorten it or train a model with more watermark.bits")
+            raise WatermarkError(
+                f"message {message!r} is {len(raw)} bytes, more than this model's capacity of "
+                f"{self.payload_bytes} bytes ({self.n_bits} bits with error correction); "
+                f"shorten it or train a model with more watermark.bits"
+            )
         return raw + bytes(self.payload_bytes - len(raw))
 
     def encode(self, message: Union[str, bytes]) -> np.ndarray:
@@ -146,8 +163,11 @@ class MessageCode:
         data = bytearray(np.packbits(b[:k]).tobytes())
         if self.bch is None:
             return bytes(data), 0, True
-        ecc = bytearray(np.packbits(np.concatenate([b[k : k + self.ecc_bits],
-                                                    np.zeros(8 * self.bch.ecc_bytes - self.ecc_bits, np.uint8)])).tobytes())
+        ecc = bytearray(
+            np.packbits(
+                np.concatenate([b[k : k + self.ecc_bits], np.zeros(8 * self.bch.ecc_bytes - self.ecc_bits, np.uint8)])
+            ).tobytes()
+        )
         nerr = self.bch.decode(data, ecc)
         if nerr < 0:
             return bytes(data), 0, False
@@ -210,7 +230,7 @@ def soft_p_value(logits: np.ndarray, expected: np.ndarray, steps: int = SOFT_STE
         nxt[:-ki] += 0.5 * dist[ki:]
         dist = nxt
     first = math.ceil(t * steps - 1e-9) + total  # the smallest rounded sum v - total with v / steps >= t
-    return float(min(1.0, dist[max(0, first):].sum())) if first <= 2 * total else 0.0
+    return float(min(1.0, dist[max(0, first) :].sum())) if first <= 2 * total else 0.0
 
 
 # ---- the model ---------------------------------------------------------------------------------------
@@ -231,8 +251,10 @@ def load_watermarker(model: Any, checkpoint: str = "last", device: str = "cpu"):
             checkpoint = str(path)
         model = load(path, checkpoint=checkpoint, device=device)
         if not _is_watermarker(model):
-            raise WatermarkError(f"'{path}' trained task {model.task!r}, which is not a watermark; train one with "
-                                 "'ganforge train watermark data.root=DIR' (task=watermark)")
+            raise WatermarkError(
+                f"'{path}' trained task {model.task!r}, which is not a watermark; train one with "
+                "'ganforge train watermark data.root=DIR' (task=watermark)"
+            )
         return model
     if _is_watermarker(model):
         return model
@@ -246,8 +268,9 @@ def _pixels(image: ImageLike) -> Tuple[np.ndarray, Optional[np.ndarray], str, st
     base, alpha = split_alpha(im)
     h, w = base.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise WatermarkError(f"image {name} is {w}x{h}: too small to carry a watermark; images need at least "
-                             f"{MIN_SIDE} pixels a side")
+        raise WatermarkError(
+            f"image {name} is {w}x{h}: too small to carry a watermark; images need at least {MIN_SIDE} pixels a side"
+        )
     return base, alpha, im.mode, name
 
 
@@ -273,17 +296,22 @@ def embed(model: Any, image: ImageLike, message: Union[str, bytes], strength: fl
     return np.asarray(join_alpha(out, alpha, mode))
 
 
-def mark_batch(model: Any, images: Union[torch.Tensor, np.ndarray], message: Union[str, bytes],
-               strength: float = 1.0) -> torch.Tensor:
+def mark_batch(
+    model: Any, images: Union[torch.Tensor, np.ndarray], message: Union[str, bytes], strength: float = 1.0
+) -> torch.Tensor:
     """uint8 ``[N, C, H, W]`` (C = 1 or 3) -> the same images marked with ``message`` (what
     ``ganforge sample --watermark`` does to every generated image)."""
     h = load_watermarker(model)
     images = torch.as_tensor(images)
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise WatermarkError(f"images: expected uint8 [N, C, H, W] with C 1 or 3, got {images.dtype} {tuple(images.shape)}")
+        raise WatermarkError(
+            f"images: expected uint8 [N, C, H, W] with C 1 or 3, got {images.dtype} {tuple(images.shape)}"
+        )
     if min(images.shape[2:]) < MIN_SIDE:
-        raise WatermarkError(f"images of {images.shape[3]}x{images.shape[2]} are too small to carry a watermark; "
-                             f"at least {MIN_SIDE} pixels a side are needed")
+        raise WatermarkError(
+            f"images of {images.shape[3]}x{images.shape[2]} are too small to carry a watermark; "
+            f"at least {MIN_SIDE} pixels a side are needed"
+        )
     bits = torch.from_numpy(message_code(h.bits).encode(message).astype(np.float32))
     return h.embed(images, bits, _check_strength(strength))
 
@@ -296,7 +324,9 @@ def read_all(model: Any, image: ImageLike) -> np.ndarray:
     return h.logits_search(_batch(base))[0].numpy()
 
 
-CROP_MARGIN = WatermarkConfig.crop_margin  # a crop reading replaces the direct one when it is this much more confident (models' default)
+CROP_MARGIN = (
+    WatermarkConfig.crop_margin
+)  # a crop reading replaces the direct one when it is this much more confident (models' default)
 
 
 def best_reading(logits: np.ndarray, margin: float = CROP_MARGIN) -> int:
@@ -332,12 +362,21 @@ def extract(model: Any, image: ImageLike) -> Dict[str, Any]:
     bits, logits = read_bits(h, image)
     code = message_code(h.bits)
     payload, corrected, ok = code.decode(bits)
-    return {"bits": _bitstring(bits), "hex": payload.hex(), "text": payload_text(payload), "corrected": corrected,
-            "ok": ok, "n_bits": h.bits, "ecc_t": code.t, "confidence": round(float(np.abs(logits).mean()), 4)}
+    return {
+        "bits": _bitstring(bits),
+        "hex": payload.hex(),
+        "text": payload_text(payload),
+        "corrected": corrected,
+        "ok": ok,
+        "n_bits": h.bits,
+        "ecc_t": code.t,
+        "confidence": round(float(np.abs(logits).mean()), 4),
+    }
 
 
-def detect(model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DEFAULT_FPR,
-           test: str = "combined") -> Dict[str, Any]:
+def detect(
+    model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DEFAULT_FPR, test: str = "combined"
+) -> Dict[str, Any]:
     """Test whether ``image`` carries ``key`` (the embedded message): ``p_value`` of the ``test`` (``combined``,
     the default: the better of the soft and the binomial statistic; ``soft``: bits weighed by the decoder's
     confidence, :func:`soft_p_value`; ``binomial``: the count of matching bits, :func:`p_value`) for the
@@ -353,9 +392,17 @@ def detect(model: Any, image: ImageLike, key: Union[str, bytes], fpr: float = DE
     per = (readings == expected).sum(1)
     p, looked = detection_p_value(logits, expected, test)
     best = int(per.argmax())
-    return {"detected": bool(p <= fpr), "p_value": p, "test": test, "matches": int(per[best]), "n_bits": h.bits,
-            "threshold": threshold(h.bits, fpr, looked), "fpr": fpr, "readings": len(logits),
-            "bits": _bitstring(readings[best])}
+    return {
+        "detected": bool(p <= fpr),
+        "p_value": p,
+        "test": test,
+        "matches": int(per[best]),
+        "n_bits": h.bits,
+        "threshold": threshold(h.bits, fpr, looked),
+        "fpr": fpr,
+        "readings": len(logits),
+        "bits": _bitstring(readings[best]),
+    }
 
 
 def detection_p_value(logits: np.ndarray, expected: np.ndarray, test: str = "combined") -> Tuple[float, int]:
@@ -382,8 +429,9 @@ class FileResult:
     seconds: float
 
 
-def embed_file(model: Any, image: Union[str, Path], out: Union[str, Path], message: Union[str, bytes],
-               strength: float = 1.0) -> Path:
+def embed_file(
+    model: Any, image: Union[str, Path], out: Union[str, Path], message: Union[str, bytes], strength: float = 1.0
+) -> Path:
     """Mark the image file ``image`` and write it to ``out`` (PNG unless the suffix says otherwise)."""
     from PIL import Image
 
@@ -392,8 +440,14 @@ def embed_file(model: Any, image: Union[str, Path], out: Union[str, Path], messa
     return save_image(Image.fromarray(marked, mode), out)
 
 
-def embed_folder(model: Any, folder: Union[str, Path], out: Union[str, Path], message: Union[str, bytes],
-                 strength: float = 1.0, progress: Optional[Callable[[int, int, FileResult], None]] = None) -> List[FileResult]:
+def embed_folder(
+    model: Any,
+    folder: Union[str, Path],
+    out: Union[str, Path],
+    message: Union[str, bytes],
+    strength: float = 1.0,
+    progress: Optional[Callable[[int, int, FileResult], None]] = None,
+) -> List[FileResult]:
     """Mark every image of ``folder`` into the folder ``out`` (PNG files named like the inputs)."""
     h = load_watermarker(model)
     message_code(h.bits).parse(message)  # a message that does not fit fails before any work
@@ -410,8 +464,14 @@ def embed_folder(model: Any, folder: Union[str, Path], out: Union[str, Path], me
     return results
 
 
-def read_folder(model: Any, folder: Union[str, Path], key: Optional[Union[str, bytes]] = None, fpr: float = DEFAULT_FPR,
-                test: str = "combined", progress: Optional[Callable[[int, int, FileResult], None]] = None) -> List[FileResult]:
+def read_folder(
+    model: Any,
+    folder: Union[str, Path],
+    key: Optional[Union[str, bytes]] = None,
+    fpr: float = DEFAULT_FPR,
+    test: str = "combined",
+    progress: Optional[Callable[[int, int, FileResult], None]] = None,
+) -> List[FileResult]:
     """:func:`detect` (with ``key``) or :func:`extract` (without) on every image of ``folder``."""
     h = load_watermarker(model)
     if key is not None:
@@ -434,7 +494,9 @@ def read_folder(model: Any, folder: Union[str, Path], key: Optional[Union[str, b
 DEFAULT_MESSAGE = "gf"  # what ganforge sample --watermark embeds unless told
 
 
-def marker(model: Any, message: Optional[str] = None, writer: Any = None, device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+def marker(
+    model: Any, message: Optional[str] = None, writer: Any = None, device: str = "cpu"
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The ``mark`` function ``ganforge sample --watermark WM_RUN --message M`` passes to the sample writer:
     uint8 ``[N, C, H, W]`` -> the same images marked with ``message`` (default :data:`DEFAULT_MESSAGE`).
     Checks everything before any sampling: the run, the message, and that ``writer`` writes images."""
@@ -443,8 +505,10 @@ def marker(model: Any, message: Optional[str] = None, writer: Any = None, device
     if model is None:
         raise UsageError("--message applies with --watermark WM_RUN (the watermark run that marks the samples)")
     if writer is not None and "mark" not in getattr(writer.write_samples, "__code__").co_varnames:
-        raise UsageError(f"--watermark: this run's samples are written by {writer.__name__}, which cannot mark them; "
-                         "mark the written images with 'ganforge watermark embed --image FOLDER' instead")
+        raise UsageError(
+            f"--watermark: this run's samples are written by {writer.__name__}, which cannot mark them; "
+            "mark the written images with 'ganforge watermark embed --image FOLDER' instead"
+        )
     h = load_watermarker(model, device=device)
     msg = DEFAULT_MESSAGE if message is None else message
     message_code(h.bits).parse(msg)

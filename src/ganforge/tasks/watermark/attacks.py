@@ -7,6 +7,7 @@ approximation, Shin & Song 2017), ``resize``, ``crop``, ``blur``, ``noise``, ``b
 ``rotate``, ``quantise``. Random draws come from a ``torch.Generator``, so training resumes exactly;
 ``benchmarks/watermark_robustness.py`` applies the same functions to uint8 images.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,19 @@ import torch
 import torch.nn.functional as F
 
 # the JPEG standard's luminance quantisation table (Annex K)
-JPEG_LUMA = torch.tensor([
-    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
-    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
-    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=torch.float32)
+JPEG_LUMA = torch.tensor(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=torch.float32,
+)
 
 
 def _dct_matrix(n: int = 8) -> torch.Tensor:
@@ -54,7 +64,9 @@ def jpeg_diff(x: torch.Tensor, quality: float) -> torch.Tensor:
     standard quantisation tables scaled for the quality, rounding replaced by ``r + (x - r)^3`` (Shin & Song 2017)."""
     n, c, h, w = x.shape
     ph, pw = (-h) % 8, (-w) % 8
-    v = F.pad(x * 127.5, (0, pw, 0, ph), mode="replicate") if ph or pw else x * 127.5  # [N, C, H', W'] in [-127.5, 127.5]
+    v = (
+        F.pad(x * 127.5, (0, pw, 0, ph), mode="replicate") if ph or pw else x * 127.5
+    )  # [N, C, H', W'] in [-127.5, 127.5]
     H, W = v.shape[2:]
     blocks = v.reshape(n, c, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)  # [N, C, H/8, W/8, 8, 8]
     d = DCT8.to(x.device)
@@ -214,12 +226,15 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
     """Rotate about the centre by ``degrees`` (bilinear; corners filled with black)."""
     a = math.radians(degrees)
     n = x.shape[0]
-    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype, device=x.device)
+    theta = torch.tensor(
+        [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype, device=x.device
+    )
     grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
 # ---- drawing attacks for training ------------------------------------------------------------------
+
 
 def _u(gen: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=gen))

@@ -1,4 +1,5 @@
 """The watermark task: config."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,21 +22,37 @@ class WatermarkConfig(Section):
     psnr_start: float = 30.0  # curriculum: training starts at this PSNR (a stronger mark) ...
     psnr_steps: int = 1000  # ... and moves linearly to watermark.psnr over these steps (0: no curriculum)
     sizes: List[int] = field(default_factory=lambda: [32, 64, 128])  # host sides drawn per step
-    attacks: List[str] = field(default_factory=lambda: [
-        "identity", "jpeg", "jpeg_diff", "resize", "crop", "blur", "noise", "brightness", "contrast", "rotate"])
+    attacks: List[str] = field(
+        default_factory=lambda: [
+            "identity",
+            "jpeg",
+            "jpeg_diff",
+            "resize",
+            "crop",
+            "blur",
+            "noise",
+            "brightness",
+            "contrast",
+            "rotate",
+        ]
+    )
     combine: float = 0.25  # probability of two attacks in a row
     clean_steps: int = 300  # steps without attacks first
     clean_weight: float = 0.1  # weight of BCE(decoder(clean), 1/2)
     adv_weight: float = 0.01  # weight of the adversarial loss (0: no discriminator)
     lr_decay_start: int = 0  # step at which both learning rates start decaying linearly ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0: constant learning rates)
-    crop_margin: float = 1.1  # reading: a crop hypothesis replaces the direct reading when its mean |logit| is this many times larger
+    crop_margin: float = (
+        1.1  # reading: a crop hypothesis replaces the direct reading when its mean |logit| is this many times larger
+    )
 
     def check(self, key: str = "watermark") -> None:
         for k in ("bits", "res", "width", "d_width"):
             positive(f"{key}.{k}", getattr(self, k))
         if self.res % 16:
-            raise ConfigError(f"{key}.res={self.res}: expected a multiple of 16 (e.g. {max(16, self.res - self.res % 16)})")
+            raise ConfigError(
+                f"{key}.res={self.res}: expected a multiple of 16 (e.g. {max(16, self.res - self.res % 16)})"
+            )
         for k in ("psnr", "psnr_start"):
             if not 20 <= getattr(self, k) <= 70:
                 raise ConfigError(f"{key}.{k}={getattr(self, k)}: expected a PSNR between 20 and 70 dB")

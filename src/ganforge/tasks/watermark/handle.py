@@ -1,4 +1,5 @@
 """The watermark task: handle."""
+
 from __future__ import annotations
 
 from typing import List, Tuple
@@ -29,7 +30,9 @@ class WatermarkHandle(Handle):
     def _check(images) -> torch.Tensor:
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected uint8 images [N, C, H, W] with C 1 or 3, got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"expected uint8 images [N, C, H, W] with C 1 or 3, got {images.dtype} {tuple(images.shape)}"
+            )
         return images
 
     def _luma(self, images: torch.Tensor) -> torch.Tensor:
@@ -41,8 +44,17 @@ class WatermarkHandle(Handle):
             x = images.to(self.device).float().div(127.5).sub(1.0)
         else:
             band = k * 16
-            x = torch.cat([F.avg_pool2d(images[:, :, i : i + band].to(self.device).float(), k, ceil_mode=True)
-                           for i in range(0, h, band)], 2).div(127.5).sub(1.0)  # [N, C, ~H/k, ~W/k]
+            x = (
+                torch.cat(
+                    [
+                        F.avg_pool2d(images[:, :, i : i + band].to(self.device).float(), k, ceil_mode=True)
+                        for i in range(0, h, band)
+                    ],
+                    2,
+                )
+                .div(127.5)
+                .sub(1.0)
+            )  # [N, C, ~H/k, ~W/k]
         return A.to_luma(x)
 
     def _luma_small(self, images: torch.Tensor) -> torch.Tensor:
@@ -81,30 +93,65 @@ class WatermarkHandle(Handle):
         return torch.stack(out, 1).float().cpu()  # [N, K, n_bits]
 
     def export_inputs(self, batch: int = 1) -> Tuple[torch.Tensor, ...]:
-        return (torch.zeros(batch, 1, self.res, self.res, device=self.device),
-                torch.zeros(batch, self.bits, device=self.device))
+        return (
+            torch.zeros(batch, 1, self.res, self.res, device=self.device),
+            torch.zeros(batch, self.bits, device=self.device),
+        )
 
     def export_networks(self) -> List[ExportNet]:
         """The encoder (with the decoder's reading of the host inside) and the decoder, at the internal
         resolution; ``info`` says what a deployer does around them (resizing, scaling, adding)."""
         y, bits = self.export_inputs(2)
-        info = {"n_bits": self.bits, "res": self.res, "psnr": self.psnr, "target_rms": target_rms(self.psnr),
-                "luma": "BT.601 (0.299 R + 0.587 G + 0.114 B) of the image in [-1, 1], resized (bilinear, antialiased) to res x res",
-                "embed": "resize the residual (bilinear) to the image size, scale it to root mean square target_rms * strength, "
-                         "add it to every channel, clamp to [-1, 1]",
-                "code": "ganforge.tasks.watermark.app.MessageCode (BCH from bchlib, XOR mask)"}
+        info = {
+            "n_bits": self.bits,
+            "res": self.res,
+            "psnr": self.psnr,
+            "target_rms": target_rms(self.psnr),
+            "luma": (
+                "BT.601 (0.299 R + 0.587 G + 0.114 B) of the image in [-1, 1], "
+                "resized (bilinear, antialiased) to res x res"
+            ),
+            "embed": (
+                "resize the residual (bilinear) to the image size, "
+                "scale it to root mean square target_rms * strength, "
+                "add it to every channel, clamp to [-1, 1]"
+            ),
+            "code": "ganforge.tasks.watermark.app.MessageCode (BCH from bchlib, XOR mask)",
+        }
         return [
-            ExportNet("encoder", self.module, (y, bits), ("luma", "message"), ("residual",),
-                      values={"luma": f"float32 [N, 1, {self.res}, {self.res}] in [-1, 1]",
-                              "message": "float32 bits, 0 or 1", "residual": "float32, unnormalised"}, info=info),
-            ExportNet("decoder", self.module.decoder, (y,), ("luma",), ("logits",),
-                      output_shapes={"logits": ["batch", self.bits]},
-                      values={"luma": f"float32 [N, 1, {self.res}, {self.res}] in [-1, 1]",
-                              "logits": "float32 logits per bit, > 0 means 1"}, info=info),
+            ExportNet(
+                "encoder",
+                self.module,
+                (y, bits),
+                ("luma", "message"),
+                ("residual",),
+                values={
+                    "luma": f"float32 [N, 1, {self.res}, {self.res}] in [-1, 1]",
+                    "message": "float32 bits, 0 or 1",
+                    "residual": "float32, unnormalised",
+                },
+                info=info,
+            ),
+            ExportNet(
+                "decoder",
+                self.module.decoder,
+                (y,),
+                ("luma",),
+                ("logits",),
+                output_shapes={"logits": ["batch", self.bits]},
+                values={
+                    "luma": f"float32 [N, 1, {self.res}, {self.res}] in [-1, 1]",
+                    "logits": "float32 logits per bit, > 0 means 1",
+                },
+                info=info,
+            ),
         ]
 
     def output_shape(self, batch: int = 1) -> Tuple[int, ...]:
         return (batch, 1, self.res, self.res)
 
     def __repr__(self) -> str:
-        return f"WatermarkHandle({self.bits} bits at {self.res}x{self.res}, {self.psnr:g} dB, step {self.step}, {self.checkpoint_path})"
+        return (
+            f"WatermarkHandle({self.bits} bits at {self.res}x{self.res}, {self.psnr:g} dB, "
+            f"step {self.step}, {self.checkpoint_path})"
+        )

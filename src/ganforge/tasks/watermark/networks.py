@@ -7,6 +7,7 @@ residual at ``res``; the caller resizes that residual to the full image, scales 
 strength and adds it to every colour channel (so chroma is untouched). The decoder reads an image
 resized to ``res`` and returns one logit per bit. Resizing is the caller's (:mod:`ganforge.tasks.watermark`).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,9 @@ class WatermarkEncoder(nn.Module):
     def forward(self, y: torch.Tensor, bits: torch.Tensor, host: Optional[torch.Tensor] = None) -> torch.Tensor:
         m = torch.einsum("nb,bhw->nhw", self.coefficients(bits, host), self.patterns).unsqueeze(1)  # [N, 1, res, res]
         small = F.adaptive_avg_pool2d(torch.cat([y, m], 1), self.net_res)  # [N, 2, 16, 16]
-        out = F.interpolate(self.net(small), size=(self.res, self.res), mode="bilinear", align_corners=False)  # [N, 2, res, res]
+        out = F.interpolate(
+            self.net(small), size=(self.res, self.res), mode="bilinear", align_corners=False
+        )  # [N, 2, res, res]
         return m * torch.exp(out[:, 0:1].clamp(-4, 4)) + out[:, 1:2]  # [N, 1, res, res]
 
 
@@ -103,10 +106,14 @@ class WatermarkDiscriminator(nn.Module):
         sn = nn.utils.parametrizations.spectral_norm
         w = width
         self.net = nn.Sequential(
-            sn(nn.Conv2d(1, w, 3, 2, 1)), nn.LeakyReLU(0.2),  # [N, w, res/2, res/2]
-            sn(nn.Conv2d(w, w, 3, 2, 1)), nn.LeakyReLU(0.2),  # [N, w, res/4, res/4]
-            sn(nn.Conv2d(w, 2 * w, 3, 2, 1)), nn.LeakyReLU(0.2),  # [N, 2w, res/8, res/8]
-            sn(nn.Conv2d(2 * w, 2 * w, 3, 2, 1)), nn.LeakyReLU(0.2),  # [N, 2w, res/16, res/16]
+            sn(nn.Conv2d(1, w, 3, 2, 1)),
+            nn.LeakyReLU(0.2),  # [N, w, res/2, res/2]
+            sn(nn.Conv2d(w, w, 3, 2, 1)),
+            nn.LeakyReLU(0.2),  # [N, w, res/4, res/4]
+            sn(nn.Conv2d(w, 2 * w, 3, 2, 1)),
+            nn.LeakyReLU(0.2),  # [N, 2w, res/8, res/8]
+            sn(nn.Conv2d(2 * w, 2 * w, 3, 2, 1)),
+            nn.LeakyReLU(0.2),  # [N, 2w, res/16, res/16]
         )
         self.head = sn(nn.Linear(2 * w, 1))
 
@@ -116,6 +123,7 @@ class WatermarkDiscriminator(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.head(self.net(y).mean((2, 3))).squeeze(1)  # [N]
+
 
 def target_rms(psnr: float) -> float:
     """Root mean square of a residual in [-1, 1] units whose PSNR (over 8-bit levels) is ``psnr``."""

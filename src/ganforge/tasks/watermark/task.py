@@ -1,4 +1,5 @@
 """The watermark task: task."""
+
 from __future__ import annotations
 
 from ganforge import runs
@@ -7,11 +8,7 @@ from ganforge.errors import RunError
 from ganforge.tasks.base import TASKS, Task
 from ganforge.tasks.watermark.config import WatermarkConfig
 from ganforge.tasks.watermark.handle import WatermarkHandle
-from ganforge.tasks.watermark.networks import (
-    WatermarkDecoder,
-    WatermarkEncoder,
-    WatermarkModel,
-)
+from ganforge.tasks.watermark.networks import WatermarkDecoder, WatermarkEncoder, WatermarkModel
 from ganforge.tasks.watermark.trainer import WatermarkTrainer
 
 
@@ -20,8 +17,14 @@ class WatermarkTask(Task):
     summary = "invisible watermarks: an encoder, a decoder and a discriminator trained through attacks"
     sections = {**SHARED_SECTIONS, "watermark": WatermarkConfig}
     trainer = WatermarkTrainer
-    tiny = ("watermark.width=4", "watermark.d_width=4", "watermark.res=16", "watermark.sizes=[16,24]",
-            "watermark.bits=8", "watermark.clean_steps=1")
+    tiny = (
+        "watermark.width=4",
+        "watermark.d_width=4",
+        "watermark.res=16",
+        "watermark.sizes=[16,24]",
+        "watermark.bits=8",
+        "watermark.clean_steps=1",
+    )
 
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> WatermarkHandle:
         cfg = self.stored_config(checkpoint)

@@ -1,4 +1,5 @@
 """The watermark task: trainer."""
+
 from __future__ import annotations
 
 import math
@@ -32,14 +33,18 @@ class WatermarkTrainer(TrainingLoop):
     """Builds the encoder, decoder and discriminator from a ``task=watermark`` config and trains them."""
 
     progress = ("bits {bit_acc:.3f} BCE {msg:.3f}",)
-    summary = ("validation PSNR {val_psnr:.2f} dB, bit accuracy {val_acc_none:.3f} (JPEG 50 {val_acc_jpeg50:.3f}, "
-               "resize 0.5 {val_acc_resize0.5:.3f})",)
+    summary = (
+        "validation PSNR {val_psnr:.2f} dB, bit accuracy {val_acc_none:.3f} (JPEG 50 {val_acc_jpeg50:.3f}, "
+        "resize 0.5 {val_acc_resize0.5:.3f})",
+    )
     diverged_advice = "try a lower g_optim.lr"
 
     def build(self) -> None:
         cfg = self.cfg
         if cfg.task != "watermark":
-            raise ConfigError(f"task: WatermarkTrainer trains watermark networks and needs task=watermark, got task={cfg.task}")
+            raise ConfigError(
+                f"task: WatermarkTrainer trains watermark networks and needs task=watermark, got task={cfg.task}"
+            )
         wm, t = cfg.watermark, cfg.train
         if t.compile:
             self.log("train.compile is not used when training a watermark: running eagerly")
@@ -67,10 +72,12 @@ class WatermarkTrainer(TrainingLoop):
         self.val_bits = torch.randint(0, 2, (k, wm.bits), generator=g).float().to(self.device)
         self.run_suffix = f"wm{wm.bits}"
         n_p = sum(p.numel() for p in self.E.parameters()) + sum(p.numel() for p in self.Dec.parameters())
-        self.description = (f"a {wm.bits}-bit watermark at {wm.res}x{wm.res} (width {wm.width}, {n_p / 1e6:.2f}M "
-                            f"parameters, {wm.psnr:g} dB) on {self.data.name} {n} images "
-                            f"{'x'.join(map(str, self.img_shape))}, host sizes {wm.sizes}, "
-                            f"attacks {'/'.join(wm.attacks)}")
+        self.description = (
+            f"a {wm.bits}-bit watermark at {wm.res}x{wm.res} (width {wm.width}, {n_p / 1e6:.2f}M "
+            f"parameters, {wm.psnr:g} dB) on {self.data.name} {n} images "
+            f"{'x'.join(map(str, self.img_shape))}, host sizes {wm.sizes}, "
+            f"attacks {'/'.join(wm.attacks)}"
+        )
 
     @property
     def psnr_now(self) -> float:
@@ -82,7 +89,13 @@ class WatermarkTrainer(TrainingLoop):
 
     def train_step(self) -> Dict[str, float]:
         wm, B = self.cfg.watermark, self.cfg.train.batch_size
-        decay_lr(self.optims, {"g": self.cfg.g_optim.lr, "d": self.cfg.d_optim.lr}, self.step, wm.lr_decay_start, wm.lr_decay_steps)
+        decay_lr(
+            self.optims,
+            {"g": self.cfg.g_optim.lr, "d": self.cfg.d_optim.lr},
+            self.step,
+            wm.lr_decay_start,
+            wm.lr_decay_steps,
+        )
         x, _ = self.real_batch()  # [B, C, H, W] in [-1, 1]
         g = self.wm_gen
         s = int(wm.sizes[int(torch.randint(0, len(wm.sizes), (1,), generator=g))])
@@ -90,7 +103,9 @@ class WatermarkTrainer(TrainingLoop):
         bits = torch.randint(0, 2, (B, wm.bits), generator=g).float().to(self.device)  # [B, bits]
         y_in = A.resize_to(y, (wm.res, wm.res))  # [B, 1, res, res]
         clean_logits = self.model.logits(A.quantise(y))  # [B, bits]: what the decoder reads in the unmarked hosts
-        r = normalise(A.resize_to(self.E(y_in, bits, clean_logits.detach()), (s, s)), target_rms(self.psnr_now))  # [B, 1, s, s]
+        r = normalise(
+            A.resize_to(self.E(y_in, bits, clean_logits.detach()), (s, s)), target_rms(self.psnr_now)
+        )  # [B, 1, s, s]
         marked = (y + r).clamp(-1, 1)
         if self.step < wm.clean_steps:
             attacked, name = A.quantise(marked), "none"
@@ -133,7 +148,11 @@ class WatermarkTrainer(TrainingLoop):
         y = A.to_luma(self.val_x)
         marked = A.quantise(self.model.embed(y, self.val_bits))
         figs = {"val_psnr": psnr_of(marked, y)}
-        for name, f in (("none", lambda v: v), ("jpeg50", lambda v: A.jpeg(v, 50)), ("resize0.5", lambda v: A.resize(v, 0.5))):
+        for name, f in (
+            ("none", lambda v: v),
+            ("jpeg50", lambda v: A.jpeg(v, 50)),
+            ("resize0.5", lambda v: A.resize(v, 0.5)),
+        ):
             acc = ((self.model.logits(f(marked)) > 0).float() == self.val_bits).float().mean()
             figs[f"val_acc_{name}"] = float(acc)
         self.E.train(was[0]), self.Dec.train(was[1])
@@ -141,8 +160,9 @@ class WatermarkTrainer(TrainingLoop):
 
     def sample_grid(self) -> np.ndarray:
         y, marked, figs = self.validate()
-        self.metrics.append({"step": self.step, "kimg": round(self.images_seen / 1000, 3),
-                             **{k: round(v, 4) for k, v in figs.items()}})
+        self.metrics.append(
+            {"step": self.step, "kimg": round(self.images_seen / 1000, 3), **{k: round(v, 4) for k, v in figs.items()}}
+        )
         self.tb.scalars({f"val/{k[4:]}": v for k, v in figs.items()}, self.step)
         diff = ((marked - y) * 10).clamp(-1, 1)
         return make_grid_uint8(torch.cat([to_uint8(t).cpu() for t in (y, marked, diff)]), nrow=y.shape[0])
