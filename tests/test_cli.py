@@ -367,3 +367,16 @@ def test_config_reads_comments_from_the_source_not_a_list():
         "b": "not fooled by a hash in a string",
         "d": "on the field's last line",
     }
+
+
+def test_options_from_parsed_arguments():
+    """from_namespace: fields read from the parsed options (renamed where the option is spelt otherwise),
+    keyword values on top, defaults for what the command line does not offer."""
+    import argparse
+
+    from ganforge.options import from_namespace
+    from ganforge.tasks.inpaint.options import DEFAULT_LR, InpaintOptions
+
+    ns = argparse.Namespace(method="latent", steps=7, cls="3", device="cuda", unrelated=1)
+    o = from_namespace(InpaintOptions, ns, {"class_": "cls"}, device="cpu")
+    assert (o.method, o.steps, o.class_, o.device, o.lr) == ("latent", 7, "3", "cpu", DEFAULT_LR)

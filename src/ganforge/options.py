@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Type, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["with_overrides"]
+__all__ = ["from_namespace", "with_overrides"]
 
 
 def with_overrides(cls: Type[T], options: Optional[T], overrides: Mapping[str, Any], where: str) -> T:
@@ -31,3 +31,16 @@ def with_overrides(cls: Type[T], options: Optional[T], overrides: Mapping[str, A
             f"{where}() got an unexpected keyword argument {unknown[0]!r}; {cls.__name__} options: {', '.join(names)}"
         )
     return dataclasses.replace(options, **overrides)  # type: ignore[type-var]
+
+
+def from_namespace(cls: Type[T], ns: Any, rename: Optional[Mapping[str, str]] = None, **given: Any) -> T:
+    """``cls`` built from parsed command-line options: each field from the attribute of ``ns`` of the same
+    name (``rename``: field -> attribute, for an option spelt otherwise), then ``given`` on top; fields
+    that ``ns`` lacks keep their defaults."""
+    rename = dict(rename or {})
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        attr = rename.get(f.name, f.name)
+        if f.name not in given and hasattr(ns, attr):
+            values[f.name] = getattr(ns, attr)
+    return cls(**values, **given)

@@ -1,4 +1,4 @@
-"""What several verbs share: the ``--device`` and ``--threads`` options and their checks.
+"""What several verbs share: the model, image, checkpoint, ``--device`` and ``--threads`` options and their checks.
 
 Adding the options imports nothing heavy (``ganforge --help`` stays torch-free); the checks import
 torch, so verbs call them from ``run``.
@@ -14,6 +14,28 @@ from ganforge.errors import UsageError
 
 THREADS_ENV = "GANFORGE_THREADS"  # the default of --threads when set
 DEFAULT_THREADS = 1  # small networks run fastest on one thread, and do not collapse on a busy machine
+
+
+IMAGE_HELP = "image file, or a folder of images"
+
+
+def add_model_and_image(parser: argparse.ArgumentParser, model_help: str, metavar: str = "RUN_DIR") -> None:
+    """``--model`` (a run or checkpoint folder) and ``--image`` (a file or a folder): what the image verbs take."""
+    parser.add_argument("--model", required=True, metavar=metavar, help=model_help)
+    parser.add_argument("--image", required=True, metavar="PATH", help=IMAGE_HELP)
+
+
+def add_loading(
+    parser: argparse.ArgumentParser,
+    checkpoint_help: str = "last | best | STEP | checkpoint folder",
+    ema_help: "str | None" = None,
+) -> None:
+    """How a run is loaded: ``--checkpoint``, ``--no-ema`` (when ``ema_help`` is given), ``--device``, ``--threads``."""
+    parser.add_argument("--checkpoint", default="last", help=checkpoint_help)
+    if ema_help:
+        parser.add_argument("--no-ema", action="store_true", help=ema_help)
+    add_device(parser)
+    add_threads(parser)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

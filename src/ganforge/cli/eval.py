@@ -106,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.imaging import check_writable
     from ganforge.metrics.evaluation import EvalOptions
     from ganforge.metrics.features import FEATURES
+    from ganforge.options import from_namespace
 
     if args.features not in ("auto", *FEATURES.names()):
         raise EvalError(
@@ -146,19 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 "--features to choose)"
             )
 
-    options = EvalOptions(
-        metrics=args.metrics,
-        num_samples=args.samples,
-        features=args.features,
-        seed=args.seed,
-        floor=args.floor,
-        batch_size=args.batch_size,
-        device=device,
-        inception_weights=args.inception_weights,
-        inception_sha256=args.inception_sha256,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
-    )
+    options = from_namespace(EvalOptions, args, {"num_samples": "samples"}, device=device, cache=not args.no_cache)
     result = evaluate(fake, reference, options=options, out=args.out, log=log)
     saved = []
     if args.out:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+from ganforge.cli._common import add_loading, check_device, use_threads
 
 ORDER = 20  # place in `ganforge --help`
 HELP = "generate images (or clips, from a video run) from a trained run"
@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "an animated .gif/.mp4 grid, a .npz of arr_0 [N,T,H,W,C], or a folder of frame folders",
     )
     parser.add_argument("--nrow", type=int, default=None, help="images per row in a .png grid")
-    parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
-    parser.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA copy")
     parser.add_argument(
         "--class",
         dest="cls",
@@ -51,8 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TEXT_OR_HEX",
         help="with --watermark: the message (default 'gf'; detect it with ganforge watermark detect --key)",
     )
-    add_device(parser)
-    add_threads(parser)
+    add_loading(parser, ema_help="use the raw generator weights instead of the EMA copy")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -84,16 +84,16 @@ class TrainingLoop:
     - ``load_data(data)``: the dataset the loop batches (default: ``data`` or ``cfg.data`` loaded);
       tasks that train on pairs or clips load them here.
 
-    What else a task declares, as attributes (class attributes, or set in ``build()``):
-    ``progress`` (format pieces over a metrics record for the progress bar; a piece whose fields are
-    missing is left out), ``summary`` (pieces over the newest record holding their fields, for the
-    final line), ``curves`` (the :class:`~ganforge.training.monitor.Panel` list of loss_curve.png),
-    ``diverged_advice``, and in ``build()``: ``description`` (the start line), ``run_suffix`` (the
-    run folder's name after the data), ``dataset_label``, ``images_per_step``, ``model_info``
-    (added to a checkpoint's config.json) and ``watchdog`` (with ``action=rollback`` the loop keeps
-    ``checkpoints/good``). Helpers for the hooks: :meth:`rng` (named random streams), :meth:`keep_best`,
-    :meth:`restore`, :meth:`real_batch`, :meth:`update_ema`, :meth:`optimizer`, :meth:`wrap`,
-    :meth:`autocast`, :meth:`save`, :meth:`log`.
+    What else a task declares, as attributes (class attributes, or set in ``build()``): ``task`` (the ``cfg.task``
+    it trains, checked first), ``compiles`` (False: ``train.compile`` is ignored), ``progress`` (format pieces over
+    a metrics record for the progress bar; a piece whose fields are missing is left out), ``summary`` (pieces over
+    the newest record holding their fields, for the final line), ``curves`` (the
+    :class:`~ganforge.training.monitor.Panel` list of loss_curve.png), ``diverged_advice``, and in ``build()``:
+    ``description`` (the start line), ``run_suffix`` (the run folder's name after the data), ``dataset_label``,
+    ``images_per_step``, ``model_info`` (added to a checkpoint's config.json) and ``watchdog`` (with
+    ``action=rollback`` the loop keeps ``checkpoints/good``). Helpers for the hooks: :meth:`rng` (named random
+    streams), :meth:`keep_best`, :meth:`restore`, :meth:`real_batch`, :meth:`update_ema`, :meth:`optimizer`,
+    :meth:`wrap`, :meth:`autocast`, :meth:`save`, :meth:`log`.
 
     ``runs_dir``: where the numbered run folder is made; ``resume``: a run folder to continue, from
     its newest intact checkpoint (``resume_from="last"``, falling back to older ones when the newest
@@ -103,6 +103,8 @@ class TrainingLoop:
     """
 
     # ---- what a task declares (see the class doc) ---------------------------------------------
+    task: str = ""  # the task (cfg.task) this trainer trains; checked before anything is built
+    compiles: bool = True  # False: the task runs eagerly and train.compile is ignored (with a log line)
     progress: Sequence[str] = ()
     summary: Sequence[str] = ()
     curves: Sequence[Panel] = ()
@@ -125,6 +127,10 @@ class TrainingLoop:
         resume_from: str = "last",
         transfer: Optional[weight_transfer.Transfer] = None,
     ):
+        if self.task and cfg.task != self.task:
+            raise ConfigError(
+                f"task: {type(self).__name__} trains task={self.task} and needs task={self.task}, got task={cfg.task}"
+            )
         self.cfg, self.dry_run = cfg, dry_run
         self._log_fn = log
         self._early_log: List[str] = []  # messages logged before the run folder exists
@@ -137,6 +143,8 @@ class TrainingLoop:
         self._hooks: List[Any] = []  # gradient-averaging hooks on the optimisers (several processes)
         self._stop = self._save_due = False  # decisions every rank takes alike (see _sync)
         self._setup(data)
+        if cfg.train.compile and not self.compiles:
+            self.log(f"train.compile is not used by the {self.task} task: running eagerly")
         torch.manual_seed(cfg.train.seed)
         self.build()
         # init_from / freeze_d (training/transfer.py): weights copied into a new run, D blocks frozen (again on resume)

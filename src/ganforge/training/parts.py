@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator
 
 import torch
 import torch.nn as nn
@@ -127,3 +128,14 @@ def check_finite(stats: Dict[str, float], step: int, advice: str) -> None:
     if not all(math.isfinite(v) for v in stats.values()):
         bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
         raise TrainingError(f"training diverged at step {step}: {bad}. The last good checkpoint is kept; {advice}")
+
+
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in eval mode inside the block (validation, samples); afterwards the mode it had."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)

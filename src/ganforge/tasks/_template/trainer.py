@@ -16,6 +16,8 @@ from ganforge.training.loop import TrainingLoop
 class TemplateTrainer(TrainingLoop):
     """One step: a discriminator update, then a generator update (non-saturating loss)."""
 
+    task = "template"  # the loop checks that the config's task is this one
+
     def build(self) -> None:
         c = self.cfg.template
         self.G = Generator(c.z_dim, c.width, self.img_shape).to(self.device)
@@ -23,7 +25,7 @@ class TemplateTrainer(TrainingLoop):
         self.nets.update(generator=self.G, discriminator=self.D)  # what checkpoints hold
         self.optims.update(g=self.optimizer(self.G, self.cfg.g_optim), d=self.optimizer(self.D, self.cfg.d_optim))
         self.loss = LOSSES.get("non-saturating")
-        self.fixed_z = torch.randn(16, c.z_dim, generator=torch.Generator().manual_seed(self.cfg.train.seed))
+        self.fixed_z = torch.randn(16, c.z_dim, generator=self.rng("samples"))  # the grid's fixed noise
 
     def train_step(self) -> Dict[str, float]:
         real = self.images[self.batcher.next().to(self.device)].float().div(127.5).sub(1.0)  # [B, C, H, W]

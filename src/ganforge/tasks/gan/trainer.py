@@ -24,6 +24,8 @@ from ganforge.training.watchdog import Event, Watchdog
 class GanTrainer(TrainingLoop):
     """Trains a generator against a discriminator (see the module doc); ``run()`` returns the run folder."""
 
+    task = "gan"
+
     progress = ("D {loss_d:.3f} G {loss_g:.3f} D(x) {d_real:.2f} D(G(z)) {d_fake:.2f}",)
     curves = ADVERSARIAL_CURVES
     diverged_advice = "try lower learning rates (g_optim.lr, d_optim.lr) or a more stable loss (loss.name=hinge)"

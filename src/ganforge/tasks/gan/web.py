@@ -65,43 +65,44 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     return outs
 
 
+# the page's form
+FIELDS = [
+    *model_fields(),
+    Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+    Field("count", "int", "count", 16, min=1, max=256),
+    Field("class", "select", "class", ANY_CLASS, depends=True, help="conditional runs: the class of every sample"),
+    Field(
+        "truncation",
+        "float",
+        "truncation",
+        None,
+        min=0.05,
+        max=10,
+        step=0.05,
+        optional=True,
+        help="redraw latent components larger than this (empty: none)",
+    ),
+    Field(
+        "seed_b",
+        "int",
+        "walk to seed",
+        None,
+        min=0,
+        max=2**31 - 1,
+        optional=True,
+        help="also animate the latent walk from the seed to this seed",
+    ),
+    Field("frames", "int", "walk frames", 12, min=2, max=64),
+]
+
 register(
     Page(
-        name="generate",
-        title="Generate",
-        summary="Samples of a GAN run, and an animated walk in latent space from one seed to another.",
-        tasks=("gan",),
-        fields=[
-            *model_fields(),
-            Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
-            Field("count", "int", "count", 16, min=1, max=256),
-            Field(
-                "class", "select", "class", ANY_CLASS, depends=True, help="conditional runs: the class of every sample"
-            ),
-            Field(
-                "truncation",
-                "float",
-                "truncation",
-                None,
-                min=0.05,
-                max=10,
-                step=0.05,
-                optional=True,
-                help="redraw latent components larger than this (empty: none)",
-            ),
-            Field(
-                "seed_b",
-                "int",
-                "walk to seed",
-                None,
-                min=0,
-                max=2**31 - 1,
-                optional=True,
-                help="also animate the latent walk from the seed to this seed",
-            ),
-            Field("frames", "int", "walk frames", 12, min=2, max=64),
-        ],
-        run=_run,
+        "generate",
+        "Generate",
+        "Samples of a GAN run, and an animated walk in latent space from one seed to another.",
+        ("gan",),
+        FIELDS,
+        _run,
         run_options=_options,
         order=10,
     )

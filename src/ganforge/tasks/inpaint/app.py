@@ -314,15 +314,7 @@ def _fill_options(comp: Completer, o: InpaintOptions) -> Dict[str, Any]:
                 "a class applies to conditional GAN runs (latent method); the completion network takes none"
             )
         return {}
-    return dict(
-        steps=o.steps,
-        restarts=o.restarts,
-        seed=o.seed,
-        class_=o.class_,
-        lr=o.lr,
-        prior_weight=o.prior_weight,
-        window=o.window,
-    )
+    return {k: getattr(o, k) for k in ("steps", "restarts", "seed", "class_", "lr", "prior_weight", "window")}
 
 
 def _prepare(

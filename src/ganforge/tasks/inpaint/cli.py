@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
 from ganforge.errors import InpaintError
+from ganforge.options import from_namespace
 from ganforge.tasks.inpaint.options import (
     BLENDS,
     DEFAULT_BATCH,
@@ -39,10 +40,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="RUN_DIR", help="run folder from 'ganforge train' (GAN or task=inpaint)"
-    )
-    parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
+    add_model_and_image(parser, "run folder from 'ganforge train' (GAN or task=inpaint)")
     parser.add_argument("--mask", metavar="PATH", help="mask image, white = missing (a folder of masks in folder mode)")
     parser.add_argument(
         "--box", metavar="X,Y,W,H", help="fill this rectangle instead of a mask (left, top, width, height)"
@@ -83,7 +81,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--blend", choices=BLENDS, default="poisson", help="how the fill meets the known pixels (default poisson)"
     )
-    parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -91,8 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"folder mode: images completed together, in one latent search or network pass (default {DEFAULT_BATCH})",
     )
-    add_device(parser)
-    add_threads(parser)
+    add_loading(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,17 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise InpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
     use_threads(args.threads)
     image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
-    options = InpaintOptions(
-        method=args.method,
-        steps=args.steps,
-        restarts=args.restarts,
-        seed=args.seed,
-        class_=args.cls,
-        blend=args.blend,
-        batch_size=args.batch_size,
-        checkpoint=args.checkpoint,
-        device=device,
-    )
+    options = from_namespace(InpaintOptions, args, {"class_": "cls"}, device=device)
     if image.is_dir():
         if args.mask is not None and not Path(args.mask).is_dir():
             raise InpaintError(

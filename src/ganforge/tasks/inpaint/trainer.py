@@ -16,6 +16,7 @@ from ganforge.tasks.inpaint.masks import random_masks
 from ganforge.tasks.inpaint.networks import build_inpainter
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import Panel
+from ganforge.training.parts import eval_mode
 
 OVERSHOOT_WEIGHT = 0.1  # weight of the penalty on the raw output leaving [-1, 1] (see train_step)
 
@@ -28,6 +29,9 @@ GRID_COLS = 8
 
 class InpaintTrainer(TrainingLoop):
     """Builds the completion network and PatchGAN from a ``task=inpaint`` config and trains them."""
+
+    task = "inpaint"
+    compiles = False
 
     progress = ("L1 hole {l1_hole:.4f} valid {l1_valid:.4f}", "D {loss_d:.3f} G adv {adv_g:.3f}")
     summary = ("validation L1 in the hole {val_l1_hole:.4f}",)
@@ -52,13 +56,7 @@ class InpaintTrainer(TrainingLoop):
 
     def build(self) -> None:
         cfg = self.cfg
-        if cfg.task != "inpaint":
-            raise ConfigError(
-                f"task: InpaintTrainer trains completion networks and needs task=inpaint, got task={cfg.task}"
-            )
         t, ip = cfg.train, cfg.inpaint
-        if t.compile:
-            self.log("train.compile is not used when training a completion network: running eagerly")
         n = self.images.shape[0]
         try:
             self.G, self.D = build_inpainter(ip.arch, self.img_shape, ip.width, ip.d_width)
@@ -161,12 +159,9 @@ class InpaintTrainer(TrainingLoop):
     @torch.no_grad()
     def validate(self):
         """(masked, completed, original) uint8 of the fixed validation batch, and its hole L1."""
-        net = self.G_eval
-        was_training = net.training
-        net.eval()
         x, m = self.val_x, self.val_m
-        out = net(x * (1 - m), m).float()
-        net.train(was_training)
+        with eval_mode(self.G_eval) as net:
+            out = net(x * (1 - m), m).float()
         comp = torch.where(m > 0.5, out, x)
         l1_hole, _ = self.l1_parts(out, x, m)
         return (to_uint8(x * (1 - m)).cpu(), to_uint8(comp).cpu(), to_uint8(x).cpu()), l1_hole.item()

@@ -41,30 +41,33 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     ]
 
 
+# the page's form
+FIELDS = [
+    *model_fields(ema=False),
+    Field("image", "image", "image", help="PNG, JPEG, ... (L, LA, RGB or RGBA)"),
+    Field("mask", "mask", "region to fill", over="image", help="draw on the image; white = fill"),
+    Field(
+        "method",
+        "select",
+        "method",
+        "auto",
+        METHODS,
+        help="auto: the network of a completion run, latent search for a GAN run",
+    ),
+    Field("blend", "select", "blend", "poisson", BLENDS),
+    Field("steps", "int", "latent steps", 200, min=1, max=5000, help="latent search only"),
+    Field("restarts", "int", "restarts", DEFAULT_RESTARTS, min=1, max=64, help="latent search only"),
+    Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+]
+
 register(
     Page(
-        name="complete",
-        title="Complete",
-        summary="Fill a region you draw on an image: latent search with a GAN run, or a completion network.",
-        tasks=("gan", "inpaint"),
-        fields=[
-            *model_fields(ema=False),
-            Field("image", "image", "image", help="PNG, JPEG, ... (L, LA, RGB or RGBA)"),
-            Field("mask", "mask", "region to fill", over="image", help="draw on the image; white = fill"),
-            Field(
-                "method",
-                "select",
-                "method",
-                "auto",
-                METHODS,
-                help="auto: the network of a completion run, latent search for a GAN run",
-            ),
-            Field("blend", "select", "blend", "poisson", BLENDS),
-            Field("steps", "int", "latent steps", 200, min=1, max=5000, help="latent search only"),
-            Field("restarts", "int", "restarts", DEFAULT_RESTARTS, min=1, max=64, help="latent search only"),
-            Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
-        ],
-        run=_run,
+        "complete",
+        "Complete",
+        "Fill a region you draw on an image: latent search with a GAN run, or a completion network.",
+        ("gan", "inpaint"),
+        FIELDS,
+        _run,
         order=20,
     )
 )

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
 
 VERB = "upscale"  # the command: ganforge upscale ...
 ORDER = 65  # place in `ganforge --help`
@@ -25,13 +25,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="RUN_DIR",
-        help="a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model)",
+    add_model_and_image(
+        parser, "a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model)"
     )
-    parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
     parser.add_argument(
         "--out",
         required=True,
@@ -60,10 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="context pixels around each tile (default: the network's receptive radius: seamless)",
     )
-    parser.add_argument("--checkpoint", default="last", help="last | STEP | checkpoint folder")
-    parser.add_argument("--no-ema", action="store_true", help="use the trained weights instead of their moving average")
-    add_device(parser)
-    add_threads(parser)
+    add_loading(parser, "last | STEP | checkpoint folder", "use the trained weights instead of their moving average")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from ganforge.tasks.superres.losses import MnistFeatures, VGGFeatures, feature_d
 from ganforge.tasks.superres.networks import build_superres
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import Panel
+from ganforge.training.parts import eval_mode
 
 GRID_MAX = 8  # validation images in the sample grid
 
@@ -35,6 +36,9 @@ def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
 class SuperResTrainer(TrainingLoop):
     """Builds the super-resolution generator and U-Net discriminator from a ``task=superres`` config and trains them."""
 
+    task = "superres"
+    compiles = False
+
     progress = ("L1 {l1:.4f}", "D {loss_d:.3f} G adv {adv_g:.3f}")
     summary = ("validation PSNR {val_psnr:.2f} dB (bicubic {val_psnr_bicubic:.2f})",)
     curves = (
@@ -50,13 +54,7 @@ class SuperResTrainer(TrainingLoop):
 
     def build(self) -> None:
         cfg = self.cfg
-        if cfg.task != "superres":
-            raise ConfigError(
-                f"task: SuperResTrainer trains super-resolution networks and needs task=superres, got task={cfg.task}"
-            )
         t, sr = cfg.train, cfg.superres
-        if t.compile:
-            self.log("train.compile is not used when training a super-resolution network: running eagerly")
         c, h, w = self.img_shape
         if sr.crop:
             if sr.crop > min(h, w):
@@ -212,12 +210,9 @@ class SuperResTrainer(TrainingLoop):
     @torch.no_grad()
     def validate(self):
         """uint8 (input nearest-upscaled, bicubic, network, original) of the validation batch, and the PSNRs."""
-        net = self.G_eval
-        was_training = net.training
-        net.eval()
         s = self.cfg.superres.scale
-        out = net(self.val_lr).float()
-        net.train(was_training)
+        with eval_mode(self.G_eval) as net:
+            out = net(self.val_lr).float()
         bic = F.interpolate(self.val_lr, scale_factor=s, mode="bicubic", align_corners=False)
         near = F.interpolate(self.val_lr, scale_factor=s, mode="nearest")
         rows = [to_uint8(t).cpu() for t in (near, bic, out, self.val_hr)]

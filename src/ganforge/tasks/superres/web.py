@@ -30,18 +30,21 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     ]
 
 
+# the page's form
+FIELDS = [
+    *model_fields(),
+    Field("image", "image", "image"),
+    Field("tile", "int", "tile", 128, min=0, max=4096, help="input pixels a side per tile (0 = whole image)"),
+]
+
 register(
     Page(
-        name="upscale",
-        title="Upscale",
-        summary="Upscale an image with a super-resolution run (x2, x4, ...).",
-        tasks=("superres",),
-        fields=[
-            *model_fields(),
-            Field("image", "image", "image"),
-            Field("tile", "int", "tile", 128, min=0, max=4096, help="input pixels a side per tile (0 = whole image)"),
-        ],
-        run=_run,
+        "upscale",
+        "Upscale",
+        "Upscale an image with a super-resolution run (x2, x4, ...).",
+        ("superres",),
+        FIELDS,
+        _run,
         order=30,
     )
 )

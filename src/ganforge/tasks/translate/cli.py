@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
 
 VERB = "translate"  # the command: ganforge translate ...
 ORDER = 65  # place in `ganforge --help`
@@ -24,10 +24,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="RUN_DIR", help="run folder of 'ganforge train task=translate'"
-    )
-    parser.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
+    add_model_and_image(parser, "run folder of 'ganforge train task=translate'")
     parser.add_argument("--out", required=True, metavar="PATH", help="output image, or folder (folder mode)")
     parser.add_argument(
         "--direction",
@@ -43,10 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the expected output, shown in the comparison (a folder of images named like the inputs in folder mode)",
     )
-    parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
-    parser.add_argument(
-        "--no-ema", action="store_true", help="use the raw trained weights instead of their moving average"
-    )
     parser.add_argument(
         "--tile",
         type=int,
@@ -55,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="images with a side above N pixels are translated in overlapping tiles (default: the "
         "model's translate.tile, 512 unless set when training)",
     )
-    add_device(parser)
-    add_threads(parser)
+    add_loading(parser, ema_help="use the raw trained weights instead of their moving average")
 
 
 def run(args: argparse.Namespace) -> int:

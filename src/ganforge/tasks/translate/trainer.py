@@ -76,6 +76,9 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
 class TranslateTrainer(TrainingLoop):
     """Builds and trains pix2pix or CycleGAN from a ``task=translate`` config."""
 
+    task = "translate"
+    compiles = False
+
     progress = ("L1 {l1:.4f}", "cycle {cycle:.4f}", "D {loss_d:.3f} G adv {adv_g:.3f}")
     summary = ("validation L1 {val_l1:.4f}",)
     curves = (
@@ -138,12 +141,8 @@ class TranslateTrainer(TrainingLoop):
     # ---- networks -------------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.cfg
-        if cfg.task != "translate":
-            raise ConfigError(f"task: TranslateTrainer needs task=translate, got task={cfg.task}")
         tr, t = cfg.translate, cfg.train
         self._setup_b()
-        if t.compile:
-            self.log("train.compile is not used by the translation task: running eagerly")
         ca, cb = self.img_shape[0], int(self.images_b.shape[1])
         self.ca, self.cb = ca, cb
         self.cycle = tr.method == "cyclegan"

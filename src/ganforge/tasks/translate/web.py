@@ -32,18 +32,21 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     ]
 
 
+# the page's form
+FIELDS = [
+    *model_fields(),
+    Field("image", "image", "image"),
+    Field("direction", "select", "direction", "a2b", depends=True),
+]
+
 register(
     Page(
-        name="translate",
-        title="Translate",
-        summary="Translate an image to the other domain of a pix2pix or CycleGAN run.",
-        tasks=("translate",),
-        fields=[
-            *model_fields(),
-            Field("image", "image", "image"),
-            Field("direction", "select", "direction", "a2b", depends=True),
-        ],
-        run=_run,
+        "translate",
+        "Translate",
+        "Translate an image to the other domain of a pix2pix or CycleGAN run.",
+        ("translate",),
+        FIELDS,
+        _run,
         run_options=_options,
         order=40,
     )

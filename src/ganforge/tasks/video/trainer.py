@@ -20,6 +20,9 @@ from ganforge.training.monitor import ADVERSARIAL_CURVES
 class VideoTrainer(TrainingLoop):
     """Trains the video generator against an image and a video discriminator on clips."""
 
+    task = "video"
+    compiles = False
+
     curves = ADVERSARIAL_CURVES
     diverged_advice = "try lower g_optim.lr / d_optim.lr"
 
@@ -39,12 +42,8 @@ class VideoTrainer(TrainingLoop):
 
     def build(self) -> None:
         cfg = self.cfg
-        if cfg.task != "video":
-            raise ConfigError(f"task: VideoTrainer trains video GANs and needs task=video, got task={cfg.task}")
         t, v = cfg.train, cfg.video
         self.img_shape = self.clip_data.frame_shape  # (C, H, W) of one frame; self.images is [N, T, C, H, W]
-        if t.compile:
-            self.log("train.compile is not used by the video task: running eagerly")
         self.G, self.DI, self.DV = build_from_config(cfg, self.img_shape)
         for net in (self.G, self.DI, self.DV):
             net.to(self.device)

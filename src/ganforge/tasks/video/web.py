@@ -36,22 +36,23 @@ def _has_av() -> bool:
     return True
 
 
+# the page's form
+FIELDS = [
+    *model_fields(),
+    Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
+    Field("count", "int", "clips", 8, min=1, max=64),
+    Field("frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"),
+    Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
+]
+
 register(
     Page(
-        name="video",
-        title="Video",
-        summary="Clips of a video run, as an animated grid and as GIF, MP4 and npz files.",
-        tasks=("video",),
-        fields=[
-            *model_fields(),
-            Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
-            Field("count", "int", "clips", 8, min=1, max=64),
-            Field(
-                "frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"
-            ),
-            Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
-        ],
-        run=_run,
+        "video",
+        "Video",
+        "Clips of a video run, as an animated grid and as GIF, MP4 and npz files.",
+        ("video",),
+        FIELDS,
+        _run,
         order=15,
     )
 )

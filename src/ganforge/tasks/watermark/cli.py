@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_device, add_threads, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
 
 VERB = "watermark"  # the command: ganforge watermark ...
 ORDER = 68  # place in `ganforge --help`
@@ -35,13 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     det = sub.add_parser("detect", help="test an image (or a folder) for a key: p-value and decision")
     ext = sub.add_parser("extract", help="read the message of an image (or a folder)")
     for p in (emb, det, ext):
-        p.add_argument(
-            "--model", required=True, metavar="WM_RUN", help="a task=watermark run folder (or a checkpoint folder)"
-        )
-        p.add_argument("--image", required=True, metavar="PATH", help="image file, or a folder of images")
-        p.add_argument("--checkpoint", default="last", help="last | STEP | checkpoint folder")
-        add_device(p)
-        add_threads(p)
+        add_model_and_image(p, "a task=watermark run folder (or a checkpoint folder)", "WM_RUN")
+        add_loading(p, "last | STEP | checkpoint folder")
     emb.add_argument(
         "--message",
         required=True,

@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganforge.errors import ConfigError
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import d_logistic, g_nonsaturating
 from ganforge.tasks.watermark import attacks as A
@@ -32,6 +31,9 @@ GRID_MAX = 8
 class WatermarkTrainer(TrainingLoop):
     """Builds the encoder, decoder and discriminator from a ``task=watermark`` config and trains them."""
 
+    task = "watermark"
+    compiles = False
+
     progress = ("bits {bit_acc:.3f} BCE {msg:.3f}",)
     summary = (
         "validation PSNR {val_psnr:.2f} dB, bit accuracy {val_acc_none:.3f} (JPEG 50 {val_acc_jpeg50:.3f}, "
@@ -41,13 +43,7 @@ class WatermarkTrainer(TrainingLoop):
 
     def build(self) -> None:
         cfg = self.cfg
-        if cfg.task != "watermark":
-            raise ConfigError(
-                f"task: WatermarkTrainer trains watermark networks and needs task=watermark, got task={cfg.task}"
-            )
         wm, t = cfg.watermark, cfg.train
-        if t.compile:
-            self.log("train.compile is not used when training a watermark: running eagerly")
         self.E = WatermarkEncoder(wm.bits, wm.res, wm.width).to(self.device)
         self.Dec = WatermarkDecoder(wm.bits, wm.res, wm.width).to(self.device)
         self.model = WatermarkModel(self.E, self.Dec, wm.psnr)

@@ -87,37 +87,40 @@ def _download(img) -> Output:
     return o
 
 
+# the page's form
+FIELDS = [
+    *model_fields(ema=False),
+    Field("image", "image", "image", help="at least 16 pixels a side"),
+    Field("action", "select", "action", "embed", ACTIONS),
+    Field(
+        "message",
+        "text",
+        "message / key",
+        "",
+        optional=True,
+        help="embed: the message; detect: the key (the embedded message)",
+    ),
+    Field(
+        "strength",
+        "float",
+        "strength",
+        1.0,
+        min=0.01,
+        max=10,
+        step=0.1,
+        help="embed: 1 = as trained; more is more robust and more visible",
+    ),
+    Field("fpr", "float", "false-positive rate", 1e-6, min=1e-12, max=0.5, help="detect: the test's level"),
+]
+
 register(
     Page(
-        name="watermark",
-        title="Watermark",
-        summary="Embed an invisible message in an image, detect a key in it, or read its message.",
-        tasks=("watermark",),
-        fields=[
-            *model_fields(ema=False),
-            Field("image", "image", "image", help="at least 16 pixels a side"),
-            Field("action", "select", "action", "embed", ACTIONS),
-            Field(
-                "message",
-                "text",
-                "message / key",
-                "",
-                optional=True,
-                help="embed: the message; detect: the key (the embedded message)",
-            ),
-            Field(
-                "strength",
-                "float",
-                "strength",
-                1.0,
-                min=0.01,
-                max=10,
-                step=0.1,
-                help="embed: 1 = as trained; more is more robust and more visible",
-            ),
-            Field("fpr", "float", "false-positive rate", 1e-6, min=1e-12, max=0.5, help="detect: the test's level"),
-        ],
-        run=_run,
+        "watermark",
+        "Watermark",
+        "Embed an invisible message in an image, detect a key in it, or read its message.",
+        ("watermark",),
+        FIELDS,
+        _run,
         order=50,
     )
 )
