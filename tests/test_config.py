@@ -76,3 +76,13 @@ def test_round_trip_through_dict():
     cfg = resolve(None, ["data.size=48x64", "train.steps=3"])
     assert config_from_dict(cfg.to_dict()) == cfg
     assert "train.batch_size" in allowed_keys()
+
+
+def test_every_config_key_has_help():
+    """Every key of every task has a meaning in `ganforge config` (the comment on the field's lines), also
+    where the formatter wraps a long field onto several lines."""
+    from ganforge.cli.config import config_keys
+    from ganforge.tasks import TASKS
+
+    missing = [k["key"] for name in TASKS.names() for k in config_keys(TASKS.get(name)) if not k["comment"]]
+    assert missing == []

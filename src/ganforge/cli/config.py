@@ -91,7 +91,8 @@ def config_keys(task) -> List[Dict[str, Any]]:
 
 
 def field_comments(cls: type) -> Dict[str, str]:
-    """{field: the comment at the end of its line} for a dataclass and the dataclasses it derives from."""
+    """{field: its comment} for a dataclass and the dataclasses it derives from: the comments on the
+    field's lines, joined (the formatter wraps a long field into several lines)."""
     import ast
     import dataclasses
     import inspect
@@ -111,8 +112,10 @@ def field_comments(cls: type) -> Dict[str, str]:
         }
         body = ast.parse(src).body[0].body  # type: ignore[attr-defined]
         for node in body:
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in by_line:
-                out[node.target.id] = by_line[node.end_lineno]
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                lines = [by_line[i] for i in range(node.lineno, node.end_lineno + 1) if i in by_line]
+                if lines:
+                    out[node.target.id] = " ".join(lines)
     return out
 
 

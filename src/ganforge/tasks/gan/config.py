@@ -14,7 +14,7 @@ from ganforge.tasks.gan.networks import MODELS, Z_DISTRIBUTIONS
 @dataclass
 class ModelConfig(Section):
     arch: str = "dcgan"  # registry name: dcgan | mlp | resnet (ganforge.tasks.gan.networks.MODELS)
-    z_dim: int = 100
+    z_dim: int = 100  # latent size: the length of the noise vector z fed to G
     z_dist: str = "normal"  # the noise G is fed: normal (standard Gaussian) | uniform (in [-1, 1])
     g_width: Optional[int] = None  # generator base width; None = family default (dcgan 64, resnet 64, mlp 256)
     d_width: Optional[int] = None  # discriminator base width; None = family default (dcgan 64, resnet 64, mlp 256)

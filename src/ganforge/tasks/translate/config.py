@@ -20,8 +20,10 @@ DIRECTIONS = ("a2b", "b2a")
 
 @dataclass
 class TranslateConfig(Section):
-    # pix2pix (paired: U-Net + conditional PatchGAN, L1) | cyclegan (unpaired: two generators, cycle loss)
-    method: str = "pix2pix"
+    method: str = (
+        "pix2pix"  # pix2pix (paired: U-Net + conditional PatchGAN, L1) | cyclegan (unpaired: two generators,
+        # cycle loss)
+    )
     arch: str = "auto"  # generator: auto (unet for pix2pix, resnet for cyclegan) | unet | resnet
     width: int = 32  # generator base channels
     blocks: int = 6  # residual blocks of the resnet generator
@@ -45,15 +47,20 @@ class TranslateConfig(Section):
     pool_size: int = 50  # cyclegan: generated images kept in each history pool for D (0 = none)
     lowres_weight: float = 0.0  # cyclegan: weight of L1(pool(G(a)), pool(a)) + L1(pool(F(b)), pool(b)) (0 = off)
     lowres_factor: int = 4  # cyclegan: side of the average pooling of lowres_weight (keeps the coarse shape)
-    cycle_noise: float = 0.0  # cyclegan: std of Gaussian noise added to each translation on its way into the other
-    # generator (Chu et al. 2017: it stops G hiding the input in faint signals, so the cycle needs visible
-    # content; 0 = off)
-    lowres_pool: str = "avg"  # cyclegan: lowres_weight's pooling: avg (the mean per cell: ties the amount of ink) |
-    # max (the brightest pixel per cell: which cells hold a bright stroke, not how thick it is)
+    cycle_noise: float = (
+        0.0  # cyclegan: std of Gaussian noise added to each translation on its way into the other generator
+        # (Chu et al. 2017: it stops G hiding the input in faint signals, so the cycle needs visible content; 0 = off)
+    )
+    lowres_pool: str = (
+        "avg"  # cyclegan: lowres_weight's pooling: avg (the mean per cell: ties the amount of ink) | max (the
+        # brightest pixel per cell: which cells hold a bright stroke, not how thick it is)
+    )
     lr_decay_start: int = 0  # step at which the linear learning-rate decay starts ...
     lr_decay_steps: int = 0  # ... reaching 0 this many steps later (0 = constant learning rates)
-    tile: int = 512  # use: images with a side above this are translated in overlapping tiles of this side (the
-    # default of the trained model; tiles near the training crop keep the instance-norm statistics of training)
+    tile: int = (
+        512  # use: images with a side above this are translated in overlapping tiles of this side (the default
+        # of the trained model; tiles near the training crop keep the instance-norm statistics of training)
+    )
     select: str = (
         "none"  # none | fid: every select_every steps, the FID of G(A) against B; the lowest is checkpoint 'best'
     )

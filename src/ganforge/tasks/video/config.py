@@ -17,13 +17,15 @@ class VideoConfig(Section):
         "warp"  # warp: sprites of the content code moved by the motion codes | free: MoCoGAN's frame generator
     )
     layers: int = 0  # warp: sprite layers, each moved on its own; 0 = video.digits for moving-mnist, else 1
-    # warp: samples shift sprites by whole pixels (exact copies in every frame); in training the image D sees such
-    # frames, the video D sub-pixel ones
-    snap: bool = True
+    snap: bool = (
+        True  # warp: samples shift sprites by whole pixels (exact copies in every frame); in training the image
+        # D sees such frames, the video D sub-pixel ones
+    )
     centre: bool = False  # warp: centre each sprite (its centre of mass) before the shift, so the shift is its position
-    # warp: sprites drawn on this square canvas, pasted in the frame, shifts bounded to keep them whole inside; 0 = the
-    # frame
-    sprite_size: int = 0
+    sprite_size: int = (
+        0  # warp: sprites drawn on this square canvas, pasted in the frame, shifts bounded to keep them whole
+        # inside; 0 = the frame
+    )
     content_dim: int = 32  # content code (one per clip)
     motion_dim: int = 8  # noise per frame fed to the motion GRU
     hidden_dim: int = 32  # motion codes (the GRU's state)

@@ -22,7 +22,7 @@ class WatermarkConfig(Section):
     psnr_start: float = 30.0  # curriculum: training starts at this PSNR (a stronger mark) ...
     psnr_steps: int = 1000  # ... and moves linearly to watermark.psnr over these steps (0: no curriculum)
     sizes: List[int] = field(default_factory=lambda: [32, 64, 128])  # host sides drawn per step
-    attacks: List[str] = field(
+    attacks: List[str] = field(  # the attacks the attack layer draws from: one per step, or two (see watermark.combine)
         default_factory=lambda: [
             "identity",
             "jpeg",
