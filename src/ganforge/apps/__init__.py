@@ -1,19 +1,13 @@
 """Applications: load a saved model and do one job with one call.
 
+Most modules here are stable import paths for a task's user-facing functions (``inpaint``, ``upscale``,
+``translate``, ``watermark``, ``video``, ``generate``; ``latent``, ``blend`` and ``options`` of the inpaint
+task); ``info`` says what a run folder holds. ``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` /
+``InpaintOptions`` / ``InpaintError`` are imported from :mod:`ganforge.tasks.inpaint.app` on first use, so
+importing this package loads nothing. Python::
+
     from ganforge.apps import inpaint
-    out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))   # PIL.Image
-
-One module per job:
-
-    inpaint    complete images (``inpaint``, ``inpaint_detailed``, ``inpaint_folder``) with a GAN run or a
-               completion network
-    latent     the latent search a GAN run completes images with (Yeh et al. 2017)
-    blend      how a fill meets the known pixels (Poisson, feathered, none)
-    generate   samples and latent interpolations of a generator, written as files
-    info       what a run folder holds
-
-``inpaint`` / ``inpaint_detailed`` / ``inpaint_folder`` / ``InpaintOptions`` / ``InpaintError`` are imported from
-:mod:`ganforge.tasks.inpaint.app` on first use, so importing this package loads nothing.
+    out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))  # PIL.Image
 """
 
 from __future__ import annotations

@@ -1,20 +1,13 @@
 """``evaluate``: IS / FID / KID / precision-recall of generated images against a reference.
 
+Features are extracted once per image set and every metric is derived from them with torch-fidelity's
+functions (:mod:`ganforge.metrics.compute`); reference features are cached on disk
+(:mod:`ganforge.metrics.refstats`). This module never reads a run folder: ``ganforge.metrics.evaluate``
+(= :func:`ganforge.api.evaluate`) loads a run's generator and passes the handle here. Python::
+
     from ganforge.metrics import evaluate
     r = evaluate("runs/0003-mnist-dcgan", features="mnist", num_samples=10000, floor=True)
     r["fid"], r["floor"]["fid"], r["coverage"]["classes_covered"]
-
-This module never reads a run folder: ``ganforge.metrics.evaluate`` (= :func:`ganforge.api.evaluate`)
-loads a run's generator and passes the handle here.
-
-Fake images: a ``GeneratorHandle``, a uint8 tensor [N, C, H, W], an ``ImageData``, a
-folder of images, an ``.npz`` sample file, or a callable ``n -> uint8 [n, C, H, W]``.
-Reference: ``"train"`` / ``"test"`` (the run's dataset and preprocessing, that split), an
-``ImageData``, a uint8 tensor, a folder, an ``.npz`` sample file or an ``.npz`` statistics file.
-
-Features are extracted once per image set; every metric is derived from them with torch-fidelity's
-functions (:mod:`ganforge.metrics.compute`). Reference features are cached on disk
-(:mod:`ganforge.metrics.refstats`).
 """
 
 from __future__ import annotations
@@ -111,7 +104,12 @@ def evaluate(
     log: Optional[Callable[[str], None]] = None,
     **overrides: Any,
 ) -> Dict[str, Any]:
-    """Measure generated images against a reference; returns the result object (see module doc).
+    """Measure generated images against a reference; returns the result object.
+
+    ``fake``: a ``GeneratorHandle``, a uint8 tensor [N, C, H, W], an ``ImageData``, a folder of images, an
+    ``.npz`` sample file, or a callable ``n -> uint8 [n, C, H, W]``. ``reference``: ``"train"`` / ``"test"``
+    (the run's dataset and preprocessing, that split), an ``ImageData``, a uint8 tensor, a folder, an
+    ``.npz`` sample file or an ``.npz`` statistics file.
 
     ``options``: an :class:`EvalOptions`; each of its fields may also be given as a keyword
     (``num_samples=5000``, ``floor=True``), replacing the options' value.

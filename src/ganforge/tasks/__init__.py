@@ -1,17 +1,10 @@
 """Tasks: what ganforge trains and uses, one folder each, registered in :data:`TASKS`.
 
-    gan        generate images (GANs, unconditional or class-conditional)    tasks/gan/
-    inpaint    complete missing regions (a completion network)                tasks/inpaint/
-    superres   upscale images (super-resolution generator, L1 then GAN)      tasks/superres/
-    translate  image-to-image translation (pix2pix, CycleGAN)                tasks/translate/
-    video      generate short clips (content code + recurrent motion)        tasks/video/
-    watermark  invisible watermarks (encoder, decoder, attack layer)          tasks/watermark/
-
-A task is a folder with the same files in every task (``config.py networks.py trainer.py handle.py
-task.py`` and, where it has them, ``losses.py app.py cli.py web.py``); its ``task.py`` registers its
-:class:`Task` object. Adding a task is a new folder (copy ``tasks/_template/``) plus its name in
-:data:`NAMES`. Importing this package is cheap: the tasks are imported on the first look-up in
-:data:`TASKS`, so the CLI can list task verbs without importing torch.
+``gan`` (generate images), ``inpaint`` (complete missing regions), ``superres`` (upscale), ``translate``
+(image-to-image), ``video`` (short clips) and ``watermark`` (invisible watermarks) each live in
+``tasks/<name>/``, with the same file names in every task; its ``task.py`` registers its :class:`Task`.
+Adding a task is a new folder (copy ``tasks/_template/``) plus its name in :data:`NAMES`. The tasks are
+imported on the first look-up in :data:`TASKS`, so the CLI can list task verbs without importing torch.
 
 This module also turns presets and overrides into a task's :class:`~ganforge.config.Config`
 (:func:`resolve`, :func:`config_from_dict`), since which sections a config has depends on its task.

@@ -1,16 +1,13 @@
 """What a task is: the unit of extension of ganforge.
 
-A task (``gan``, ``inpaint``, ...) is one file in this package that defines
-
-- its config sections (dataclasses deriving from :class:`ganforge.config.Section`),
-- a trainer: a :class:`ganforge.training.loop.TrainingLoop` subclass that builds its networks and
-  optimisers and defines the training step and the sample grid,
-- a :class:`Handle`: the trained network loaded from a run folder, which apps, metrics, the web
-  app and export use,
-
-and registers a :class:`Task` object that ties them together under its name in :data:`TASKS`.
-The loop, the run folder (:mod:`ganforge.runs`), the configuration machinery, the CLI and the
-Python API dispatch on ``cfg.task`` through :data:`TASKS` and need no change for a new task.
+A task (``gan``, ``inpaint``, ...) is a folder of this package that defines its config sections
+(dataclasses deriving from :class:`ganforge.config.Section`), a trainer (a
+:class:`ganforge.training.loop.TrainingLoop` subclass that builds its networks and optimisers and defines
+the training step and the sample grid) and a :class:`Handle` (the trained network loaded from a run folder,
+which apps, metrics, the web app and export use), and registers a :class:`Task` object that ties them
+together under its name in :data:`TASKS`. The loop, the run folder (:mod:`ganforge.runs`), the
+configuration machinery, the CLI and the Python API dispatch on ``cfg.task`` through :data:`TASKS` and
+need no change for a new task.
 """
 
 from __future__ import annotations

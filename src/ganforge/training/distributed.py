@@ -1,28 +1,13 @@
 """Several processes training one run: ``torchrun --nproc_per_node=N -m ganforge train ...``.
 
-The loop (:mod:`ganforge.training.loop`) uses this module; tasks need nothing from it. What it does:
-
-- :func:`init_from_env`: joins the process group that ``torchrun`` describes in the environment
-  (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): NCCL on CUDA, gloo on CPU.
-  Without those variables (or with ``WORLD_SIZE=1``) nothing happens and :func:`world_size` is 1.
-- :func:`average_gradients_before_step`: data parallelism the way StyleGAN2-ADA does it, without
-  ``DistributedDataParallel`` wrappers: every optimiser gets a step pre-hook that averages the
-  gradients of its parameters over the ranks (one flattened ``all_reduce``) just before it steps.
-  A GAN uses G in the D phase and the G phase and D in both; DDP's reducer expects one forward
-  and one backward per module per iteration and fires on every backward, so wrapping G and D in
-  DDP needs ``no_sync`` and ``find_unused_parameters`` tricks per task. Hooking the optimisers
-  works for every task's ``self.optims`` as they are, whatever the order of forwards and backwards.
-- :func:`broadcast_state`, :func:`average_buffers`: identical weights at the start; BatchNorm
-  running statistics averaged across ranks before checkpoints, sample grids and evaluations.
-- :func:`decorrelate`: per-rank random streams (noise, masks, crops, augmentation): every
-  ``torch.Generator`` the trainer holds, directly or one attribute down (a pool's ``.gen``), except
-  those of objects marked ``shared_across_ranks`` (the Batchers' global data order), is reseeded on
-  rank r > 0 from ``(its seed, r)``; so is torch's global generator (dropout).
-- small collectives for the loop's decisions (:func:`all_sum`, :func:`broadcast_object`,
-  :func:`all_gather_object`, :func:`barrier`) and :func:`shutdown` (barrier, then
-  ``destroy_process_group``: without the barrier gloo sometimes aborts at exit).
-
-Every function is a no-op (or the identity) in a single process.
+The loop (:mod:`ganforge.training.loop`) uses this module; tasks need nothing from it. It joins the process
+group torchrun describes (:func:`init_from_env`: NCCL on CUDA, gloo on the CPU), averages gradients in
+optimiser step pre-hooks as StyleGAN2-ADA does, without DDP wrappers (:func:`average_gradients_before_step`),
+keeps weights and BatchNorm statistics identical on every rank (:func:`broadcast_state`,
+:func:`average_buffers`), gives each rank its own random streams (:func:`decorrelate`) and provides small
+collectives for the loop's decisions (:func:`all_sum`, :func:`broadcast_object`, :func:`shutdown`, ...).
+Every function is a no-op (or the identity) in a single process; usage and figures are on the docs' page
+"Several GPUs and machines".
 """
 
 from __future__ import annotations
@@ -79,7 +64,8 @@ def env_world_size() -> int:
 
 def init_from_env(device: torch.device, timeout_minutes: float = 30.0) -> torch.device:
     """Join the process group torchrun describes (when ``WORLD_SIZE > 1`` and none is initialised yet);
-    returns the device this rank trains on (``cuda:LOCAL_RANK`` for CUDA)."""
+    returns the device this rank trains on (``cuda:LOCAL_RANK`` for CUDA). torchrun's variables are
+    ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and ``MASTER_ADDR``/``MASTER_PORT``; without them nothing happens."""
     dist = _dist()
     if env_world_size() <= 1 and not active():
         return device
@@ -207,7 +193,8 @@ def broadcast_state(nets: Dict[str, nn.Module]) -> None:
 
 @torch.no_grad()
 def average_buffers(nets: Dict[str, nn.Module]) -> None:
-    """Average every floating-point buffer (BatchNorm running mean and variance) over the ranks."""
+    """Average every floating-point buffer (BatchNorm running mean and variance) over the ranks (the loop
+    does it before checkpoints, sample grids and evaluations)."""
     if not active():
         return
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
@@ -255,7 +242,12 @@ def average_grads(params: List[torch.Tensor]) -> None:
 
 def average_gradients_before_step(optims: Dict[str, torch.optim.Optimizer]) -> List[Any]:
     """Install on every optimiser a step pre-hook that averages its parameters' gradients over the ranks;
-    returns the hook handles (``handle.remove()`` uninstalls)."""
+    returns the hook handles (``handle.remove()`` uninstalls).
+
+    Why not ``DistributedDataParallel``: a GAN uses G in the D phase and the G phase and D in both, and DDP's
+    reducer expects one forward and one backward per module per iteration, so wrapping needs ``no_sync`` and
+    ``find_unused_parameters`` tricks per task. Hooking the optimisers works for every task's ``optims`` as
+    they are, whatever the order of forwards and backwards."""
     if not active():
         return []
 

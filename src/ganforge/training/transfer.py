@@ -1,29 +1,11 @@
 """Weight transfer: start a new run from a trained one, optionally with the discriminator's first blocks frozen.
 
-``init_from`` (``ganforge train ... --init-from RUN``): after the task's trainer has built its
-networks and before the first step, every tensor of every network in ``trainer.nets`` (parameters and
-buffers) is copied from the source checkpoint when the source has the same network (file
-``<network>.safetensors``), the same tensor name and the same shape; the rest keeps its fresh
-initialisation. ``RUN`` is a run folder (its last checkpoint) or a checkpoint folder
-(``RUN/checkpoints/best``, ``RUN/checkpoints/step-00002000``). It works for any task, since it only
-walks the networks the task put in ``trainer.nets``; the source must have trained the same task, and
-at least one tensor must match. Optimiser states and counters are not copied: the new run starts at
-step 0 with fresh optimisers.
-
-``freeze_d=K`` (Mo et al. 2020, "Freeze the Discriminator"; StudioGAN's ``--freezeD``): the first K
-blocks of the discriminator, counted from the image side, keep the weights they were given: their
-parameters stop requiring gradients and are taken out of every optimiser, so they end training bit
-for bit as they started. A block is one weight layer with the normalisation and activation after it
-(:func:`discriminator_blocks`): for ``dcgan``, each strided convolution (+ BatchNorm) + LeakyReLU;
-for ``mlp``, each hidden linear layer (+ BatchNorm) + LeakyReLU; for ``resnet``, each residual block;
-for the inpaint task's PatchGAN, each convolution + LeakyReLU. The layers that produce the logit (the
-head, the projection or AC-GAN head) are never part of a block. Buffers (BatchNorm running
-statistics, spectral-norm power-iteration vectors) go on updating as in any training step.
-
-Provenance: the new run folder gets ``transfer.json`` (:data:`RECORD`) with the source run and
-checkpoint, its step, how many tensors were copied and which were not (and why), and the frozen
-blocks; the same summary is logged. A resumed run never copies again (its own checkpoint has the
-weights); it reads its ``transfer.json`` to freeze the same blocks again, so it resumes exactly.
+``init_from`` (``ganforge train ... --init-from RUN``, a run or checkpoint folder) copies every tensor of
+``trainer.nets`` that matches the source by network, name and shape (:func:`copy_weights`), so a
+fine-tuning run starts from what was learnt. ``freeze_d=K`` (Mo et al. 2020, "Freeze the Discriminator")
+keeps the discriminator's first K blocks at those weights (:func:`freeze_discriminator`). The run folder
+records both in ``transfer.json`` (:data:`RECORD`); a resumed run never copies again and freezes the same
+blocks again from it, so it resumes exactly. Usage and figures are on the docs' generation page.
 """
 
 from __future__ import annotations
@@ -92,7 +74,12 @@ def save_record(trainer, record: Optional[Dict[str, Any]]) -> None:
 
 
 def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
-    """Copy every matching tensor of ``source`` (run or checkpoint folder) into ``trainer.nets``; returns the record."""
+    """Copy every matching tensor of ``source`` (run or checkpoint folder) into ``trainer.nets``; returns the record.
+
+    Parameters and buffers are copied when the source has the same network (``<network>.safetensors``),
+    tensor name and shape; the rest keeps its fresh initialisation. It works for any task, since it only
+    walks ``trainer.nets``; the source must have trained the same task and at least one tensor must match.
+    Optimiser states and counters are not copied (the new run starts at step 0)."""
     ck = runs.open_checkpoint(Path(source).expanduser(), "last")
     task = trainer.cfg.task
     if ck.task != task:
@@ -155,7 +142,12 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
 def discriminator_blocks(d: nn.Module) -> List[Tuple[str, List[str]]]:
     """The blocks of discriminator ``d``, image side first: (description, names of its parameters), from
     its ``freeze_blocks()`` method (every discriminator family defines one, usually with
-    :func:`ganforge.nn.layers.sequential_blocks`)."""
+    :func:`ganforge.nn.layers.sequential_blocks`).
+
+    A block is one weight layer with the normalisation and activation after it: for ``dcgan`` each strided
+    convolution (+ BatchNorm) + LeakyReLU, for ``mlp`` each hidden linear layer (+ BatchNorm) + LeakyReLU,
+    for ``resnet`` each residual block, for the inpaint PatchGAN each convolution + LeakyReLU. The layers
+    that produce the logit (the head, the projection or AC-GAN head) are never part of a block."""
     own = getattr(d, "freeze_blocks", None)
     if not callable(own):
         raise ConfigError(
@@ -171,7 +163,8 @@ def discriminator_names(trainer) -> List[str]:
 
 def freeze_discriminator(trainer, k: int) -> Dict[str, Any]:
     """Freeze the first ``k`` blocks of every discriminator network (:func:`discriminator_names`): no
-    gradients, out of every optimiser."""
+    gradients, out of every optimiser, so they end training bit for bit as they started. Buffers (BatchNorm
+    running statistics, spectral-norm vectors) go on updating as in any training step."""
     names = discriminator_names(trainer)
     if not names:
         raise ConfigError(

@@ -1,18 +1,10 @@
 """The collapse watchdog: notices the classic ways a GAN run fails and says so in plain words.
 
-It watches cheap signals every ``check_every`` steps and the in-training evaluation when
-there is one:
-
-* ``nonfinite``     a loss or a weight became NaN/inf (acts at once);
-* ``d_dominates``   D(x) stays near 1 and D(G(z)) near 0: the discriminator has won and the
-                    generator gets no useful gradient (logistic and hinge losses);
-* ``g_vanishing``   the generator's gradient norm stays near zero;
-* ``fid_rise``      the in-training FID rose well above the best seen so far;
-* ``coverage_drop`` the generator draws fewer classes than it did (mode collapse).
-
-A symptom must persist for ``patience`` steps (evaluation symptoms count at once). The
-trainer decides what to do with an :class:`Event` (``watchdog.action``): warn, roll back to
-the last healthy checkpoint with lower learning rates, or stop with the diagnosis.
+It checks cheap signals every ``check_every`` steps (non-finite values, a dominating discriminator, a
+vanishing generator gradient) and each in-training evaluation (a rising FID, a drop in class coverage);
+see :class:`Watchdog`. A symptom must persist for ``patience`` steps (evaluation symptoms count at once).
+The trainer decides what to do with an :class:`Event` (``watchdog.action``): warn, roll back to the last
+healthy checkpoint with lower learning rates, or stop with the diagnosis.
 """
 
 from __future__ import annotations
@@ -63,6 +55,8 @@ ADVICE = {
 
 @dataclass
 class Event:
+    """A symptom found at ``step``: its ``kind`` (see :class:`Watchdog`) and a plain-words ``message``."""
+
     kind: str
     step: int
     message: str
@@ -72,6 +66,16 @@ class Event:
 
 
 class Watchdog:
+    """Watches a run's statistics and evaluations for these symptoms:
+
+    * ``nonfinite``     a loss or a weight became NaN/inf (acts at once);
+    * ``d_dominates``   D(x) stays near 1 and D(G(z)) near 0: the discriminator has won and the
+                        generator gets no useful gradient (logistic and hinge losses);
+    * ``g_vanishing``   the generator's gradient norm stays near zero;
+    * ``fid_rise``      the in-training FID rose well above the best seen so far;
+    * ``coverage_drop`` the generator draws fewer classes than it did (mode collapse).
+    """
+
     def __init__(self, cfg, loss_name: str):
         self.cfg = cfg
         self.loss_name = loss_name

@@ -1,29 +1,13 @@
 """Image completion (inpainting): fill the missing region of an image with a trained model.
 
-Two methods behind one call, :func:`inpaint`:
-
-* ``latent`` -- **semantic inpainting by latent optimisation** with any GAN run (Yeh et al. 2017,
-  :mod:`ganforge.tasks.inpaint.latent`): the generator's latent is searched for the image that agrees with
-  the known pixels, kept realistic by the run's discriminator.
-* ``network`` -- a completion network trained with ``ganforge train task=inpaint`` (gated
-  convolutions, Yu et al. 2019, or partial convolutions, Liu et al. 2018): one forward pass,
-  ``ganforge.load(run).complete(images, masks)``.
-
-Whatever the method, the image is resized (stretched) to the model's size, completed there,
-and the fill is upsampled to the image's own size and blended into the hole at full resolution
-(Poisson blending by default, Pérez et al. 2003, as in Yeh et al. Sec. 3.3; see
-:mod:`ganforge.tasks.inpaint.blend`). Pixels outside the hole are returned exactly as they were, and the
-result has the input's size and mode (L, LA, RGB, RGBA; alpha is passed through).
-:func:`inpaint_folder` completes every image of a folder with the mask of the same name, many
-images per latent search or network pass.
-Reading images, masks and boxes and drawing the comparison picture is :mod:`ganforge.imaging`'s job;
-its errors reach the caller of this module as :class:`InpaintError`.
-
+:func:`inpaint` has two methods: ``latent`` searches a GAN run's latent for the image that agrees with the
+known pixels (Yeh et al. 2017, :mod:`ganforge.tasks.inpaint.latent`); ``network`` runs a completion network
+trained with ``ganforge train task=inpaint`` (gated convolutions, Yu et al. 2019, or partial convolutions,
+Liu et al. 2018) in one pass. :func:`inpaint_folder` completes a folder; bad inputs raise :class:`InpaintError`.
 Python::
 
     from ganforge.apps import inpaint
-    out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))   # -> PIL.Image
-    out = inpaint(run, "photo.png", mask="mask.png", compare="side_by_side.png")
+    out = inpaint("runs/00003-mnist-dcgan", "digit.png", box=(7, 7, 14, 14))  # -> PIL.Image
     out = inpaint(run, "photo.png", mask="mask.png", options=InpaintOptions(steps=200, device="cuda"))
 """
 
@@ -267,6 +251,11 @@ def inpaint(
     **kwargs: Any,
 ) -> Image.Image:
     """Fill the missing region of ``image`` and return the completed image (PIL, same size and mode).
+
+    Whatever the method, the image is resized (stretched) to the model's size and completed there; the
+    fill is upsampled to the image's own size and blended into the hole at full resolution (Poisson
+    blending by default, Pérez et al. 2003, as in Yeh et al. Sec. 3.3; see :mod:`ganforge.tasks.inpaint.blend`).
+    Pixels outside the hole are returned exactly as they were; an alpha channel is passed through.
 
     model    a run folder from ``ganforge train`` (a GAN run or a ``task=inpaint`` run), a checkpoint
              folder, a :class:`ganforge.api.GeneratorHandle`, or an inpainter handle.

@@ -1,27 +1,13 @@
 """Super-resolution: upscale an image (or a folder of images) with a trained ``task=superres`` run.
 
-Python::
+Any size and mode (L, LA, RGB, RGBA) works: large images go through in tiles whose overlap makes the
+result equal untiled inference, so memory stays bounded. Problems with the inputs raise
+:class:`UpscaleError` with one line naming the file and what was expected. Python::
 
     from ganforge.tasks.superres.app import upscale
-    big = upscale("runs/00004-mnist-sr4x-srresnet", "digit.png")              # -> PIL.Image, 4x larger
-    big = upscale(run, "photo.png", compare="side_by_side.png", tile=128)     # tiled, with a comparison
-    big = upscale(run, "photo.png", options=UpscaleOptions(tile=0, device="cuda"))  # the same settings, as an object
-    h = ganforge.load(run); h.upscale(uint8_images)                          # the handle: tensors in, tensors out
-
-The image keeps its mode: grey (L), grey with alpha (LA), RGB or RGBA. Its colour or grey pixels go
-through the network; an alpha channel is upscaled bicubically (PIL), since the network never learnt
-transparency. A grey image on a colour model is upscaled as RGB with equal channels and returned as
-grey (nothing is lost); a colour image on a grey model is an error (the colour would be lost), unless
-its three channels are equal.
-
-Any image size works. Large images are processed in tiles (``tile`` input pixels a side, default
-:data:`DEFAULT_TILE`, so memory stays bounded), each with ``overlap`` pixels of context (default: the
-network's receptive radius, so the result equals untiled inference). ``tile=0`` runs the image whole.
-
-``compare`` writes input (nearest-neighbour upscaled) | bicubic | ganforge | original (when known:
-``original=`` an image of the output's size) side by side. :func:`upscale_folder` upscales every image
-of a folder into another, keeping the file names (as PNG). Problems with the inputs raise
-:class:`UpscaleError` with one line naming the file and what was expected.
+    big = upscale("runs/00004-mnist-sr4x-srresnet", "digit.png")  # -> PIL.Image, 4x larger
+    big = upscale(run, "photo.png", compare="side_by_side.png", tile=128)  # tiled, with a comparison
+    h = ganforge.load(run); h.upscale(uint8_images)  # the handle: tensors in, tensors out
 """
 
 from __future__ import annotations
@@ -218,8 +204,13 @@ def upscale(
              radius, which makes tiling exact), ``checkpoint``, ``device``, ``ema``. Each may also be
              given as a keyword (``tile=0``), replacing the options' value.
 
-    ``original`` (keyword): the high-resolution image, shown in the comparison.
+    ``original`` (keyword): the high-resolution image of the output's size, shown in the comparison.
     Raises :class:`UpscaleError` for unusable inputs, ``RunError`` for an unusable run folder.
+
+    Colour or grey pixels go through the network; an alpha channel is upscaled bicubically (PIL), since
+    the network never learnt transparency. A grey image on a colour model is upscaled as RGB with equal
+    channels and returned as grey; a colour image on a grey model is an error (the colour would be lost),
+    unless its three channels are equal.
     """
     return upscale_detailed(model, image, compare, options=options, **kwargs).image
 

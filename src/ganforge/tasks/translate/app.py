@@ -1,18 +1,10 @@
 """Image-to-image translation: turn an image of domain A into domain B (or back) with a trained
-``task=translate`` run (pix2pix or CycleGAN).
+``task=translate`` run (pix2pix or CycleGAN). Images of any size are translated at their own size.
 
     from ganforge.tasks.translate.app import translate, translate_folder
-    out = translate("runs/00004-digits2mnist-cyclegan-resnet", "digit.png")                  # -> PIL.Image
+    out = translate("runs/00004-digits2mnist-cyclegan-resnet", "digit.png")  # -> PIL.Image
     out = translate(run, "mnist.png", direction="b2a", compare="side_by_side.png")
-    results = translate_folder(run, "photos/", "styled/", compare_dir="cmp/")                 # same file names
-    out = translate(run, "big.png", options=TranslateOptions(tile=256, device="cuda"))      # settings as an object
-
-The networks are fully convolutional: an image of any size is translated at its own size
-(reflect-padded to the network's multiple and cropped back; images with a side above ``tile`` pixels
-go through in overlapping tiles). The result has the input's size; its mode is the output domain's
-(L or RGB), with the input's alpha channel passed through. A colour image given to a grayscale
-model (or the reverse) is an error, as is a direction the model was not trained for (pix2pix learns
-a2b only). ``compare`` writes input | output | target (when a target is given) side by side.
+    results = translate_folder(run, "photos/", "styled/", compare_dir="cmp/")  # same file names
 """
 
 from __future__ import annotations
@@ -194,6 +186,12 @@ def translate(
                keyword (``tile=256``), replacing the options' value.
 
     Raises :class:`TranslateError` for unusable inputs and ``RunError`` for an unusable run folder.
+
+    The networks are fully convolutional: the image is reflect-padded to the network's multiple and
+    cropped back; images with a side above ``tile`` pixels go through in overlapping tiles. The result's
+    mode is the output domain's (L or RGB), with the input's alpha channel passed through. A colour image
+    given to a grayscale model (or the reverse) is an error, as is a direction the model was not trained
+    for (pix2pix learns a2b only).
     """
     return translate_detailed(model, image, direction, compare, target, options=options, **kwargs).image
 

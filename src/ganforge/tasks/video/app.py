@@ -1,12 +1,8 @@
-"""Clips from a trained video run, written the ways ``ganforge sample`` offers.
+"""Clips from a trained video run, written the ways ``ganforge sample`` offers (GIF, MP4, NPZ, PNG).
 
-    h = ganforge.load(run)                                   # a ClipHandle
-    write_samples(h, "clips.gif", 16, seed=0)                # an animated grid: frame t of every clip at time t
-    # the same as H.264 video (PyAV: pip install 'ganforge[video]')
-    write_samples(h, "clips.mp4", 16)
-    write_samples(h, "clips.npz", 100)                       # uint8 arr_0 [N, T, H, W, C]
-    write_samples(h, "clips", 8)                             # a folder per clip of numbered PNG frames
-    write_samples(h, "strip.png", 8)                         # a picture: a row per clip, frames left to right
+    h = ganforge.load(run)  # a ClipHandle
+    write_samples(h, "clips.gif", 16, seed=0)  # an animated grid: frame t of every clip at time t
+    write_samples(h, "clips", 8)  # a folder per clip of numbered PNG frames
 
 A folder written here is a clip folder again (``data.dataset=clips data.root=...``). Every function
 takes a loaded handle (:class:`ganforge.tasks.video.handle.ClipHandle`) and prints nothing.
@@ -100,7 +96,10 @@ def write_mp4(frames: List[np.ndarray], out: PathLike, fps: int = FPS, scale: in
 
 
 def write_clips(clips: torch.Tensor, out: PathLike, nrow: Optional[int] = None, scale: int = 1) -> Path:
-    """Write uint8 clips [N, T, C, H, W] to ``out`` as :func:`sample_output_kind` says."""
+    """Write uint8 clips [N, T, C, H, W] to ``out`` as :func:`sample_output_kind` says: ``.gif`` an animated
+    grid (frame t of every clip at time t), ``.mp4`` the same as H.264 video (PyAV: ``pip install
+    'ganforge[video]'``), ``.npz`` uint8 ``arr_0`` [N, T, H, W, C], ``.png`` a strip (a row per clip, frames
+    left to right), a path without suffix a folder per clip of numbered PNG frames."""
     out = Path(out)
     kind = sample_output_kind(out)
     if kind is None:

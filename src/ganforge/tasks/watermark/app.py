@@ -1,43 +1,14 @@
-"""Invisible watermarks: embed a message, detect a key, extract the message, with a ``task=watermark`` run.
+"""Invisible watermarks with a ``task=watermark`` run: embed a message, detect a key, extract the message.
 
-Python::
+Messages are BCH-coded (:class:`MessageCode`); :func:`detect` tests an image against a key (binomial and
+soft p-values over several readings, Bonferroni-corrected). Images are paths, PIL images or uint8 arrays
+of any size, grey or colour (alpha kept); the mark goes on the luminance. Problems raise a one-line
+:class:`WatermarkError` (or ``ImageError`` / ``RunError``). Python::
 
     from ganforge.apps import watermark as wm
     h = wm.load_watermarker("runs/00007-photos128-wm32")
-    marked = wm.embed(h, "photo.png", "gf")                 # -> uint8 array H x W (x C), same mode as the input
-    # -> {"detected": True, "p_value": 9.3e-10, "matches": 32, ...}
-    wm.detect(h, marked, key="gf")
-    # -> {"text": "gf", "hex": "6766", "corrected": 0, "bits": "0110...", ...}
-    wm.extract(h, marked)
-    # uint8 [N, C, H, W] -> marked, as ``ganforge sample --watermark`` does
-    wm.mark_batch(h, uint8_images, "gf")
-
-**Messages and coding.** A model carries ``n`` bits (``watermark.bits``). A message is a payload of
-``n // 16`` bytes (2 for 32 bits, 4 for 64), given as text (UTF-8) or as hex (``0x6766``), protected by a
-BCH code from ``bchlib`` with as many correctable errors as fit in the remaining bits (3 for 32
-bits, 5 for 64); the codeword is XORed with a fixed pseudo-random mask (so that a message of zeros is
-not a blank pattern). :func:`extract` returns the raw bits, the corrected payload and the number of
-corrected errors (``ok`` is False when the code could not correct them).
-
-**Detection** is a statistical test against a key (the message that was embedded): the decoder's ``n``
-logits ``z`` read from the image are compared with the key's codeword ``s`` (as signs, +1 for a 1 bit).
-Two statistics are used. The **binomial** count of matching bits: on an unmarked image each bit matches
-with probability 1/2, so its p-value is P(X >= matches), X ~ Bin(n, 1/2) (:func:`p_value`). The **soft**
-statistic weighs each bit by the decoder's confidence, ``T = sum_i s_i clip(z_i)``, with the p-value
-``P(sum_i e_i |clip(z_i)| >= T)`` for independent fair signs ``e_i``: what ``T`` is worth on an image
-that does not carry the key (whatever the decoder reads there, a key independent of the image agrees
-with each sign by chance), exact up to a conservative rounding of the weights (:func:`soft_p_value`);
-a wrong bit read with little confidence costs it little, where the count loses a whole bit. The image
-is read four ways (as it is, and as centred crops of 10%, 17.5% and 25% resized back,
-:data:`~ganforge.tasks.watermark.attacks.SEARCH_CUTS`). The default test (``test="combined"``) takes the
-smallest p-value of both statistics over the four readings and multiplies it by 8 (Bonferroni over the
-8 p-values); ``test="soft"`` or ``"binomial"`` use one statistic (times 4). The image is declared marked
-when the corrected p-value is at most ``fpr`` (default 1e-6: the count still passes at 30 of 32 bits,
-8 x 1.2e-7 = 9.9e-7). :func:`extract` reports the reading :func:`best_reading` picks.
-
-Images are paths, PIL images or uint8 arrays (H x W, H x W x C) of any size, grey or colour (an alpha
-channel is kept untouched); the mark is added to the luminance. Problems raise :class:`WatermarkError`
-(or ``ImageError`` / ``RunError``) with one line.
+    marked = wm.embed(h, "photo.png", "gf")  # uint8 array, same shape and mode as the input
+    wm.detect(h, marked, key="gf")  # {"detected": True, "p_value": 9.3e-10, "matches": 32, ...}
 """
 
 from __future__ import annotations
@@ -89,7 +60,11 @@ MASK_SEED = 0x6A6F  # the fixed scrambling mask's seed
 
 
 class MessageCode:
-    """BCH coding of a ``payload_bytes``-byte payload into ``n_bits`` bits (``bchlib``), with a fixed mask."""
+    """BCH coding of a ``payload_bytes``-byte payload into ``n_bits`` bits (``bchlib``), with a fixed mask.
+
+    The payload is ``n_bits // 16`` bytes unless given (2 for 32 bits, 4 for 64), with as many correctable
+    errors as fit in the remaining bits (3 for 32 bits, 5 for 64). The codeword is XORed with a fixed
+    pseudo-random mask, so that a message of zeros is not a blank pattern."""
 
     def __init__(self, n_bits: int, payload_bytes: Optional[int] = None):
         import bchlib
@@ -209,7 +184,9 @@ def threshold(n: int, fpr: float = DEFAULT_FPR, tests: int = 1) -> int:
 
 def soft_p_value(logits: np.ndarray, expected: np.ndarray, steps: int = SOFT_STEPS) -> float:
     """The soft test's p-value: ``P(sum_i e_i a_i >= T)`` with ``a = |clip(z)|``, ``T = sum_i s_i clip(z)``
-    (``z``: ``logits`` [n]; ``s``: ``expected`` bits [n] as +-1) and independent fair signs ``e_i``.
+    (``z``: ``logits`` [n]; ``s``: ``expected`` bits [n] as +-1) and independent fair signs ``e_i``: what ``T``
+    is worth on an image that does not carry the key. A wrong bit read with little confidence costs it
+    little, where the binomial count (:func:`p_value`) loses a whole bit.
 
     Computed exactly on weights rounded down to multiples of ``1/steps`` (``k_i = floor(a_i * steps)``):
     ``sum e_i a_i <= sum e_i k_i / steps + n / steps``, so the tail of the rounded sum at ``T - n / steps``
@@ -382,7 +359,12 @@ def detect(
     confidence, :func:`soft_p_value`; ``binomial``: the count of matching bits, :func:`p_value`) for the
     best of the readings, Bonferroni-corrected for every p-value looked at; ``detected`` (p-value <= ``fpr``);
     ``matches`` of ``n_bits`` in the reading with the most; ``threshold`` (the matches that pass on their own
-    at ``fpr``: 30 of 32), and the raw ``bits`` of that reading."""
+    at ``fpr``: 30 of 32), and the raw ``bits`` of that reading.
+
+    The image is read four ways: as it is and as centred crops of 10%, 17.5% and 25% resized back
+    (:data:`~ganforge.tasks.watermark.attacks.SEARCH_CUTS`). ``combined`` multiplies the smallest of its
+    8 p-values by 8, ``soft`` and ``binomial`` the smallest of 4 by 4; at the default ``fpr`` of 1e-6 the
+    count alone passes at 30 of 32 bits (8 x 1.2e-7 = 9.9e-7)."""
     if not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
         raise WatermarkError(f"fpr {fpr!r}: expected a false-positive rate between 0 and 1 (e.g. 1e-6)")
     h = load_watermarker(model)
