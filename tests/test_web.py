@@ -182,6 +182,11 @@ def fetch_image(page, name) -> np.ndarray:
     """The pixels of the result image ``name`` the page shows (fetched from its URL), and checks the browser
     decoded it at the size the page announces."""
     img = page.locator(f".outputs img[data-name='{name}']")
+    # the job can be done before the browser has fetched and decoded the picture: wait for its load (or error)
+    img.evaluate(
+        "i => i.complete ? null : new Promise((ok, bad) => {"
+        " i.addEventListener('load', ok); i.addEventListener('error', () => bad(new Error('not decoded'))); })"
+    )
     natural = img.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
     assert natural[2] and natural[:2] == [int(img.get_attribute("data-width")), int(img.get_attribute("data-height"))]
     body = page.request.get(page.base + img.get_attribute("src")).body()
