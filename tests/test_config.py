@@ -86,3 +86,21 @@ def test_every_config_key_has_help():
 
     missing = [k["key"] for name in TASKS.names() for k in config_keys(TASKS.get(name)) if not k["comment"]]
     assert missing == []
+
+
+def test_a_registry_loads_its_entries_on_first_look_up_and_reports_a_failed_load_again():
+    from ganforge.registry import Registry
+
+    calls = []
+
+    def loader():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ImportError("a task module is broken")
+        reg.register("x")(1)
+
+    reg = Registry("thing", loader=loader)
+    assert calls == []  # nothing is imported before a look-up
+    with pytest.raises(ImportError, match="broken"):
+        reg.names()
+    assert reg.names() == ["x"] and reg.get("x") == 1 and len(calls) == 2

@@ -13,20 +13,7 @@ from ganforge.config import ConfigError
 from ganforge.tasks import resolve
 from ganforge.tasks.inpaint.task import load_inpainter
 from ganforge.tasks.inpaint.trainer import InpaintTrainer
-
-TINY = [
-    "task=inpaint",
-    "data.limit=256",
-    "inpaint.width=8",
-    "inpaint.d_width=8",
-    "train.batch_size=16",
-    "train.progress=false",
-    "train.log_every=2",
-    "train.sample_every=4",
-    "train.checkpoint_every=4",
-    "train.sample_count=16",
-    "train.tensorboard=false",
-]
+from tests.test_inpaint_model import TINY_INPAINT as TINY  # the tiny completion config
 
 
 def train(overrides, runs_dir=None, resume=None, **kw):

@@ -365,44 +365,12 @@ def test_cli_upscale_and_its_errors(grey_run, tmp_path, capsys):
     img = tmp_path / "digit.png"
     photo("L", (7, 7)).save(img)
     out = tmp_path / "big.png"
-    assert (
-        ganforge_main(
-            [
-                "upscale",
-                "--model",
-                str(grey_run),
-                "--image",
-                str(img),
-                "--out",
-                str(out),
-                "--compare",
-                str(tmp_path / "cmp.png"),
-                "--original",
-                str(tmp_path / "orig.png"),
-            ]
-        )
-        == 2
-    )
+    argv = ["upscale", "--model", str(grey_run), "--image", str(img), "--out", str(out)]
+    argv += ["--compare", str(tmp_path / "cmp.png"), "--original", str(tmp_path / "orig.png")]
+    assert ganforge_main(argv) == 2
     assert "error: image file" in capsys.readouterr().err  # the original does not exist yet
     photo("L", (28, 28)).save(tmp_path / "orig.png")
-    assert (
-        ganforge_main(
-            [
-                "upscale",
-                "--model",
-                str(grey_run),
-                "--image",
-                str(img),
-                "--out",
-                str(out),
-                "--compare",
-                str(tmp_path / "cmp.png"),
-                "--original",
-                str(tmp_path / "orig.png"),
-            ]
-        )
-        == 0
-    )
+    assert ganforge_main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1] == str(out)
     assert Image.open(out).size == (28, 28) and Image.open(tmp_path / "cmp.png").size[0] == 4 * 28 * 5 + 3 * 4

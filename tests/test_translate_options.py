@@ -13,21 +13,7 @@ import ganforge
 from ganforge import runs
 from ganforge.errors import ConfigError
 from ganforge.tasks.translate.networks import build
-
-TINY = [
-    "task=translate",
-    "train.batch_size=4",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "train.log_every=1",
-    "train.sample_every=2",
-    "train.checkpoint_every=2",
-    "train.sample_count=8",
-    "train.minutes=null",
-    "translate.width=4",
-    "translate.d_width=4",
-    "translate.blocks=1",
-]
+from tests.test_translate import TINY  # the tiny translation config
 
 
 @pytest.fixture(scope="module")

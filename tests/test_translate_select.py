@@ -17,21 +17,7 @@ from ganforge.errors import ConfigError
 from ganforge.metrics.compute import fid
 from ganforge.metrics.features import get_feature_space
 from ganforge.tasks.translate.networks import build, build_unet
-
-TINY = [
-    "task=translate",
-    "train.batch_size=4",
-    "train.progress=false",
-    "train.tensorboard=false",
-    "train.log_every=1",
-    "train.sample_every=2",
-    "train.checkpoint_every=2",
-    "train.sample_count=8",
-    "train.minutes=null",
-    "translate.width=4",
-    "translate.d_width=4",
-    "translate.blocks=1",
-]
+from tests.test_translate import TINY  # the tiny translation config
 
 
 def _folder(root: Path, side: str, n: int, seed: int) -> np.ndarray:

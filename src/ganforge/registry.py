@@ -19,8 +19,12 @@ class Registry(Generic[T]):
 
     def _load(self) -> None:
         if self._loader is not None:
-            loader, self._loader = self._loader, None
-            loader()
+            loader, self._loader = self._loader, None  # registering from inside the loader must not recurse
+            try:
+                loader()
+            except BaseException:
+                self._loader = loader  # a failed import is raised again at the next look-up, not hidden
+                raise
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@MODELS.register("dcgan")``."""
