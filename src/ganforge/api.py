@@ -129,7 +129,8 @@ def resume_config(run_dir: Union[str, Path], overrides: Sequence[str] = ()) -> C
 def load(
     run_dir: Union[str, Path], checkpoint: str = "last", ema: bool = True, device: Union[str, torch.device] = "cpu"
 ) -> Handle:
-    """The trained network of a run (or of a checkpoint folder) as its task's handle: a
+    """The trained network of a run (or of a checkpoint folder, or a built-in model by name: ``load("digits")``,
+    ``ganforge models``) as its task's handle: a
     :class:`GeneratorHandle` for a GAN run, an ``InpainterHandle`` for a completion network, ...
 
     ``checkpoint``: ``last``, ``best``, a step number, or a checkpoint folder path.
@@ -158,13 +159,16 @@ def evaluate(model, reference=None, *, checkpoint: str = "last", ema: bool = Tru
     is loaded with ``checkpoint``/``ema`` on the options' device), a handle, a sampler, images or an image
     folder/.npz. ``kwargs``: :func:`ganforge.metrics.evaluation.evaluate`'s (``options=``, ``out=``, ``log=``
     and the :class:`~ganforge.metrics.evaluation.EvalOptions` fields)."""
+    from ganforge import models
     from ganforge.errors import EvalError
     from ganforge.metrics.evaluation import evaluate as evaluate_samples
 
-    if isinstance(model, (str, Path)) and (runs.is_run_dir(model) or runs.is_checkpoint_dir(model)):
+    if isinstance(model, (str, Path)) and (
+        models.is_name(model) or runs.is_run_dir(model) or runs.is_checkpoint_dir(model)
+    ):
         device = kwargs.get("device", getattr(kwargs.get("options"), "device", "cpu"))
         try:
-            model = load_generator(Path(model).expanduser(), checkpoint=checkpoint, ema=ema, device=device)
+            model = load_generator(runs.resolve(model), checkpoint=checkpoint, ema=ema, device=device)
         except RunError as e:
             raise EvalError(f"cannot load a generator from {model}: {e}") from None
     return evaluate_samples(model, reference, **kwargs)

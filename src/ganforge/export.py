@@ -339,5 +339,5 @@ def export_run(
     from ganforge.api import load
 
     check_format(fmt)
-    handle = load(Path(run).expanduser(), checkpoint=checkpoint, ema=ema, device="cpu")
+    handle = load(run, checkpoint=checkpoint, ema=ema, device="cpu")
     return export_handle(handle, fmt, out)

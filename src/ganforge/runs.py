@@ -11,7 +11,6 @@ folder; only folders with ``meta.json`` count. Layout in full: ``docs/architectu
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -83,10 +82,18 @@ def read_run_config(run_dir: PathLike) -> Dict[str, Any]:
     return d
 
 
+def resolve(model: PathLike) -> Path:
+    """The folder ``model`` means: a built-in model's name (``ganforge models``) or a path (see
+    :func:`ganforge.models.resolve`)."""
+    from ganforge import models
+
+    return models.resolve(model)
+
+
 def run_task(path: PathLike) -> str:
-    """The task (``gan``, ``inpaint``, ...) of a run folder or a checkpoint folder; runs written
-    before tasks were recorded trained GANs."""
-    path = Path(path).expanduser()
+    """The task (``gan``, ``inpaint``, ...) of a run folder, a checkpoint folder or a built-in model; runs
+    written before tasks were recorded trained GANs."""
+    path = resolve(path)
     if is_checkpoint_dir(path):
         return str(read_json(path / "config.json").get("config", {}).get("task") or "gan")
     return str(read_run_config(path).get("task") or "gan")
@@ -144,6 +151,10 @@ class Checkpoint:
 def open_checkpoint(run_dir: PathLike, which: str = "last") -> Checkpoint:
     """The checkpoint ``which`` (``last``, ``best``, a step number, or a checkpoint folder path) of a run."""
     folder = find_checkpoint(run_dir, which)
+    if (folder / "README.md").is_file():  # a model folder with a card: its weights are checked against it
+        from ganforge import models
+
+        models.verify(folder)
     return Checkpoint(folder, read_json(folder / "config.json"), read_json(folder / "meta.json"))
 
 
@@ -305,14 +316,21 @@ def resume_candidates(run_dir: PathLike) -> List[Path]:
 
 
 def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
-    """``last``, ``best``, a step number, or a path to a checkpoint folder."""
-    run_dir = Path(run_dir)
+    """``last``, ``best``, a step number, or a path to a checkpoint folder, of a run folder (or of a
+    checkpoint folder or built-in model, which are their own only checkpoint)."""
+    run_dir = resolve(run_dir)
     which = str(which)
     direct = Path(which)
     if which not in ("last", "best") and (direct / "meta.json").is_file():
         return direct
-    if (run_dir / "meta.json").is_file() and which == "last":  # a checkpoint folder given as the run
-        return run_dir
+    if (run_dir / "meta.json").is_file():  # a checkpoint folder (or a built-in model) given as the run
+        if which == "last":
+            return run_dir
+        if not is_run_dir(run_dir):
+            raise RunError(
+                f"'{run_dir}' is a single checkpoint (a model folder), not a run: it has no checkpoint {which!r}; "
+                "leave --checkpoint out"
+            )
     check_run_dir(run_dir)
     if which == "best":
         best = run_dir / "checkpoints" / "best"
@@ -400,9 +418,7 @@ def step_of(folder: PathLike) -> Optional[int]:
 
 
 def sha256_file(path: Union[str, Path]) -> str:
-    """The SHA-256 of a file's bytes, as hex (weights provenance, export manifests)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The SHA-256 of a file's bytes, as hex (weights provenance, export manifests, model cards)."""
+    from ganforge.models.card import sha256_file as sha
+
+    return sha(path)

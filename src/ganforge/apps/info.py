@@ -22,9 +22,14 @@ def run_info(run_dir: Union[str, Path]) -> Dict[str, Any]:
     its meta.json plus ``path``), the ``best`` checkpoint's folder (None without one), the last
     training log record (``last_metrics``) and the last evaluation record (``last_eval``) of
     metrics.jsonl, and the latest sample grid (``samples``); paths as strings.
+    A checkpoint folder or a built-in model (a model folder: ``ganforge models``) is described the same way,
+    with itself as its only checkpoint and its model card's fields as ``card``.
     Raises :class:`~ganforge.errors.RunError` for a folder that is not a run.
     """
-    run = runs.check_run_dir(run_dir)
+    path = runs.resolve(run_dir)
+    if runs.is_checkpoint_dir(path) and not runs.is_run_dir(path):
+        return _model_info(path)
+    run = runs.check_run_dir(path)
     cfg = runs.read_run_config(run)
     records = runs.read_metrics(run)
     best = run / "checkpoints" / "best"
@@ -41,4 +46,27 @@ def run_info(run_dir: Union[str, Path]) -> Dict[str, Any]:
         "last_metrics": next((r for r in reversed(records) if "loss_d" in r), None),
         "last_eval": next((r for r in reversed(records) if "fid" in r), None),
         "samples": str(samples) if samples.exists() else None,
+    }
+
+
+def _model_info(folder: Path) -> Dict[str, Any]:
+    """:func:`run_info` of a checkpoint folder or a model folder (its card checked and included)."""
+    from ganforge.models import read_card
+
+    ck = runs.open_checkpoint(folder)
+    cfg = ck.config.get("config", {})
+    card = read_card(folder).meta
+    return {
+        "run": str(folder),
+        "task": ck.task,
+        "config": cfg,
+        "model": cfg.get("model", {}),
+        "data": cfg.get("data", {}),
+        "loss": cfg.get("loss", {}).get("name"),
+        "checkpoints": [ck.meta | {"path": str(folder)}],
+        "best": None,
+        "last_metrics": None,
+        "last_eval": None,
+        "samples": None,
+        "card": {k: v for k, v in card.items() if k != "files"} or None,
     }

@@ -19,10 +19,30 @@ DEFAULT_THREADS = 1  # small networks run fastest on one thread, and do not coll
 IMAGE_HELP = "image file, or a folder of images"
 
 
-def add_model_and_image(parser: argparse.ArgumentParser, model_help: str, metavar: str = "RUN_DIR") -> None:
-    """``--model`` (a run or checkpoint folder) and ``--image`` (a file or a folder): what the image verbs take."""
-    parser.add_argument("--model", required=True, metavar=metavar, help=model_help)
-    parser.add_argument("--image", required=True, metavar="PATH", help=IMAGE_HELP)
+def add_model_and_image(
+    parser: argparse.ArgumentParser, model_help: str, metavar: str = "RUN_DIR", default: "str | None" = None
+) -> None:
+    """``--model`` (a run, a checkpoint folder or a built-in model's name; ``default``: the built-in model used
+    when it is left out) and the image, a file or a folder, given as ``IMAGE`` or ``--image``
+    (:func:`image_of` reads it): what the image verbs take."""
+    parser.add_argument("image_pos", nargs="?", metavar="IMAGE", help=f"{IMAGE_HELP} (or --image PATH)")
+    model_help += " or a built-in model's name ('ganforge models')"
+    if default:
+        model_help += f"; default: the built-in model {default}"
+    parser.add_argument("--model", required=default is None, default=default, metavar=metavar, help=model_help)
+    parser.add_argument("--image", metavar="PATH", help=IMAGE_HELP)
+
+
+def image_of(args: argparse.Namespace):
+    """The image path of a verb made with :func:`add_model_and_image` (``IMAGE`` or ``--image``), or a
+    one-line :class:`UsageError` when neither or both are given."""
+    from pathlib import Path
+
+    given = [a for a in (args.image_pos, args.image) if a is not None]
+    if len(given) != 1:
+        why = "give it once" if given else "give one"
+        raise UsageError(f"an image (a file or a folder) is needed: {why}, as IMAGE or as --image PATH")
+    return Path(given[0]).expanduser()
 
 
 def add_loading(

@@ -30,7 +30,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="?", default=None, help="a ganforge run folder (samples its generator)")
+    parser.add_argument(
+        "run_dir", nargs="?", default=None, help="a ganforge run folder or built-in model (samples its generator)"
+    )
     parser.add_argument(
         "--checkpoint", default="last", help="last | best | a step number | a checkpoint folder (default: last)"
     )
@@ -168,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
 def _load_run(run_dir: str, checkpoint: str, ema: bool, device: str):
     """The run's generator (:func:`ganforge.api.load_generator`), its problems as one-line :class:`EvalError`."""
     from ganforge.api import load_generator
+    from ganforge.runs import resolve
 
-    p = Path(run_dir).expanduser()
+    p = resolve(run_dir)
     if not p.exists():
         raise EvalError(f"run folder {p} does not exist")
     if not p.is_dir():

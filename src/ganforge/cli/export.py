@@ -23,7 +23,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN", help="a run folder (or a checkpoint folder)")
+    parser.add_argument("run_dir", metavar="RUN", help="a run folder, a checkpoint folder or a built-in model's name")
     parser.add_argument(
         "--format",
         default="onnx",

@@ -13,7 +13,7 @@ DESCRIPTION = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir")
+    parser.add_argument("run_dir", metavar="RUN", help="a run folder, a checkpoint folder or a built-in model's name")
     parser.add_argument("--json", action="store_true")
 
 
@@ -54,6 +54,9 @@ def _lines(info: Dict[str, Any]) -> List[str]:
     for label, key in (("last log ", "last_metrics"), ("last eval", "last_eval")):
         if info[key]:
             lines.append(f"{label}  " + "  ".join(f"{k}={v}" for k, v in info[key].items()))
+    if info.get("card"):
+        c = info["card"]
+        lines.append(f"card       {c.get('name')}: {c.get('summary', '')}  (the whole card: {info['run']}/README.md)")
     if info["samples"]:
         lines.append(f"samples    {info['samples']}")
     return lines

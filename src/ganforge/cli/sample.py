@@ -17,7 +17,13 @@ DESCRIPTION = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir")
+    parser.add_argument(
+        "run_dir",
+        nargs="?",
+        default="digits",
+        metavar="RUN",
+        help="a run folder, a checkpoint folder or a built-in model's name ('ganforge models'; default: digits)",
+    )
     parser.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -42,7 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="redraw latent components larger than T in magnitude (BigGAN's truncation trick: "
         "smaller T, less variety; e.g. 1.0)",
     )
-    parser.add_argument("--watermark", metavar="WM_RUN", help="mark every image invisibly with this task=watermark run")
+    parser.add_argument(
+        "--watermark",
+        metavar="WM_RUN",
+        help="mark every image invisibly with this task=watermark run or built-in model (e.g. photo-watermark)",
+    )
     parser.add_argument(
         "--message",
         default=None,

@@ -80,7 +80,7 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
     tensor name and shape; the rest keeps its fresh initialisation. It works for any task, since it only
     walks ``trainer.nets``; the source must have trained the same task and at least one tensor must match.
     Optimiser states and counters are not copied (the new run starts at step 0)."""
-    ck = runs.open_checkpoint(Path(source).expanduser(), "last")
+    ck = runs.open_checkpoint(source, "last")
     task = trainer.cfg.task
     if ck.task != task:
         raise ConfigError(

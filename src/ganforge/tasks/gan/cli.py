@@ -15,8 +15,16 @@ DESCRIPTION = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir")
-    parser.add_argument("--out", help="output .png or .gif (default RUN_DIR/interpolation.png)")
+    parser.add_argument(
+        "run_dir",
+        nargs="?",
+        default="digits",
+        metavar="RUN",
+        help="a GAN run folder, a checkpoint folder or a built-in model's name (default: digits)",
+    )
+    parser.add_argument(
+        "--out", help="output .png or .gif (default RUN/interpolation.png; interpolation.png for a built-in model)"
+    )
     parser.add_argument("--rows", type=int, default=8, help="number of paths (default 8)")
     parser.add_argument("--steps", type=int, default=10, help="images per path (default 10)")
     parser.add_argument("--seed", type=int, default=0)
@@ -35,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 2 or args.rows < 1:
         raise UsageError("--steps must be >= 2 and --rows >= 1")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "interpolation.png"
+    from ganforge.runs import is_run_dir, resolve
+
+    default_dir = resolve(args.run_dir) if is_run_dir(resolve(args.run_dir)) else Path(".")
+    out = Path(args.out) if args.out else default_dir / "interpolation.png"
     if out.suffix.lower() not in INTERPOLATION_SUFFIXES:
         raise UsageError(f"--out {out}: expected a .png (grid) or .gif (animation) path")
     device = check_device(args.device)

@@ -117,7 +117,7 @@ def load_completer(model: Any, method: str = "auto", checkpoint: str = "last", d
     if isinstance(model, (str, Path)):  # the run's handle, whatever its task
         from ganforge.api import load
 
-        path = Path(model).expanduser()
+        path = runs.resolve(model)
         if runs.is_checkpoint_dir(path):  # a checkpoint folder: it names itself as the checkpoint
             checkpoint = str(path)
         model = load(path, checkpoint=checkpoint, device=device)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
 from ganforge.errors import InpaintError
 from ganforge.options import from_namespace
 from ganforge.tasks.inpaint.options import (
@@ -31,6 +31,7 @@ from ganforge.tasks.inpaint.options import (
 )
 
 VERB = "inpaint"  # the command: ganforge inpaint ...
+DEFAULT_MODEL = "digits-inpaint"  # the built-in model used without --model
 ORDER = 60  # place in `ganforge --help`
 HELP = "fill in missing regions of images with a trained GAN or completion network"
 DESCRIPTION = (
@@ -40,7 +41,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_and_image(parser, "run folder from 'ganforge train' (GAN or task=inpaint)")
+    add_model_and_image(parser, "run folder from 'ganforge train' (GAN or task=inpaint)", default=DEFAULT_MODEL)
     parser.add_argument("--mask", metavar="PATH", help="mask image, white = missing (a folder of masks in folder mode)")
     parser.add_argument(
         "--box", metavar="X,Y,W,H", help="fill this rectangle instead of a mask (left, top, width, height)"
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
     use_threads(args.threads)
-    image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
+    image, out = image_of(args), Path(args.out).expanduser()
     options = from_namespace(InpaintOptions, args, {"class_": "cls"}, device=device)
     if image.is_dir():
         if args.mask is not None and not Path(args.mask).is_dir():

@@ -60,7 +60,7 @@ def load_upscaler(model: Any, checkpoint: str = "last", device: str = "cpu", ema
     if isinstance(model, (str, Path)):
         from ganforge.api import load
 
-        path = Path(model).expanduser()
+        path = runs.resolve(model)
         if runs.is_checkpoint_dir(path):
             checkpoint = str(path)
         model = load(path, checkpoint=checkpoint, device=device, ema=ema)

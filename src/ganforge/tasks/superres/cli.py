@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
 
 VERB = "upscale"  # the command: ganforge upscale ...
+DEFAULT_MODEL = "photo-x4"  # the built-in model used without --model
 ORDER = 65  # place in `ganforge --help`
 HELP = "upscale images with a super-resolution run (task=superres)"
 DESCRIPTION = (
@@ -26,7 +27,9 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_and_image(
-        parser, "a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model)"
+        parser,
+        "a task=superres run folder, or a checkpoint folder (RUN/checkpoints/pixel: the pixel-loss model),",
+        default=DEFAULT_MODEL,
     )
     parser.add_argument(
         "--out",
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = check_device(args.device)
     use_threads(args.threads)
-    image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
+    image, out = image_of(args), Path(args.out).expanduser()
     options = UpscaleOptions(
         tile=DEFAULT_TILE if args.tile is None else args.tile,
         overlap=args.overlap,

@@ -8,7 +8,7 @@ from typing import Optional
 from ganforge.config import Section, choice, nonneg, positive
 from ganforge.errors import ConfigError
 from ganforge.tasks.superres.data import DEGRADATIONS
-from ganforge.tasks.superres.networks import SCALES, SR_MODELS
+from ganforge.tasks.superres.networks import SCALES, SR_MODELS, UPSAMPLERS
 
 FEATURE_NETS = ("d", "mnist", "vgg", "none")
 
@@ -20,6 +20,7 @@ class SuperResConfig(Section):
     width: int = 64  # generator feature channels
     blocks: int = 16  # residual blocks (srresnet) or RRDBs (rrdb)
     growth: int = 32  # rrdb: growth channels of the dense blocks
+    upsampler: str = "progressive"  # progressive (2x pixel-shuffle stages) | direct (one conv, one s x shuffle: faster)
     d_width: int = 64  # U-Net discriminator base channels
     crop: int = 0  # side of the high-resolution training crops (a multiple of scale); 0 = whole images
     degrade: str = (
@@ -37,6 +38,7 @@ class SuperResConfig(Section):
     def check(self, key: str = "superres") -> None:
         choice(f"{key}.arch", self.arch, SR_MODELS.names())
         choice(f"{key}.scale", self.scale, list(SCALES))
+        choice(f"{key}.upsampler", self.upsampler, list(UPSAMPLERS))
         choice(f"{key}.degrade", self.degrade, list(DEGRADATIONS))
         choice(f"{key}.feature_net", self.feature_net, list(FEATURE_NETS))
         for k in ("width", "blocks", "growth", "d_width"):

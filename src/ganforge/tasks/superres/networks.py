@@ -19,6 +19,7 @@ from ganforge.nn.layers import ModelBuildError, maybe_sn
 from ganforge.registry import Registry
 
 SCALES = (2, 4, 8)
+UPSAMPLERS = ("progressive", "direct")  # SRGenerator(upsampler=...): 2x pixel-shuffle stages, or one s x shuffle
 MAX_D_LEVELS = 3  # 2x downsamplings of the U-Net discriminator (Real-ESRGAN uses 3)
 MIN_D_SIDE = 4  # its coarsest map keeps at least this many pixels on the shorter side
 
@@ -112,6 +113,7 @@ class SRGenerator(nn.Module):
         body: str = "resblock",
         growth: int = 32,
         res_scale: float = 1.0,
+        upsampler: str = "progressive",
     ):
         super().__init__()
         if scale not in SCALES:
@@ -120,6 +122,8 @@ class SRGenerator(nn.Module):
             raise ModelBuildError(f"channels, width and blocks must be positive (got {channels}, {width}, {blocks})")
         if body not in ("resblock", "rrdb"):
             raise ModelBuildError(f"body {body!r}: choose resblock or rrdb")
+        if upsampler not in UPSAMPLERS:
+            raise ModelBuildError(f"upsampler {upsampler!r}: choose one of {', '.join(UPSAMPLERS)}")
         self.channels, self.scale, self.width, self.body_kind = channels, scale, width, body
         self.head = conv3x3(channels, width)
         block: Callable[[], nn.Module] = (
@@ -129,13 +133,17 @@ class SRGenerator(nn.Module):
         self.body_conv = conv3x3(width, width)
         stages = int(math.log2(scale))
         ups: List[nn.Module] = []
-        for _ in range(stages - 1):  # every stage but the last: width -> 4 width -> shuffle -> width at 2x
-            ups += [conv3x3(width, 4 * width), nn.PixelShuffle(2), nn.LeakyReLU(0.2)]
-        ups += [conv3x3(width, 4 * channels), nn.PixelShuffle(2)]  # the last stage: straight to the image
+        if upsampler == "direct":  # one conv at 1x straight to s*s*C channels, one s x shuffle
+            stages = 1
+            ups += [conv3x3(width, scale * scale * channels), nn.PixelShuffle(scale)]
+        else:
+            for _ in range(stages - 1):  # every stage but the last: width -> 4 width -> shuffle -> width at 2x
+                ups += [conv3x3(width, 4 * width), nn.PixelShuffle(2), nn.LeakyReLU(0.2)]
+            ups += [conv3x3(width, 4 * channels), nn.PixelShuffle(2)]  # the last stage: straight to the image
         self.upsample = nn.Sequential(*ups)
         for m in self.upsample:
             if isinstance(m, nn.Conv2d):
-                icnr_(m.weight)
+                icnr_(m.weight, scale if upsampler == "direct" else 2)
                 nn.init.zeros_(m.bias)
         # radius of the receptive field in input pixels: head, body, body conv at 1x; each up-stage
         # conv is one pixel at its own resolution; the bicubic base looks 2 input pixels out
@@ -269,21 +277,33 @@ SR_MODELS: Registry[Callable[..., SRGenerator]] = Registry("super-resolution net
 
 
 @SR_MODELS.register("srresnet")
-def build_srresnet(channels: int, scale: int, width: int = 64, blocks: int = 16, growth: int = 32) -> SRGenerator:
-    return SRGenerator(channels, scale, width, blocks, body="resblock")
+def build_srresnet(
+    channels: int, scale: int, width: int = 64, blocks: int = 16, growth: int = 32, upsampler: str = "progressive"
+) -> SRGenerator:
+    return SRGenerator(channels, scale, width, blocks, body="resblock", upsampler=upsampler)
 
 
 @SR_MODELS.register("rrdb")
-def build_rrdb(channels: int, scale: int, width: int = 64, blocks: int = 16, growth: int = 32) -> SRGenerator:
-    return SRGenerator(channels, scale, width, blocks, body="rrdb", growth=growth)
+def build_rrdb(
+    channels: int, scale: int, width: int = 64, blocks: int = 16, growth: int = 32, upsampler: str = "progressive"
+) -> SRGenerator:
+    return SRGenerator(channels, scale, width, blocks, body="rrdb", growth=growth, upsampler=upsampler)
 
 
 def build_superres(
-    arch: str, channels: int, scale: int, width: int, blocks: int, growth: int, d_width: int, hr_size: Sequence[int]
+    arch: str,
+    channels: int,
+    scale: int,
+    width: int,
+    blocks: int,
+    growth: int,
+    d_width: int,
+    hr_size: Sequence[int],
+    upsampler: str = "progressive",
 ) -> Tuple[SRGenerator, UNetDiscriminator]:
     """(generator, discriminator) for ``arch`` (``srresnet`` | ``rrdb``); D sized for ``hr_size`` (H, W) crops."""
     if arch not in SR_MODELS:
         raise ModelBuildError(f"arch {arch!r}: choose one of {', '.join(SR_MODELS.names())}")
-    g = SR_MODELS.get(arch)(channels, scale, width, blocks, growth)
+    g = SR_MODELS.get(arch)(channels, scale, width, blocks, growth, upsampler)
     d = UNetDiscriminator(channels, d_width, d_levels(*hr_size))
     return g, d

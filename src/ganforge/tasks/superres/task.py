@@ -21,7 +21,9 @@ class SuperResTask(Task):
     def load(self, checkpoint: runs.Checkpoint, ema: bool = True, device="cpu") -> UpscalerHandle:
         def build_net(cfg, c):
             sr = cfg.superres
-            return SR_MODELS.get(sr.arch)(int(c["img_shape"][0]), sr.scale, sr.width, sr.blocks, sr.growth)
+            return SR_MODELS.get(sr.arch)(
+                int(c["img_shape"][0]), sr.scale, sr.width, sr.blocks, sr.growth, sr.upsampler
+            )
 
         return self.load_generator(
             checkpoint, UpscalerHandle, build_net, "super-resolution network", ema, device, ema_optional=True

@@ -72,7 +72,7 @@ class SuperResTrainer(TrainingLoop):
             self.hr_shape = (h, w)
         try:
             self.G, self.D = build_superres(
-                sr.arch, c, sr.scale, sr.width, sr.blocks, sr.growth, sr.d_width, self.hr_shape
+                sr.arch, c, sr.scale, sr.width, sr.blocks, sr.growth, sr.d_width, self.hr_shape, sr.upsampler
             )
         except ModelBuildError as e:
             raise ConfigError(f"superres.arch={sr.arch}: {e}") from None

@@ -70,7 +70,7 @@ def load_translator(model: Any, checkpoint: str = "last", device: str = "cpu", e
     if isinstance(model, (str, Path)):
         from ganforge.api import load
 
-        path = Path(model).expanduser()
+        path = runs.resolve(model)
         if runs.is_checkpoint_dir(path):
             checkpoint = str(path)
         handle = load(path, checkpoint=checkpoint, ema=ema, device=device)

@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
 
 VERB = "translate"  # the command: ganforge translate ...
+DEFAULT_MODEL = "photo2painting"  # the built-in model used without --model
 ORDER = 65  # place in `ganforge --help`
 HELP = "translate images from one domain to another with a pix2pix or CycleGAN run"
 DESCRIPTION = (
@@ -24,7 +25,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_and_image(parser, "run folder of 'ganforge train task=translate'")
+    add_model_and_image(parser, "run folder of 'ganforge train task=translate'", default=DEFAULT_MODEL)
     parser.add_argument("--out", required=True, metavar="PATH", help="output image, or folder (folder mode)")
     parser.add_argument(
         "--direction",
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = check_device(args.device)
     use_threads(args.threads)
-    image, out = Path(args.image).expanduser(), Path(args.out).expanduser()
+    image, out = image_of(args), Path(args.out).expanduser()
     options = TranslateOptions(checkpoint=args.checkpoint, device=device, ema=not args.no_ema, tile=args.tile)
     if image.is_dir():
         if args.target is not None and not Path(args.target).is_dir():

@@ -223,7 +223,7 @@ def load_watermarker(model: Any, checkpoint: str = "last", device: str = "cpu"):
     if isinstance(model, (str, Path)):
         from ganforge.api import load
 
-        path = Path(model).expanduser()
+        path = runs.resolve(model)
         if runs.is_checkpoint_dir(path):
             checkpoint = str(path)
         model = load(path, checkpoint=checkpoint, device=device)

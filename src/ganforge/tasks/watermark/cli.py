@@ -17,9 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, use_threads
+from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
 
 VERB = "watermark"  # the command: ganforge watermark ...
+DEFAULT_MODEL = "photo-watermark"  # the built-in model used without --model
 ORDER = 68  # place in `ganforge --help`
 HELP = "embed, detect or extract an invisible watermark (task=watermark)"
 DESCRIPTION = (
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     det = sub.add_parser("detect", help="test an image (or a folder) for a key: p-value and decision")
     ext = sub.add_parser("extract", help="read the message of an image (or a folder)")
     for p in (emb, det, ext):
-        add_model_and_image(p, "a task=watermark run folder (or a checkpoint folder)", "WM_RUN")
+        add_model_and_image(p, "a task=watermark run folder (or a checkpoint folder)", "WM_RUN", default=DEFAULT_MODEL)
         add_loading(p, "last | STEP | checkpoint folder")
     emb.add_argument(
         "--message",
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = check_device(args.device)
     use_threads(args.threads)
-    image = Path(args.image).expanduser()
+    image = image_of(args)
     if not image.exists():
         raise wm.WatermarkError(f"image '{image}' does not exist")
     handle = wm.load_watermarker(args.model, checkpoint=args.checkpoint, device=device)
