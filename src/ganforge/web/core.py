@@ -1,5 +1,6 @@
-"""What every page of the web app shares: the runs folder (read only, nothing outside it served),
-uploads (size and pixel limits), background jobs with progress, and the declarative page.
+"""What every page of the web app shares: the runs folder (read only, nothing outside it served) and the
+built-in models beside it, uploads (size and pixel limits), background jobs with progress, and the
+declarative page.
 
 A page (:class:`Page`) is a form and one function: its :class:`Field` list says what the browser shows
 (a run picker, numbers, choices, an image upload, a mask drawn with the mouse), and ``run(form, job)``
@@ -93,6 +94,51 @@ class RunsFolder:
         except Forbidden:  # a link to a run elsewhere
             raise RunError(f"run '{name}' leads outside '{self.root}'") from None
 
+    def model(self, name: str, tasks: Sequence[str] = ()) -> Path:
+        """What a run picker's value means: ``builtin:NAME``, the folder of that built-in model (only a name
+        :func:`ganforge.models.names` lists, of one of ``tasks`` when given), else the run folder ``name``
+        (:meth:`run`). A run folder called like a built-in model stays a run: only the prefix picks the model."""
+        from ganforge import models
+
+        if not name.startswith(models.BUILTIN_PREFIX):
+            return self.run(name)
+        bare = name[len(models.BUILTIN_PREFIX) :]
+        have = models.names()
+        if bare not in have:  # only the package's own models: no paths, no '..'
+            raise RunError(
+                f"no built-in model named {bare!r}"
+                + (f"; built-in models: {', '.join(have)}" if have else "; this ganforge has no built-in models")
+            )
+        task = builtin_task(bare)
+        if tasks and task not in tasks:
+            raise RunError(f"built-in model {bare!r} is a {task} model; this page takes {' / '.join(tasks)} models")
+        return models.folder(bare)
+
+
+# ---- built-in models ----------------------------------------------------------------------------------
+
+
+def builtin_task(name: str) -> str:
+    """The task of the built-in model ``name``: its card's, else its config's."""
+    from ganforge import models, runs
+
+    return str(models.get(name).meta.get("task") or runs.run_task(models.folder(name)))
+
+
+def builtin_summary(name: str) -> Dict[str, Any]:
+    """One built-in model as the Runs page and the run pickers show it, from its model card alone: the name,
+    the picker's value (``builtin:NAME``), task, summary, input -> output, headline figure, size, data."""
+    from ganforge import models
+    from ganforge.models.card import card_summary
+
+    out: Dict[str, Any] = {"name": name, "value": models.BUILTIN_PREFIX + name}
+    try:
+        card = models.get(name)
+        row = card_summary(card)
+        return row | out | {"task": builtin_task(name), "summary": str(card.meta.get("summary") or "").strip()}
+    except GanforgeError as e:
+        return out | {"error": f"error: {e}"}
+
 
 # ---- uploads -----------------------------------------------------------------------------------------
 
@@ -159,7 +205,7 @@ def check_image_upload(path: Path, limits: Limits, what: str = "image") -> Tuple
 class Field:
     """One input of a page's form.
 
-    kind: ``run`` (a run folder of the page's tasks), ``int``, ``float``, ``text``, ``select``
+    kind: ``run`` (a run folder or built-in model of the page's tasks), ``int``, ``float``, ``text``, ``select``
     (``choices``), ``check`` (a box), ``image`` (an upload), ``mask`` (drawn with the mouse over the
     ``image`` field named in ``over``). ``depends``: the choices come from the chosen run
     (``Page.run_options``); a field with no choices for that run is hidden (e.g. the class of an
@@ -262,7 +308,8 @@ class Page:
     """A page of the app: a form (``fields``), what it does (``run``), and the tasks whose runs it uses.
 
     ``run(form, job) -> [Output]``: ``form`` maps field names to parsed values (``run`` to the run
-    folder's Path, images to their saved Path); report progress with ``job.progress(done, total, text)``.
+    folder's Path, or a built-in model's folder, images to their saved Path); report progress with
+    ``job.progress(done, total, text)``.
     ``run_options(run_dir, cache) -> {field: [choices]}`` fills the fields marked ``depends`` for a run.
     """
 
@@ -274,6 +321,7 @@ class Page:
     run: Callable[[Dict[str, Any], "Job"], List[Output]]
     run_options: Optional[Callable[[Path, "HandleCache"], Dict[str, List[Any]]]] = None
     order: int = 100
+    default_model: str = ""  # the built-in model the run picker starts with when the folder has no run of the tasks
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -281,6 +329,7 @@ class Page:
             "title": self.title,
             "summary": self.summary,
             "tasks": list(self.tasks),
+            "default_model": self.default_model,
             "fields": [f.to_json() for f in self.fields],
         }
 

@@ -4,10 +4,12 @@ static browser code.
     app = create_app("runs")                       # an ASGI app (serve it with uvicorn)
     serve("runs", host="127.0.0.1", port=7860)     # what `ganforge serve` runs
 
-Routes: ``/``, ``/static/*``, ``/api/pages``, ``/api/runs``, ``/api/runs/{run}/options/{page}``, ``POST
-/api/pages/{page}`` (a form -> a job id), ``/api/jobs/{id}`` and its outputs, ``/files/{path}`` (an image in
-the runs folder; a path leading outside it gets 403). Read only: run folders are read, never written;
-outputs go to private temporary folders, deleted afterwards; nothing is unpickled.
+Routes: ``/``, ``/static/*``, ``/api/pages``, ``/api/runs`` (the runs, and the built-in models' cards),
+``/api/runs/{run}/options/{page}``, ``POST /api/pages/{page}`` (a form -> a job id), ``/api/jobs/{id}`` and
+its outputs, ``/files/{path}`` (an image in the runs folder; a path leading outside it gets 403). A run
+picker's ``builtin:NAME`` is a built-in model (only the names :func:`ganforge.models.names` lists); nothing
+of the package's folder is served but what the cards say. Read only: run folders and built-in models are
+read, never written; outputs go to private temporary folders, deleted afterwards; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ganforge.web.core import (
     Limits,
     RunsFolder,
     Scratch,
+    builtin_summary,
     check_image_upload,
 )
 
@@ -148,6 +151,11 @@ def _stamp(run: Path) -> tuple:
     return tuple(out)
 
 
+def _stamp_model(model: Path) -> tuple:
+    """What changes when a built-in model's files do (a reinstall)."""
+    return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in model.iterdir() if p.is_file()))
+
+
 # ---- the app ---------------------------------------------------------------------------------------------
 
 
@@ -195,6 +203,19 @@ def create_app(
         }
 
     summaries: Dict[str, Any] = {}  # run name -> (the files' stamps, its summary): reread only what changed
+    cards: Dict[Path, Any] = {}  # built-in model's folder -> (its files' stamps, its summary)
+
+    def builtin_models() -> List[Dict[str, Any]]:
+        from ganforge import models
+
+        out = []
+        for name in models.names():
+            where = models.folder(name)
+            stamp = _stamp_model(where)
+            if cards.get(where, (None,))[0] != stamp:
+                cards[where] = (stamp, builtin_summary(name))
+            out.append(cards[where][1])
+        return out
 
     @app.get("/api/runs")
     def list_runs() -> Dict[str, Any]:
@@ -208,7 +229,7 @@ def create_app(
             if "updated" in r:  # whether it is training depends on the clock, not only on the files
                 r["live"] = _live(r["updated"], r["progress"])
             out.append(r)
-        return {"runs_dir": str(folder.root), "runs": out}
+        return {"runs_dir": str(folder.root), "runs": out, "builtin": builtin_models()}
 
     @app.get("/api/runs/{name:path}/options/{page}")
     def run_options(name: str, page: str):
@@ -216,7 +237,7 @@ def create_app(
             return _error(404, f"error: no page {page!r}")
         p = PAGES.get(page)
         try:
-            run = folder.run(name)
+            run = folder.model(name, p.tasks)
             return {"options": p.run_options(run, cache) if p.run_options else {}}
         except GanforgeError as e:
             return _error(400, f"error: {e}")
@@ -259,7 +280,7 @@ def create_app(
             for f in p.fields:
                 v = f.parse(form.get(f.name), scratch, limits)
                 if f.kind == "run":
-                    v = folder.run(str(v))
+                    v = folder.model(str(v), p.tasks)
                 elif f.kind in ("image", "mask") and v is not None:
                     v = await _save_upload(v, scratch, limits, "mask" if f.kind == "mask" else "image", f.name)
                 values[f.name] = v

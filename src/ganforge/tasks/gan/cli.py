@@ -11,6 +11,7 @@ from ganforge.cli._common import add_device, add_threads, check_device, use_thre
 VERB = "interpolate"  # the command: ganforge interpolate ...
 ORDER = 30  # place in `ganforge --help`
 HELP = "latent-space interpolation grid (.png) or animation (.gif)"
+DEFAULT_MODEL = "digits"  # the built-in GAN used without RUN
 DESCRIPTION = None
 
 
@@ -18,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dir",
         nargs="?",
-        default="digits",
+        default=DEFAULT_MODEL,
         metavar="RUN",
-        help="a GAN run folder, a checkpoint folder or a built-in model's name (default: digits)",
+        help=f"a GAN run folder, a checkpoint folder or a built-in model's name (default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--out", help="output .png or .gif (default RUN/interpolation.png; interpolation.png for a built-in model)"

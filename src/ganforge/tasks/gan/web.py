@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ganforge.tasks.gan.cli import DEFAULT_MODEL
 from ganforge.web.core import Field, HandleCache, Job, Output, Page, file_output, model_fields, register
 
 ANY_CLASS = "classes in turn"
@@ -105,5 +106,6 @@ register(
         _run,
         run_options=_options,
         order=10,
+        default_model=DEFAULT_MODEL,
     )
 )

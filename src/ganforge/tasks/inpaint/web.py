@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from ganforge.tasks.inpaint.cli import DEFAULT_MODEL
 from ganforge.tasks.inpaint.options import BLENDS, DEFAULT_RESTARTS, METHODS
 from ganforge.web.core import Field, Job, Output, Page, model_fields, png_output, register
 
@@ -69,5 +70,6 @@ register(
         FIELDS,
         _run,
         order=20,
+        default_model=DEFAULT_MODEL,
     )
 )

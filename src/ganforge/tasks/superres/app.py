@@ -39,7 +39,7 @@ __all__ = [
     "upscale_folder",
 ]
 
-DEFAULT_TILE = 128  # input pixels a side per tile: ~0.2 GB peak for the width-64 photo network at x4
+DEFAULT_TILE = 256  # input pixels a side per tile: ~0.2 GB peak for the width-32 photo network at x4
 MIN_TILE = 8  # smallest tile accepted
 
 

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="input pixels a side per tile (default 128; 0 = the whole image at once)",
+        help="input pixels a side per tile (default 256; 0 = the whole image at once)",
     )
     parser.add_argument(
         "--overlap",

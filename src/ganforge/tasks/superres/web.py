@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from ganforge.tasks.superres.cli import DEFAULT_MODEL
 from ganforge.web.core import Field, Job, Output, Page, file_output, model_fields, png_output, register
 
 
@@ -46,5 +47,6 @@ register(
         FIELDS,
         _run,
         order=30,
+        default_model=DEFAULT_MODEL,
     )
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ganforge.tasks.translate.cli import DEFAULT_MODEL
 from ganforge.web.core import Field, HandleCache, Job, Output, Page, model_fields, png_output, register
 
 
@@ -49,5 +50,6 @@ register(
         _run,
         run_options=_options,
         order=40,
+        default_model=DEFAULT_MODEL,
     )
 )

@@ -8,6 +8,8 @@ from typing import Any, Dict, List
 
 from ganforge.web.core import Field, Job, Output, Page, file_output, model_fields, register
 
+DEFAULT_MODEL = "moving-digits"  # the built-in video model the page starts with when the folder has no video run
+
 
 def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     from ganforge.api import sample_writer
@@ -54,5 +56,6 @@ register(
         FIELDS,
         _run,
         order=15,
+        default_model=DEFAULT_MODEL,
     )
 )

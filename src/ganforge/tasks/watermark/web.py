@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List
 
+from ganforge.tasks.watermark.cli import DEFAULT_MODEL
 from ganforge.web.core import Field, Job, Output, Page, model_fields, png_output, register
 
 ACTIONS = ("embed", "detect", "extract")
@@ -122,5 +123,6 @@ register(
         FIELDS,
         _run,
         order=50,
+        default_model=DEFAULT_MODEL,
     )
 )

@@ -2,7 +2,8 @@
 // (GET /api/pages: fields and tasks); this file draws any of them, plus the Runs page.
 "use strict";
 
-const state = { pages: [], runs: [], timer: null, view: null };
+const state = { pages: [], runs: [], models: [], timer: null, view: null };  // models: the built-in models' cards
+const BUILTIN = "builtin:";  // a run picker's value for a built-in model: builtin:NAME
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -114,17 +115,33 @@ function runCard(r) {
     el("div", {}, curveCharts(r.curves || {})));
 }
 
+function modelCard(m) {
+  // a built-in model, from its model card: shown, never changed (it ships inside the package)
+  if (m.error) return el("div", { class: "card model", "data-model": m.name }, el("h2", { text: m.name }), el("div", { class: "error", text: m.error }));
+  const rows = [["input → output", m.input || m.output ? `${m.input || "?"} → ${m.output || "?"}` : ""], ["measured", m.headline],
+    ["training data", m.data], ["size", m.size_mb === undefined ? "" : `${m.size_mb} MB`], ["use it as", m.value]];
+  return el("div", { class: "card model", "data-model": m.name, "data-task": m.task },
+    el("div", {}, el("h2", { text: m.name }), el("span", { class: "badge", text: m.task }), el("span", { class: "badge builtin", text: "built-in" })),
+    el("div", {}, m.summary ? el("p", { class: "summary", text: m.summary }) : null,
+      el("table", {}, rows.filter(([, v]) => v).map(([k, v]) => el("tr", { "data-row": k }, el("td", { class: "muted", text: k }), el("td", { text: v }))))));
+}
+
 async function showRuns() {
   const main = document.getElementById("main");
   let data;
   try { data = await getJSON("/api/runs"); } catch (e) { showError(main, e.message); return; }
   if (state.view !== "runs" && location.hash && location.hash !== "#runs") return;
-  state.runs = data.runs;
+  state.runs = data.runs; state.models = data.builtin || [];
   const live = data.runs.some(r => r.live);
+  const models = state.models.length ? [el("section", { class: "builtin" }, el("h1", { text: "Built-in models" }),
+    el("p", { class: "muted", text: `${state.models.length} model(s) that ship with ganforge, offered on the pages beside your runs (read only)` }),
+    ...state.models.map(modelCard))] : [];
   main.replaceChildren(
     el("h1", { text: "Runs" }),
     el("p", { class: "muted", text: `${data.runs.length} run(s) in ${data.runs_dir}` + (live ? " — refreshing every 2 s while training" : "") }),
-    ...(data.runs.length ? data.runs.slice().reverse().map(runCard) : [el("p", { text: "No runs yet: train one with 'ganforge train'." })]));
+    ...(data.runs.length ? data.runs.slice().reverse().map(runCard)
+      : [el("p", { text: "No runs yet: train one with 'ganforge train'" + (models.length ? ", or use a built-in model below." : ".") })]),
+    ...models);
   state.timer = setTimeout(() => { if (state.view === "runs") showRuns(); }, live ? 2000 : 10000);
 }
 
@@ -214,8 +231,15 @@ function fieldInput(f, page) {
     return el("label", { class: "check" }, el("input", { type: "checkbox", name: f.name, id, checked: !!f.default }), f.label || f.name, help);
   let input;
   if (f.kind === "run") {
-    const runs = state.runs.filter(r => !r.error && page.tasks.includes(r.task));
-    input = el("select", { name: f.name, id }, runs.length ? runs.slice().reverse().map(r => el("option", { value: r.name, text: `${r.name} (${r.task})` }))
+    // the folder's runs of the page's tasks, newest first, then the built-in models of those tasks; without
+    // such a run the page starts with its task's built-in model
+    const runs = state.runs.filter(r => !r.error && page.tasks.includes(r.task)).reverse();
+    const models = state.models.filter(m => !m.error && page.tasks.includes(m.task));
+    const preset = runs.length ? runs[0].name : (models.find(m => m.name === page.default_model) || models[0] || {}).value;
+    const options = runs.map(r => el("option", { value: r.name, text: `${r.name} (${r.task})`, selected: r.name === preset }));
+    if (models.length) options.push(el("optgroup", { label: "built-in models" }, models.map(m =>
+      el("option", { value: m.value, text: `${m.name} (built-in)`, title: m.summary || null, selected: m.value === preset }))));
+    input = el("select", { name: f.name, id }, options.length ? options
       : el("option", { value: "", text: `no ${page.tasks.join(" / ")} runs in the folder` }));
   } else if (f.kind === "select") {
     input = el("select", { name: f.name, id }, (f.choices || []).map(c => el("option", { value: c, text: c, selected: c === f.default })));
@@ -228,6 +252,15 @@ function fieldInput(f, page) {
     input = el("input", { type: "text", name: f.name, id, value: f.default ?? "" });
   }
   return el("label", { class: f.kind === "image" ? "wide" : null, "data-field": f.name }, f.label || f.name, input, help);
+}
+
+function syncModelFields(form) {
+  // a built-in model is a single checkpoint: no checkpoint to choose (a hidden field is not sent: "last")
+  const run = form.elements["run"], ck = form.elements["checkpoint"];
+  if (!run || !ck) return;
+  const builtin = run.value.startsWith(BUILTIN);
+  ck.closest("label").hidden = builtin;
+  if (builtin) ck.value = "last";
 }
 
 async function fillRunOptions(page, form) {
@@ -291,7 +324,10 @@ async function pollJob(id, status, outputs, button) {
 
 async function showPage(page) {
   const main = document.getElementById("main");
-  try { state.runs = (await getJSON("/api/runs")).runs; } catch (e) { showError(main, e.message); return; }
+  try {
+    const data = await getJSON("/api/runs");
+    state.runs = data.runs; state.models = data.builtin || [];
+  } catch (e) { showError(main, e.message); return; }
   const form = el("form", { class: "page", "data-page": page.name, novalidate: true });
   const masks = [];
   for (const f of page.fields) {
@@ -307,7 +343,7 @@ async function showPage(page) {
   const status = el("div", { class: "status wide" });
   const outputs = el("div", { class: "outputs wide" });
   form.append(el("div", { class: "wide" }, button), status, outputs);
-  if (form.elements["run"]) form.elements["run"].addEventListener("change", () => fillRunOptions(page, form));
+  if (form.elements["run"]) form.elements["run"].addEventListener("change", () => { syncModelFields(form); fillRunOptions(page, form); });
   form.addEventListener("submit", async ev => {
     ev.preventDefault();
     status.replaceChildren(); delete status.dataset.job;  // before anything waits: the old result goes at once
@@ -328,6 +364,7 @@ async function showPage(page) {
     pollJob(body.job, status, outputs, button);
   });
   main.replaceChildren(el("h1", { text: page.title }), el("p", { class: "muted", text: page.summary }), el("div", { class: "card" }, form));
+  syncModelFields(form);
   await fillRunOptions(page, form);
   form.dataset.ready = "1";
 }
