@@ -138,7 +138,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "photo-watermark": {
         "checkpoint": "last",
-        "networks": ["encoder", "decoder", "discriminator"],
+        "networks": ["generator", "discriminator"],  # the watermark task saves encoder + decoder as generator
         "card": {
             "summary": "An invisible 32-bit watermark (HiDDeN/RivaGAN family, TrustMark-style residual): embed a "
             "short message (text or hex, BCH-protected), detect a key with a p-value, or read the message back, "

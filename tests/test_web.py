@@ -514,6 +514,196 @@ def test_watermark_page_embeds_detects_and_extracts(page, web_runs, shots, tmp_p
     assert page.locator(".status .error").inner_text() == f"error: {cli.value}".replace(str(tmp_path) + "/", "")
 
 
+# ---- built-in models -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def packed_models(tmp_path_factory, web_runs):
+    """A folder of built-in models packed from tiny runs: the conditional GAN under the name of the GAN pages'
+    default, another (unconditional) GAN and a super-resolution model."""
+    from ganforge.models.pack import pack
+    from ganforge.tasks.gan.cli import DEFAULT_MODEL
+
+    root = tmp_path_factory.mktemp("builtin")
+    card = {"summary": "A tiny conditional GAN of digits.", "input": "a seed and a class", "output": "28x28 digits"}
+    pack(FIXTURES / "v0-gan-run", root / DEFAULT_MODEL, card=card | {"figures": [{"what": "FID", "value": 99.5}]})
+    pack(web_runs / "00010-uncond", root / "another-gan", card={"summary": "A tiny unconditional GAN."})
+    pack(web_runs / "00002-superres", root / "tiny-sr", card={"summary": "A tiny x4 upscaler.", "input": "an image"})
+    return root
+
+
+@pytest.fixture
+def builtins(packed_models, monkeypatch):
+    """The packed models as the built-in models (``ganforge.models.ROOT``), checked unchanged afterwards."""
+    import ganforge.models
+
+    before = snapshot(packed_models)
+    monkeypatch.setattr(ganforge.models, "ROOT", packed_models)
+    yield packed_models
+    assert snapshot(packed_models) == before, "the web app wrote into a built-in model"
+
+
+def wait_job(client, job_id: str) -> dict:
+    import time
+
+    for _ in range(600):
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in ("done", "error"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_builtin_models_are_listed_for_their_pages_and_run_jobs(web_runs, builtins, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ganforge.tasks.gan.app import write_samples
+    from ganforge.tasks.gan.cli import DEFAULT_MODEL as GAN_DEFAULT
+    from ganforge.tasks.superres.cli import DEFAULT_MODEL as SR_DEFAULT
+
+    client = TestClient(create_app(web_runs), base_url="http://localhost")
+    data = client.get("/api/runs").json()
+    assert [r["name"] for r in data["runs"]][:2] == ["00000-gan", "00001-inpaint"]  # the runs, as before
+    models = {m["name"]: m for m in data["builtin"]}
+    assert sorted(models) == ["another-gan", GAN_DEFAULT, "tiny-sr"]
+    m = models[GAN_DEFAULT]
+    assert (m["value"], m["task"], m["summary"]) == (
+        f"builtin:{GAN_DEFAULT}",
+        "gan",
+        "A tiny conditional GAN of digits.",
+    )
+    assert (m["input"], m["output"], m["headline"]) == ("a seed and a class", "28x28 digits", "FID: 99.5")
+    assert models["tiny-sr"]["task"] == "superres" and "folder" not in m and str(builtins) not in str(data)
+    pages = {p["name"]: p for p in client.get("/api/pages").json()["pages"]}
+    assert pages["generate"]["default_model"] == GAN_DEFAULT and pages["upscale"]["default_model"] == SR_DEFAULT
+    assert pages["video"]["default_model"] and pages["complete"]["default_model"]
+    # a model's options, and a model of another task refused by the page
+    opts = client.get(f"/api/runs/builtin:{GAN_DEFAULT}/options/generate").json()["options"]
+    assert opts["class"][1:] == [str(i) for i in range(10)]
+    assert client.get("/api/runs/builtin%3Aanother-gan/options/generate").json()["options"] == {"class": []}
+    r = client.get("/api/runs/builtin:tiny-sr/options/generate")
+    assert r.status_code == 400
+    assert r.json()["error"] == "error: built-in model 'tiny-sr' is a superres model; this page takes gan models"
+    # a job with a built-in model: the samples `ganforge sample builtin:NAME` writes
+    form = {"run": f"builtin:{GAN_DEFAULT}", "seed": "3", "count": "6", "class": "7", "ema": "true"}
+    r = client.post("/api/pages/generate", data=form)
+    assert r.status_code == 200, r.text
+    job = wait_job(client, r.json()["job"])
+    assert job["state"] == "done", job["error"]
+    shown = [o for o in job["outputs"] if o["name"] == "samples.png" and o["kind"] == "image"][0]
+    write_samples(ganforge.load_generator(f"builtin:{GAN_DEFAULT}"), tmp_path / "cli.png", 6, seed=3, cls="7")
+    got = np.asarray(Image.open(io.BytesIO(client.get(shown["url"]).content)))
+    assert np.array_equal(got, np.asarray(Image.open(tmp_path / "cli.png")))
+    # only names the package lists, of the page's tasks; nothing of the package's folder is served
+    listed = f"built-in models: another-gan, {GAN_DEFAULT}, tiny-sr"
+    for value, error in [
+        ("builtin:nosuch", f"error: no built-in model named 'nosuch'; {listed}"),
+        ("builtin:../x", f"error: no built-in model named '../x'; {listed}"),
+        (
+            f"builtin:../{builtins.name}/{GAN_DEFAULT}",
+            f"error: no built-in model named '../{builtins.name}/{GAN_DEFAULT}'; {listed}",
+        ),
+        ("builtin:", f"error: no built-in model named ''; {listed}"),
+        ("builtin:tiny-sr", "error: built-in model 'tiny-sr' is a superres model; this page takes gan models"),
+        (GAN_DEFAULT, f"error: run '{GAN_DEFAULT}' is not a run folder in '{web_runs}'"),  # a name alone is a run
+    ]:
+        r = client.post("/api/pages/generate", data=form | {"run": value})
+        assert (r.status_code, r.json()["error"]) == (400, error), value
+    for url in ("/api/runs/builtin:..%2fx/options/generate", "/api/runs/builtin%3A..%2F..%2Fetc/options/generate"):
+        r = client.get(url)
+        assert r.status_code == 400 and r.json()["error"].startswith("error: no built-in model named '.."), url
+    for url in (f"/files/builtin:{GAN_DEFAULT}/README.md", f"/files/builtin:{GAN_DEFAULT}/config.json"):
+        assert client.get(url).status_code == 404
+
+
+def test_a_run_called_like_a_builtin_model_stays_a_run(web_runs, builtins, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ganforge.tasks.gan.app import write_samples
+    from ganforge.tasks.gan.cli import DEFAULT_MODEL as GAN_DEFAULT
+
+    runs = tmp_path / "runs"
+    shutil.copytree(web_runs / "00010-uncond", runs / GAN_DEFAULT)  # an unconditional run, named like the model
+    client = TestClient(create_app(runs), base_url="http://localhost")
+    assert [r["name"] for r in client.get("/api/runs").json()["runs"]] == [GAN_DEFAULT]
+    assert client.get(f"/api/runs/{GAN_DEFAULT}/options/generate").json()["options"]["class"] == []
+    assert len(client.get(f"/api/runs/builtin:{GAN_DEFAULT}/options/generate").json()["options"]["class"]) == 11
+    for run, model in ((GAN_DEFAULT, runs / GAN_DEFAULT), (f"builtin:{GAN_DEFAULT}", f"builtin:{GAN_DEFAULT}")):
+        r = client.post("/api/pages/generate", data={"run": run, "count": "6", "ema": "true"})
+        job = wait_job(client, r.json()["job"])
+        assert job["state"] == "done", job["error"]
+        out = [o for o in job["outputs"] if o["name"] == "samples.png"][0]
+        write_samples(ganforge.load_generator(model), tmp_path / "cli.png", 6, seed=0)
+        got = np.asarray(Image.open(io.BytesIO(client.get(out["url"]).content)))
+        assert np.array_equal(got, np.asarray(Image.open(tmp_path / "cli.png"))), run
+
+
+def test_builtin_models_in_the_browser(context, page, builtins, web_runs, shots, tmp_path):
+    from ganforge.tasks.gan.app import write_samples
+    from ganforge.tasks.gan.cli import DEFAULT_MODEL as GAN_DEFAULT
+
+    def picker(pg):
+        return pg.locator("select[name=run]")
+
+    # beside the runs: a page offers its task's models after the folder's runs, and starts with the newest run
+    open_page(page, "generate")
+    first = picker(page).locator("option").first.get_attribute("value")
+    assert picker(page).input_value() == first and not first.startswith("builtin:")
+    builtin = picker(page).locator("optgroup[label='built-in models'] option")
+    assert builtin.all_inner_texts() == ["another-gan (built-in)", f"{GAN_DEFAULT} (built-in)"]
+    assert [builtin.nth(i).get_attribute("value") for i in range(2)] == [
+        "builtin:another-gan",
+        f"builtin:{GAN_DEFAULT}",
+    ]
+    assert page.locator("label[data-field=checkpoint]").is_visible()
+    open_page(page, "upscale")
+    assert picker(page).locator("optgroup option").all_inner_texts() == ["tiny-sr (built-in)"]
+    open_page(page, "translate")
+    assert picker(page).locator("optgroup").count() == 0
+    # a folder without runs: each page starts with its task's default model (else its first), and uses it
+    (tmp_path / "empty").mkdir()
+    with BackgroundServer(tmp_path / "empty") as url:
+        pg = context.new_page()
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_default_timeout(60_000)
+        pg.base = url
+        pg.goto(url + "/")
+        card = pg.locator(f".model[data-model='{GAN_DEFAULT}']")
+        card.wait_for()
+        assert pg.locator("section.builtin h1").inner_text() == "Built-in models"
+        assert pg.locator("section.builtin .model").count() == 3 and pg.locator("section.builtin button").count() == 0
+        assert card.locator(".badge").all_inner_texts() == ["gan", "built-in"]
+        assert card.locator(".summary").inner_text() == "A tiny conditional GAN of digits."
+        assert (
+            card.locator("tr[data-row='input → output'] td").nth(1).inner_text() == "a seed and a class → 28x28 digits"
+        )
+        assert card.locator("tr[data-row='measured'] td").nth(1).inner_text() == "FID: 99.5"
+        assert card.locator("tr[data-row='use it as'] td").nth(1).inner_text() == f"builtin:{GAN_DEFAULT}"
+        assert pg.locator(".model[data-model='tiny-sr'] .badge").first.inner_text() == "superres"
+        shots(pg, "runs_builtin")
+        open_page(pg, "upscale")
+        assert picker(pg).input_value() == "builtin:tiny-sr"  # the only superres model (the default is not here)
+        open_page(pg, "translate")
+        assert picker(pg).locator("option").all_inner_texts() == ["no translate runs in the folder"]
+        open_page(pg, "generate")
+        assert picker(pg).input_value() == f"builtin:{GAN_DEFAULT}"  # the default, not the first
+        assert not pg.locator("label[data-field=checkpoint]").is_visible()  # a built-in model has one checkpoint
+        pg.wait_for_function("() => document.querySelector('select[name=class]').options.length === 11")
+        pg.fill("input[name=seed]", "5")
+        pg.fill("input[name=count]", "4")
+        pg.select_option("select[name=class]", "2")
+        submit_and_wait(pg)
+        assert pg.locator(".status .error").count() == 0
+        write_samples(ganforge.load_generator(f"builtin:{GAN_DEFAULT}"), tmp_path / "cli.png", 4, seed=5, cls="2")
+        assert np.array_equal(fetch_image(pg, "samples.png"), np.asarray(Image.open(tmp_path / "cli.png")))
+        shots(pg, "generate_builtin")
+        pg.select_option("select[name=run]", "builtin:another-gan")  # an unconditional model: no class
+        pg.wait_for_selector("label[data-field=class]", state="hidden")
+        pg.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
 # ---- security and the command -----------------------------------------------------------------------------
 
 
@@ -650,8 +840,8 @@ def test_truncated_noise_is_seeded_bounded_and_off_by_default(web_runs, tmp_path
 
 def test_the_web_app_uses_only_the_api_and_the_apps():
     """The web app (ganforge.web and each task's web.py page) reaches models only through ganforge.api, the
-    apps (a page: its own task's app.py), the run folder's reader, image headers, errors and the registry,
-    and nothing else imports it."""
+    apps (a page: its own task's app.py), the run folder's reader, the built-in models' cards, image headers,
+    errors and the registry, and nothing else imports it."""
     from tests.test_architecture import import_graph
 
     graph = import_graph()
@@ -663,6 +853,7 @@ def test_the_web_app_uses_only_the_api_and_the_apps():
         "ganforge.imaging",
         "ganforge.errors",
         "ganforge.registry",
+        "ganforge.models",
     )
 
     def is_page(m):
@@ -671,9 +862,9 @@ def test_the_web_app_uses_only_the_api_and_the_apps():
     web = {m: deps for m, deps in graph.items() if m.startswith("ganforge.web") or is_page(m)}
     assert "ganforge.tasks.gan.web" in web and "ganforge.web.server" in web
 
-    def own(m, d):  # a page may use its own task's app functions and options, and the core lists the tasks
-        task = m.rsplit(".", 1)[0]
-        return d in (task + ".app", task + ".options") if is_page(m) else d == "ganforge.tasks"
+    def own(m, d):  # a page may use its own task's app functions, options and default model (cli.DEFAULT_MODEL),
+        task = m.rsplit(".", 1)[0]  # and the core lists the tasks
+        return d in (task + ".app", task + ".options", task + ".cli") if is_page(m) else d == "ganforge.tasks"
 
     assert {m: sorted(d for d in deps if not d.startswith(allowed) and not own(m, d)) for m, deps in web.items()} == {
         m: [] for m in web

@@ -65,6 +65,10 @@ def trainer(
     task = get_task(cfg.task)
     if dry_run:
         return task.trainer(cfg, data=data, dry_run=True, transfer=transfer)
+    if resume is None:  # a runs folder that cannot be made or written fails now, before data and networks
+        from ganforge.imaging import check_writable
+
+        check_writable(runs_dir, "runs folder", folder=True)
     return task.trainer(cfg, runs_dir=runs_dir, resume=resume, data=data, resume_from=resume_from, transfer=transfer)
 
 

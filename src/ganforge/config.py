@@ -306,6 +306,19 @@ def preset_summary(name: str) -> str:
     return next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "")
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML parse error in one line: ``line 3, column 4: expected ',' or ']', but got ':' (while parsing a
+    flow sequence that starts at line 2)``; PyYAML's own message spans several lines with the text quoted."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    extra = ""
+    if context and context != problem:
+        extra = f" ({context}{f' that starts at line {cmark.line + 1}' if cmark is not None else ''})"
+    return f"{where}{problem}{extra}"
+
+
 def load_preset(name_or_path: str, _chain: Tuple[str, ...] = ()) -> Dict[str, Any]:
     """A shipped preset by name (``default``) or a YAML file by path, as a nested dict.
 
@@ -317,7 +330,10 @@ def load_preset(name_or_path: str, _chain: Tuple[str, ...] = ()) -> Dict[str, An
     if name_or_path.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise ConfigError(f"preset file {name_or_path!r} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read preset file '{path}': {getattr(e, 'strerror', None) or e}") from None
         where = str(path)
     else:
         res = resources.files("ganforge") / "assets" / "presets" / f"{name_or_path}.yaml"
@@ -331,7 +347,7 @@ def load_preset(name_or_path: str, _chain: Tuple[str, ...] = ()) -> Dict[str, An
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: not valid YAML: {e}") from None
+        raise ConfigError(f"{where}: not valid YAML at {yaml_problem(e)}") from None
     if d is None:
         return {}
     if not isinstance(d, dict):

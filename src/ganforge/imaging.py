@@ -169,12 +169,22 @@ def writing(path: Union[str, Path], what: str = "output") -> Iterator[Path]:
         raise WriteError(f"cannot write {what} '{p}': {e.strerror or e}") from None
 
 
+FAST_PNG_PIXELS = 1_000_000  # larger PNGs are written with zlib level 1: 4x faster than PIL's 6, ~20% larger
+
+
+def _save_options(img: Image.Image, path: Path) -> dict:
+    """PIL save options: large PNGs compressed fast (a 2048x2048 photo: 0.7 s instead of 3 s on one core)."""
+    png = path.suffix.lower() in (".png", "")
+    return {"compress_level": 1} if png and img.width * img.height > FAST_PNG_PIXELS else {}
+
+
 def save_png(array_hwc: np.ndarray, path: Union[str, Path]) -> None:
     """Write an HxWxC uint8 array as PNG atomically (temp file + rename), creating the folder."""
     with writing(path, "image") as path:
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            to_pil(array_hwc).save(tmp, format="PNG")
+            img = to_pil(array_hwc)
+            img.save(tmp, format="PNG", **_save_options(img, path))
             os.replace(tmp, path)
         finally:
             if tmp.exists():
@@ -188,7 +198,7 @@ def save_image(img: Image.Image, path: Union[str, Path]) -> Path:
         raise ImageError(f"output '{path}' is a folder; expected an image file path")
     with writing(path, "image"):
         try:
-            img.save(path, format=None if path.suffix else "PNG")
+            img.save(path, format=None if path.suffix else "PNG", **_save_options(img, path))
         except (ValueError, KeyError) as e:  # a suffix PIL cannot write, a mode the format cannot hold
             raise ImageError(f"cannot write '{path}': {e}") from None
     return path

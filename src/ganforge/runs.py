@@ -17,6 +17,7 @@ import pickle
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -40,7 +41,11 @@ PathLike = Union[str, Path]
 def next_run_dir(runs_dir: PathLike, name: str) -> Path:
     """``runs/00003-<name>``: one more than the highest number present; created here."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "it is a file, not a folder" if runs_dir.is_file() else write_failure(runs_dir, e)
+        raise WriteError(f"cannot make a run folder in '{runs_dir}': {why}") from None
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     while True:
         nums = [int(p.name[:5]) for p in runs_dir.iterdir() if re.match(r"^\d{5}-", p.name)]
@@ -74,9 +79,13 @@ def read_run_config(run_dir: PathLike) -> Dict[str, Any]:
     """A run's ``config.yaml`` as a nested dict."""
     path = check_run_dir(run_dir) / "config.yaml"
     try:
-        d = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise RunError(f"cannot read '{path}': {e}") from None
+        d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        from ganforge.config import yaml_problem
+
+        raise RunError(f"'{path}' is not valid YAML at {yaml_problem(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"cannot read '{path}': {getattr(e, 'strerror', None) or e}") from None
     if not isinstance(d, dict):
         raise RunError(f"'{path}' is not a ganforge config (expected a mapping of sections)")
     return d
@@ -100,17 +109,56 @@ def run_task(path: PathLike) -> str:
 
 
 def read_metrics(run_dir: PathLike) -> List[Dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (a line cut by a crash is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    """The records of a run's ``metrics.jsonl``, one dict per line, tolerant of damage: a line that is not
+    UTF-8 text, not JSON or not a JSON object is skipped, and so is an unreadable file (no records);
+    either is said once per file with a :class:`RuntimeWarning` (never an exception: a run folder is user
+    data that crashes and disks damage). A last line without its newline (being written, or cut by a
+    crash) is skipped silently. Every reader of the file (``ganforge info``, the web app, training when it
+    resumes) goes through here."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def read_jsonl(path: PathLike) -> List[Dict[str, Any]]:
+    """The objects of a JSON-lines file, skipping damage as :func:`read_metrics` says."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    except OSError as e:
+        _warn_once(path, f"cannot read '{path}' ({e.strerror or e}): its metrics are left out")
+        return []
+    lines = data.split(b"\n")
+    out: List[Dict[str, Any]] = []
+    bad: List[str] = []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+            why = None if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
+        except UnicodeDecodeError:
+            why = "not UTF-8 text"
+        except (ValueError, RecursionError):  # JSONDecodeError, an int too long to convert, nesting too deep
+            why = "not JSON"
+        if why is None:
+            out.append(rec)
+        elif i < len(lines) or why != "not JSON":  # an unfinished last line is not damage
+            bad.append(f"line {i}: {why}")
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        _warn_once(path, f"'{path}': skipped {len(bad)} damaged line(s), e.g. {bad[0]}{more}")
     return out
+
+
+_WARNED: set = set()  # the files read_metrics has warned about (once per file and process)
+
+
+def _warn_once(path: Path, message: str) -> None:
+    key = str(path.resolve())
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -352,10 +400,14 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
 
 
 def read_json(path: PathLike) -> Dict[str, Any]:
+    """A JSON object file of a run (meta.json, config.json), or a one-line :class:`RunError`."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"cannot read '{path}': {e}") from None
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON
+        raise RunError(f"cannot read '{path}': {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(d, dict):
+        raise RunError(f"cannot read '{path}': expected a JSON object, got a {type(d).__name__}")
+    return d
 
 
 def load_weights(folder: PathLike, network: str) -> Dict[str, torch.Tensor]:

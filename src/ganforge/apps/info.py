@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Dict, Union
 
 from ganforge import runs
+from ganforge.errors import RunError
+from ganforge.tasks import TASKS
 
 __all__ = ["run_info"]
 
@@ -24,19 +26,26 @@ def run_info(run_dir: Union[str, Path]) -> Dict[str, Any]:
     metrics.jsonl, and the latest sample grid (``samples``); paths as strings.
     A checkpoint folder or a built-in model (a model folder: ``ganforge models``) is described the same way,
     with itself as its only checkpoint and its model card's fields as ``card``.
-    Raises :class:`~ganforge.errors.RunError` for a folder that is not a run.
+    Raises :class:`~ganforge.errors.RunError` for a folder that is not a run or a config of an unknown task;
+    damaged lines of metrics.jsonl are skipped with a warning (:func:`ganforge.runs.read_metrics`).
     """
     path = runs.resolve(run_dir)
     if runs.is_checkpoint_dir(path) and not runs.is_run_dir(path):
         return _model_info(path)
     run = runs.check_run_dir(path)
     cfg = runs.read_run_config(run)
-    records = runs.read_metrics(run)
+    task = str(cfg.get("task") or "gan")
+    if task not in TASKS:
+        raise RunError(
+            f"'{run / 'config.yaml'}': task {task!r} is not a ganforge task (one of: {', '.join(TASKS.names())}); "
+            "the file was edited or written by another program"
+        )
+    records = runs.read_metrics(run)  # damaged lines are skipped with a warning
     best = run / "checkpoints" / "best"
     samples = run / "samples" / "latest.png"
     return {
         "run": str(run),
-        "task": str(cfg.get("task") or "gan"),
+        "task": task,
         "config": cfg,
         "model": cfg.get("model", {}),
         "data": cfg.get("data", {}),

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import pkgutil
 import sys
+import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 from ganforge.errors import GanforgeError
@@ -100,6 +101,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    shown = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, shown)
     try:
         return args.run(args)
     except GanforgeError as e:
@@ -108,3 +111,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = shown
+
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _show_warning(default, message, category, filename, lineno, file=None, line=None) -> None:
+    """ganforge's own warnings (a damaged metrics line, ...) as one ``warning: ...`` line on standard
+    error; the warnings of other packages as Python shows them."""
+    if not os.path.abspath(filename).startswith(PACKAGE_DIR + os.sep):
+        return default(message, category, filename, lineno, file, line)
+    try:
+        print(f"warning: {_rank_tag()}{message}", file=file or sys.stderr)
+    except OSError:  # standard error closed: a warning is not worth a crash
+        pass

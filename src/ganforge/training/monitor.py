@@ -20,11 +20,9 @@ class MetricsLog:
         self.path = Path(path)
         self.records: List[Dict[str, Any]] = []
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
+            from ganforge.runs import read_jsonl
+
+            for rec in read_jsonl(self.path):  # damaged lines (a crash, a disk) are skipped with a warning
                 if resume_step is None or rec.get("step", 0) <= resume_step:
                     self.records.append(rec)
             # drop what was logged after the checkpoint we resume from
