@@ -380,3 +380,115 @@ def test_options_from_parsed_arguments():
     ns = argparse.Namespace(method="latent", steps=7, cls="3", device="cuda", unrelated=1)
     o = from_namespace(InpaintOptions, ns, {"class_": "cls"}, device="cpu")
     assert (o.method, o.steps, o.class_, o.device, o.lr) == ("latent", 7, "3", "cpu", DEFAULT_LR)
+
+
+# ---- bad input met by a new user (issue 30) --------------------------------------------------------
+def _v0_run(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "v0-gan-run", run)
+    return run
+
+
+def test_a_damaged_metrics_file_costs_only_its_bad_lines(tmp_path, capsys):
+    """A non-UTF-8 byte and a line that is JSON but not an object (42) are skipped with one warning line;
+    'ganforge info' still describes the run and run_info returns the good records."""
+    import warnings
+
+    from ganforge.apps.info import run_info
+
+    run = _v0_run(tmp_path)
+    good = (run / "metrics.jsonl").read_bytes()
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 3, "loss_d": \xff}\n42\n[1, 2]\n')
+        f.write(b'{"step": 5, "kimg": 0.08, "loss_d": 1.0, "loss_g": 0.5}\n{"step": 6, "cut by a cr')
+    assert main(["info", str(run)]) == 0
+    cap = capsys.readouterr()
+    assert "last log   step=5" in cap.out and "Traceback" not in cap.err
+    warned = [ln for ln in cap.err.splitlines() if ln.startswith("warning: ")]
+    assert len(warned) == 1 and "skipped 3 damaged line(s), e.g. line 5: not UTF-8 text (and 2 more)" in warned[0]
+    assert str(run / "metrics.jsonl") in warned[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = run_info(run)
+    assert info["last_metrics"]["step"] == 5 and not caught  # once per file: said above already
+    assert runs.read_metrics(run)[: good.count(b"\n")] == [__import__("json").loads(x) for x in good.splitlines()]
+
+
+def test_runs_dir_that_cannot_be_written_is_one_line_before_set_up(tmp_path, tiny_overrides, capsys, monkeypatch):
+    from ganforge.tasks.gan import trainer as gan_trainer
+
+    monkeypatch.setattr(gan_trainer.GanTrainer, "__init__", _never)  # nothing is built: the check comes first
+    (tmp_path / "afile").write_text("x")
+    for runs_dir, cause in [
+        (tmp_path / "afile", "it is a file; expected a folder"),
+        ("/proc/ganforge-test/runs", "files cannot be created in '/proc'"),
+    ]:
+        assert main(["train", *tiny_overrides, "--runs-dir", str(runs_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: cannot write runs folder '{runs_dir}': "), err
+        assert cause in err[0]
+
+
+def test_serve_on_a_busy_port_or_unknown_host_is_one_line_without_the_banner(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--runs-dir", str(tmp_path), "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"error: cannot listen on 127.0.0.1:{port}: the port is already in use (another program, or another "
+            "'ganforge serve'); choose another --port"
+        ]
+    assert main(["serve", "--runs-dir", str(tmp_path), "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --host 'no-such-host.invalid': cannot resolve it"), err
+
+
+def test_broken_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("train:\n  steps: [1\n  batch_size: 2\n")
+    assert main(["train", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {tmp_path / 'bad.yaml'}: not valid YAML at line 3, column 13: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence that starts at line 2)"
+    ]
+    run = _v0_run(tmp_path)
+    (run / "config.yaml").write_text("task: gan\nmodel: {arch: dcgan\n")
+    for argv in (["info", str(run)], ["train", "--resume", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: '{run / 'config.yaml'}' is not valid YAML at line 3"), err
+
+
+def test_info_on_a_config_of_an_unknown_task_is_an_error(tmp_path, capsys):
+    run = _v0_run(tmp_path)
+    (run / "config.yaml").write_text("task: nosuchtask\n")
+    assert main(["info", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"'{run / 'config.yaml'}': task 'nosuchtask' is not a ganforge task" in err[0], err
+
+
+def test_eval_names_a_text_file_called_npz_plainly(tmp_path, capsys):
+    (tmp_path / "x.npz").write_text("hello\n")
+    argv = ["eval", "--fake", str(tmp_path / "x.npz"), "--real", str(tmp_path / "x.npz"), "--features", "mnist"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1:] == [
+        f"error: fake: {tmp_path / 'x.npz'} is not an .npz file (a NumPy zip archive, as numpy.savez writes): "
+        "it holds text"
+    ]
+    assert "pickled" not in err[-1] and not any("Traceback" in ln for ln in err)
+
+
+def test_inpaint_needs_at_least_one_step(run_dir, tmp_path, capsys):
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "in.png")
+    argv = ["inpaint", "--model", str(run_dir), str(tmp_path / "in.png"), "--box", "1,1,5,5", "--out"]
+    assert main([*argv, str(tmp_path / "o.png"), "--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps and --restarts must be at least 1 (got 0, 8)"
+    assert not (tmp_path / "o.png").exists()

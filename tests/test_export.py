@@ -66,9 +66,8 @@ def test_every_network_matches_pytorch_in_onnxruntime_and_torch_export(exported)
     run, handle, folder, manifest = exported
     nets = handle.export_networks()
     assert manifest["formats"] == ["onnx", "torch-export"] and manifest["task"] == handle.task
-    assert (
-        manifest["run"] == str(run.resolve()) and manifest["step"] == handle.step == 1 and manifest["ema"] == handle.ema
-    )
+    assert manifest["run"] == run.name and manifest["step"] == handle.step == 1 and manifest["ema"] == handle.ema
+    assert manifest["checkpoint"] == "checkpoints/step-00000001"  # no local paths (issue 30)
     assert set(manifest["networks"]) == {n.name for n in nets}
     for net in nets:
         entry = manifest["networks"][net.name]
@@ -133,6 +132,81 @@ def test_default_export_networks_is_the_module_with_its_export_inputs(gan_run):
         net.name == "gan" and net.module is h.module and net.spatial == () and net.input_names == ("input0", "input1")
     )
     assert [tuple(x.shape) for x in net.inputs] == [tuple(x.shape) for x in h.export_inputs(2)]
+
+
+# ---- the output folder (issue 30) -------------------------------------------------------------------
+
+
+def test_a_new_export_replaces_an_earlier_one_whole_with_normal_permissions(gan_run, tmp_path):
+    """Re-exporting into a folder never leaves the earlier export's files beside the new ones (the issue: an
+    old generator.onnx of another step next to a new .pt2); files are 0644 under umask 022 (not mkstemp's or
+    mkdtemp's 0600/0700), the folder 0755, and the manifest holds no local path."""
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        out = tmp_path / "deploy"
+        export_run(gan_run, "onnx", out)
+        assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "manifest.json"]
+        manifest = export_run(gan_run, "torch-export", out)
+        assert sorted(p.name for p in out.iterdir()) == ["generator.pt2", "manifest.json"]
+        assert manifest["networks"]["generator"]["files"] == {"torch-export": "generator.pt2"}
+        for p in out.iterdir():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert [p.name for p in tmp_path.iterdir()] == ["deploy"]  # no temporary folder left beside it
+        text = (out / "manifest.json").read_text()
+        assert str(tmp_path) not in text and str(gan_run) not in text
+        assert manifest["run"] == gan_run.name and manifest["checkpoint"] == "checkpoints/step-00000001"
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_export_into_a_folder_with_other_files_keeps_them(gan_run, tmp_path):
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "server.py").write_text("print('mine')\n")
+    export_run(gan_run, "torch-export", out)
+    (out / "manifest.json").unlink()  # an earlier export whose manifest was lost: its network file still goes
+    export_run(gan_run, "onnx", out)
+    assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "manifest.json", "server.py"]
+    assert (out / "server.py").read_text() == "print('mine')\n"
+
+
+def test_a_failed_export_leaves_the_earlier_one_intact(gan_run, tmp_path, monkeypatch):
+    import ganforge.export
+
+    out = tmp_path / "deploy"
+    export_run(gan_run, "torch-export", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise ExportError("network 'generator' cannot be exported: simulated")
+
+    monkeypatch.setattr(ganforge.export, "export_network", broken)
+    with pytest.raises(ExportError, match="simulated"):
+        export_run(gan_run, "onnx", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["deploy"]
+
+
+def test_checkpoint_weights_are_written_with_normal_permissions(tmp_path):
+    """safetensors writes its files 0600: runs.save_checkpoint gives them 0666 less the umask, like the rest."""
+    import os
+    import stat
+
+    from ganforge import runs
+
+    old_umask = os.umask(0o022)
+    try:
+        folder = runs.save_checkpoint(
+            tmp_path / "checkpoints" / "step-00000001", {"g": {"w": torch.zeros(2)}}, {}, {}, {"step": 1}
+        )
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == dict.fromkeys(["g.safetensors", "config.json", "state.pt", "meta.json"], 0o644)
 
 
 # ---- errors --------------------------------------------------------------------------------------

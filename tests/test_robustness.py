@@ -308,3 +308,183 @@ def test_a_failing_log_write_is_one_line(tmp_path, monkeypatch):
         WriteError, match=r"cannot write to the run folder .*the disk is full.*continue from step-00000002"
     ):
         ganforge.train(resume=run, overrides=["train.steps=6"])
+
+
+# ---- damaged metrics, folder modes, the image size policy (issue 30) -----------------------------------
+
+
+def test_read_metrics_skips_damaged_lines_with_one_warning(tmp_path):
+    (tmp_path / "metrics.jsonl").write_bytes(
+        b'{"step": 1}\n\xff\xfe\n42\n"text"\nnot json\n{"step": 2}\n\n{"step": 3, "cut'
+    )
+    with pytest.warns(RuntimeWarning, match=r"skipped 4 damaged line\(s\), e.g. line 2: not UTF-8 text") as w:
+        assert runs.read_metrics(tmp_path) == [{"step": 1}, {"step": 2}]
+    assert len(w) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per file: the second read is silent
+        assert runs.read_metrics(tmp_path) == [{"step": 1}, {"step": 2}]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "cut')  # being written: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runs.read_metrics(tmp_path / "other") == [{"step": 1}]
+    assert runs.read_metrics(tmp_path / "none") == []
+
+
+def test_resuming_over_a_damaged_metrics_file_keeps_its_good_lines(tmp_path):
+    run = train(tmp_path, "train.steps=2")
+    with open(run / "metrics.jsonl", "ab") as f:
+        f.write(b"\xff\n42\n")
+    with pytest.warns(RuntimeWarning, match="damaged line"):
+        ganforge.train(resume=run, overrides=["train.steps=4"])
+    recs = runs.read_metrics(run)  # the damaged lines are gone: the log was rewritten from the good ones
+    assert [r["step"] for r in recs if "loss_d" in r] == [2, 4]
+
+
+@pytest.fixture(scope="module")
+def task_runs(tmp_path_factory):
+    """A one-step run of each task with a folder mode (superres, translate, inpaint, watermark)."""
+    from ganforge.tasks import get_task
+
+    root = tmp_path_factory.mktemp("folder-runs")
+    common = [
+        "data.limit=32",
+        "train.batch_size=8",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.sample_every=2",
+        "train.checkpoint_every=2",
+        "train.sample_count=4",
+        "train.minutes=null",
+        "train.steps=1",
+    ]
+    return {
+        t: ganforge.train(overrides=[f"task={t}", *common, *get_task(t).tiny], runs_dir=root)
+        for t in ("superres", "translate", "inpaint", "watermark")
+    }
+
+
+def _folder_with_bad_files(folder):
+    """Two good 32x32 grey images and two unusable files: a truncated PNG, a text file named .jpg."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "c"):
+        Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+    data = (folder / "a.png").read_bytes()
+    (folder / "b.png").write_bytes(data[: len(data) // 2])
+    (folder / "d.jpg").write_text("not an image")
+    return folder
+
+
+FOLDER_VERBS = {  # verb: (task, extra arguments, what the summary line says)
+    "upscale": ("superres", [], "upscaled 2 image(s)"),
+    "translate": ("translate", [], "translated 2 image(s)"),
+    "inpaint": ("inpaint", ["--box", "4,4,8,8"], "completed 2 image(s)"),
+    "watermark embed": ("watermark", ["--message", "x"], "marked 2 image(s)"),
+    "watermark detect": ("watermark", ["--key", "x"], "0 of 2 image(s) carry the key"),
+    "watermark extract": ("watermark", [], None),
+}
+
+
+@pytest.mark.parametrize("verb", FOLDER_VERBS)
+def test_folder_modes_stop_before_writing_or_skip_bad_files(verb, task_runs, tmp_path, capsys):
+    """Without --skip-bad an unreadable file is an error before anything is written; with it the bad files
+    are skipped, each named with its reason on standard error, and the others processed."""
+    from ganforge.cli import main
+
+    task, extra, summary = FOLDER_VERBS[verb]
+    images = _folder_with_bad_files(tmp_path / "in")
+    writes = verb.split()[-1] in ("upscale", "translate", "inpaint", "embed")
+    out = ["--out", str(tmp_path / "out")] if writes else []
+    argv = [*verb.split(), str(images), "--model", str(task_runs[task]), *extra, *out]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot read image '{images / 'b.png'}': "), err
+    assert "(no image was processed; --skip-bad / skip_bad=True skips unusable ones)" in err[0]
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--skip-bad"]) == 0
+    cap = capsys.readouterr()
+    skipped = [ln for ln in cap.err.splitlines() if ln.startswith("skipped: ")]
+    assert len(skipped) == 2 and f"'{images / 'b.png'}'" in skipped[0] and f"'{images / 'd.jpg'}'" in skipped[1]
+    if summary:
+        assert f"{summary}" in cap.err and "2 unusable image(s) skipped" in cap.err
+    if writes:
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    else:
+        read = [ln.split(":")[0] for ln in cap.out.strip().splitlines()]
+        assert read == [str(images / "a.png"), str(images / "c.png")]
+
+
+def test_folder_functions_return_what_they_skipped(task_runs, tmp_path):
+    from ganforge.imaging import Skipped
+    from ganforge.tasks.inpaint.app import inpaint_folder
+    from ganforge.tasks.superres.app import upscale_folder
+    from ganforge.tasks.translate.app import translate_folder
+    from ganforge.tasks.watermark.app import embed_folder, read_folder
+
+    images = _folder_with_bad_files(tmp_path / "in")
+    results = {
+        "upscale": upscale_folder(task_runs["superres"], images, tmp_path / "u", skip_bad=True),
+        "translate": translate_folder(task_runs["translate"], images, tmp_path / "t", skip_bad=True),
+        "inpaint": inpaint_folder(task_runs["inpaint"], images, None, tmp_path / "i", box=(4, 4, 8, 8), skip_bad=True),
+        "embed": embed_folder(task_runs["watermark"], images, tmp_path / "e", "x", skip_bad=True),
+        "read": read_folder(task_runs["watermark"], images, skip_bad=True),
+    }
+    for name, res in results.items():
+        assert len(res) == 2, name
+        assert [s.path for s in res.skipped] == [images / "b.png", images / "d.jpg"], name
+        assert all(isinstance(s, Skipped) and "cannot read image" in s.reason for s in res.skipped), name
+    assert upscale_folder(task_runs["superres"], tmp_path / "t", tmp_path / "u2").skipped == []
+    with pytest.raises(ganforge.errors.UpscaleError, match="no image was processed"):
+        upscale_folder(task_runs["superres"], images, tmp_path / "u3")
+    assert not (tmp_path / "u3").exists()
+    (images / "a.png").unlink(), (images / "c.png").unlink()
+    with pytest.raises(ganforge.errors.ImageError, match=r"no usable image in .*: all 2 skipped, e.g. cannot read"):
+        embed_folder(task_runs["watermark"], images, tmp_path / "e2", "x", skip_bad=True)
+
+
+def test_one_image_size_policy_for_every_reader(tmp_path, monkeypatch):
+    """load_image refuses an image of more than MAX_PIXELS pixels (read from its header, before decoding)
+    in one line that says how to allow it; GANFORGE_MAX_PIXELS changes the limit; the web app uses the
+    same number."""
+    import warnings
+
+    from ganforge.errors import ImageError
+    from ganforge.imaging import MAX_PIXELS, MAX_PIXELS_ENV, load_image, max_pixels
+    from ganforge.web.core import Limits
+
+    assert MAX_PIXELS == 16_000_000 and max_pixels() == MAX_PIXELS == Limits().max_pixels
+    Image.new("L", (4100, 4000)).save(tmp_path / "big.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor PIL's DecompressionBombWarning
+        with pytest.raises(ImageError) as e:
+            load_image(tmp_path / "big.png")
+    assert str(e.value) == (
+        f"image '{tmp_path / 'big.png'}' is 4100x4000 (16,400,000 pixels), more than the limit of 16,000,000 "
+        f"pixels; set GANFORGE_MAX_PIXELS=16400000 (or more) to read it"
+    )
+    monkeypatch.setenv(MAX_PIXELS_ENV, "16_400_000")
+    assert load_image(tmp_path / "big.png").size == (4100, 4000) and Limits().max_pixels == 16_400_000
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1000")
+    with pytest.raises(ImageError, match="more than the limit of 1,000 pixels"):
+        load_image(tmp_path / "big.png")
+    monkeypatch.setenv(MAX_PIXELS_ENV, "many")
+    with pytest.raises(ImageError, match="GANFORGE_MAX_PIXELS='many': expected a positive number of pixels"):
+        load_image(tmp_path / "big.png")
+
+
+def test_the_cli_refuses_an_image_over_the_limit_in_one_line(task_runs, tmp_path, capsys, monkeypatch):
+    from ganforge.cli import main
+
+    monkeypatch.setenv("GANFORGE_MAX_PIXELS", "900")
+    Image.new("L", (32, 32)).save(tmp_path / "in.png")
+    argv = ["watermark", "embed", str(tmp_path / "in.png"), "--model", str(task_runs["watermark"])]
+    assert main([*argv, "--message", "x", "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: image '{tmp_path / 'in.png'}' is 32x32 (1,024 pixels), more than the limit of 900 pixels; "
+        "set GANFORGE_MAX_PIXELS=1024 (or more) to read it"
+    ]
+    assert not (tmp_path / "o.png").exists()

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -59,18 +60,83 @@ def check_format(fmt: Union[str, Sequence[str]]) -> Tuple[str, ...]:
 
 
 def _out_folder(out: Union[str, Path]) -> Path:
+    """``--out`` as a Path, after checking that it is not a file and that the export can be written there:
+    in a new folder beside it (swapped in at the end) or, where only the folder itself is writable, in it."""
     p = Path(out).expanduser()
     if p.exists() and not p.is_dir():
         raise WriteError(
             f"cannot write the export to '{p}': it is a file; --out is a folder (one file per network and {MANIFEST})"
         )
     try:
-        p.mkdir(parents=True, exist_ok=True)
+        p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WriteError(f"cannot write the export to '{p}': {e.strerror or e}") from None
-    if not os.access(p, os.W_OK):
+    if p.is_dir() and not os.access(p, os.W_OK):
         raise WriteError(f"cannot write the export to '{p}': the folder is read-only")
+    if not p.is_dir() and not os.access(p.parent, os.W_OK):
+        raise WriteError(f"cannot write the export to '{p}': '{p.parent}' is read-only")
     return p
+
+
+def _old_export_files(folder: Path, names: Sequence[str]) -> List[Path]:
+    """The files of an earlier export in ``folder``: those its manifest lists, the manifest itself, and any
+    ``<network>.onnx`` / ``.pt2`` of the networks being exported now (an export whose manifest was lost)."""
+    found = [folder / MANIFEST]
+    try:
+        old = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        for entry in (old.get("networks") or {}).values():
+            found += [folder / str(f) for f in (entry.get("files") or {}).values()]
+    except (OSError, ValueError, AttributeError, TypeError):  # no manifest, or not one of ours
+        pass
+    found += [folder / f"{n}{suffix}" for n in names for suffix in FORMATS.values()]
+    out = []
+    for f in found:  # only plain files directly in the folder, once each
+        if f.parent == folder and f.is_file() and not f.is_symlink() and f not in out:
+            out.append(f)
+    return out
+
+
+def _install(built: Path, dest: Path, names: Sequence[str]) -> None:
+    """Put the export built in ``built`` at ``dest`` so that no reader sees two exports mixed: a new
+    folder is renamed into place; a folder that holds only an earlier export is swapped whole (two
+    renames); a folder that also holds other files keeps them, loses the earlier export's files (its
+    manifest first) and gets the new files one rename each, the manifest last."""
+    if not dest.exists() and built.parent == dest.parent:
+        os.rename(built, dest)
+        return
+    old = _old_export_files(dest, names) if dest.is_dir() else []
+    others = [p for p in dest.iterdir() if p not in old] if dest.is_dir() else []
+    if built.parent == dest.parent and not dest.is_symlink() and not others:
+        aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.rename(dest, aside / dest.name)
+        try:
+            os.rename(built, dest)
+        except OSError:
+            os.rename(aside / dest.name, dest)  # the earlier export back in place
+            os.rmdir(aside)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    new = sorted(p.name for p in built.iterdir())
+    for f in sorted(old, key=lambda f: f.name != MANIFEST):  # the manifest goes first: none describes a mix
+        if f.name not in new or f.name == MANIFEST:
+            f.unlink()
+    for name in sorted(new, key=lambda n: n == MANIFEST):  # ... and comes back last
+        os.replace(built / name, dest / name)
+    shutil.rmtree(built, ignore_errors=True)
+
+
+def _about_paths(handle: Handle) -> Tuple[Optional[str], str]:
+    """The run and checkpoint for the manifest, without local paths: the run folder's name and the
+    checkpoint's path inside it (``checkpoints/step-00005000``), or the checkpoint folder's (model's) name."""
+    ck = Path(handle.checkpoint_path)
+    if handle.run_dir is None:
+        return None, ck.name
+    run = Path(handle.run_dir)
+    try:
+        return run.name, ck.relative_to(run).as_posix()
+    except ValueError:
+        return run.name, ck.name
 
 
 # ------------------------------------------------------------------------------------------
@@ -296,18 +362,24 @@ def export_network(
 
 def export_handle(handle: Handle, fmt: Union[str, Sequence[str]], out: Union[str, Path]) -> Dict[str, Any]:
     """Export every network of a loaded handle into the folder ``out`` in ``fmt`` (one format or several:
-    see :func:`check_format`); returns the manifest (also written as ``out/manifest.json``)."""
+    see :func:`check_format`); returns the manifest (also written as ``out/manifest.json``).
+
+    The export is built in a new folder beside ``out`` and then put in its place, so an earlier export
+    there is replaced whole (files of other formats or networks included) and a failure leaves it as it
+    was; other files in ``out`` are kept. Files get the permissions of any new file (0644 under the usual
+    umask), and the manifest names the run and checkpoint without local paths."""
     fmts = check_format(fmt)
-    folder = _out_folder(out)
+    dest = _out_folder(out)
     nets = handle.export_networks()
     names = [n.name for n in nets]
     if len(set(names)) != len(names):
         raise ExportError(f"the {handle.task} handle lists networks with the same name: {', '.join(names)}")
+    run, checkpoint = _about_paths(handle)
     manifest: Dict[str, Any] = {
         "formats": list(fmts),
         "task": handle.task,
-        "run": str(Path(handle.run_dir).resolve()) if handle.run_dir is not None else None,
-        "checkpoint": str(Path(handle.checkpoint_path).resolve()),
+        "run": run,
+        "checkpoint": checkpoint,
         "step": handle.step,
         "kimg": handle.kimg,
         "ema": bool(handle.ema),
@@ -316,12 +388,23 @@ def export_handle(handle: Handle, fmt: Union[str, Sequence[str]], out: Union[str
         "networks": {},
     }
     about = {k: manifest[k] for k in ("task", "run", "checkpoint", "step", "kimg", "ema")}
-    for net in nets:
-        manifest["networks"][net.name] = export_network(net, fmts, folder, about)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, folder / MANIFEST)
+    beside = os.access(dest.parent, os.W_OK)  # else (only the folder is writable) the export is built inside it
+    try:
+        built = Path(tempfile.mkdtemp(prefix=f".{dest.name}.export-", dir=dest.parent if beside else dest))
+    except OSError as e:
+        raise WriteError(f"cannot write the export to '{dest}': {e.strerror or e}") from None
+    try:
+        for net in nets:
+            manifest["networks"][net.name] = export_network(net, fmts, built, about)
+        (built / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        for f in built.iterdir():
+            runs.normal_mode(f)
+        runs.normal_mode(built, folder=True)  # mkdtemp makes it 0700
+        _install(built, dest, names)
+    except OSError as e:
+        raise WriteError(f"cannot write the export to '{dest}': {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
     return manifest
 
 

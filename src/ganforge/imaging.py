@@ -3,9 +3,12 @@ images out as grids and comparison panels.
 
 Tensors to pictures (:func:`to_uint8`, :func:`make_grid_uint8`, :func:`completion_grid`), files
 (:data:`IMAGE_SUFFIXES`, the one list of image extensions; :func:`load_image`, :func:`save_png`, atomic;
-:func:`check_writable`, asked before any work), masks and boxes (white / True = missing), alpha and
-channels. A bad file, image, mask or box raises :class:`~ganforge.errors.ImageError`, an output that
-cannot be written :class:`~ganforge.errors.WriteError`, each one line naming the path.
+:func:`check_writable`, asked before any work), the size policy (:func:`max_pixels`: at most
+:data:`MAX_PIXELS` pixels, or ``$GANFORGE_MAX_PIXELS``, for the CLI and the web app alike), the first step of
+every folder mode (:func:`usable_images`: each input decoded before any output is written, unusable ones
+skipped with ``skip_bad``), masks and boxes (white / True = missing), alpha and channels. A bad file,
+image, mask or box raises :class:`~ganforge.errors.ImageError`, an output that cannot be written
+:class:`~ganforge.errors.WriteError`, each one line naming the path.
 """
 
 from __future__ import annotations
@@ -13,21 +16,27 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.errors import ImageError, WriteError
+from ganforge.errors import GanforgeError, ImageError, WriteError
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "LOSSY_SUFFIXES",
+    "MAX_PIXELS",
+    "MAX_PIXELS_ENV",
     "ImageLike",
     "Box",
+    "FolderResults",
+    "Skipped",
     "box_mask",
     "check_writable",
     "compare_image",
@@ -41,6 +50,7 @@ __all__ = [
     "load_mask",
     "make_grid_uint8",
     "match_channels",
+    "max_pixels",
     "parse_box",
     "save_image",
     "save_png",
@@ -48,6 +58,7 @@ __all__ = [
     "split_alpha",
     "to_pil",
     "to_uint8",
+    "usable_images",
     "writing",
 ]
 
@@ -58,6 +69,10 @@ MODES = ("L", "LA", "RGB", "RGBA")  # the modes load_image accepts
 HOLE_GREY = 128  # how the hole is drawn in the comparison picture
 # what PIL raises for a file it cannot read
 READ_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+# the largest image (width x height) ganforge decodes, the CLI and the web app alike (4000 x 4000): a file
+# that claims more (a decompression bomb, a scan at full resolution) is refused before its pixels are read
+MAX_PIXELS = 16_000_000
+MAX_PIXELS_ENV = "GANFORGE_MAX_PIXELS"  # set it to a number of pixels to change the limit
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]
 Box = Tuple[int, int, int, int]
@@ -217,10 +232,35 @@ def images_in(folder: Path, what: str = "image") -> List[Path]:
 def image_size(path: Path, what: str = "image") -> Tuple[int, int]:
     """(width, height) from the file's header, or a clear error for a file that is not an image."""
     try:
-        with Image.open(path) as im:
-            return im.size
+        with warnings.catch_warnings():  # PIL's DecompressionBombWarning: callers apply max_pixels()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
     except READ_ERRORS as e:
         raise ImageError(f"cannot read {what} '{path}': {e}") from None
+
+
+def max_pixels() -> int:
+    """The size policy: the most pixels (width x height) an image that ganforge reads may have,
+    :data:`MAX_PIXELS` unless the environment variable ``GANFORGE_MAX_PIXELS`` says otherwise (``ganforge
+    serve --max-pixels N`` sets it for the web app). Raises :class:`ImageError` for a value that is not a
+    positive integer."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return MAX_PIXELS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImageError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: expected a positive number of pixels")
+    n = int(raw)
+    if Image.MAX_IMAGE_PIXELS is not None and n > Image.MAX_IMAGE_PIXELS:  # PIL's own bomb check must not
+        Image.MAX_IMAGE_PIXELS = n  # refuse (or warn about) what the limit allows
+    return n
+
+
+def _too_large(path: Path, what: str, w: int, h: int, limit: int) -> ImageError:
+    return ImageError(
+        f"{what} '{path}' is {w}x{h} ({w * h:,} pixels), more than the limit of {limit:,} pixels; "
+        f"set {MAX_PIXELS_ENV}={w * h} (or more) to read it"
+    )
 
 
 def _open_image(src: Union[str, Path], what: str) -> Image.Image:
@@ -229,10 +269,22 @@ def _open_image(src: Union[str, Path], what: str) -> Image.Image:
         raise ImageError(f"{what} file '{path}' does not exist")
     if path.is_dir():
         raise ImageError(f"{what} '{path}' is a folder; expected an image file")
+    limit = max_pixels()
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # PIL's DecompressionBombWarning: the limit below is the policy
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > limit:  # from the header, before the pixels are decoded
+                raise _too_large(path, what, im.width, im.height, limit)
             im.load()
             return im.copy()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:  # beyond PIL's own limit (twice 89 megapixels)
+        raise ImageError(
+            f"{what} '{path}' has more than the limit of {limit:,} pixels ({e}); set {MAX_PIXELS_ENV} to read it"
+        ) from None
     except READ_ERRORS as e:
         raise ImageError(f"cannot read {what} '{path}': {e}") from None
 
@@ -274,6 +326,58 @@ def load_image(image: ImageLike) -> Image.Image:
     if im.width < 1 or im.height < 1:
         raise ImageError(f"image {source_name(image)} is empty ({im.width}x{im.height})")
     return im
+
+
+# ---- folder modes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input a folder mode left out with ``skip_bad``: the file and why (a one-line error naming it)."""
+
+    path: Path
+    reason: str
+
+
+class FolderResults(list):
+    """What a folder mode returns: its results in file order (a list), and ``skipped``, the files it left
+    out with ``skip_bad`` (:class:`Skipped`, empty without it)."""
+
+    def __init__(self, results: Iterable[Any] = (), skipped: Iterable[Skipped] = ()):
+        super().__init__(results)
+        self.skipped: List[Skipped] = list(skipped)
+
+
+def usable_images(
+    files: Sequence[Path],
+    skip_bad: bool = False,
+    check: Optional[Callable[[Path, Image.Image], None]] = None,
+    what: str = "image",
+) -> Tuple[List[Path], List[Skipped]]:
+    """The shared first step of every folder mode, before any output is written: decode each file
+    (:func:`load_image`: the size policy, the modes, a damaged or truncated file) and run ``check(path,
+    image)`` on it (the task's own conditions: channels, size, a matching mask), which raises a
+    :class:`~ganforge.errors.GanforgeError` for an unusable input. Returns (the usable files, the skipped
+    ones). Without ``skip_bad`` the first unusable file is an :class:`ImageError` (nothing has been written
+    yet); with it, every unusable file is skipped with its reason, and a folder with none left is an error."""
+    good: List[Path] = []
+    skipped: List[Skipped] = []
+    for p in files:
+        try:
+            im = load_image(p)
+            if check is not None:
+                check(p, im)
+        except GanforgeError as e:
+            if not skip_bad:
+                why = f"no {what} was processed; --skip-bad / skip_bad=True skips unusable ones"
+                raise ImageError(f"{e} ({why})") from None
+            skipped.append(Skipped(Path(p), str(e)))
+        else:
+            good.append(p)
+    if files and not good:
+        folder = Path(files[0]).parent
+        raise ImageError(f"no usable {what} in '{folder}': all {len(files)} skipped, e.g. {skipped[0].reason}")
+    return good, skipped
 
 
 # ---- masks and boxes ---------------------------------------------------------------------------

@@ -215,6 +215,27 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def umask() -> int:
+    """This process's umask (read without changing it where the system says it: Linux's /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path: PathLike, folder: bool = False) -> None:
+    """Give a file (or folder) the permissions an ordinary new one gets, 0666 (0777) less the umask:
+    what ``tempfile.mkstemp`` (0600), ``mkdtemp`` (0700) and safetensors (0600) make is private, which a
+    deploy folder served by another account, or a run folder shared with a group, cannot read."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
+
+
 def write_json(path: PathLike, obj: Any) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
@@ -241,6 +262,7 @@ def save_checkpoint(
         for name, sd in weights.items():
             path = weights_path(tmp, name)
             save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(path), metadata={"format": "pt"})
+            normal_mode(path)  # safetensors writes 0600
             _fsync_file(path)
         write_json(tmp / "config.json", config)
         torch.save(state, tmp / "state.pt")

@@ -1,4 +1,5 @@
-"""What several verbs share: the model, image, checkpoint, ``--device`` and ``--threads`` options and their checks.
+"""What several verbs share: the model, image, checkpoint, ``--device``, ``--threads`` and ``--skip-bad`` options and
+their checks.
 
 Adding the options imports nothing heavy (``ganforge --help`` stays torch-free); the checks import
 torch, so verbs call them from ``run``.
@@ -43,6 +44,34 @@ def image_of(args: argparse.Namespace):
         why = "give it once" if given else "give one"
         raise UsageError(f"an image (a file or a folder) is needed: {why}, as IMAGE or as --image PATH")
     return Path(given[0]).expanduser()
+
+
+def add_skip_bad(parser: argparse.ArgumentParser) -> None:
+    """``--skip-bad``: what every folder mode offers (:func:`ganforge.imaging.usable_images`)."""
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="folder mode: skip images that cannot be read or used, each named with the reason on standard "
+        "error (default: stop at the first, before anything is written)",
+    )
+
+
+def check_skip_bad(args: argparse.Namespace, image) -> bool:
+    """``--skip-bad``, or a one-line :class:`UsageError` when it is given for a single image."""
+    if args.skip_bad and not image.is_dir():
+        raise UsageError(f"--skip-bad applies to folder mode; '{image}' is not a folder")
+    return bool(args.skip_bad)
+
+
+def report_skipped(results) -> str:
+    """Print each input a folder mode skipped (``results.skipped``) on standard error, one line each
+    (``skipped: <why, naming the file>``); returns what the summary line adds (``; 2 skipped``)."""
+    import sys
+
+    skipped = getattr(results, "skipped", None) or []
+    for s in skipped:
+        print(f"skipped: {s.reason}", file=sys.stderr)
+    return f"; {len(skipped)} unusable image(s) skipped" if skipped else ""
 
 
 def add_loading(

@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(.pt2); onnx,torch-export: both",
     )
     parser.add_argument(
-        "--out", required=True, metavar="FOLDER", help="output folder (made if missing; files in it are replaced)"
+        "--out",
+        required=True,
+        metavar="FOLDER",
+        help="output folder (made if missing; an earlier export in it is replaced whole, other files are kept)",
     )
     parser.add_argument("--checkpoint", default="last", help="last | best | STEP | checkpoint folder")
     parser.add_argument(

@@ -6,6 +6,7 @@ ganforge serve [--runs-dir runs] [--port 7860] [--host 127.0.0.1]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pixels",
         type=int,
-        default=16_000_000,
+        default=None,
         metavar="N",
-        help="largest uploaded image, width x height (default 16000000)",
+        help="largest image, width x height, uploaded or read (default: $GANFORGE_MAX_PIXELS when set, else "
+        "16000000: the limit the command line applies too)",
     )
     add_device(parser)
     add_threads(parser)
@@ -56,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected 1..65535")
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+    if args.max_upload_mb <= 0 or (args.max_pixels is not None and args.max_pixels <= 0):
         raise UsageError("--max-upload-mb and --max-pixels must be positive")
+    check_can_listen(args.host, args.port)  # before anything is printed: a busy port or unknown host is one line
     try:
         from ganforge.web.server import serve
     except ImportError as e:
@@ -66,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     device = check_device(args.device)
     use_threads(args.threads)
+    from ganforge import imaging
+
+    if args.max_pixels is not None:  # one policy: what the upload check allows, load_image reads
+        os.environ[imaging.MAX_PIXELS_ENV] = str(args.max_pixels)
+    max_pixels = imaging.max_pixels()
     if args.host not in LOCAL_HOSTS:
         print(
             f"warning: listening on {args.host}: other machines can reach this app and use its models and "
@@ -79,11 +87,38 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     serve(
-        runs_dir,
-        host=args.host,
-        port=args.port,
-        device=device,
-        max_upload_mb=args.max_upload_mb,
-        max_pixels=args.max_pixels,
+        runs_dir, host=args.host, port=args.port, device=device, max_upload_mb=args.max_upload_mb, max_pixels=max_pixels
     )
     return 0
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Make sure the app can listen on ``host:port`` (the address resolves, is this machine's, and the
+    port is free and allowed), by binding a socket as uvicorn will and closing it at once; else a
+    one-line :class:`UsageError`. Done before the "web app at ..." line is printed."""
+    import errno
+    import socket
+
+    from ganforge.errors import UsageError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses it
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        why = e.strerror if isinstance(e, socket.gaierror) and e.strerror else str(e)
+        raise UsageError(f"--host {host!r}: cannot resolve it to an address of this machine ({why})") from None
+    family, kind, proto, _, addr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed app's port is free
+            s.bind(addr)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            why = "the port is already in use (another program, or another 'ganforge serve'); choose another --port"
+        elif e.errno == errno.EADDRNOTAVAIL:
+            why = f"{host!r} is not an address of this machine; use 127.0.0.1 (this machine only) or 0.0.0.0 (all)"
+        elif e.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need administrator rights); choose a port above 1024"
+        else:
+            why = e.strerror or str(e)
+        raise UsageError(f"cannot listen on {host}:{port}: {why}") from None

@@ -139,6 +139,9 @@ def _write(path: Path, features, logits, mu, sigma, meta: Dict) -> None:
             logits=logits.numpy().astype(np.float32),
             meta=np.array(json.dumps(meta)),
         )
+        from ganforge.runs import normal_mode
+
+        normal_mode(tmp)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except OSError:  # a read-only or full cache must not stop an evaluation
         if tmp and os.path.exists(tmp):

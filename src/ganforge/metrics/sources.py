@@ -46,7 +46,25 @@ def is_stats_file(path: Path) -> bool:
         return False
 
 
+NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (with members, empty)
+
+
+def check_npz(path: Path, what: str) -> None:
+    """A one-line :class:`EvalError` unless ``path`` starts like a zip archive, as an ``.npz`` does:
+    NumPy would call any other file "pickled (object) data"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise EvalError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+    if head not in NPZ_MAGIC:
+        text = all(32 <= b < 127 or b in b"\t\r\n" for b in head)
+        why = ": it is empty" if not head else ": it holds text" if text else ""
+        raise EvalError(f"{what}: {path} is not an .npz file (a NumPy zip archive, as numpy.savez writes){why}")
+
+
 def load_stats(path: Path) -> Statistics:
+    check_npz(path, "statistics")
     try:
         with np.load(path, allow_pickle=False) as z:
             mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
@@ -73,6 +91,7 @@ def load_images(path, what: str = "images") -> Tuple[torch.Tensor, str]:
 
 
 def _load_npz(p: Path, what: str) -> Tuple[torch.Tensor, str]:
+    check_npz(p, what)
     try:
         with np.load(p, allow_pickle=False) as z:
             if "arr_0" not in z.files:

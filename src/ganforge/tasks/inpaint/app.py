@@ -28,19 +28,21 @@ from ganforge import runs
 from ganforge.errors import ImageError, InpaintError
 from ganforge.imaging import (
     IMAGE_SUFFIXES,
+    FolderResults,
     ImageLike,
     box_mask,
     check_writable,
     compare_image,
-    image_size,
     images_in,
     join_alpha,
     load_image,
     load_mask,
     match_channels,
+    parse_box,
     save_image,
     source_name,
     split_alpha,
+    usable_images,
 )
 from ganforge.options import with_overrides
 from ganforge.tasks.inpaint.blend import blend as blend_fill
@@ -459,19 +461,23 @@ def inpaint_folder(
     box: Union[str, Sequence[int], None] = None,
     options: Optional[InpaintOptions] = None,
     progress: Optional[Callable[[int, int, InpaintResult], None]] = None,
+    skip_bad: bool = False,
     **overrides: Any,
-) -> List[InpaintResult]:
+) -> FolderResults:
     """Complete every image of ``image_dir`` with its mask from ``mask_dir`` (same file name, any
     image extension), or with one ``box`` for all; write ``out_dir/<name>.png`` (PNG, so the known
     pixels stay exact) and, with ``compare_dir``, the side-by-side pictures there.
 
-    Everything is checked (masks present, sizes equal, output folders writable) before the first
-    image is completed; the model is loaded once. Images are completed ``options.batch_size`` at a time
-    (images of any size: each is stretched to the model's size first), in one latent search or one
-    network pass per batch. Each image's result is the one :func:`inpaint_detailed` gives it alone
-    with the same options (the latent search starts every image from the same ``seed``-determined
-    latents, whatever else is in its batch), up to floating-point rounding. ``progress(i, n, result)``
-    is called after each image is written. ``options`` and keyword overrides are :func:`inpaint`'s.
+    Everything is checked (masks present, output folders writable, then every image and mask decoded,
+    of equal sizes and usable by the model) before the first image is completed: an unusable pair is an
+    error before anything is written, or with ``skip_bad`` is left out and listed in the result's
+    ``skipped`` (the image's path and the reason). The model is loaded once. Images are completed
+    ``options.batch_size`` at a time (images of any size: each is stretched to the model's size first), in
+    one latent search or one network pass per batch. Each image's result is the one :func:`inpaint_detailed`
+    gives it alone with the same options (the latent search starts every image from the same
+    ``seed``-determined latents, whatever else is in its batch), up to floating-point rounding.
+    ``progress(i, n, result)`` is called after each image is written. ``options`` and keyword overrides are
+    :func:`inpaint`'s. Returns the results in file order (a list, with ``.skipped``).
     """
     o = with_overrides(InpaintOptions, options, overrides, "inpaint_folder")
     batch_size = o.batch_size
@@ -491,22 +497,19 @@ def inpaint_folder(
         pairs = [(p, None) for p in imgs]
     if out_dir.exists() and out_dir.resolve() == image_dir.resolve():
         raise InpaintError(f"the output folder is the image folder '{image_dir}': choose another so inputs are kept")
-    for img_p, mask_p in pairs:  # cheap checks first: sizes (PIL reads the header only) and boxes
-        size = image_size(img_p, "image")
-        if mask_p is not None:
-            msize = image_size(mask_p, "mask")
-            if msize != size:
-                raise InpaintError(
-                    f"the mask '{mask_p}' is {msize[0]}x{msize[1]} but the image '{img_p}' is "
-                    f"{size[0]}x{size[1]} (width x height)"
-                )
-        else:
-            box_mask(box, size)  # type: ignore[arg-type]
+    if box is not None:
+        parse_box(box)  # a malformed box fails before the model is loaded
     check_writable(out_dir, "output folder", folder=True)
     cmp_dir = None if compare_dir is None else check_writable(compare_dir, "comparison folder", folder=True)
     comp = load_completer(model, o.method, checkpoint=o.checkpoint, device=o.device)
     opts = _fill_options(comp, o)
-    results: List[InpaintResult] = []
+    mask_of = dict(pairs)
+    # every image and its mask decoded, of equal sizes and usable by the model, before any is completed
+    usable, skipped = usable_images(
+        [p for p, _ in pairs], skip_bad, lambda p, im: _prepare(comp, p, mask_of[p], box), "image"
+    )
+    pairs = [(p, mask_of[p]) for p in usable]
+    results = FolderResults(skipped=skipped)
     for start in range(0, len(pairs), batch_size):
         t0 = time.perf_counter()
         batch = pairs[start : start + batch_size]

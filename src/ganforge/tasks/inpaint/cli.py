@@ -3,7 +3,7 @@ model (:mod:`ganforge.tasks.inpaint.app`); prints the output path.
 
     ganforge inpaint --model RUN_DIR --image in.png --mask mask.png --out out.png
     ganforge inpaint --model RUN_DIR --image in.png --box 7,7,14,14 --out out.png --compare cmp.png
-    ganforge inpaint --model RUN_DIR --image photos/ --mask masks/ --out filled/ [--compare cmp/]
+    ganforge inpaint --model RUN_DIR --image photos/ --mask masks/ --out filled/ [--compare cmp/] [--skip-bad]
 
 A GAN run completes by latent optimisation (Yeh et al. 2017); a ``task=inpaint`` run with its
 completion network.
@@ -18,7 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
+from ganforge.cli._common import (
+    add_loading,
+    add_model_and_image,
+    add_skip_bad,
+    check_device,
+    check_skip_bad,
+    image_of,
+    report_skipped,
+    use_threads,
+)
 from ganforge.errors import InpaintError
 from ganforge.options import from_namespace
 from ganforge.tasks.inpaint.options import (
@@ -89,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"folder mode: images completed together, in one latent search or network pass (default {DEFAULT_BATCH})",
     )
+    add_skip_bad(parser)
     add_loading(parser)
 
 
@@ -98,12 +108,13 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.tasks.inpaint.app import inpaint_detailed, inpaint_folder, load_completer
 
     device = check_device(args.device)
-    if args.steps < 0 or args.restarts < 1:
-        raise InpaintError(f"--steps must be >= 0 and --restarts >= 1 (got {args.steps}, {args.restarts})")
+    if args.steps < 1 or args.restarts < 1:
+        raise InpaintError(f"--steps and --restarts must be at least 1 (got {args.steps}, {args.restarts})")
     if args.batch_size < 1:
         raise InpaintError(f"--batch-size must be at least 1, got {args.batch_size}")
     use_threads(args.threads)
     image, out = image_of(args), Path(args.out).expanduser()
+    skip_bad = check_skip_bad(args, image)
     options = from_namespace(InpaintOptions, args, {"class_": "cls"}, device=device)
     if image.is_dir():
         if args.mask is not None and not Path(args.mask).is_dir():
@@ -115,9 +126,17 @@ def run(args: argparse.Namespace) -> int:
             raise InpaintError("--original applies to a single image, not to folder mode")
         with _folder_progress() as progress:
             results = inpaint_folder(
-                args.model, image, args.mask, out, args.compare, box=args.box, options=options, progress=progress
+                args.model,
+                image,
+                args.mask,
+                out,
+                args.compare,
+                box=args.box,
+                options=options,
+                progress=progress,
+                skip_bad=skip_bad,
             )
-        print(f"completed {len(results)} image(s) into {out}", file=sys.stderr)
+        print(f"completed {len(results)} image(s) into {out}{report_skipped(results)}", file=sys.stderr)
         print(out)
         return 0
     if args.mask is not None and Path(args.mask).is_dir():

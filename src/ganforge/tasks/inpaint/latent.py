@@ -137,8 +137,8 @@ class LatentInpainter:
         c, h, w = self.img_shape
         if images.dim() != 4 or tuple(images.shape[1:]) != (c, h, w):
             raise InpaintError(f"images: expected [N, {c}, {h}, {w}] at the model's size, got {list(images.shape)}")
-        if steps < 0 or restarts < 1:
-            raise InpaintError(f"steps must be >= 0 and restarts >= 1 (got steps={steps}, restarts={restarts})")
+        if steps < 1 or restarts < 1:  # no step would return the random starting points
+            raise InpaintError(f"steps and restarts must be at least 1 (got steps={steps}, restarts={restarts})")
         t0 = time.perf_counter()
         dev = self.device
         n = images.shape[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,17 @@ from PIL import Image, ImageDraw
 
 from ganforge import runs
 from ganforge.errors import ImageError, UpscaleError
-from ganforge.imaging import ImageLike, check_writable, images_in, load_image, save_image, source_name, split_alpha
+from ganforge.imaging import (
+    FolderResults,
+    ImageLike,
+    check_writable,
+    images_in,
+    load_image,
+    save_image,
+    source_name,
+    split_alpha,
+    usable_images,
+)
 from ganforge.options import with_overrides
 
 __all__ = [
@@ -223,13 +233,16 @@ def upscale_folder(
     *,
     options: Optional[UpscaleOptions] = None,
     progress: Optional[Callable[[int, int, UpscaleResult], None]] = None,
+    skip_bad: bool = False,
     **overrides: Any,
-) -> List[UpscaleResult]:
+) -> FolderResults:
     """Upscale every image of ``image_dir`` into ``out_dir/<name>.png`` (the input's file name, as PNG) and,
     with ``compare_dir``, the comparison pictures there. The model is loaded once and everything is
-    checked (the images are readable, the folders writable, no two outputs collide) before the first
-    image is upscaled. ``progress(i, n, result)`` is called after each image; ``options`` and keyword
-    overrides are :func:`upscale`'s."""
+    checked (every image decoded and of a usable channel count, the folders writable, no two outputs
+    collide) before the first image is upscaled: an unusable image is an error before anything is
+    written, or with ``skip_bad`` is left out and listed in the result's ``skipped`` (path and reason).
+    ``progress(i, n, result)`` is called after each image; ``options`` and keyword overrides are
+    :func:`upscale`'s. Returns the results in file order (a list, with ``.skipped``)."""
     o = with_overrides(UpscaleOptions, options, overrides, "upscale_folder")
     image_dir, out_dir = Path(image_dir).expanduser(), Path(out_dir).expanduser()
     try:
@@ -240,12 +253,6 @@ def upscale_folder(
         raise UpscaleError(
             f"no images in '{image_dir}' (expected files ending in .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff or .gif)"
         )
-    stems = [p.stem for p in files]
-    twice = sorted({s for s in stems if stems.count(s) > 1})
-    if twice:
-        raise UpscaleError(
-            f"images with the same name in '{image_dir}' (their outputs would collide): {', '.join(twice)}"
-        )
     if out_dir.exists() and out_dir.resolve() == image_dir.resolve():
         raise UpscaleError(
             f"the output folder is the image folder '{image_dir}': choose another so the inputs are kept"
@@ -253,14 +260,19 @@ def upscale_folder(
     handle = load_upscaler(model, checkpoint=o.checkpoint, device=o.device, ema=o.ema)
     tile_, ov = _check_tile(o.tile, o.overlap, handle)
     each = replace(o, tile=tile_ or 0, overlap=ov)
-    for p in files:  # every image readable and of a usable channel count, before any work
-        try:
-            _pixels_for(handle, load_image(p), f"'{p}'")
-        except ImageError as e:
-            raise UpscaleError(str(e)) from None
+    try:  # every image readable and of a usable channel count, before any work
+        files, skipped = usable_images(files, skip_bad, lambda p, im: _pixels_for(handle, im, f"'{p}'"))
+    except ImageError as e:
+        raise UpscaleError(str(e)) from None
+    stems = [p.stem for p in files]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise UpscaleError(
+            f"images with the same name in '{image_dir}' (their outputs would collide): {', '.join(twice)}"
+        )
     check_writable(out_dir, "output folder", folder=True)
     cmp_dir = None if compare_dir is None else check_writable(compare_dir, "comparison folder", folder=True)
-    results: List[UpscaleResult] = []
+    results = FolderResults(skipped=skipped)
     for i, p in enumerate(files):
         res = upscale_detailed(handle, p, None if cmp_dir is None else cmp_dir / f"{p.stem}.png", options=each)
         res.path = save_image(res.image, out_dir / f"{p.stem}.png")

@@ -2,7 +2,7 @@
 (:mod:`ganforge.tasks.superres.app`); prints the output path.
 
     ganforge upscale --model RUN_DIR --image in.png --out out.png [--compare cmp.png] [--original hr.png]
-    ganforge upscale --model RUN_DIR --image photos/ --out big/ [--compare cmp/]
+    ganforge upscale --model RUN_DIR --image photos/ --out big/ [--compare cmp/] [--skip-bad]
     ganforge upscale --model RUN_DIR/checkpoints/pixel --image in.png --out out.png   # the pixel-loss model
 """
 
@@ -12,7 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
+from ganforge.cli._common import (
+    add_loading,
+    add_model_and_image,
+    add_skip_bad,
+    check_device,
+    check_skip_bad,
+    image_of,
+    report_skipped,
+    use_threads,
+)
 
 VERB = "upscale"  # the command: ganforge upscale ...
 DEFAULT_MODEL = "photo-x4"  # the built-in model used without --model
@@ -59,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="context pixels around each tile (default: the network's receptive radius: seamless)",
     )
+    add_skip_bad(parser)
     add_loading(parser, "last | STEP | checkpoint folder", "use the trained weights instead of their moving average")
 
 
@@ -77,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     use_threads(args.threads)
     image, out = image_of(args), Path(args.out).expanduser()
+    skip_bad = check_skip_bad(args, image)
     options = UpscaleOptions(
         tile=DEFAULT_TILE if args.tile is None else args.tile,
         overlap=args.overlap,
@@ -91,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
         def line(i: int, n: int, res) -> None:
             print(f"[{i + 1}/{n}] {res.path}: {res.describe()}", file=sys.stderr, flush=True)
 
-        results = upscale_folder(args.model, image, out, args.compare, options=options, progress=line)
-        print(f"upscaled {len(results)} image(s) into {out}", file=sys.stderr)
+        results = upscale_folder(
+            args.model, image, out, args.compare, options=options, progress=line, skip_bad=skip_bad
+        )
+        print(f"upscaled {len(results)} image(s) into {out}{report_skipped(results)}", file=sys.stderr)
         print(out)
         return 0
     if not image.exists():

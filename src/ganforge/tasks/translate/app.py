@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ganforge import runs
 from ganforge.errors import ImageError, TranslateError
 from ganforge.imaging import (
     IMAGE_SUFFIXES,
+    FolderResults,
     ImageLike,
     check_writable,
     compare_layout,
@@ -31,6 +32,7 @@ from ganforge.imaging import (
     save_image,
     source_name,
     split_alpha,
+    usable_images,
 )
 from ganforge.options import with_overrides
 from ganforge.tasks.translate.config import DIRECTIONS
@@ -92,20 +94,25 @@ def translate_array(
     label: str = "the image",
 ) -> np.ndarray:
     """uint8 ``[H, W, C_in]`` -> uint8 ``[H, W, C_out]`` with ``direction``'s network."""
-    c_in, _ = handle.channels(direction)
-    c = pixels.shape[2]
-    if c != c_in:
-        if c_in == 1 and c == 3 and (pixels == pixels[..., :1]).all():
-            pixels = pixels[..., :1]  # grey stored as RGB: lossless
-        else:
-            kind = lambda n: "grayscale (1 channel)" if n == 1 else "colour (3 channels)"  # noqa: E731
-            raise TranslateError(
-                f"wrong channel count: the model's {direction} direction takes {kind(c_in)} images but "
-                f"{label} is {kind(c)}; convert it first (PIL: image.convert("
-                f"{'L' if c_in == 1 else 'RGB'!r}))"
-            )
+    pixels = _input_pixels(handle, direction, pixels, label)
     x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]  # [1, C_in, H, W]
     return handle.translate(x, direction, tile=tile, overlap=overlap)[0].permute(1, 2, 0).numpy()
+
+
+def _input_pixels(handle: TranslatorHandle, direction: str, pixels: np.ndarray, label: str) -> np.ndarray:
+    """The pixels [H, W, C] with the channel count ``direction``'s network takes, or a one-line error
+    when that would lose colour."""
+    c_in, _ = handle.channels(direction)
+    c = pixels.shape[2]
+    if c == c_in:
+        return pixels
+    if c_in == 1 and c == 3 and (pixels == pixels[..., :1]).all():
+        return pixels[..., :1]  # grey stored as RGB: lossless
+    kind = lambda n: "grayscale (1 channel)" if n == 1 else "colour (3 channels)"  # noqa: E731
+    raise TranslateError(
+        f"wrong channel count: the model's {direction} direction takes {kind(c_in)} images but "
+        f"{label} is {kind(c)}; convert it first (PIL: image.convert({'L' if c_in == 1 else 'RGB'!r}))"
+    )
 
 
 @dataclass
@@ -221,13 +228,16 @@ def translate_folder(
     *,
     options: Optional[TranslateOptions] = None,
     progress: Optional[Callable[[int, int, TranslateResult], None]] = None,
+    skip_bad: bool = False,
     **overrides: Any,
-) -> List[TranslateResult]:
+) -> FolderResults:
     """Translate every image directly in ``image_dir`` into ``out_dir``, keeping each file's name; with
     ``compare_dir`` also write the side-by-side pictures there (as PNG), with the image of the same name
     (without extension) from ``target_dir`` as the target when given. Inputs are checked (folders, a target
-    for every image, outputs writable) before the first image is translated; the model is loaded once.
-    ``options`` and keyword overrides are :func:`translate`'s."""
+    for every image, every image and target decoded and usable, outputs writable) before the first image is
+    translated: an unusable one is an error before anything is written, or with ``skip_bad`` is left out and
+    listed in the result's ``skipped`` (path and reason). The model is loaded once. ``options`` and keyword
+    overrides are :func:`translate`'s. Returns the results in file order (a list, with ``.skipped``)."""
     o = with_overrides(TranslateOptions, options, overrides, "translate_folder")
     image_dir, out_dir = Path(image_dir).expanduser(), Path(out_dir).expanduser()
     try:
@@ -254,7 +264,22 @@ def translate_folder(
     cmp_dir = None if compare_dir is None else check_writable(compare_dir, "comparison folder", folder=True)
     handle = load_translator(model, checkpoint=o.checkpoint, device=o.device, ema=o.ema)
     _check_direction(handle, direction)
-    results = []
+
+    def usable(p: Path, im: Image.Image) -> None:
+        _input_pixels(handle, direction, split_alpha(im)[0], f"'{p}'")
+        if p.stem in targets:
+            tgt = load_image(targets[p.stem])
+            if cmp_dir is not None and tgt.size != im.size:  # the comparison puts them side by side
+                raise TranslateError(
+                    f"the target '{targets[p.stem]}' is {tgt.width}x{tgt.height} but the image '{p}' is "
+                    f"{im.width}x{im.height} (width x height)"
+                )
+
+    try:
+        files, skipped = usable_images(files, skip_bad, usable)
+    except ImageError as e:
+        raise TranslateError(str(e)) from None
+    results = FolderResults(skipped=skipped)
     for i, p in enumerate(files):
         res = translate_detailed(
             handle, p, direction, None if cmp_dir is None else cmp_dir / f"{p.stem}.png", targets.get(p.stem), options=o

@@ -3,7 +3,7 @@
 
     ganforge translate --model RUN_DIR --image in.png --out out.png [--direction a2b|b2a]
     ganforge translate --model RUN_DIR --image in.png --out out.png --compare cmp.png --target truth.png
-    ganforge translate --model RUN_DIR --image photos/ --out styled/ [--compare cmp/ --target truths/]
+    ganforge translate --model RUN_DIR --image photos/ --out styled/ [--compare cmp/ --target truths/] [--skip-bad]
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
+from ganforge.cli._common import (
+    add_loading,
+    add_model_and_image,
+    add_skip_bad,
+    check_device,
+    check_skip_bad,
+    image_of,
+    report_skipped,
+    use_threads,
+)
 
 VERB = "translate"  # the command: ganforge translate ...
 DEFAULT_MODEL = "photo2painting"  # the built-in model used without --model
@@ -49,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="images with a side above N pixels are translated in overlapping tiles (default: the "
         "model's translate.tile, 512 unless set when training)",
     )
+    add_skip_bad(parser)
     add_loading(parser, ema_help="use the raw trained weights instead of their moving average")
 
 
@@ -61,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     use_threads(args.threads)
     image, out = image_of(args), Path(args.out).expanduser()
+    skip_bad = check_skip_bad(args, image)
     options = TranslateOptions(checkpoint=args.checkpoint, device=device, ema=not args.no_ema, tile=args.tile)
     if image.is_dir():
         if args.target is not None and not Path(args.target).is_dir():
@@ -68,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--image is a folder, so --target must be a folder of images named like the inputs; "
                 f"'{args.target}' is not a folder"
             )
-        results = translate_folder(args.model, image, out, args.direction, args.compare, args.target, options=options)
-        print(f"translated {len(results)} image(s) ({args.direction}) into {out}", file=sys.stderr)
+        results = translate_folder(
+            args.model, image, out, args.direction, args.compare, args.target, options=options, skip_bad=skip_bad
+        )
+        skipped = report_skipped(results)
+        print(f"translated {len(results)} image(s) ({args.direction}) into {out}{skipped}", file=sys.stderr)
         print(out)
         return 0
     if out.is_dir():

@@ -25,7 +25,20 @@ import torch
 
 from ganforge import runs
 from ganforge.errors import ImageError, WatermarkError
-from ganforge.imaging import ImageLike, images_in, join_alpha, load_image, save_image, source_name, split_alpha
+from ganforge.imaging import (
+    IMAGE_SUFFIXES,
+    FolderResults,
+    ImageLike,
+    Skipped,
+    check_writable,
+    images_in,
+    join_alpha,
+    load_image,
+    save_image,
+    source_name,
+    split_alpha,
+    usable_images,
+)
 from ganforge.tasks.watermark.config import MIN_SIDE, WatermarkConfig
 
 __all__ = [
@@ -422,6 +435,24 @@ def embed_file(
     return save_image(Image.fromarray(marked, mode), out)
 
 
+def _min_side(path: Path, im: Any) -> None:
+    """A folder mode's check of each image: big enough to carry a watermark."""
+    if min(im.size) < MIN_SIDE:
+        raise WatermarkError(
+            f"image '{path}' is {im.width}x{im.height}: too small to carry a watermark; images need at least "
+            f"{MIN_SIDE} pixels a side"
+        )
+
+
+def _folder_files(folder: Union[str, Path], skip_bad: bool) -> Tuple[List[Path], List[Skipped]]:
+    """The images of a folder mode, each decoded and big enough before any work (:func:`usable_images`)."""
+    folder = Path(folder).expanduser()
+    files = images_in(folder)
+    if not files:
+        raise ImageError(f"image folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return usable_images(files, skip_bad, _min_side)
+
+
 def embed_folder(
     model: Any,
     folder: Union[str, Path],
@@ -429,17 +460,20 @@ def embed_folder(
     message: Union[str, bytes],
     strength: float = 1.0,
     progress: Optional[Callable[[int, int, FileResult], None]] = None,
-) -> List[FileResult]:
-    """Mark every image of ``folder`` into the folder ``out`` (PNG files named like the inputs)."""
+    skip_bad: bool = False,
+) -> FolderResults:
+    """Mark every image of ``folder`` into the folder ``out`` (PNG files named like the inputs). Every
+    image is decoded and checked first: an unusable one is an error before anything is written, or with
+    ``skip_bad`` is left out and listed in the result's ``skipped`` (path and reason)."""
     h = load_watermarker(model)
     message_code(h.bits).parse(message)  # a message that does not fit fails before any work
-    files = images_in(Path(folder).expanduser())
-    if not files:
-        raise ImageError(f"image folder '{folder}' holds no images ({', '.join(('.png', '.jpg', '...'))})")
-    results = []
+    _check_strength(strength)
+    out = check_writable(out, "output folder", folder=True)
+    files, skipped = _folder_files(folder, skip_bad)
+    results = FolderResults(skipped=skipped)
     for i, p in enumerate(files):
         t0 = time.perf_counter()
-        dest = embed_file(h, p, Path(out).expanduser() / f"{p.stem}.png", message, strength)
+        dest = embed_file(h, p, out / f"{p.stem}.png", message, strength)
         results.append(FileResult(p, dest, {}, time.perf_counter() - t0))
         if progress:
             progress(i, len(files), results[-1])
@@ -453,15 +487,16 @@ def read_folder(
     fpr: float = DEFAULT_FPR,
     test: str = "combined",
     progress: Optional[Callable[[int, int, FileResult], None]] = None,
-) -> List[FileResult]:
-    """:func:`detect` (with ``key``) or :func:`extract` (without) on every image of ``folder``."""
+    skip_bad: bool = False,
+) -> FolderResults:
+    """:func:`detect` (with ``key``) or :func:`extract` (without) on every image of ``folder``; every image
+    is decoded and checked first (an unusable one is an error before any is read, or with ``skip_bad`` is
+    left out and listed in the result's ``skipped``)."""
     h = load_watermarker(model)
     if key is not None:
         message_code(h.bits).parse(key)
-    files = images_in(Path(folder).expanduser())
-    if not files:
-        raise ImageError(f"image folder '{folder}' holds no images")
-    results = []
+    files, skipped = _folder_files(folder, skip_bad)
+    results = FolderResults(skipped=skipped)
     for i, p in enumerate(files):
         t0 = time.perf_counter()
         info = detect(h, p, key, fpr, test) if key is not None else extract(h, p)

@@ -7,7 +7,8 @@
     ganforge watermark extract --model WM_RUN --image img.png [--json]
 
 ``--image`` may be a folder: embed writes every image into the folder ``--out``; detect and extract
-print one line (or, with ``--json``, one JSON object) per image.
+print one line (or, with ``--json``, one JSON object) per image. Every image of a folder is decoded first:
+an unusable one stops the command before anything is written, or with ``--skip-bad`` is skipped and named.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import json
 import sys
 from pathlib import Path
 
-from ganforge.cli._common import add_loading, add_model_and_image, check_device, image_of, use_threads
+from ganforge.cli._common import (
+    add_loading,
+    add_model_and_image,
+    add_skip_bad,
+    check_device,
+    check_skip_bad,
+    image_of,
+    report_skipped,
+    use_threads,
+)
 
 VERB = "watermark"  # the command: ganforge watermark ...
 DEFAULT_MODEL = "photo-watermark"  # the built-in model used without --model
@@ -38,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for p in (emb, det, ext):
         add_model_and_image(p, "a task=watermark run folder (or a checkpoint folder)", "WM_RUN", default=DEFAULT_MODEL)
         add_loading(p, "last | STEP | checkpoint folder")
+        add_skip_bad(p)
     emb.add_argument(
         "--message",
         required=True,
@@ -100,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     image = image_of(args)
     if not image.exists():
         raise wm.WatermarkError(f"image '{image}' does not exist")
+    skip_bad = check_skip_bad(args, image)
     handle = wm.load_watermarker(args.model, checkpoint=args.checkpoint, device=device)
     if args.action == "embed":
         out = Path(args.out).expanduser()
@@ -112,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
                 args.message,
                 args.strength,
                 progress=lambda i, n, r: print(f"[{i + 1}/{n}] {r.path} -> {r.out}", file=sys.stderr, flush=True),
+                skip_bad=skip_bad,
             )
-            print(f"marked {len(res)} image(s) into {out}", file=sys.stderr)
+            print(f"marked {len(res)} image(s) into {out}{report_skipped(res)}", file=sys.stderr)
             print(out)
             return 0
         if out.is_dir():
@@ -142,9 +155,12 @@ def run(args: argparse.Namespace) -> int:
             getattr(args, "fpr", wm.DEFAULT_FPR),
             getattr(args, "test", "combined"),
             progress=lambda i, n, r: show(r.path, r.info),
+            skip_bad=skip_bad,
         )
+        skipped = report_skipped(res)
         if key is not None and not args.json:
-            print(f"{sum(r.info['detected'] for r in res)} of {len(res)} image(s) carry the key", file=sys.stderr)
+            marked = sum(r.info["detected"] for r in res)
+            print(f"{marked} of {len(res)} image(s) carry the key{skipped}", file=sys.stderr)
         return 0
     info = wm.detect(handle, image, key, args.fpr, args.test) if key is not None else wm.extract(handle, image)
     show(image, info)
