@@ -31,10 +31,7 @@ def reference() -> str:
     names = models.names()
     if not names:
         return "*No built-in models are installed.*\n"
-    out: List[str] = [
-        "| model | task | in -> out | size | training data | headline |",
-        "|---|---|---|---|---|---|",
-    ]
+    out: List[str] = ["| model | task | in -> out | size | training data | headline |", "|---|---|---|---|---|---|"]
     for name in names:
         r = card_summary(models.get(name))
         out.append(

@@ -288,7 +288,7 @@ def build(runs_dir: Path, names: List[str], commit: str) -> None:
         card["license"] = "MIT (the weights, like ganforge); see the training data's licences"
         card["training"].update(_times(runs_dir.parent / "logs" / f"{name}.log"))
         card["training"].update(
-            {"commit": _commit_at_start(runs_dir, name, commit), "hardware": HARDWARE, "torch": torch.__version__}
+            {"commit": _commit_at_start(runs_dir, name, commit), "hardware": HARDWARE, "torch": str(torch.__version__)}
         )
         pack(run, out, checkpoint=spec["checkpoint"], networks=spec["networks"], card=card)
         size = sum(p.stat().st_size for p in out.iterdir())
