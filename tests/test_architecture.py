@@ -198,3 +198,29 @@ def test_long_signature_finder_finds_one(tmp_path):
         "    def n(self, a, *, b, c, d, e, f, g, h): pass\n"
     )
     assert _long_signatures([p]) == ["probe.py:f 9", "probe.py:K.m 9"]
+
+
+def test_a_lazy_registry_is_complete_for_every_thread_that_looks_it_up():
+    """Threads that look up a registry while its loader runs wait for it (the web app's workers did not)."""
+    import threading
+    import time
+
+    from ganforge.registry import Registry
+
+    reg: Registry = Registry("thing")
+
+    def loader():
+        reg.register("a")(1)
+        time.sleep(0.2)  # another thread looks up now
+        reg.register("b")(2)
+        assert reg.names() == ["a", "b"]  # a look-up from inside the loader does not recurse or wait
+
+    reg._loader, reg._loaded = loader, False
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(reg.names())) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert seen == [["a", "b"]] * 4

@@ -158,14 +158,18 @@ def context(browser):
 
 @pytest.fixture
 def page(context, server):
+    """A browser tab on the app; afterwards, no JavaScript error and nothing the Content-Security-Policy
+    blocked (an inline script or style attribute would be: Chromium says so on the console)."""
     pg = context.new_page()
-    errors = []
+    errors, blocked = [], []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     pg.set_default_timeout(60_000)
     pg.base = server
     yield pg
     pg.close()
     assert errors == [], f"JavaScript errors: {errors}"
+    assert blocked == [], f"blocked by the Content-Security-Policy: {blocked}"
 
 
 def open_page(page, name):
@@ -242,13 +246,17 @@ def test_runs_page_shows_every_run_and_refreshes_live(page, web_runs, shots):
             .get_attribute("src")
             .startswith(f"/files/{name}/samples/latest.gif")
         )
-    assert (
-        page.locator(".run[data-run='00005-broken'] .error").inner_text().startswith("error: cannot read '")
-        and "config.yaml" in page.locator(".run[data-run='00005-broken'] .error").inner_text()
-    )
+    broken = page.locator(".run[data-run='00005-broken'] .error").inner_text()
+    assert broken.startswith("error: ") and "'00005-broken/config.yaml'" in broken  # relative to the runs folder
+    assert str(web_runs) not in broken
     assert page.locator(".run[data-run='00002-superres'] svg.curves").count() >= 2  # losses, and PSNR on its own scale
     card = page.locator(".run[data-run='live']")
     assert card.locator(".badge.live").inner_text() == "training"
+    # its progress bar, drawn under the app's CSP (no style attributes): 4 steps of 100
+    assert card.locator(".bar > div").evaluate("d => [d.style.width, d.getBoundingClientRect().width > 0]") == [
+        "4%",
+        True,
+    ]
     shots(page, "runs")
     # training goes on: a new record appears without reloading the page
     with open(live / "metrics.jsonl", "a") as f:
@@ -363,11 +371,35 @@ def test_complete_page_draws_a_mask_with_the_mouse_and_completes(page, web_runs,
     page.select_option("select[name=run]", "00000-gan")
     page.fill("input[name=steps]", "5")
     page.fill("input[name=restarts]", "2")
+    # the server's limits are the fields' maxima, and the page says them
+    assert page.get_attribute("input[name=steps]", "max") == "1000"
+    assert page.locator("label[data-field=steps] .help").inner_text() == "latent search only; at most 1000 here"
+    assert page.locator("label[data-field=image] .help").inner_text().endswith("at most 20 MB and 16 megapixels")
     submit_and_wait(page)
     job = page.request.get(f"{page.base}/api/jobs/{page.locator('.status').get_attribute('data-job')}").json()
     assert job["state"] == "done" and (job["done"], job["total"]) == (5, 5)
     assert job["message"] == "latent search step 5/5"
     assert fetch_image(page, "completed.png").shape == (28, 28)
+
+
+def test_a_running_job_is_cancelled_from_its_page(page, tmp_path):
+    image = digit(tmp_path / "seven.png")
+    open_page(page, "complete")
+    page.select_option("select[name=run]", "00000-gan")
+    page.set_input_files("input[name=image]", str(image))
+    page.wait_for_selector(".mask-box[data-ready]")
+    draw(page, [(6, 12), (22, 12)])
+    page.fill("input[name=steps]", "1000")
+    page.fill("input[name=restarts]", "16")
+    page.click("form button[type=submit]")
+    page.wait_for_function("() => /latent search step/.test(document.querySelector('.status').textContent)")
+    assert page.locator("form button[type=submit]").is_disabled()
+    page.click(".status button.cancel")
+    page.wait_for_selector(".status .cancelled")
+    job = page.request.get(f"{page.base}/api/jobs/{page.locator('.status').get_attribute('data-job')}").json()
+    assert job["state"] == "cancelled" and 0 < job["done"] < 1000 and job["outputs"] == []
+    assert page.locator(".status").inner_text().startswith("cancelled after ")
+    assert page.locator("form button[type=submit]").is_enabled() and page.locator(".outputs *").count() == 0
 
 
 def test_a_bad_upload_shows_the_cli_error_line(page, shots, tmp_path):
@@ -543,25 +575,31 @@ def builtins(packed_models, monkeypatch):
     assert snapshot(packed_models) == before, "the web app wrote into a built-in model"
 
 
+def local_client(app):
+    """A test client of ``app`` that sends what the app's own pages send: its address and its ``Origin``."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://localhost", headers={"Origin": "http://localhost"})
+
+
 def wait_job(client, job_id: str) -> dict:
     import time
 
     for _ in range(600):
         job = client.get(f"/api/jobs/{job_id}").json()
-        if job["state"] in ("done", "error"):
+        if job["state"] in ("done", "error", "cancelled"):
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def test_builtin_models_are_listed_for_their_pages_and_run_jobs(web_runs, builtins, tmp_path):
-    from fastapi.testclient import TestClient
 
     from ganforge.tasks.gan.app import write_samples
     from ganforge.tasks.gan.cli import DEFAULT_MODEL as GAN_DEFAULT
     from ganforge.tasks.superres.cli import DEFAULT_MODEL as SR_DEFAULT
 
-    client = TestClient(create_app(web_runs), base_url="http://localhost")
+    client = local_client(create_app(web_runs))
     data = client.get("/api/runs").json()
     assert [r["name"] for r in data["runs"]][:2] == ["00000-gan", "00001-inpaint"]  # the runs, as before
     models = {m["name"]: m for m in data["builtin"]}
@@ -605,7 +643,10 @@ def test_builtin_models_are_listed_for_their_pages_and_run_jobs(web_runs, builti
         ),
         ("builtin:", f"error: no built-in model named ''; {listed}"),
         ("builtin:tiny-sr", "error: built-in model 'tiny-sr' is a superres model; this page takes gan models"),
-        (GAN_DEFAULT, f"error: run '{GAN_DEFAULT}' is not a run folder in '{web_runs}'"),  # a name alone is a run
+        (  # a name alone is a run
+            GAN_DEFAULT,
+            f"error: run '{GAN_DEFAULT}' is not a run folder of the runs folder (the Runs page lists them)",
+        ),
     ]:
         r = client.post("/api/pages/generate", data=form | {"run": value})
         assert (r.status_code, r.json()["error"]) == (400, error), value
@@ -617,14 +658,13 @@ def test_builtin_models_are_listed_for_their_pages_and_run_jobs(web_runs, builti
 
 
 def test_a_run_called_like_a_builtin_model_stays_a_run(web_runs, builtins, tmp_path):
-    from fastapi.testclient import TestClient
 
     from ganforge.tasks.gan.app import write_samples
     from ganforge.tasks.gan.cli import DEFAULT_MODEL as GAN_DEFAULT
 
     runs = tmp_path / "runs"
     shutil.copytree(web_runs / "00010-uncond", runs / GAN_DEFAULT)  # an unconditional run, named like the model
-    client = TestClient(create_app(runs), base_url="http://localhost")
+    client = local_client(create_app(runs))
     assert [r["name"] for r in client.get("/api/runs").json()["runs"]] == [GAN_DEFAULT]
     assert client.get(f"/api/runs/{GAN_DEFAULT}/options/generate").json()["options"]["class"] == []
     assert len(client.get(f"/api/runs/builtin:{GAN_DEFAULT}/options/generate").json()["options"]["class"]) == 11
@@ -771,9 +811,7 @@ def test_other_hosts_and_sites_are_refused(server):
 
 
 def test_upload_limits(web_runs, tmp_path):
-    from fastapi.testclient import TestClient
-
-    client = TestClient(create_app(web_runs, max_pixels=600, max_upload_mb=0.01), base_url="http://localhost")
+    client = local_client(create_app(web_runs, max_pixels=600, max_upload_mb=0.01))
     big = io.BytesIO()
     Image.new("L", (30, 30)).save(big, format="PNG")
     r = client.post("/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("wide.png", big.getvalue())})
@@ -794,9 +832,364 @@ def test_upload_limits(web_runs, tmp_path):
     r = client.post("/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("n.bmp", b"x" * 2**21)})
     assert r.status_code == 413 and "this server accepts at most" in r.json()["error"]
     r = client.post("/api/pages/upscale", data={"run": "../00002-superres"}, files={"image": ("a.png", big.getvalue())})
-    assert r.status_code == 400 and r.json()["error"].startswith(
-        "error: run '../00002-superres' is not a run folder in"
+    assert r.status_code == 400 and r.json()["error"] == (
+        "error: run '../00002-superres' is not a run folder of the runs folder (the Runs page lists them)"
     )
+
+
+def png_bytes(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(arr, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_pages_refuse_runs_of_other_tasks_and_damaged_uploads(web_runs):
+    """The server checks a run's task against the page's before the page's code sees it (a 400 line, never
+    an AttributeError from a handle of another task), and decodes an upload before queueing it."""
+    client = local_client(create_app(web_runs))
+    digit7 = png_bytes(np.random.RandomState(0).randint(0, 256, (28, 28)))
+    for page, run, files, error in [
+        ("generate", "00006-watermark", None, "this page takes gan runs; '00006-watermark' is a watermark run"),
+        ("video", "00000-gan", None, "this page takes video runs; '00000-gan' is a gan run"),
+        ("upscale", "00003-translate", {"image": ("a.png", digit7)}, "this page takes superres runs; "),
+        ("complete", "00002-superres", {"image": ("a.png", digit7)}, "this page takes gan / inpaint runs; "),
+        ("watermark", "exp/00008-nested", {"image": ("a.png", digit7)}, "'exp/00008-nested' is a gan run"),
+        ("generate", "00007-future", None, "this page takes gan runs; '00007-future' is a hologram run"),
+    ]:
+        r = client.post(f"/api/pages/{page}", data={"run": run}, files=files)
+        assert r.status_code == 400 and r.json()["error"].startswith("error: ") and error in r.json()["error"], (
+            page,
+            r.text,
+        )
+    for run, page in [("00006-watermark", "generate"), ("00002-superres", "translate"), ("00000-gan", "watermark")]:
+        r = client.get(f"/api/runs/{run}/options/{page}")
+        assert r.status_code == 400 and r.json()["error"].startswith("error: this page takes "), r.text
+    r = client.get("/api/runs/00005-broken/options/generate")  # an unreadable config: its line, relative
+    assert r.status_code == 400 and "'00005-broken/config.yaml'" in r.json()["error"]
+    assert str(web_runs) not in r.json()["error"]
+    # a truncated PNG: refused when it arrives, with one line (not a job's "internal error: OSError")
+    whole = png_bytes(np.random.RandomState(1).randint(0, 256, (40, 40)))
+    for page, run in [
+        ("watermark", "00006-watermark"),
+        ("upscale", "00002-superres"),
+        ("translate", "00003-translate"),
+    ]:
+        r = client.post(f"/api/pages/{page}", data={"run": run}, files={"image": ("cut.png", whole[:-200])})
+        assert r.status_code == 400, r.text
+        msg = r.json()["error"]
+        assert msg.startswith("error: cannot read image 'cut.png': ") and "\n" not in msg, msg
+        assert msg.endswith("(a damaged or incomplete file?)")
+    assert app_scratch_folders() == 0
+
+
+def hole_png() -> bytes:
+    """A 28 x 28 mask: a band across the middle to fill."""
+    m = np.zeros((28, 28), np.uint8)
+    m[10:18, 4:24] = 255
+    return png_bytes(m)
+
+
+def app_scratch_folders() -> int:
+    from ganforge.web.core import Scratch
+
+    return len(Scratch.live)
+
+
+def test_limits_are_shown_and_checked(web_runs, monkeypatch):
+    from ganforge.errors import UsageError
+
+    client = local_client(create_app(web_runs))
+    pages = {p["name"]: {f["name"]: f for f in p["fields"]} for p in client.get("/api/pages").json()["pages"]}
+    assert [pages["complete"]["steps"]["max"], pages["complete"]["restarts"]["max"]] == [1000, 16]
+    assert [pages["generate"]["frames"]["max"], pages["video"]["frames"]["max"], pages["upscale"]["tile"]["max"]] == [
+        64,
+        64,
+        512,
+    ]
+    limits = client.get("/api/pages").json()["limits"]
+    assert limits["max_output_pixels"] == 40_000_000 and limits["max_queue"] == 8 and limits["max_pixels"] == 16_000_000
+    image = {"image": ("d.png", png_bytes(np.zeros((28, 28)))), "mask": ("m.png", hole_png())}
+    r = client.post("/api/pages/complete", data={"run": "00000-gan", "steps": "5000"}, files=image)
+    assert (r.status_code, r.json()["error"]) == (
+        400,
+        "error: latent steps 5000: expected a value from 1 to 1000 (this server's limit, GANFORGE_WEB_MAX_STEPS)",
+    )
+    r = client.post("/api/pages/complete", data={"run": "00000-gan", "restarts": "64"}, files=image)
+    assert r.status_code == 400 and "restarts 64: expected a value from 1 to 16" in r.json()["error"]
+    r = client.post("/api/pages/video", data={"run": "00004-video", "frames": "200"})
+    assert r.status_code == 400 and "frames 200: expected a value from 1 to 64" in r.json()["error"]
+    # the output's pixels: an x4 upscale of a 4000 x 4000 upload would be 256 megapixels
+    r = client.post(
+        "/api/pages/upscale",
+        data={"run": "00002-superres"},
+        files={"image": ("big.png", png_bytes(np.zeros((4000, 4000))))},
+    )
+    assert (r.status_code, r.json()["error"]) == (
+        400,
+        "error: the x4 upscale of a 4000x4000 image (16000x16000) would be 256,000,000 pixels; this server makes "
+        "at most 40,000,000 pixels per job (GANFORGE_WEB_MAX_OUTPUT_PIXELS)",
+    )
+    r = client.post(
+        "/api/pages/upscale",
+        data={"run": "00002-superres", "tile": "0"},
+        files={"image": ("w.png", png_bytes(np.zeros((20, 600))))},
+    )
+    assert r.status_code == 400 and r.json()["error"].startswith(
+        "error: tile 0 (the whole image at once) is for images up to 512 pixels a side; this one is 600x20"
+    )
+    # the limits from the environment, and from the app's arguments over it
+    monkeypatch.setenv("GANFORGE_WEB_MAX_STEPS", "30")
+    monkeypatch.setenv("GANFORGE_WEB_MAX_OUTPUT_PIXELS", "10_000")
+    client = local_client(create_app(web_runs, limits={"max_restarts": 2}))
+    pages = {p["name"]: p for p in client.get("/api/pages").json()["pages"]}
+    fields = {f["name"]: f for f in pages["complete"]["fields"]}
+    assert (fields["steps"]["max"], fields["restarts"]["max"]) == (30, 2)
+    r = client.post("/api/pages/generate", data={"run": "00000-gan", "count": "16", "ema": "true"})
+    assert (r.status_code, r.json()["error"]) == (
+        400,
+        "error: 16 samples of 28x28 would be 12,544 pixels; this server makes at most 10,000 pixels per job "
+        "(GANFORGE_WEB_MAX_OUTPUT_PIXELS)",
+    )
+    r = client.post("/api/pages/generate", data={"run": "00000-gan", "count": "4", "seed_b": "1", "frames": "4"})
+    assert r.status_code == 400 and "4 samples of 28x28 and a walk of 4 frames would be 15,680 pixels" in r.text
+    r = client.post("/api/pages/video", data={"run": "00004-video", "count": "8", "scale": "4"})
+    assert r.status_code == 400 and "8 clips of 4 frames of 64x64 would be 131,072 pixels" in r.text
+    r = client.post(
+        "/api/pages/upscale", data={"run": "00002-superres"}, files={"image": ("s.png", png_bytes(np.zeros((20, 20))))}
+    )
+    assert r.status_code == 200, r.text  # 80 x 80 = 6,400 pixels
+    assert wait_job(client, r.json()["job"])["state"] == "done"
+    monkeypatch.setenv("GANFORGE_WEB_MAX_QUEUE", "many")
+    with pytest.raises(UsageError, match=r"GANFORGE_WEB_MAX_QUEUE='many': expected a positive whole number"):
+        create_app(web_runs)
+
+
+def test_the_queue_is_bounded_and_jobs_cancel(web_runs, monkeypatch):
+    """A full queue answers 429 before reading the upload; a queued job cancelled goes at once, a running one
+    stops at its next progress report; either way its scratch folder (uploads) is removed."""
+    import threading
+
+    from ganforge.web.core import PAGES
+
+    started, calls = threading.Event(), []
+
+    def blocker(form, job):  # a job that runs until it is cancelled (at most 60 s)
+        calls.append(job.id)
+        started.set()
+        for i in range(6000):
+            job.progress(i, 6000, "working")
+            __import__("time").sleep(0.01)
+        return []
+
+    monkeypatch.setattr(PAGES.get("complete"), "run", blocker)
+    app = create_app(web_runs, limits={"max_queue": 1})
+    client = local_client(app)
+    files = {"image": ("d.png", png_bytes(np.zeros((28, 28)))), "mask": ("m.png", hole_png())}
+    form = {"run": "00001-inpaint"}
+    a = client.post("/api/pages/complete", data=form, files=files).json()["job"]
+    assert started.wait(30)
+    b = client.post("/api/pages/complete", data=form, files=files).json()["job"]
+    r = client.post("/api/pages/complete", data=form, files=files)
+    assert (r.status_code, r.json()["error"], r.headers["retry-after"]) == (
+        429,
+        "error: the server is busy: 1 jobs are waiting, the most it queues (GANFORGE_WEB_MAX_QUEUE); try again "
+        "when one has finished",
+        "2",
+    )
+    status = client.get("/api/status").json()
+    assert (status["jobs"]["queued"], status["jobs"]["running"], status["scratch_folders"]) == (1, 1, 2)
+    job_a, job_b = app.state.jobs.get(a), app.state.jobs.get(b)
+    assert (job_b.scratch.dir / "image" / "d.png").is_file()
+    r = client.post(f"/api/jobs/{b}/cancel")
+    assert r.json() == {"id": b, "state": "cancelled", "cancelling": False}
+    assert not job_b.scratch.dir.exists() and client.get(f"/api/jobs/{b}").json()["state"] == "cancelled"
+    assert client.post(f"/api/jobs/{a}/cancel").json() == {"id": a, "state": "running", "cancelling": True}
+    job = wait_job(client, a)
+    assert job["state"] == "cancelled" and job["message"] == "cancelled" and job["outputs"] == []
+    assert 0 < job["done"] < 6000 and not job_a.scratch.dir.exists() and calls == [a]  # b never ran
+    assert client.post(f"/api/jobs/{a}/cancel").json()["state"] == "cancelled"  # again: nothing changes
+    assert client.post("/api/jobs/nosuchjob/cancel").status_code == 404
+    assert client.get("/api/status").json()["scratch_folders"] == 0
+    # a failed job's scratch folder goes too
+    monkeypatch.undo()
+    small = {"image": ("tiny.png", png_bytes(np.zeros((10, 12))))}
+    r = client.post("/api/pages/watermark", data={"run": "00006-watermark", "action": "extract"}, files=small)
+    job = wait_job(client, r.json()["job"])
+    assert job["state"] == "error" and job["error"].startswith("error: ") and "tiny.png" in job["error"]
+    assert client.get("/api/status").json()["scratch_folders"] == 0
+
+
+def test_stopping_the_server_cancels_its_jobs(web_runs):
+    """At shutdown (Ctrl-C), the waiting jobs are cancelled and their uploads removed, the running one stopped."""
+    app = create_app(web_runs)
+    files = {"image": ("d.png", png_bytes(np.zeros((28, 28)))), "mask": ("m.png", hole_png())}
+    with local_client(app) as client:  # as a context: the app's startup and shutdown run
+        form = {"run": "00000-gan", "steps": "1000", "restarts": "16"}
+        ids = [client.post("/api/pages/complete", data=form, files=files).json()["job"] for _ in range(3)]
+        folders = [app.state.jobs.get(i).scratch.dir for i in ids]
+        assert all(f.is_dir() for f in folders[1:])
+    assert [app.state.jobs.get(i).state for i in ids] == ["cancelled"] * 3
+    assert not any(f.exists() for f in folders) and app_scratch_folders() == 0
+    assert not app.state.jobs._worker.is_alive()
+
+
+def test_real_jobs_stop_when_cancelled(web_runs):
+    """The latent search (per step) and the upscaler (per tile) stop at a cancel."""
+    import time
+
+    client = local_client(create_app(web_runs))
+
+    def cancel_when_running(job_id):
+        for _ in range(600):
+            j = client.get(f"/api/jobs/{job_id}").json()
+            if j["state"] == "running" and j["done"]:
+                break
+            time.sleep(0.02)
+        client.post(f"/api/jobs/{job_id}/cancel")
+        return wait_job(client, job_id)
+
+    files = {"image": ("d.png", png_bytes(np.zeros((28, 28)))), "mask": ("m.png", hole_png())}
+    r = client.post("/api/pages/complete", data={"run": "00000-gan", "steps": "1000", "restarts": "16"}, files=files)
+    job = cancel_when_running(r.json()["job"])
+    assert job["state"] == "cancelled" and job["done"] < 1000 and job["total"] == 1000
+    noise = png_bytes(np.random.RandomState(0).randint(0, 256, (400, 400)))
+    r = client.post(
+        "/api/pages/upscale", data={"run": "00002-superres", "tile": "8"}, files={"image": ("n.png", noise)}
+    )
+    job = cancel_when_running(r.json()["job"])
+    assert job["state"] == "cancelled" and job["done"] < job["total"] == 2500
+
+
+def test_outputs_are_stored_once_and_finished_jobs_bounded(web_runs):
+    app = create_app(web_runs, limits={"max_jobs_kept": 2})
+    client = local_client(app)
+    form = {"run": "00000-gan", "count": "4", "seed_b": "1", "frames": "3", "ema": "true"}
+    ids = [client.post("/api/pages/generate", data=form | {"seed": str(i)}).json()["job"] for i in range(3)]
+    jobs = [wait_job(client, i) for i in ids[1:]]
+    assert client.get(f"/api/jobs/{ids[0]}").status_code == 404  # the oldest finished job dropped
+    kept = app.state.jobs.get(ids[2])
+    assert sorted(o.name for o in kept.outputs) == ["about", "samples.npz", "samples.png", "walk.gif"]  # once each
+    shown = [(o["kind"], o["name"], o["group"]) for o in jobs[1]["outputs"]]
+    assert shown == [
+        ("image", "samples.png", "samples"),
+        ("file", "samples.png", "downloads"),  # the same bytes, offered as a download
+        ("image", "walk.gif", "samples"),
+        ("file", "walk.gif", "downloads"),
+        ("file", "samples.npz", "downloads"),
+        ("text", "about", ""),
+    ]
+    urls = {(o["kind"], o["name"]): o["url"] for o in jobs[1]["outputs"]}
+    assert urls[("image", "samples.png")] == urls[("file", "samples.png")]  # one copy, two links
+    status = client.get("/api/status").json()
+    held = sum(app.state.jobs.get(i).nbytes for i in ids[1:])
+    assert (
+        status["jobs"] | {"bytes": held}
+        == {
+            "queued": 0,
+            "running": 0,
+            "kept": 2,
+            "bytes": held,
+            "max_queue": 8,
+            "max_kept": 2,
+            "max_kept_bytes": 256 * 2**20,
+        }
+        and status["jobs"]["bytes"] == held > 0
+    )
+    assert status["memory_bytes"] > 0
+    # and by bytes: results over max_kept_mb leave only the newest job
+    app = create_app(web_runs, limits={"max_kept_mb": 0.001})
+    client = local_client(app)
+    ids = [client.post("/api/pages/generate", data=form | {"seed": str(i)}).json()["job"] for i in range(2)]
+    wait_job(client, ids[1])
+    assert (
+        client.get(f"/api/jobs/{ids[0]}").status_code == 404 and client.get("/api/status").json()["jobs"]["kept"] == 1
+    )
+
+
+def raw(url: str, method: str, path: str, headers: dict, body: bytes = b""):
+    """``method path`` with exactly ``headers`` (no Origin or Sec-Fetch-* added): (status, headers, body)."""
+    host, port = url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request(method, path, body=body or None, headers=headers)
+    r = conn.getresponse()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+
+
+def test_cross_site_requests_are_refused_and_pages_cannot_be_framed(server):
+    port = server.rsplit(":", 1)[1]
+    me = f"http://127.0.0.1:{port}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = b"run=00002-superres"  # no image: a request that passes the checks is answered 400 by the form
+
+    def post(headers, path="/api/pages/upscale"):
+        status, _, text = raw(server, "POST", path, form | headers, body)
+        return status, text.decode()
+
+    assert post({"Origin": me})[0] == 400  # the app's own origin
+    assert post({"Sec-Fetch-Site": "same-origin"})[0] == 400  # no Origin, but the browser says it is the app
+    assert post({"Sec-Fetch-Site": "none"})[0] == 400
+    for headers, says in [
+        ({"Origin": f"https://127.0.0.1:{port}"}, f"another site (https://127.0.0.1:{port})"),  # the scheme differs
+        ({"Origin": f"http://127.0.0.1:{int(port) + 1}"}, "another site"),  # the port
+        ({"Origin": f"http://localhost:{port}"}, "another site"),  # the host
+        ({"Origin": "http://127.0.0.1"}, "another site"),  # port 80
+        ({"Origin": "null"}, "another site (null)"),  # a sandboxed frame, a file: page
+        ({}, "without an Origin header is not accepted"),  # a script, or an old browser
+        ({"Sec-Fetch-Site": "cross-site"}, "(Sec-Fetch-Site: cross-site)"),
+        ({"Origin": me, "Sec-Fetch-Site": "cross-site"}, "(Sec-Fetch-Site: cross-site)"),
+        ({"Origin": me, "Sec-Fetch-Site": "same-site"}, "(Sec-Fetch-Site: same-site)"),  # another port of this host
+    ]:
+        status, text = post(headers)
+        assert status == 403 and says in text and text.startswith('{"error":"error: '), (headers, text)
+    assert post({}, "/api/jobs/abc/cancel")[0] == 403
+    # reading from another site: only a link to the app (a top-level navigation) is let in
+    cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
+    assert raw(server, "GET", "/files/00000-gan/samples/latest.png", cross)[0] == 403
+    assert raw(server, "GET", "/api/runs", cross | {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"})[0] == 403
+    assert raw(server, "GET", "/", cross | {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"})[0] == 200
+    # every answer, errors included, forbids framing and carries the CSP
+    for method, path, headers in [
+        ("GET", "/", {}),
+        ("GET", "/static/app.js", {}),
+        ("GET", "/api/runs", {}),
+        ("GET", "/files/nope.png", {}),
+        ("GET", "/files/../../etc/passwd", {}),
+        ("GET", "/api/runs", {"Host": "evil.example"}),
+        ("POST", "/api/pages/upscale", {}),
+        ("POST", "/api/pages/upscale", {"Origin": me}),
+    ]:
+        status, h, _ = raw(server, method, path, headers | (form if method == "POST" else {}), body)
+        assert h["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in h["content-security-policy"], path
+        assert "script-src 'self';" in h["content-security-policy"] and h["x-content-type-options"] == "nosniff"
+
+
+def test_error_lines_show_no_absolute_paths(web_runs, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(web_runs / "00010-uncond", runs / "nockpt")
+    shutil.rmtree(runs / "nockpt" / "checkpoints")
+    client = local_client(create_app(runs))
+    for data in ({"run": "nockpt"}, {"run": "../runs/nockpt"}, {"run": str(runs / "nockpt")}):
+        r = client.post("/api/pages/generate", data=data)
+        msg = r.json()["error"]
+        assert r.status_code == 400 and str(tmp_path) not in msg, msg
+    assert "'nockpt" in client.post("/api/pages/generate", data={"run": "nockpt"}).json()["error"]
+
+
+def test_soak_short(web_runs):
+    """benchmarks/web_soak.py, short: 60 mixed requests from 8 clients on a server of its own (a queue of 3,
+    so that some are answered 429 and sent again): no 5xx, every answer the expected one, no traceback in the
+    server's log, memory at the end within 1.3x of after the first 20 requests, its temporary folder empty."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("web_soak", Path(__file__).parents[1] / "benchmarks" / "web_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    f = soak.soak(web_runs, requests=60, clients=8, seconds=120, env={"GANFORGE_WEB_MAX_QUEUE": "3"})
+    print(soak.report(f))
+    assert f["requests"] == 60 and f["server_errors_5xx"] == 0 and f["unexpected"] == [], f["unexpected"]
+    assert f["tracebacks"] == 0, f["log_tail"]
+    assert f["rss_ratio"] <= 1.3 and f["temp_left"] == [] and f["server_status"]["scratch_folders"] == 0
+    assert f["job_states"].get("done", 0) > 10 and f["job_states"].get("cancelled", 0) > 0
 
 
 def test_serve_command_checks_its_arguments_and_warns_off_localhost(web_runs, monkeypatch, capsys):

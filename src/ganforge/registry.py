@@ -6,6 +6,7 @@ allowed names instead of a KeyError deep in the code.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Dict, Generic, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
@@ -16,15 +17,22 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: Dict[str, T] = {}
         self._loader = loader  # imports the modules that register the built-in entries, on first look-up
+        self._loaded = loader is None
+        self._loading = False  # the loader is running in the thread that holds the lock (look-ups inside it)
+        self._lock = threading.RLock()  # other threads wait until loading has finished (the web app's workers)
 
     def _load(self) -> None:
-        if self._loader is not None:
-            loader, self._loader = self._loader, None  # registering from inside the loader must not recurse
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded or self._loading:
+                return
+            self._loading = True
             try:
-                loader()
-            except BaseException:
-                self._loader = loader  # a failed import is raised again at the next look-up, not hidden
-                raise
+                self._loader()  # a failed import is raised again at the next look-up, not hidden
+                self._loaded = True
+            finally:
+                self._loading = False
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@MODELS.register("dcgan")``."""

@@ -1,6 +1,6 @@
 """What every page of the web app shares: the runs folder (read only, nothing outside it served) and the
-built-in models beside it, uploads (size and pixel limits), background jobs with progress, and the
-declarative page.
+built-in models beside it, uploads (size and pixel limits), the limits on what a job may ask for
+(:class:`Limits`), background jobs with progress and cancellation in a bounded queue, and the declarative page.
 
 A page (:class:`Page`) is a form and one function: its :class:`Field` list says what the browser shows
 (a run picker, numbers, choices, an image upload, a mask drawn with the mouse), and ``run(form, job)``
@@ -10,16 +10,20 @@ draws any page from its fields, so a new page is a task's ``web.py`` registered 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
 import traceback
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -28,9 +32,8 @@ from PIL import Image
 from ganforge.errors import GanforgeError, ImageError, RunError, UsageError
 
 MAX_UPLOAD_MB = 20  # default limit of one uploaded file
-MAX_PIXELS = 16_000_000  # default limit of an uploaded image's width x height (4000 x 4000)
 SERVED_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".webp", ".mp4")  # what /files/ serves from a run folder
-MAX_JOBS_KEPT = 32  # finished jobs whose results stay in memory
+LIMITS_ENV = "GANFORGE_WEB_"  # GANFORGE_WEB_MAX_QUEUE=4 ...: each of Limits' fields but the upload's two
 
 
 # ---- the runs folder ------------------------------------------------------------------------------
@@ -88,20 +91,35 @@ class RunsFolder:
         if not name:
             raise RunError("run: choose a run folder")
         if name not in self.run_names():  # only what the listing offers: no '..', no absolute paths
-            raise RunError(f"run '{name}' is not a run folder in '{self.root}'")
+            raise RunError(f"run '{name}' is not a run folder of the runs folder (the Runs page lists them)")
         try:
             return self.inside(name)
         except Forbidden:  # a link to a run elsewhere
-            raise RunError(f"run '{name}' leads outside '{self.root}'") from None
+            raise RunError(f"run '{name}' leads outside the runs folder") from None
+
+    def clean(self, msg: str) -> str:
+        """``msg`` with the runs folder's absolute path taken out (paths relative to it, as the pages name
+        runs) and a built-in model's folder named ``builtin:NAME``: an error line shows nothing of the
+        server's file system."""
+        from ganforge import models
+
+        for root, prefix in ((self.root, ""), (models.ROOT, models.BUILTIN_PREFIX)):
+            msg = msg.replace(f"{root}{os.sep}", prefix).replace(str(root), "the runs folder" if not prefix else "")
+        return msg
 
     def model(self, name: str, tasks: Sequence[str] = ()) -> Path:
         """What a run picker's value means: ``builtin:NAME``, the folder of that built-in model (only a name
         :func:`ganforge.models.names` lists, of one of ``tasks`` when given), else the run folder ``name``
         (:meth:`run`). A run folder called like a built-in model stays a run: only the prefix picks the model."""
-        from ganforge import models
+        from ganforge import models, runs
 
         if not name.startswith(models.BUILTIN_PREFIX):
-            return self.run(name)
+            path = self.run(name)
+            if tasks:  # checked here, before any page's code sees the run: a wrong task is one line, never a crash
+                task = runs.run_task(path)
+                if task not in tasks:
+                    raise RunError(f"this page takes {' / '.join(tasks)} runs; '{name}' is a {task} run")
+            return path
         bare = name[len(models.BUILTIN_PREFIX) :]
         have = models.names()
         if bare not in have:  # only the package's own models: no paths, no '..'
@@ -145,10 +163,71 @@ def builtin_summary(name: str) -> Dict[str, Any]:
 
 @dataclass
 class Limits:
-    """What an upload may be: ``max_bytes`` per file, ``max_pixels`` per image."""
+    """What a request may ask of the server. An upload: ``max_bytes`` per file (``ganforge serve
+    --max-upload-mb``), ``max_pixels`` per image (``--max-pixels``, else ``GANFORGE_MAX_PIXELS``, else
+    :data:`ganforge.imaging.MAX_PIXELS`). A job: the pixels it may produce (``max_output_pixels``: all images
+    and frames together, e.g. an upscale's output), latent-search ``max_steps`` and ``max_restarts``,
+    ``max_frames`` of a walk or clip, the largest upscaling ``max_tile``. The server: ``max_queue`` jobs
+    waiting (more are refused with 429), finished jobs kept (``max_jobs_kept``, holding at most
+    ``max_kept_mb`` of results). Each of these has the environment variable ``GANFORGE_WEB_<NAME>``
+    (``GANFORGE_WEB_MAX_QUEUE=4``), read by :meth:`from_env`. The pages show them as their fields' maxima."""
 
     max_bytes: int = MAX_UPLOAD_MB * 2**20
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int = field(default_factory=lambda: _size_policy())
+    max_output_pixels: int = 40_000_000  # x4 of a 1920x1080 photo
+    max_steps: int = 1000
+    max_restarts: int = 16
+    max_frames: int = 64
+    max_tile: int = 512
+    max_queue: int = 8
+    max_jobs_kept: int = 16
+    max_kept_mb: float = 256
+
+    @classmethod
+    def from_env(cls, environ: Optional[Dict[str, str]] = None, **given: Any) -> "Limits":
+        """The defaults, replaced by ``GANFORGE_WEB_<NAME>`` variables, replaced by ``given`` (None: not given).
+        A value that is not a positive number is a one-line :class:`UsageError`."""
+        environ = os.environ if environ is None else environ
+        values: Dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            kind = float if f.type in (float, "float") else int
+            raw = given.get(name)
+            where = name
+            if raw is None and name not in ("max_bytes", "max_pixels"):
+                raw, where = environ.get(LIMITS_ENV + name.upper()), LIMITS_ENV + name.upper()
+            if raw is None:
+                continue
+            try:
+                v = kind(str(raw).strip().replace("_", "")) if isinstance(raw, str) else kind(raw)
+            except ValueError:
+                v = None
+            if v is None or v <= 0:
+                what = "number" if kind is float else "whole number"
+                raise UsageError(f"{where}={raw!r}: expected a positive {what}")
+            values[name] = v
+        unknown = sorted(k for k in given if k not in cls.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"unknown web app limits: {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+    def check_output(self, pixels: int, what: str) -> None:
+        """A one-line :class:`UsageError` when a job would produce more than ``max_output_pixels``."""
+        if pixels > self.max_output_pixels:
+            raise UsageError(
+                f"{what} would be {pixels:,} pixels; this server makes at most {self.max_output_pixels:,} pixels "
+                f"per job ({LIMITS_ENV}MAX_OUTPUT_PIXELS)"
+            )
+
+
+def _size_policy() -> int:
+    """The image size policy the command line applies too (:func:`ganforge.imaging.max_pixels`: its
+    ``MAX_PIXELS``, or ``GANFORGE_MAX_PIXELS``), read when the app starts (imaging imports torch)."""
+    from ganforge import imaging
+
+    return imaging.max_pixels()
 
 
 def safe_name(name: str, default: str = "upload.png") -> str:
@@ -161,9 +240,14 @@ class Scratch:
     """A private temporary folder for one job's uploads and outputs (never inside the runs folder);
     :meth:`clean_message` turns its paths back into the names the user knows."""
 
+    live: set = set()  # the folders not yet removed (what /api/status reports)
+    _lock = threading.Lock()
+
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="ganforge-web-"))
         self._subs: List[Path] = []
+        with Scratch._lock:
+            Scratch.live.add(self.dir)
 
     def path(self, name: str, sub: str = "") -> Path:
         """``name`` (made safe) in the folder, or in its subfolder ``sub`` (one per upload field, so that
@@ -182,12 +266,17 @@ class Scratch:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        with Scratch._lock:
+            Scratch.live.discard(self.dir)
 
 
 def check_image_upload(path: Path, limits: Limits, what: str = "image") -> Tuple[int, int]:
-    """(width, height) of an uploaded image read from its header, or a one-line :class:`ImageError`:
-    not an image (the message ``ganforge`` prints for such a file), or more pixels than allowed."""
-    from ganforge.imaging import image_size
+    """(width, height) of an uploaded image, or a one-line :class:`ImageError`: not an image (the message
+    ``ganforge`` prints for such a file), more pixels than allowed (from the header, before decoding), or
+    pixels that cannot be decoded (a truncated or damaged file: found here, not by the job)."""
+    import warnings
+
+    from ganforge.imaging import READ_ERRORS, image_size
 
     w, h = image_size(path, what)
     if w * h > limits.max_pixels:
@@ -195,6 +284,13 @@ def check_image_upload(path: Path, limits: Limits, what: str = "image") -> Tuple
             f"{what} '{path.name}' is {w}x{h} ({w * h:,} pixels); this server accepts at most "
             f"{limits.max_pixels:,} pixels (ganforge serve --max-pixels)"
         )
+    try:
+        with warnings.catch_warnings():  # PIL's DecompressionBombWarning: the limit above is the policy
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+    except READ_ERRORS as e:
+        raise ImageError(f"cannot read {what} '{path.name}': {e} (a damaged or incomplete file?)") from None
     return w, h
 
 
@@ -209,7 +305,8 @@ class Field:
     (``choices``), ``check`` (a box), ``image`` (an upload), ``mask`` (drawn with the mouse over the
     ``image`` field named in ``over``). ``depends``: the choices come from the chosen run
     (``Page.run_options``); a field with no choices for that run is hidden (e.g. the class of an
-    unconditional GAN).
+    unconditional GAN). ``limit``: the :class:`Limits` field that is this field's maximum (``max_steps``),
+    shown by the page and checked by the server.
     """
 
     name: str
@@ -224,13 +321,21 @@ class Field:
     optional: bool = False  # an empty value means None
     over: str = ""  # mask: the image field it is drawn on
     depends: bool = False
+    limit: str = ""  # the Limits field that is its maximum
 
-    def to_json(self) -> Dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, "", ())} | {
+    def max_for(self, limits: Limits) -> Optional[float]:
+        """The largest value this server takes: its limit, else the field's own maximum."""
+        return getattr(limits, self.limit) if self.limit else self.max
+
+    def to_json(self, limits: Optional[Limits] = None) -> Dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v not in (None, "", ())} | {
             "name": self.name,
             "kind": self.kind,
             "choices": list(self.choices),
         }
+        if self.limit and limits is not None:
+            out["max"] = self.max_for(limits)
+        return out
 
     def parse(self, raw: Any, scratch: "Scratch", limits: Limits) -> Any:
         """The value of this field from the submitted form (strings and uploaded files), checked."""
@@ -259,10 +364,12 @@ class Field:
                 raise UsageError(
                     f"{label} {text!r}: expected {'a whole number' if self.kind == 'int' else 'a number'}"
                 ) from None
-            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+            top = self.max_for(limits)
+            if (self.min is not None and v < self.min) or (top is not None and v > top):
                 lo = "" if self.min is None else f"{self.min:g}"
-                hi = "" if self.max is None else f"{self.max:g}"
-                raise UsageError(f"{label} {v:g}: expected a value from {lo or '-inf'} to {hi or 'inf'}")
+                hi = "" if top is None else f"{top:g}"
+                why = f" (this server's limit, {LIMITS_ENV}{self.limit.upper()})" if self.limit and v > top else ""
+                raise UsageError(f"{label} {v:g}: expected a value from {lo or '-inf'} to {hi or 'inf'}{why}")
             return v
         if self.kind == "select" and self.choices and not self.depends and text not in [str(c) for c in self.choices]:
             raise UsageError(f"{label} {text!r}: choose one of {', '.join(map(str, self.choices))}")
@@ -272,7 +379,8 @@ class Field:
 @dataclass
 class Output:
     """One result shown on the page: ``image`` (shown, with its size), ``file`` (a download link) or
-    ``text`` (a line). ``data`` is the file's bytes (PNG, GIF, npz ...)."""
+    ``text`` (a line). ``data`` is the file's bytes (PNG, GIF, npz ...), kept once: an image that is also
+    offered as a download names the download's group in ``download`` (the link serves the same bytes)."""
 
     kind: str
     name: str
@@ -281,17 +389,20 @@ class Output:
     text: str = ""
     size: Optional[Tuple[int, int]] = None  # (width, height) of an image
     group: str = ""  # images of one group are shown side by side
+    download: str = ""  # an image: also a download link in this group
 
 
-def png_output(img: Image.Image, name: str, group: str = "result") -> Output:
-    """A PIL image as a PNG :class:`Output`."""
+def png_output(img: Image.Image, name: str, group: str = "result", download: str = "") -> Output:
+    """A PIL image as a PNG :class:`Output` (fast compression: a big result is encoded in a moment)."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return Output("image", name, buf.getvalue(), "image/png", size=img.size, group=group)
+    img.save(buf, format="PNG", compress_level=1 if img.width * img.height > 2**20 else 6)
+    return Output("image", name, buf.getvalue(), "image/png", size=img.size, group=group, download=download)
 
 
-def file_output(path: Path, name: Optional[str] = None, kind: str = "file", group: str = "result") -> Output:
-    """A file written by an app (in the job's scratch folder) as an :class:`Output`."""
+def file_output(
+    path: Path, name: Optional[str] = None, kind: str = "file", group: str = "result", download: str = ""
+) -> Output:
+    """A file written by an app (in the job's scratch folder) as an :class:`Output` (``download``: see there)."""
     data = Path(path).read_bytes()
     mime = {".png": "image/png", ".gif": "image/gif", ".npz": "application/zip"}.get(
         Path(path).suffix.lower(), "application/octet-stream"
@@ -300,7 +411,7 @@ def file_output(path: Path, name: Optional[str] = None, kind: str = "file", grou
     if kind == "image":
         with Image.open(io.BytesIO(data)) as im:
             size = im.size
-    return Output(kind, name or Path(path).name, data, mime, size=size, group=group)
+    return Output(kind, name or Path(path).name, data, mime, size=size, group=group, download=download)
 
 
 @dataclass
@@ -311,6 +422,10 @@ class Page:
     folder's Path, or a built-in model's folder, images to their saved Path); report progress with
     ``job.progress(done, total, text)``.
     ``run_options(run_dir, cache) -> {field: [choices]}`` fills the fields marked ``depends`` for a run.
+    ``check(form, cache, limits)``: called when the form is sent, before the job is queued, to refuse (with a
+    one-line :class:`GanforgeError`, answered 400) what would exceed the limits, such as the pixels an
+    upscale would make. The server checks the run's task (``tasks``) before either is called.
+    ``job.progress`` is also where a cancelled job stops: call it between steps, tiles, images.
     """
 
     name: str
@@ -322,15 +437,16 @@ class Page:
     run_options: Optional[Callable[[Path, "HandleCache"], Dict[str, List[Any]]]] = None
     order: int = 100
     default_model: str = ""  # the built-in model the run picker starts with when the folder has no run of the tasks
+    check: Optional[Callable[[Dict[str, Any], "HandleCache", Limits], None]] = None
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self, limits: Optional[Limits] = None) -> Dict[str, Any]:
         return {
             "name": self.name,
             "title": self.title,
             "summary": self.summary,
             "tasks": list(self.tasks),
             "default_model": self.default_model,
-            "fields": [f.to_json() for f in self.fields],
+            "fields": [f.to_json(limits) for f in self.fields],
         }
 
 
@@ -375,13 +491,23 @@ class HandleCache:
 # ---- jobs ------------------------------------------------------------------------------------------------
 
 
-class Job:
-    """One page action running in the background: state, progress, outputs or the error line."""
+class Cancelled(BaseException):
+    """Raised in a job's thread by :meth:`Job.progress` once the job is cancelled (a BaseException, so
+    that no ``except Exception`` of the code it runs can swallow it)."""
 
-    def __init__(self, page: str):
+
+class QueueFull(Exception):
+    """The queue holds :attr:`Limits.max_queue` jobs already (answered with 429)."""
+
+
+class Job:
+    """One page action running in the background: state, progress, outputs or the error line. It owns its
+    scratch folder (uploads and files written), removed when it ends however it ends."""
+
+    def __init__(self, page: str, scratch: Optional[Scratch] = None):
         self.id = uuid.uuid4().hex
         self.page = page
-        self.state = "queued"  # queued | running | done | error
+        self.state = "queued"  # queued | running | done | error | cancelled
         self.done: Optional[int] = None
         self.total: Optional[int] = None
         self.message = ""
@@ -389,25 +515,44 @@ class Job:
         self.outputs: List[Output] = []
         self.started = time.time()
         self.finished: Optional[float] = None
+        self.scratch = scratch
+        self.cache: Optional[HandleCache] = None
         self.clean: Callable[[str], str] = lambda s: s  # turns scratch paths in messages into the user's names
+        self._cancel = threading.Event()
 
     def progress(self, done: int, total: int, message: str = "") -> None:
+        """Report progress; raises :class:`Cancelled` once the job is cancelled (the point where it stops)."""
+        if self._cancel.is_set():
+            raise Cancelled()
         self.done, self.total = int(done), int(total)
         if message:
             self.message = message
 
+    def check(self) -> None:
+        """Stop here (:class:`Cancelled`) if the job was cancelled."""
+        if self._cancel.is_set():
+            raise Cancelled()
+
+    @property
+    def cancelling(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of its results held in memory."""
+        return sum(len(o.data) + len(o.text) for o in self.outputs)
+
+    def close(self) -> None:
+        """Remove its scratch folder (uploads, files written)."""
+        if self.scratch is not None:
+            self.scratch.close()
+
     def to_json(self) -> Dict[str, Any]:
         end = self.finished or time.time()
-        return {
-            "id": self.id,
-            "page": self.page,
-            "state": self.state,
-            "done": self.done,
-            "total": self.total,
-            "message": self.message,
-            "error": self.error,
-            "seconds": round(end - self.started, 2),
-            "outputs": [
+        outputs = []
+        for i, o in enumerate(self.outputs):
+            url = f"/api/jobs/{self.id}/outputs/{i}/{o.name}" if o.data else None
+            outputs.append(
                 {
                     "kind": o.kind,
                     "name": o.name,
@@ -415,36 +560,77 @@ class Job:
                     "group": o.group,
                     "width": o.size[0] if o.size else None,
                     "height": o.size[1] if o.size else None,
-                    "url": f"/api/jobs/{self.id}/outputs/{i}/{o.name}" if o.data else None,
+                    "url": url,
                 }
-                for i, o in enumerate(self.outputs)
-            ],
+            )
+            if o.download and url:  # the same bytes, offered as a download too (stored once)
+                outputs.append({"kind": "file", "name": o.name, "text": "", "group": o.download, "url": url})
+        return {
+            "id": self.id,
+            "page": self.page,
+            "state": self.state,
+            "cancelling": self.cancelling and self.state in ("queued", "running"),
+            "done": self.done,
+            "total": self.total,
+            "message": self.message,
+            "error": self.error,
+            "seconds": round(end - self.started, 2),
+            "outputs": outputs,
         }
 
 
-class Jobs:
-    """Runs jobs one at a time on a worker thread (the models share the CPU threads torch was given),
-    keeping the last :data:`MAX_JOBS_KEPT` in memory. A :class:`GanforgeError` becomes the job's error
-    line ``error: ...``, as the command line prints it; any other exception is reported as an internal
-    error with its type."""
+def _trim_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc), so that memory a big job used does not stay
+    resident after it; nothing elsewhere."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+            except (OSError, AttributeError):
+                pass
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
 
-    def __init__(self):
+
+_MALLOC_TRIM: Any = None
+
+
+class Jobs:
+    """Runs jobs one at a time on a worker thread (the models share the CPU threads torch was given) from a
+    queue of at most ``limits.max_queue`` waiting jobs (:class:`QueueFull` beyond), keeping the last
+    ``limits.max_jobs_kept`` finished jobs in memory, fewer when their results pass ``limits.max_kept_mb``.
+    A :class:`GanforgeError` becomes the job's error line ``error: ...``, as the command line prints it; any
+    other exception is reported as an internal error with its type. A job's scratch folder is removed when it
+    ends (done, failed or cancelled)."""
+
+    def __init__(self, limits: Optional[Limits] = None):
+        self.limits = limits or Limits()
         self._jobs: "OrderedDict[str, Job]" = OrderedDict()
         self._lock = threading.Lock()
         self._queue: List[Tuple[Job, Callable[[Job], List[Output]]]] = []
+        self._running: Optional[Job] = None
+        self._closed = False
         self._cv = threading.Condition(self._lock)
         self._worker = threading.Thread(target=self._loop, name="ganforge-web-jobs", daemon=True)
         self._worker.start()
 
+    def full(self) -> bool:
+        with self._lock:
+            return len(self._queue) >= self.limits.max_queue
+
     def submit(self, job: Job, fn: Callable[[Job], List[Output]]) -> Job:
+        """Queue ``job``; :class:`QueueFull` (nothing queued) when ``limits.max_queue`` jobs wait already."""
         with self._cv:
+            if self._closed:
+                raise QueueFull("error: the server is stopping")
+            if len(self._queue) >= self.limits.max_queue:
+                raise QueueFull(
+                    f"error: the server is busy: {len(self._queue)} jobs are waiting, the most it queues "
+                    f"({LIMITS_ENV}MAX_QUEUE); try again when one has finished"
+                )
             self._jobs[job.id] = job
-            while len(self._jobs) > MAX_JOBS_KEPT:
-                old = next(iter(self._jobs))
-                if self._jobs[old].state in ("done", "error"):
-                    self._jobs.pop(old)
-                else:
-                    break
             self._queue.append((job, fn))
             self._cv.notify()
         return job
@@ -453,23 +639,98 @@ class Jobs:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def cancel(self, job_id: str) -> Optional[Job]:
+        """Cancel a job: a queued one is dropped at once (its uploads removed), a running one stops at its
+        next progress report; a finished one stays as it is. None for an unknown job."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state not in ("queued", "running"):
+                return job
+            job._cancel.set()
+            queued = [i for i, (j, _) in enumerate(self._queue) if j is job]
+            if queued:
+                self._queue.pop(queued[0])
+                self._finish(job, "cancelled")
+        if queued:
+            job.close()
+        return job
+
+    def shutdown(self, timeout: float = 10) -> None:
+        """Stop: the waiting jobs are cancelled (their uploads removed), the running one is asked to stop, and
+        the worker is given ``timeout`` seconds to finish (the server's shutdown)."""
+        with self._cv:
+            self._closed = True
+            queued = [j for j, _ in self._queue]
+            self._queue.clear()
+            for j in queued:
+                j._cancel.set()
+                self._finish(j, "cancelled")
+            if self._running is not None:
+                self._running._cancel.set()
+            self._cv.notify_all()
+        for j in queued:
+            j.close()
+        self._worker.join(timeout)
+
+    def status(self) -> Dict[str, Any]:
+        """What the jobs hold: queued, running, kept (finished) and the bytes of their results."""
+        with self._lock:
+            finished = [j for j in self._jobs.values() if j.finished is not None]
+            return {
+                "queued": len(self._queue),
+                "running": 0 if self._running is None else 1,
+                "kept": len(finished),
+                "bytes": sum(j.nbytes for j in finished),
+                "max_queue": self.limits.max_queue,
+                "max_kept": self.limits.max_jobs_kept,
+                "max_kept_bytes": int(self.limits.max_kept_mb * 2**20),
+            }
+
+    def _finish(self, job: Job, state: str) -> None:
+        """Mark ``job`` ended and drop the oldest finished jobs beyond the limits (lock held)."""
+        job.state, job.finished = state, time.time()
+        if state == "cancelled":
+            job.message = "cancelled"
+        finished = [j for j in self._jobs.values() if j.finished is not None]
+        held = sum(j.nbytes for j in finished)
+        cap = self.limits.max_kept_mb * 2**20
+        while finished and (len(finished) > self.limits.max_jobs_kept or (held > cap and len(finished) > 1)):
+            old = finished.pop(0)
+            held -= old.nbytes
+            self._jobs.pop(old.id, None)
+
     def _loop(self) -> None:
         while True:
             with self._cv:
                 while not self._queue:
+                    if self._closed:
+                        return
                     self._cv.wait()
                 job, fn = self._queue.pop(0)
-            job.state, job.started = "running", time.time()
+                self._running = job
+                job.state, job.started = "running", time.time()
+            outputs: List[Output] = []
+            state = "done"
             try:
-                job.outputs = list(fn(job))
-                job.state = "done"
+                job.check()
+                outputs = list(fn(job))
+                job.check()  # cancelled at the last moment: no results
+            except Cancelled:
+                outputs, state = [], "cancelled"
             except GanforgeError as e:
-                job.error, job.state = job.clean(f"error: {e}"), "error"
+                job.error, state = job.clean(f"error: {e}"), "error"
             except Exception as e:  # a bug, not the user's input: say so, and log the traceback
                 traceback.print_exc()
-                job.error, job.state = job.clean(f"internal error: {type(e).__name__}: {e}"), "error"
+                job.error, state = job.clean(f"internal error: {type(e).__name__}: {e}"), "error"
             finally:
-                job.finished = time.time()
+                del fn  # the form's values: nothing of the job's input stays in memory
+                job.close()
+            with self._lock:
+                job.outputs = outputs
+                self._running = None
+                self._finish(job, state)
+            del outputs
+            _trim_memory()
 
 
 # ---- the registry of pages ----------------------------------------------------------------------------

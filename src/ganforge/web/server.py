@@ -5,8 +5,10 @@ static browser code.
     serve("runs", host="127.0.0.1", port=7860)     # what `ganforge serve` runs
 
 Routes: ``/``, ``/static/*``, ``/api/pages``, ``/api/runs`` (the runs, and the built-in models' cards),
-``/api/runs/{run}/options/{page}``, ``POST /api/pages/{page}`` (a form -> a job id), ``/api/jobs/{id}`` and
-its outputs, ``/files/{path}`` (an image in the runs folder; a path leading outside it gets 403). A run
+``/api/runs/{run}/options/{page}``, ``POST /api/pages/{page}`` (a form -> a job id; 429 when the queue is
+full), ``/api/jobs/{id}`` and its outputs, ``POST /api/jobs/{id}/cancel``, ``/api/status`` (queue, jobs kept,
+bytes held, memory, limits), ``/files/{path}`` (an image in the runs folder; a path leading outside it gets
+403). A run of another task than the page's is refused (400) before the page's code sees it. A run
 picker's ``builtin:NAME`` is a built-in model (only the names :func:`ganforge.models.names` lists); nothing
 of the package's folder is served but what the cards say. Read only: run folders and built-in models are
 read, never written; outputs go to private temporary folders, deleted afterwards; nothing is unpickled.
@@ -14,6 +16,7 @@ read, never written; outputs go to private temporary folders, deleted afterwards
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -23,8 +26,10 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import GanforgeError, UsageError
 from ganforge.web.core import (
     PAGES,
     SERVED_SUFFIXES,
@@ -33,6 +38,7 @@ from ganforge.web.core import (
     Job,
     Jobs,
     Limits,
+    QueueFull,
     RunsFolder,
     Scratch,
     builtin_summary,
@@ -156,10 +162,119 @@ def _stamp_model(model: Path) -> tuple:
     return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in model.iterdir() if p.is_file()))
 
 
-# ---- the app ---------------------------------------------------------------------------------------------
+# ---- cross-site defences ---------------------------------------------------------------------------------
 
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+# what the pages may load: their own scripts and styles (no inline ones), images from the app, blob: (a chosen
+# upload shown before it is sent) and data:; no plugins, no other base, forms to the app only, never in a frame
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _origin_tuple(scheme: str, netloc: str) -> Optional[tuple]:
+    """(scheme, host, port) with the scheme's default port filled in, or None for something unparsable."""
+    try:
+        u = urlsplit(f"{scheme}://{netloc}")
+        port = u.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        return None
+    if not u.hostname or u.username is not None or u.path not in ("", "/") or u.query or u.fragment:
+        return None
+    return scheme.lower(), u.hostname.lower(), port
+
+
+def same_origin(origin: str, scheme: str, host: Optional[str]) -> bool:
+    """Whether the ``Origin`` header names the app itself: the same scheme, host and port (defaults filled
+    in) as the request's own URL (``scheme`` and its ``Host`` header)."""
+    if not host or origin == "null":
+        return False
+    try:
+        o = urlsplit(origin)
+    except ValueError:
+        return False
+    if o.path or o.query or o.fragment or not o.scheme:
+        return False
+    mine, theirs = _origin_tuple(scheme, host), _origin_tuple(o.scheme, o.netloc)
+    return mine is not None and mine == theirs
+
+
+def refuse_cross_site(method: str, scheme: str, headers: Dict[str, str]) -> Optional[str]:
+    """Why a request must be refused as coming from another site, or None. A request that changes
+    something (anything but GET/HEAD/OPTIONS) must come from the app's own pages: its ``Origin`` the app's
+    exact origin (scheme, host and port); without an ``Origin``, only when the browser's ``Sec-Fetch-Site``
+    says ``same-origin`` (or ``none``: typed by the user); ``Sec-Fetch-Site: cross-site`` or ``same-site``
+    (another port or subdomain) never. A reading request from another site is refused too (a picture or the
+    JSON embedded in another page), except a top-level navigation (a link to the app)."""
+    site = headers.get("sec-fetch-site")
+    if method in SAFE_METHODS:
+        navigate = (
+            headers.get("sec-fetch-mode") == "navigate" and headers.get("sec-fetch-dest", "document") == "document"
+        )
+        if site in ("cross-site", "same-site") and not navigate:
+            return f"error: a request from another site (Sec-Fetch-Site: {site}) is not accepted"
+        return None
+    origin = headers.get("origin")
+    if site in ("cross-site", "same-site"):
+        return f"error: a form from another site (Sec-Fetch-Site: {site}) is not accepted"
+    if origin is None:
+        if site in ("same-origin", "none"):
+            return None
+        return (
+            "error: a request without an Origin header is not accepted: send 'Origin: "
+            f"{scheme}://{headers.get('host', 'HOST:PORT')}' (browsers do) or 'Sec-Fetch-Site: same-origin'"
+        )
+    if not same_origin(origin, scheme, headers.get("host")):
+        return f"error: a form from another site ({origin[:200]}) is not accepted"
+    return None
+
+
+class SecurityMiddleware:
+    """ASGI middleware, outermost: refuses cross-site requests (:func:`refuse_cross_site`, 403) and adds
+    :data:`SECURITY_HEADERS` (the CSP, ``X-Frame-Options: DENY`` ...) to every response, errors included."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message = message | {"headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        why = refuse_cross_site(scope["method"], scope.get("scheme", "http"), headers)
+        if why is not None:
+            return await _error(403, why)(scope, receive, send_with_headers)
+        return await self.app(scope, receive, send_with_headers)
+
+
+def _rss_bytes() -> Optional[int]:
+    """This process's resident memory, from /proc (Linux), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+# ---- the app ---------------------------------------------------------------------------------------------
 
 
 def create_app(
@@ -167,26 +282,37 @@ def create_app(
     *,
     device: str = "cpu",
     max_upload_mb: float = 20,
-    max_pixels: int = 16_000_000,
+    max_pixels: Optional[int] = None,
     local: bool = True,
+    limits: Optional[Dict[str, Any]] = None,
 ) -> FastAPI:
     """The web app over the run folders in ``runs_dir`` (read only). Uploads larger than
-    ``max_upload_mb`` per file or images with more than ``max_pixels`` pixels are refused.
+    ``max_upload_mb`` per file or images with more than ``max_pixels`` pixels (default: the size policy of
+    :func:`ganforge.imaging.max_pixels`) are refused. ``limits``: the other :class:`~ganforge.web.core.Limits`
+    by name (``{"max_queue": 4}``), else their ``GANFORGE_WEB_<NAME>`` environment variables, else defaults.
 
     ``local`` (served on this machine only): requests must name a local host (``Host: 127.0.0.1:7860``,
     ``localhost``), so a web page whose name points at 127.0.0.1 (DNS rebinding) cannot read the app; and
-    always, a form sent from a page of another origin (``Origin`` other than the app's) is refused."""
+    always, requests from other sites are refused (:func:`refuse_cross_site`) and every response carries a
+    Content-Security-Policy and ``X-Frame-Options: DENY``."""
+    from ganforge.tasks import TASKS
+
+    TASKS.names()  # the registries the requests read, loaded now: two request threads never race to load them
     folder = RunsFolder(Path(runs_dir))
-    limits = Limits(int(max_upload_mb * 2**20), int(max_pixels))
+    lim = Limits.from_env(max_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels, **(limits or {}))
     cache = HandleCache(device=device)
-    jobs = Jobs()
+    jobs = Jobs(lim)
     app = FastAPI(title="ganforge", docs_url=None, redoc_url=None, openapi_url=None)
     if local:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOCAL_HOSTS))
-    app.state.folder, app.state.jobs, app.state.cache, app.state.limits = folder, jobs, cache, limits
-    pages = sorted((PAGES.get(n) for n in PAGES.names()), key=lambda p: (p.order, p.name))
+    app.add_middleware(SecurityMiddleware)  # added last: outermost, so its headers are on every answer
+    app.state.folder, app.state.jobs, app.state.cache, app.state.limits = folder, jobs, cache, lim
+    app.router.add_event_handler(
+        "shutdown", jobs.shutdown
+    )  # Ctrl-C: waiting jobs' uploads removed, the running one stopped
+    pages = sorted((PAGES.get(n) for n in PAGES.names()), key=lambda p: (p.order, p.name))  # loads PAGES
 
     @app.get("/")
     def index() -> FileResponse:
@@ -196,10 +322,17 @@ def create_app(
 
     @app.get("/api/pages")
     def list_pages() -> Dict[str, Any]:
+        return {"runs_dir": str(folder.root), "pages": [p.to_json(lim) for p in pages], "limits": lim.to_json()}
+
+    @app.get("/api/status")
+    def status() -> Dict[str, Any]:
+        """The server's load and what it holds: the queue, the jobs kept and the bytes of their results, the
+        scratch folders not yet removed, resident memory, and the limits."""
         return {
-            "runs_dir": str(folder.root),
-            "pages": [p.to_json() for p in pages],
-            "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels},
+            "jobs": jobs.status(),
+            "scratch_folders": len(Scratch.live),
+            "memory_bytes": _rss_bytes(),
+            "limits": lim.to_json(),
         }
 
     summaries: Dict[str, Any] = {}  # run name -> (the files' stamps, its summary): reread only what changed
@@ -224,7 +357,10 @@ def create_app(
             stamp = _stamp(folder.root / name)
             cached = summaries.get(name)
             if cached is None or cached[0] != stamp:
-                cached = summaries[name] = (stamp, run_summary(folder, name))
+                summary = run_summary(folder, name)
+                if "error" in summary:
+                    summary["error"] = folder.clean(summary["error"])
+                cached = summaries[name] = (stamp, summary)
             r = dict(cached[1])
             if "updated" in r:  # whether it is training depends on the clock, not only on the files
                 r["live"] = _live(r["updated"], r["progress"])
@@ -237,10 +373,10 @@ def create_app(
             return _error(404, f"error: no page {page!r}")
         p = PAGES.get(page)
         try:
-            run = folder.model(name, p.tasks)
+            run = folder.model(name, p.tasks)  # the run's task checked first: a page's code sees only its own
             return {"options": p.run_options(run, cache) if p.run_options else {}}
         except GanforgeError as e:
-            return _error(400, f"error: {e}")
+            return _error(400, folder.clean(f"error: {e}"))
 
     @app.get("/files/{rel:path}")
     def files(rel: str):
@@ -252,59 +388,89 @@ def create_app(
             return _error(404, f"error: no such image in the runs folder: {rel}")
         return FileResponse(path, headers={"Cache-Control": "no-store"})
 
+    def busy() -> JSONResponse:
+        r = _error(
+            429,
+            f"error: the server is busy: {lim.max_queue} jobs are waiting, the most it queues "
+            "(GANFORGE_WEB_MAX_QUEUE); try again when one has finished",
+        )
+        r.headers["Retry-After"] = "2"
+        return r
+
     @app.post("/api/pages/{page}")
     async def submit(page: str, request: Request):
         if page not in PAGES:
             return _error(404, f"error: no page {page!r}")
         p = PAGES.get(page)
-        origin = request.headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
-            return _error(403, f"error: a form from another site ({origin}) is not accepted")
+        if jobs.full():  # before the upload is read: nothing written for a request that cannot be queued
+            return busy()
         length = request.headers.get("content-length")
         n_files = sum(f.kind in ("image", "mask") for f in p.fields)
-        allowed = limits.max_bytes * max(n_files, 1) + 2**20
+        allowed = lim.max_bytes * max(n_files, 1) + 2**20
         if length is None or not length.isdigit():
             return _error(411, "error: the upload has no Content-Length")
         if int(length) > allowed:
             return _error(
                 413,
                 f"error: the upload is {mb(int(length))}; this server accepts at most "
-                f"{mb(limits.max_bytes)} per file (ganforge serve --max-upload-mb)",
+                f"{mb(lim.max_bytes)} per file (ganforge serve --max-upload-mb)",
             )
-        form = await request.form(max_files=n_files, max_fields=len(p.fields) + 4)
         scratch = Scratch()
-        job = Job(page)
-        job.clean, job.scratch, job.cache = scratch.clean_message, scratch, cache
+        job = Job(page, scratch)
+        job.cache = cache
+
+        def clean(msg: str) -> str:
+            return folder.clean(scratch.clean_message(msg))
+
+        job.clean = clean
         try:
-            values = {}
-            for f in p.fields:
-                v = f.parse(form.get(f.name), scratch, limits)
-                if f.kind == "run":
-                    v = folder.model(str(v), p.tasks)
-                elif f.kind in ("image", "mask") and v is not None:
-                    v = await _save_upload(v, scratch, limits, "mask" if f.kind == "mask" else "image", f.name)
-                values[f.name] = v
+            try:
+                form = await request.form(max_files=n_files, max_fields=len(p.fields) + 4)
+            except (HTTPException, ValueError, KeyError) as e:  # a malformed body: multipart's own errors
+                raise UsageError(f"the form cannot be read ({getattr(e, 'detail', None) or e})") from None
+            try:
+                values = {}
+                for f in p.fields:
+                    v = f.parse(form.get(f.name), scratch, lim)
+                    if f.kind == "run":
+                        v = await run_in_threadpool(folder.model, str(v), p.tasks)  # its task checked here
+                    elif f.kind in ("image", "mask") and v is not None:
+                        v = await _save_upload(v, scratch, lim, "mask" if f.kind == "mask" else "image", f.name)
+                    values[f.name] = v
+            finally:
+                await form.close()
+            if p.check is not None:  # what the job would make, checked against the limits before it is queued
+                await run_in_threadpool(p.check, values, cache, lim)
         except GanforgeError as e:
             scratch.close()
-            return _error(400, scratch.clean_message(f"error: {e}"))
-        finally:
-            await form.close()
+            return _error(400, clean(f"error: {e}"))
+        except BaseException:
+            scratch.close()
+            raise
 
         def work(j: Job):
-            try:
-                return p.run(values, j)
-            finally:
-                scratch.close()
+            return p.run(values, j)
 
-        jobs.submit(job, work)
+        try:
+            jobs.submit(job, work)
+        except QueueFull:
+            scratch.close()
+            return busy()
         return {"job": job.id}
 
     @app.get("/api/jobs/{job_id}")
     def job_state(job_id: str):
         job = jobs.get(job_id)
         if job is None:
-            return _error(404, "error: no such job (the server keeps the last 32)")
+            return _error(404, f"error: no such job (the server keeps the last {lim.max_jobs_kept} finished jobs)")
         return job.to_json()
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def job_cancel(job_id: str):
+        job = jobs.cancel(job_id)
+        if job is None:
+            return _error(404, "error: no such job")
+        return {"id": job.id, "state": job.state, "cancelling": job.cancelling and job.state == "running"}
 
     @app.get("/api/jobs/{job_id}/outputs/{index}/{name}")
     def job_output(job_id: str, index: int, name: str):
@@ -313,14 +479,19 @@ def create_app(
             return _error(404, "error: no such output")
         o = job.outputs[index]
         disp = "attachment" if o.kind == "file" else "inline"
-        return Response(o.data, media_type=o.mime, headers={"Content-Disposition": f'{disp}; filename="{o.name}"'})
+        return Response(
+            o.data,
+            media_type=o.mime,
+            headers={"Content-Disposition": f'{disp}; filename="{o.name}"', "Cache-Control": "no-store"},
+        )
 
     return app
 
 
 async def _save_upload(upload, scratch: Scratch, limits: Limits, what: str, field: str) -> Path:
     """Write an uploaded file into the job's scratch folder, refusing more than the size limit, and
-    check it is an image of at most ``limits.max_pixels`` pixels."""
+    check it is an image of at most ``limits.max_pixels`` pixels whose pixels can be read (decoded on a
+    worker thread: the server keeps answering meanwhile)."""
     from ganforge.errors import ImageError
     from ganforge.web.core import safe_name
 
@@ -336,7 +507,7 @@ async def _save_upload(upload, scratch: Scratch, limits: Limits, what: str, fiel
                     "server accepts (ganforge serve --max-upload-mb)"
                 )
             f.write(chunk)
-    check_image_upload(path, limits, what)
+    await run_in_threadpool(check_image_upload, path, limits, what)
     return path
 
 

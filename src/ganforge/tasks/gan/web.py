@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ganforge.tasks.gan.cli import DEFAULT_MODEL
-from ganforge.web.core import Field, HandleCache, Job, Output, Page, file_output, model_fields, register
+from ganforge.web.core import Field, HandleCache, Job, Limits, Output, Page, file_output, model_fields, register
 
 ANY_CLASS = "classes in turn"
 
@@ -18,6 +18,15 @@ ANY_CLASS = "classes in turn"
 def _options(run_dir: Path, cache: HandleCache) -> Dict[str, List[Any]]:
     g = cache.load(run_dir)
     return {"class": [ANY_CLASS, *g.class_names] if g.num_classes else []}
+
+
+def _check(form: Dict[str, Any], cache: HandleCache, limits: Limits) -> None:
+    """The grid and the walk's frames, in pixels, within the server's limit."""
+    g = cache.load(form["run"], form["checkpoint"], form["ema"])
+    h, w = g.img_shape[-2:]
+    frames = form["frames"] if form["seed_b"] is not None else 0
+    what = f"{form['count']} samples of {w}x{h}" + (f" and a walk of {frames} frames" if frames else "")
+    limits.check_output(form["count"] * h * w * (1 + frames), what)
 
 
 def _run(form: Dict[str, Any], job: Job) -> List[Output]:
@@ -37,8 +46,7 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     job.progress(1, steps, "writing samples.npz")
     write_samples(g, npz, n, seed=seed, cls=cls, truncation=trunc)
     outs = [
-        file_output(grid, "samples.png", kind="image", group="samples"),
-        file_output(grid, "samples.png", group="downloads"),
+        file_output(grid, "samples.png", kind="image", group="samples", download="downloads"),  # shown and offered
         file_output(npz, "samples.npz", group="downloads"),
     ]
     outs.append(
@@ -60,8 +68,7 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
             job.progress(2 + i, steps, f"frame {i + 1}/{frames}")
         imgs = torch.stack(per_t, 1).flatten(0, 1)  # [n * frames, C, H, W], one path per row
         gif = write_interpolation(imgs, n, frames, job.scratch.path("walk.gif"), nrow=math.ceil(math.sqrt(n)))
-        outs.insert(1, file_output(gif, "walk.gif", kind="image", group="samples"))
-        outs.append(file_output(gif, "walk.gif", group="downloads"))
+        outs.insert(1, file_output(gif, "walk.gif", kind="image", group="samples", download="downloads"))
     job.progress(steps, steps, "done")
     return outs
 
@@ -93,7 +100,7 @@ FIELDS = [
         optional=True,
         help="also animate the latent walk from the seed to this seed",
     ),
-    Field("frames", "int", "walk frames", 12, min=2, max=64),
+    Field("frames", "int", "walk frames", 12, min=2, limit="max_frames"),
 ]
 
 register(
@@ -107,5 +114,6 @@ register(
         run_options=_options,
         order=10,
         default_model=DEFAULT_MODEL,
+        check=_check,
     )
 )

@@ -461,7 +461,6 @@ def inpaint_folder(
     box: Union[str, Sequence[int], None] = None,
     options: Optional[InpaintOptions] = None,
     progress: Optional[Callable[[int, int, InpaintResult], None]] = None,
-    skip_bad: bool = False,
     **overrides: Any,
 ) -> FolderResults:
     """Complete every image of ``image_dir`` with its mask from ``mask_dir`` (same file name, any
@@ -470,7 +469,7 @@ def inpaint_folder(
 
     Everything is checked (masks present, output folders writable, then every image and mask decoded,
     of equal sizes and usable by the model) before the first image is completed: an unusable pair is an
-    error before anything is written, or with ``skip_bad`` is left out and listed in the result's
+    error before anything is written, or with ``skip_bad`` (an option) is left out and listed in the result's
     ``skipped`` (the image's path and the reason). The model is loaded once. Images are completed
     ``options.batch_size`` at a time (images of any size: each is stretched to the model's size first), in
     one latent search or one network pass per batch. Each image's result is the one :func:`inpaint_detailed`
@@ -506,7 +505,7 @@ def inpaint_folder(
     mask_of = dict(pairs)
     # every image and its mask decoded, of equal sizes and usable by the model, before any is completed
     usable, skipped = usable_images(
-        [p for p, _ in pairs], skip_bad, lambda p, im: _prepare(comp, p, mask_of[p], box), "image"
+        [p for p, _ in pairs], o.skip_bad, lambda p, im: _prepare(comp, p, mask_of[p], box), "image"
     )
     pairs = [(p, mask_of[p]) for p in usable]
     results = FolderResults(skipped=skipped)

@@ -56,8 +56,8 @@ FIELDS = [
         help="auto: the network of a completion run, latent search for a GAN run",
     ),
     Field("blend", "select", "blend", "poisson", BLENDS),
-    Field("steps", "int", "latent steps", 200, min=1, max=5000, help="latent search only"),
-    Field("restarts", "int", "restarts", DEFAULT_RESTARTS, min=1, max=64, help="latent search only"),
+    Field("steps", "int", "latent steps", 200, min=1, help="latent search only", limit="max_steps"),
+    Field("restarts", "int", "restarts", DEFAULT_RESTARTS, min=1, help="latent search only", limit="max_restarts"),
     Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
 ]
 

@@ -62,6 +62,7 @@ class UpscaleOptions:
     checkpoint: str = "last"  # last | best | a step | a checkpoint folder
     device: str = "cpu"
     ema: bool = True  # the EMA weights (or the raw ones)
+    skip_bad: bool = False  # folder mode: leave out unusable images (listed in .skipped) instead of stopping
 
 
 def load_upscaler(model: Any, checkpoint: str = "last", device: str = "cpu", ema: bool = True):
@@ -233,14 +234,13 @@ def upscale_folder(
     *,
     options: Optional[UpscaleOptions] = None,
     progress: Optional[Callable[[int, int, UpscaleResult], None]] = None,
-    skip_bad: bool = False,
     **overrides: Any,
 ) -> FolderResults:
     """Upscale every image of ``image_dir`` into ``out_dir/<name>.png`` (the input's file name, as PNG) and,
     with ``compare_dir``, the comparison pictures there. The model is loaded once and everything is
     checked (every image decoded and of a usable channel count, the folders writable, no two outputs
     collide) before the first image is upscaled: an unusable image is an error before anything is
-    written, or with ``skip_bad`` is left out and listed in the result's ``skipped`` (path and reason).
+    written, or with ``skip_bad`` (an option) is left out and listed in the result's ``skipped`` (path and reason).
     ``progress(i, n, result)`` is called after each image; ``options`` and keyword overrides are
     :func:`upscale`'s. Returns the results in file order (a list, with ``.skipped``)."""
     o = with_overrides(UpscaleOptions, options, overrides, "upscale_folder")
@@ -261,7 +261,7 @@ def upscale_folder(
     tile_, ov = _check_tile(o.tile, o.overlap, handle)
     each = replace(o, tile=tile_ or 0, overlap=ov)
     try:  # every image readable and of a usable channel count, before any work
-        files, skipped = usable_images(files, skip_bad, lambda p, im: _pixels_for(handle, im, f"'{p}'"))
+        files, skipped = usable_images(files, o.skip_bad, lambda p, im: _pixels_for(handle, im, f"'{p}'"))
     except ImageError as e:
         raise UpscaleError(str(e)) from None
     stems = [p.stem for p in files]

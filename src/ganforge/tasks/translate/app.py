@@ -63,6 +63,7 @@ class TranslateOptions:
     ema: bool = True  # the EMA weights (or the raw ones)
     tile: Optional[int] = DEFAULT_TILE  # largest side translated in one pass; None: the model's translate.tile
     overlap: Optional[int] = DEFAULT_OVERLAP  # of the tiles; None: min(32, tile // 4)
+    skip_bad: bool = False  # folder mode: leave out unusable images (listed in .skipped) instead of stopping
 
 
 def load_translator(model: Any, checkpoint: str = "last", device: str = "cpu", ema: bool = True) -> TranslatorHandle:
@@ -228,14 +229,13 @@ def translate_folder(
     *,
     options: Optional[TranslateOptions] = None,
     progress: Optional[Callable[[int, int, TranslateResult], None]] = None,
-    skip_bad: bool = False,
     **overrides: Any,
 ) -> FolderResults:
     """Translate every image directly in ``image_dir`` into ``out_dir``, keeping each file's name; with
     ``compare_dir`` also write the side-by-side pictures there (as PNG), with the image of the same name
     (without extension) from ``target_dir`` as the target when given. Inputs are checked (folders, a target
     for every image, every image and target decoded and usable, outputs writable) before the first image is
-    translated: an unusable one is an error before anything is written, or with ``skip_bad`` is left out and
+    translated: an unusable one is an error before anything is written, or with ``skip_bad`` (an option) is left out and
     listed in the result's ``skipped`` (path and reason). The model is loaded once. ``options`` and keyword
     overrides are :func:`translate`'s. Returns the results in file order (a list, with ``.skipped``)."""
     o = with_overrides(TranslateOptions, options, overrides, "translate_folder")
@@ -276,7 +276,7 @@ def translate_folder(
                 )
 
     try:
-        files, skipped = usable_images(files, skip_bad, usable)
+        files, skipped = usable_images(files, o.skip_bad, usable)
     except ImageError as e:
         raise TranslateError(str(e)) from None
     results = FolderResults(skipped=skipped)

@@ -6,9 +6,19 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from ganforge.web.core import Field, Job, Output, Page, file_output, model_fields, register
+from ganforge.web.core import Field, HandleCache, Job, Limits, Output, Page, file_output, model_fields, register
 
 DEFAULT_MODEL = "moving-digits"  # the built-in video model the page starts with when the folder has no video run
+
+
+def _check(form: Dict[str, Any], cache: HandleCache, limits: Limits) -> None:
+    """The clips' frames, in pixels at the GIF's scale, within the server's limit."""
+    h = cache.load(form["run"], form["checkpoint"], form["ema"])
+    height, width = h.img_shape[-2:]
+    frames, n, scale = form["frames"] or h.frames, form["count"], form["scale"]
+    limits.check_output(
+        n * frames * height * width * scale**2, f"{n} clips of {frames} frames of {width * scale}x{height * scale}"
+    )
 
 
 def _run(form: Dict[str, Any], job: Job) -> List[Output]:
@@ -23,9 +33,10 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
         job.progress(i, len(names), f"writing {name}")
         path = job.scratch.path(name)
         writer.write_samples(h, path, n, seed=seed, frames=frames, scale=form["scale"])
-        if name.endswith(".gif"):
-            outs.append(file_output(path, name, kind="image", group="clips"))
-        outs.append(file_output(path, name, group="downloads"))
+        if name.endswith(".gif"):  # shown, and offered as a download (the same bytes)
+            outs.append(file_output(path, name, kind="image", group="clips", download="downloads"))
+        else:
+            outs.append(file_output(path, name, group="downloads"))
     job.progress(len(names), len(names), "done")
     return outs + [Output("text", "about", text=f"{n} clips of {h!r}, seed {seed}")]
 
@@ -43,7 +54,16 @@ FIELDS = [
     *model_fields(),
     Field("seed", "int", "seed", 0, min=0, max=2**31 - 1),
     Field("count", "int", "clips", 8, min=1, max=64),
-    Field("frames", "int", "frames", None, min=1, max=256, optional=True, help="empty: the length it trained on"),
+    Field(
+        "frames",
+        "int",
+        "frames",
+        None,
+        min=1,
+        optional=True,
+        help="empty: the length it trained on",
+        limit="max_frames",
+    ),
     Field("scale", "int", "scale", 2, min=1, max=8, help="pixels per pixel in the GIF / MP4"),
 ]
 
@@ -57,5 +77,6 @@ register(
         _run,
         order=15,
         default_model=DEFAULT_MODEL,
+        check=_check,
     )
 )

@@ -49,8 +49,7 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
         )
         return [
             png_output(inp, "input.png"),
-            png_output(out, "marked.png"),
-            _download(out),
+            png_output(out, "marked.png", download="downloads"),  # shown, and offered as a download
             Output(
                 "text",
                 "about",
@@ -80,12 +79,6 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
         Output("text", "about", text=f"message {said!r} (hex {r['hex']}): {state}; confidence {r['confidence']:g}"),
         Output("text", "bits", text=f"bits read: {r['bits']}"),
     ]
-
-
-def _download(img) -> Output:
-    o = png_output(img, "marked.png", group="downloads")
-    o.kind = "file"
-    return o
 
 
 # the page's form

@@ -2,7 +2,7 @@
 // (GET /api/pages: fields and tasks); this file draws any of them, plus the Runs page.
 "use strict";
 
-const state = { pages: [], runs: [], models: [], timer: null, view: null };  // models: the built-in models' cards
+const state = { pages: [], runs: [], models: [], timer: null, view: null, limits: {} };  // models: the built-in models' cards
 const BUILTIN = "builtin:";  // a run picker's value for a built-in model: builtin:NAME
 
 function el(tag, attrs = {}, ...children) {
@@ -11,6 +11,7 @@ function el(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
+    else if (k === "style") e.style.cssText = v;  // through the CSSOM: the CSP allows no style attributes
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : v);
   }
@@ -33,7 +34,7 @@ function showError(box, message) {
 
 async function start() {
   const info = await getJSON("/api/pages");
-  state.pages = info.pages;
+  state.pages = info.pages; state.limits = info.limits || {};
   document.getElementById("runs-dir").textContent = info.runs_dir;
   const nav = document.getElementById("nav");
   nav.append(el("a", { href: "#runs", "data-page": "runs", text: "Runs" }));
@@ -224,9 +225,19 @@ function maskEditor(field, imageInput) {
   return wrap;
 }
 
+function limitNote(f) {
+  // what this server takes: a limited number's maximum, an upload's size
+  const L = state.limits;
+  if (f.limit && f.max !== undefined) return `at most ${f.max} here`;
+  if (f.kind === "image" && L.max_bytes)
+    return `at most ${+(L.max_bytes / 2 ** 20).toPrecision(3)} MB and ${+(L.max_pixels / 1e6).toPrecision(3)} megapixels`;
+  return "";
+}
+
 function fieldInput(f, page) {
   const id = `f-${page.name}-${f.name}`;
-  const help = f.help ? el("span", { class: "help", text: f.help }) : null;
+  const note = limitNote(f), text = [f.help, note].filter(Boolean).join("; ");
+  const help = text ? el("span", { class: "help", "data-limit": note || null, text }) : null;
   if (f.kind === "check")
     return el("label", { class: "check" }, el("input", { type: "checkbox", name: f.name, id, checked: !!f.default }), f.label || f.name, help);
   let input;
@@ -272,8 +283,8 @@ async function fillRunOptions(page, form) {
   catch (e) { showError(form.querySelector(".status"), e.message); return; }
   for (const f of deps) {
     const choices = opts[f.name] || [];
-    const sel = form.elements[f.name];
-    sel.replaceChildren(...choices.map(c => el("option", { value: c, text: c })));
+    const sel = form.elements[f.name], was = sel.value;  // a choice made meanwhile stays when the run offers it
+    sel.replaceChildren(...choices.map(c => el("option", { value: c, text: c, selected: String(c) === was })));
     sel.closest("label").hidden = choices.length === 0;
   }
   form.dataset.ready = "1";
@@ -305,13 +316,25 @@ function renderOutputs(box, outputs) {
 async function pollJob(id, status, outputs, button) {
   const bar = el("div", { class: "bar indeterminate" }, el("div"));
   const line = el("div", { class: "muted", text: "queued" });
+  const cancel = el("button", { type: "button", class: "plain cancel", text: "Cancel" });
+  cancel.addEventListener("click", async () => {
+    // the job stops at its next step (a queued one at once); the poll below shows it
+    cancel.disabled = true; cancel.textContent = "Cancelling…";
+    try {
+      const r = await fetch(`/api/jobs/${id}/cancel`, { method: "POST" });
+      if (!r.ok) { const b = await r.json().catch(() => ({})); showError(status, b.error || `error: ${r.status}`); }
+    } catch (e) { showError(status, e.message); }
+  });
   status.dataset.job = id;
-  status.replaceChildren(bar, line);
+  status.replaceChildren(bar, el("div", { class: "job-line" }, line, cancel));
   for (;;) {
     let j;
     try { j = await getJSON(`/api/jobs/${id}`); } catch (e) { showError(status, e.message); break; }
     if (j.total) { bar.classList.remove("indeterminate"); bar.firstChild.style.width = `${Math.round(100 * j.done / j.total)}%`; }
-    line.textContent = `${j.state}${j.message ? ": " + j.message : ""} — ${j.seconds.toFixed(1)} s`;
+    line.textContent = `${j.cancelling ? "cancelling" : j.state}${j.message ? ": " + j.message : ""} — ${j.seconds.toFixed(1)} s`;
+    if (j.state === "cancelled") {
+      status.replaceChildren(el("div", { class: "muted cancelled", text: `cancelled after ${j.seconds.toFixed(1)} s` })); break;
+    }
     if (j.state === "error") { showError(status, j.error); break; }
     if (j.state === "done") {
       status.replaceChildren(el("div", { class: "muted done", text: `done in ${j.seconds.toFixed(1)} s` }));
