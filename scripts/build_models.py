@@ -4,7 +4,9 @@
     python scripts/build_models.py --figures benchmarks/results/builtin_models.json       # cards' figures only
 
 Each entry of :data:`MODELS` says which run (``RUNS/<name>/<the one run folder>``) and checkpoint it comes from,
-which networks ship, the exact training command, the data and its licences and the known limits. The figures
+which networks ship (the moving average of a generator, not its raw weights: ``--init-from`` starts the
+generator from it; the discriminators, for fine-tuning; float16 storage where a file is large), the exact
+training command, the data and its licences and the known limits. The figures
 come from ``python benchmarks/builtin_models.py --json FILE``, which measures every built-in model against its
 classical baseline in the same run; ``--figures FILE`` writes them into the cards (the weights do not change).
 The training commands were run from a folder holding the data the data scripts write (``data/``,
@@ -61,7 +63,7 @@ TEST_PHOTOS = "astronaut, coffee, chelsea (never trained on)"
 MODELS: Dict[str, Dict[str, Any]] = {
     "digits": {
         "checkpoint": "last",
-        "networks": ["generator_ema", "generator", "discriminator"],
+        "networks": ["generator_ema", "discriminator"],
         "card": {
             "summary": "The default class-conditional DCGAN: 28x28 handwritten digits, any class 0-9.",
             "input": "a class (0-9) and a seed",
@@ -80,7 +82,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "digits-x4": {
         "checkpoint": "last",
-        "networks": ["generator_ema", "generator", "discriminator"],
+        "networks": ["generator_ema", "discriminator"],
         "card": {
             "summary": "Super-resolution x4 for handwritten digits (7x7 -> 28x28), an SRResNet trained with L1 then "
             "against a U-Net discriminator.",
@@ -94,7 +96,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "photo-x4": {
         "checkpoint": "last",
-        "networks": ["generator_ema", "generator", "discriminator"],
+        "networks": ["generator_ema", "discriminator"],
         "card": {
             "summary": "Super-resolution x4 for photographs: a small SRResNet (width 32, 4 blocks, one x4 pixel "
             "shuffle) trained with L1, then briefly against a U-Net discriminator; fast on one CPU thread.",
@@ -118,7 +120,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "photo-x2": {
         "checkpoint": "last",
-        "networks": ["generator_ema", "generator", "discriminator"],
+        "networks": ["generator_ema", "discriminator"],
         "card": {
             "summary": "Super-resolution x2 for photographs (same small network as photo-x4, one x2 pixel shuffle).",
             "input": "a photograph (RGB or grey, any size; alpha kept)",
@@ -167,7 +169,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "digits-inpaint": {
         "checkpoint": "last",
-        "networks": ["generator_ema", "generator", "discriminator"],
+        "networks": ["generator_ema", "discriminator"],
         "card": {
             "summary": "Completes the missing part of a 28x28 handwritten digit: a gated-convolution U-Net trained "
             "with hole-weighted L1 and an adversarial loss.",
@@ -200,7 +202,8 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "photo2painting": {
         "checkpoint": "last",
-        "networks": None,
+        "networks": ["generator_ema", "discriminator"],
+        "half": ["generator_ema"],  # 16.7 MB in float32: 8.3 MB stored as float16
         "card": {
             "summary": "Photo -> painting-like style (pix2pix, paired): a U-Net trained on photographs and the same "
             "photographs passed through OpenCV's edge-preserving stylisation filter.",
@@ -220,7 +223,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "moving-digits": {
         "checkpoint": "last",
-        "networks": None,
+        "networks": ["generator_ema", "image_discriminator", "video_discriminator"],
         "card": {
             "summary": "A MoCoGAN-style video generator: 16-frame clips of a handwritten digit moving and bouncing "
             "in a 32x32 frame (Moving MNIST).",
@@ -290,7 +293,7 @@ def build(runs_dir: Path, names: List[str], commit: str) -> None:
         card["training"].update(
             {"commit": _commit_at_start(runs_dir, name, commit), "hardware": HARDWARE, "torch": str(torch.__version__)}
         )
-        pack(run, out, checkpoint=spec["checkpoint"], networks=spec["networks"], card=card)
+        pack(run, out, checkpoint=spec["checkpoint"], networks=spec["networks"], half=spec.get("half", ()), card=card)
         size = sum(p.stat().st_size for p in out.iterdir())
         print(f"{name}: {run.name} ({spec['checkpoint']}) -> {out} ({size / 1e6:.2f} MB)")
 

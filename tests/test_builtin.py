@@ -201,3 +201,28 @@ def test_the_verbs_defaults_are_shipped_models_of_their_task():
 def test_the_builtin_models_fit_the_size_budget():
     total = sum(p.stat().st_size for p in models.ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert total < SIZE_BUDGET_MB * 1e6, f"built-in models take {total / 1e6:.1f} MB (budget {SIZE_BUDGET_MB} MB)"
+
+
+def test_a_model_that_ships_only_its_generators_average_fine_tunes_from_it(tmp_path, tiny_overrides):
+    """Built-in models ship generator_ema (not the raw generator): --init-from starts the generator from it."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ganforge.api import trainer
+
+    out = pack(FIXTURE, tmp_path / "m", networks=["generator_ema", "discriminator"], half=["generator_ema"])
+    stored = load_file(str(out / "generator_ema.safetensors"))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    full = pack(FIXTURE, tmp_path / "full")  # the raw generator too: what the same run copies from it
+    recs = []
+    for i, source in enumerate((out, full)):
+        tr = trainer(overrides=tiny_overrides + ["train.steps=1"], runs_dir=tmp_path / f"runs{i}", init_from=source)
+        recs.append(json.loads((tr.run_dir / "transfer.json").read_text())["init_from"]["networks"]["generator"])
+        if i == 0:
+            g = tr.nets["generator"].state_dict()
+            same = [k for k, v in stored.items() if v.is_floating_point() and k in g and g[k].shape == v.shape]
+            assert same and all(torch.equal(g[k], stored[k].float()) for k in same)
+    assert recs[0]["from"] == "generator_ema" and "from" not in recs[1]
+    assert recs[0]["copied"] == recs[1]["copied"] > 0
+    # and the float16 file loads into the float32 network for sampling
+    assert ganforge.load(out).sample_uint8(2, seed=0).shape[0] == 2

@@ -23,9 +23,11 @@ def pack(
     checkpoint: str = "last",
     card: Optional[Dict[str, Any]] = None,
     networks: Optional[Sequence[str]] = None,
+    half: Sequence[str] = (),
 ) -> Path:
     """Write the shareable model folder ``out`` from a run (its checkpoint ``checkpoint``) or a checkpoint
-    folder: config.json, meta.json, the weights (``networks``: which ones; default all) and a README.md card
+    folder: config.json, meta.json, the weights (``networks``: which ones; default all; those in ``half`` stored
+    as float16, half the bytes, loaded back into float32 networks) and a README.md card
     holding ``card``'s fields plus the task, the training step and each file's sha256. ``out`` must be new
     or empty, so files of two models never mix."""
     ck = runs.open_checkpoint(source, checkpoint)
@@ -43,7 +45,10 @@ def pack(
     files: Dict[str, Dict[str, Any]] = {}
     for n in chosen:
         dst = out / f"{n}{WEIGHTS_SUFFIX}"
-        shutil.copyfile(ck.folder / dst.name, dst)
+        if n in half:
+            _save_half(ck.folder / dst.name, dst)
+        else:
+            shutil.copyfile(ck.folder / dst.name, dst)
         files[dst.name] = {"bytes": dst.stat().st_size, "sha256": sha256_file(dst)}
     meta: Dict[str, Any] = {"name": out.name, "task": ck.task, "library_name": "ganforge"}
     meta.update(_from_run(ck))
@@ -74,3 +79,11 @@ def _from_run(ck: runs.Checkpoint) -> Dict[str, Any]:
             e = evals[-1]
             out["figures"] = [{"what": f"in-training FID ({e.get('features', 'eval')} features)", "value": e["fid"]}]
     return out
+
+
+def _save_half(src: Path, dst: Path) -> None:
+    """Copy a safetensors file with its floating-point tensors stored as float16."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
+    save_file(tensors, str(dst), metadata={"stored_as": "float16"})

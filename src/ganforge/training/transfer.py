@@ -76,7 +76,8 @@ def save_record(trainer, record: Optional[Dict[str, Any]]) -> None:
 def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
     """Copy every matching tensor of ``source`` (run or checkpoint folder) into ``trainer.nets``; returns the record.
 
-    Parameters and buffers are copied when the source has the same network (``<network>.safetensors``),
+    Parameters and buffers are copied when the source has the same network (``<network>.safetensors``, or
+    only its moving average ``<network>_ema.safetensors``, as built-in models ship their generators),
     tensor name and shape; the rest keeps its fresh initialisation. It works for any task, since it only
     walks ``trainer.nets``; the source must have trained the same task and at least one tensor must match.
     Optimiser states and counters are not copied (the new run starts at step 0)."""
@@ -93,10 +94,15 @@ def copy_weights(trainer, source: Union[str, Path]) -> Dict[str, Any]:
         own = net.state_dict()
         networks[name] = {"copied": 0, "tensors": len(own)}
         total += len(own)
-        if not ck.has(name):
+        # a shared model may ship only the moving average of a network (a built-in model's generator_ema):
+        # the network then starts from it
+        src_name = name if ck.has(name) else f"{name}_ema" if ck.has(f"{name}_ema") else None
+        if src_name is None:
             not_copied.append(f"{name}: not in the source ({len(own)} tensors)")
             continue
-        src = ck.weights(name)
+        if src_name != name:
+            networks[name]["from"] = src_name  # type: ignore[assignment]
+        src = ck.weights(src_name)
         n = 0
         with torch.no_grad():
             for key, t in own.items():
