@@ -183,7 +183,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
     },
     "digits2mnist": {
         "checkpoint": "best",
-        "networks": None,
+        "networks": ["generator_ema", "generator_b2a_ema", "discriminator", "discriminator_a"],
         "card": {
             "summary": "Unpaired translation (CycleGAN) between scikit-learn's small digits and MNIST's handwriting "
             "style, both ways (a2b: sklearn-style -> MNIST-style, b2a back).",
