@@ -30,8 +30,13 @@ from ganforge.models import ROOT as MODELS_DIR  # noqa: E402
 from ganforge.models.card import read_card, write_card  # noqa: E402
 from ganforge.models.pack import pack  # noqa: E402
 
+MNIST_ALL = {
+    "name": "MNIST test split (all 10,000 digits), embedded in ganforge",
+    "license": "CC BY-SA 3.0 (Yann LeCun, Corinna Cortes, Christopher J.C. Burges)",
+    "source": "http://yann.lecun.com/exdb/mnist/",
+}
 MNIST = {
-    "name": "MNIST test split (10,000 digits, the 8,000 of data.part=train), embedded in ganforge",
+    "name": "MNIST test split embedded in ganforge: its first 8,000 digits (data.heldout=2000 data.part=train)",
     "license": "CC BY-SA 3.0 (Yann LeCun, Corinna Cortes, Christopher J.C. Burges)",
     "source": "http://yann.lecun.com/exdb/mnist/",
 }
@@ -72,7 +77,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
                 "ganforge sample digits --class 7 --out sevens.png",
                 "ganforge interpolate digits --out walk.gif",
             ],
-            "data": [MNIST],
+            "data": [MNIST_ALL],
             "training": {"command": "ganforge train --runs-dir runs/digits train.kimg=500 train.minutes=null"},
             "limits": [
                 "Digits only, 28x28; samples are MNIST-like handwriting.",
@@ -230,7 +235,7 @@ MODELS: Dict[str, Dict[str, Any]] = {
             "input": "a seed",
             "output": "clips of 16 frames, 32x32 grey (GIF, MP4, .npz or frame folders)",
             "usage": ["ganforge sample moving-digits --n 16 --out clips.gif"],
-            "data": [MNIST],
+            "data": [MNIST_ALL],
             "training": {"command": "ganforge train --runs-dir runs/moving-digits moving-mnist"},
             "limits": ["One digit moving on a black background; 32x32, 16 frames."],
         },

@@ -16,16 +16,17 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
+import cv2  # opencv-python-headless, scikit-image and scikit-learn (load_digits) are in the dev extra
 import numpy as np
 import pytest
+import skimage.data as skdata
 import torch
 
 import ganforge
 from ganforge import models
 from ganforge.errors import GanforgeError
 
-cv2 = pytest.importorskip("cv2", reason="the classical baselines need opencv-python-headless (the dev extra)")
-skdata = pytest.importorskip("skimage.data", reason="the test photographs come from scikit-image (the dev extra)")
+cv2.setNumThreads(1)
 
 EXPECTED = (  # the built-in models of issue 29
     "digits",
@@ -182,17 +183,18 @@ def check_photo_sr(name: str) -> None:
     gains = []
     for photo in ("astronaut", "coffee", "chelsea"):
         hr = photo_crop(photo, 192)
-        lr = np.asarray(Image.fromarray(hr).resize((192 // s, 192 // s), Image.BICUBIC))
+        lr = np.array(Image.fromarray(hr).resize((192 // s, 192 // s), Image.BICUBIC))
         lr_t = torch.from_numpy(lr).permute(2, 0, 1)[None].contiguous()
         ref = np.moveaxis(hr, -1, 0)[None]
         gains.append(psnr(h.upscale(lr_t).numpy(), ref, s) - psnr(cv_upscale(lr_t.numpy(), s), ref, s))
     report(name, **{f"gain_dB_{i}": g for i, g in enumerate(gains)}, mean_gain_dB=float(np.mean(gains)))
-    assert min(gains) > 0 and np.mean(gains) >= PHOTO_SR_DB[name], gains
+    mean_db, each_db = PHOTO_SR_DB[name]
+    assert min(gains) >= each_db and np.mean(gains) >= mean_db, gains
 
 
 def check_watermark(name: str) -> None:
-    """A message embedded in unseen photographs is read back exactly, and detected, after JPEG 75; the same
-    photographs unmarked are not detected (what a classical reading of an unmarked image gives)."""
+    """A message embedded in unseen photographs is read back exactly, and detected, after JPEG 75; the baseline,
+    the same photographs unmarked and JPEG-compressed, is not detected."""
     from ganforge.apps import watermark as wm
 
     h = wm.load_watermarker(name)
@@ -223,11 +225,12 @@ def check_watermark(name: str) -> None:
 
 
 def check_inpaint(name: str) -> None:
-    """Held-out digits with the centre 14x14 missing: a smaller error in the hole than OpenCV's Telea."""
+    """Held-out digits with the centre 14x14 missing: a smaller error in the hole than OpenCV's Telea, and more of
+    the completed digits read as their true class by the shipped classifier."""
     from ganforge.tasks.inpaint.app import complete_batch, load_completer
 
-    x, _ = heldout_digits()
-    x = x[:200].contiguous()
+    x, y = heldout_digits()
+    x, y = x[:200].contiguous(), y[:200]
     holes = torch.zeros(len(x), 1, 28, 28, dtype=torch.bool)
     holes[..., 7:21, 7:21] = True
     out = complete_batch(load_completer(name), x, holes, "poisson")[0]
@@ -237,8 +240,10 @@ def check_inpaint(name: str) -> None:
     hole = holes[:, 0].numpy()
     l1 = float(np.abs(out[:, 0].numpy().astype(float) - x[:, 0].numpy())[hole].mean()) / 255
     l1_telea = float(np.abs(telea.astype(float) - x[:, 0].numpy())[hole].mean()) / 255
-    report(name, hole_l1=l1, telea=l1_telea, ratio=l1 / l1_telea)
-    assert l1 <= INPAINT_RATIO * l1_telea, (l1, l1_telea)
+    acc = float((classify(out) == y).float().mean())
+    acc_telea = float((classify(torch.from_numpy(telea)[:, None]) == y).float().mean())
+    report(name, hole_l1=l1, telea=l1_telea, ratio=l1 / l1_telea, accuracy=acc, telea_accuracy=acc_telea)
+    assert l1 <= INPAINT_RATIO * l1_telea and acc >= acc_telea + INPAINT_ACC, (l1, l1_telea, acc, acc_telea)
 
 
 def check_digits2mnist(name: str) -> None:
@@ -271,17 +276,19 @@ def check_photo2painting(name: str) -> None:
         out = h.translate(torch.from_numpy(a).permute(2, 0, 1)[None].contiguous(), "a2b")[0].permute(1, 2, 0)
         gains.append(psnr(out.numpy(), target) - psnr(a, target))
     report(name, **{f"gain_dB_{i}": g for i, g in enumerate(gains)}, mean_gain_dB=float(np.mean(gains)))
-    assert min(gains) > 0 and np.mean(gains) >= P2P_DB, gains
+    assert min(gains) >= P2P_DB_EACH and np.mean(gains) >= P2P_DB, gains
 
 
 def check_video(name: str) -> None:
-    """Generated clips keep one digit through their frames (the classifier reads one class in every frame far more
-    often than for the same frames shuffled across clips) and move it about as fast as real Moving-MNIST clips."""
+    """Generated clips show a legible digit (the classifier's mean confidence on the digit of each frame), keep it
+    through their frames (one class read in every frame, far more often than for the same frames shuffled across
+    clips) and move it about as fast as real Moving-MNIST clips."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from video_quality import clip_stats
+    from video_quality import clip_stats, digit_crops
 
+    from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input
     from ganforge.tasks.video.data import default_digit_size, moving_mnist
 
     h = ganforge.load(name)
@@ -294,27 +301,37 @@ def check_video(name: str) -> None:
     )
     real = moving_mnist(n, t, size, v.digits, v.digit_size, seed=v.data_seed + 5000).clips
     s, ss, sr = clip_stats(fake, box), clip_stats(shuffled, box), clip_stats(real, box)
+    net, _ = load_classifier()
+    with torch.no_grad():
+        conf = net(to_classifier_input(digit_crops(fake.reshape(-1, 1, size, size), box)))[1].softmax(1).max(1).values
     report(
         name,
+        confidence=float(conf.mean()),
         identity=s["identity"],
         shuffled_identity=ss["identity"],
         real_identity=sr["identity"],
         displacement=s["displacement"],
         real_displacement=sr["displacement"],
     )
+    assert float(conf.mean()) >= VIDEO_CONFIDENCE, float(conf.mean())
     assert s["identity"] >= VIDEO_IDENTITY and s["identity"] >= ss["identity"] + 0.3, (s, ss)
     assert 0.5 * sr["displacement"] <= s["displacement"] <= 2 * sr["displacement"], (s, sr)
 
 
-# thresholds (measured on the shipped models / asserted): see each check's docstring for what is measured
-DIGITS_ACC, DIGITS_WORST = 0.85, 14
-DIGITS_X4_DB, DIGITS_X4_ACC = 0.5, 0.05
-PHOTO_SR_DB = {"photo-x4": 0.3, "photo-x2": 0.3}
-WATERMARK_BITS = 0.95
-INPAINT_RATIO = 0.9
-D2M_FID_RATIO, D2M_ACC_DROP = 0.5, 0.05
-P2P_DB = 2.0
-VIDEO_IDENTITY = 0.8
+# Thresholds, each set with margin below what the shipped models measured in these checks (the comments; the
+# benchmark's figures on the full test sets are in each model's card). Re-measure with pytest -s when a model changes.
+DIGITS_ACC, DIGITS_WORST = 0.93, 16  # measured 0.99 of 200, the worst class 19 of 20
+DIGITS_X4_DB, DIGITS_X4_ACC = 2.5, 0.4  # measured +5.03 dB over bicubic, accuracy 0.96 vs bicubic's 0.33
+PHOTO_SR_DB = {  # (mean, least) gain over bicubic in dB
+    "photo-x4": (0.6, 0.15),  # measured +1.22 mean, +0.42 the least (chelsea)
+    "photo-x2": (0.7, 0.3),  # measured +1.40 mean, +0.74 the least (chelsea)
+}
+WATERMARK_BITS = 0.95  # measured 1.0 (96 bits); every message read exactly and detected, no clean image detected
+INPAINT_RATIO, INPAINT_ACC = 0.7, 0.2  # measured hole L1 0.46x Telea's, accuracy 0.90 vs Telea's 0.52
+D2M_FID_RATIO, D2M_ACC_DROP = 0.5, 0.08  # measured FID 15.5 vs the input's 53.0 (0.29x), accuracy 0.905 vs 0.935
+P2P_DB, P2P_DB_EACH = 5.0, 3.0  # measured +8.87 dB mean, +7.85 dB the least
+VIDEO_CONFIDENCE = 0.7  # measured 0.84 (real clips 0.97); displacement 1.42 px/frame vs the real clips' 1.56
+VIDEO_IDENTITY = 0.8  # measured 1.0 (shuffled frames 0.0, real clips 1.0)
 
 CHECKS = {
     "digits": check_digits,
