@@ -317,7 +317,7 @@ def test_bad_inputs_are_one_line_errors(grey_run, tmp_path):
         upscale(grey_run, photo("L"), tile=4)
     assert str(e.value) == (
         f"tile 4: tiles must be at least 8 input pixels a side (or 0 for no tiling); each tile also "
-        f"reads {radius} pixels of context around it, so tiles of 128 or more waste little"
+        f"reads {radius} pixels of context around it, so tiles of 256 or more waste little"
     )
     with pytest.raises(UpscaleError, match=r"^overlap -1: expected a whole number of input pixels >= 0"):
         upscale(grey_run, photo("L"), overlap=-1)

@@ -29,7 +29,6 @@ class InpaintOptions:
     latent search's settings, the blend, and where the model runs. Checked when used."""
 
     method: str = "auto"  # auto | latent | network
-    skip_bad: bool = False  # folder mode: leave out unusable images (listed in .skipped) instead of stopping
     steps: int = DEFAULT_STEPS  # latent: Adam steps
     restarts: int = DEFAULT_RESTARTS  # latent: starting points optimised together, the best kept
     seed: int = 0  # latent: seed of the starting points
@@ -41,3 +40,4 @@ class InpaintOptions:
     batch_size: int = DEFAULT_BATCH  # folder mode: images completed together
     checkpoint: str = "last"  # last | best | a step | a checkpoint folder
     device: str = "cpu"
+    skip_bad: bool = False  # folder mode: leave out unusable images (listed in .skipped) instead of stopping
