@@ -5,10 +5,12 @@ everything the run does: steps, snapshots, checkpoints, in-training evaluation),
 checkpoint at every ``--points`` minute mark, then scores every checkpoint after training (so
 scoring does not eat into the training time): FID of ``--samples`` EMA samples against the
 embedded MNIST in the shipped classifier's feature space, and how many of the 10 classes the
-classifier finds among them (a class counts when it holds at least a fifth of its real share).
+classifier finds among them (a class counts when it holds at least a fifth of its real share), with the
+smallest and largest share of one class.
 
     python benchmarks/time_to_quality.py                                  # default recipe, seeds 1 2, 5 minutes
     python benchmarks/time_to_quality.py --recipes old-default,default --seeds 1,2 --minutes 5
+    python benchmarks/time_to_quality.py --recipes default,unconditional,unlabelled --seeds 1,2   # issue 31
     python benchmarks/time_to_quality.py --recipes default --seeds 1 --minutes 20 --points 5,10,20
     python benchmarks/time_to_quality.py --recipe mine=default:model.z_dim=32,train.batch_size=128
     python benchmarks/time_to_quality.py --table results.jsonl            # re-print a saved table
@@ -55,6 +57,23 @@ RECIPES: Dict[str, Tuple[str, str, Sequence[str]]] = {
             "train.ema_decay=0.995",
             "train.threads=1",
         ),
+    ),
+    # issue 31: unlabelled digits. The first is what unlabelled data trained before; the others hide the labels
+    # (data.labels=false) and let model.conditional=auto train on clusters of the images as classes
+    "unconditional": (
+        "the `default` preset without labels: model.conditional=false (unlabelled data before issue 31)",
+        "default",
+        ("model.conditional=false",),
+    ),
+    "unlabelled": (
+        "the `default` preset on the digits with their labels hidden: 20 clusters of the shipped classifier's features",
+        "default",
+        ("data.labels=false",),
+    ),
+    "unlabelled-d": (
+        "labels hidden, 20 clusters of the discriminator's features, re-clustered every 1000 steps (Liu et al. 2020)",
+        "default",
+        ("data.labels=false", "model.cluster_features=discriminator"),
     ),
 }
 
@@ -104,7 +123,8 @@ def score_run(run: Path, name: str, seed: int, points: List[float], samples: int
         meta, folder = min(ckpts, key=lambda mf: abs(mf[0]["elapsed_s"] - p * 60))
         g = load_generator(run, checkpoint=str(folder))
         r = evaluate(g.sample_uint8(samples, seed=0), real, metrics="fid", features="mnist", feature_space=space)
-        cov = r.get("coverage", {})
+        cov = r.get("coverage") or {}
+        share = cov.get("fraction") or [None]
         row = {
             "recipe": name,
             "seed": seed,
@@ -114,6 +134,8 @@ def score_run(run: Path, name: str, seed: int, points: List[float], samples: int
             "step": meta["step"],
             "fid": round(r["fid"], 4),
             "classes": cov.get("classes_covered"),
+            "class_share_min": None if share[0] is None else round(min(share), 4),  # the classifier's classes
+            "class_share_max": None if share[0] is None else round(max(share), 4),
             "watchdog_events": len(events),
             "samples": samples,
             "threads": threads,
@@ -122,12 +144,20 @@ def score_run(run: Path, name: str, seed: int, points: List[float], samples: int
         rows.append(row)
         print(
             f"{name:>16s} seed {seed}  t={row['elapsed_min']:5.2f} min  {row['kimg']:7.1f} kimg  "
-            f"FID {row['fid']:7.3f}  classes {row['classes']}  watchdog events {row['watchdog_events']}",
+            f"FID {row['fid']:7.3f}  classes {row['classes']} ({_shares(row)})  "
+            f"watchdog events {row['watchdog_events']}",
             flush=True,
         )
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
     return rows
+
+
+def _shares(row: dict) -> str:
+    """The smallest and largest share of one class among the samples (the classifier's argmax)."""
+    if row.get("class_share_min") is None:
+        return "each -"
+    return f"each {row['class_share_min']:.1%}-{row['class_share_max']:.1%}"
 
 
 def print_table(rows: List[dict]) -> None:
@@ -149,9 +179,19 @@ def print_table(rows: List[dict]) -> None:
         kimg = [r["kimg"] for r in rows if r["recipe"] == name and r["point_min"] == points[-1]]
         ev = sum({(r["seed"], r["run"]): r["watchdog_events"] for r in rows if r["recipe"] == name}.values())
         cls = min((r["classes"] for r in rows if r["recipe"] == name and r["classes"] is not None), default=None)
+        last = [
+            r
+            for r in rows
+            if r["recipe"] == name and r["point_min"] == points[-1] and r.get("class_share_min") is not None
+        ]
+        lo, hi = (
+            min((r["class_share_min"] for r in last), default=0),
+            max((r["class_share_max"] for r in last), default=0),
+        )
+        spread = f"; class shares {lo:.1%}-{hi:.1%}" if last else ""
         print(
             f"{name:>16s} | " + " | ".join(cells) + f"   [{statistics.median(kimg) if kimg else 0:.0f} kimg at "
-            f"{points[-1]:g} min; fewest classes {cls}; watchdog events {ev}]"
+            f"{points[-1]:g} min; fewest classes {cls}{spread}; watchdog events {ev}]"
         )
     if best:
         print(

@@ -114,8 +114,9 @@ def test_class_on_unconditional_run_is_refused(tmp_path, tiny_overrides, capsys)
 
 
 def test_conditional_auto_follows_the_data(tmp_path, tiny_overrides):
-    """model.conditional=auto (the default preset's): conditional on labelled data, unconditional on
-    a folder of unlabelled images; the run records the resolved choice, so loading it needs no data."""
+    """model.conditional=auto (the default preset's): conditional on labelled data, on clusters of the images
+    for a folder of unlabelled images (tests/test_clusters.py), unconditional when there are too few to cluster;
+    the run records the resolved choice, so loading it needs no data."""
     auto = tiny_overrides + ["model.conditional=auto", "train.steps=2"]
     run = ganforge.train(overrides=auto, runs_dir=tmp_path / "a")
     g = load_generator(run)
@@ -130,8 +131,16 @@ def test_conditional_auto_follows_the_data(tmp_path, tiny_overrides):
         Image.fromarray(np.full((28, 28), i * 10, np.uint8)).save(folder / f"{i}.png")
     run = ganforge.train(overrides=auto + ["data.dataset=folder", f"data.root={folder}"], runs_dir=tmp_path / "b")
     g = load_generator(run)
+    assert g.num_classes == 2 and g.config.model.conditional is True and g.class_names == ["cluster 0", "cluster 1"]
+    assert "(model.conditional=auto: no labels: 2 clusters of classifier features)" in (run / "log.txt").read_text()
+    few = ["data.dataset=folder", f"data.root={folder}", "data.limit=15"]
+    run = ganforge.train(overrides=auto + few + ["train.batch_size=8"], runs_dir=tmp_path / "c")
+    g = load_generator(run)
     assert g.num_classes == 0 and g.config.model.conditional is False
-    assert "(model.conditional=auto: unconditional, the data has no class labels)" in (run / "log.txt").read_text()
+    assert (
+        "(model.conditional=auto: unconditional, the data has no class labels; too few images to cluster)"
+        in (run / "log.txt").read_text()
+    )
 
 
 def test_default_preset_is_conditional_auto():

@@ -105,3 +105,16 @@ def test_evaluation_extracts_features_on_the_gpu(tmp_path, tiny_overrides):
     res_gpu = evaluate(run, device="cuda", **kw)
     res_cpu = evaluate(run, device="cpu", **kw)
     assert res_gpu["fid"] == pytest.approx(res_cpu["fid"], rel=1e-3, abs=1e-2)
+
+
+@pytest.mark.parametrize("features", ["mnist", "discriminator"])
+def test_unlabelled_data_trains_on_clusters_on_the_gpu(tmp_path, tiny_overrides, features):
+    o = ["model.conditional=auto", "data.labels=false", f"model.cluster_features={features}"]
+    run = ganforge.train(
+        overrides=tiny_overrides + CUDA + o + ["model.recluster_every=2", "train.amp=true", "train.steps=4"],
+        runs_dir=tmp_path,
+    )
+    state = ckpt.load_state(ckpt.find_checkpoint(run))["clusters"]
+    assert state["labels"].device.type == "cpu" and state["count"] == (1 if features == "mnist" else 2)
+    g = load_generator(run, device="cuda")
+    assert g.num_classes == 10 and g.sample_uint8(8, seed=0).shape == (8, 1, 28, 28)

@@ -95,11 +95,17 @@ def folder_cfg(root: Path, **kw) -> DataConfig:
 
 
 def test_data_registry_names():
-    import ganforge.tasks  # noqa: F401  (the translate and video tasks register their datasets)
+    from ganforge.tasks import TASKS
+
+    for name in TASKS.names():  # the translate and video tasks register their datasets when they load
+        TASKS.get(name)
 
     assert DATASETS.names() == sorted(
-        ["mnist-embedded", "mnist", "fashion-mnist", "cifar10", "folder", "paired", "unpaired", "moving-mnist", "clips"]
-    )
+        [
+            "mnist-embedded", "emoji", "mnist", "fashion-mnist", "cifar10", "folder",
+            "paired", "unpaired", "moving-mnist", "clips",
+        ]
+    )  # fmt: skip
     assert all(callable(DATASETS.get(n)) for n in DATASETS.names())
 
 
@@ -169,6 +175,70 @@ def test_data_embedded_mnist_resized_rgb(data_embedded):
     assert d.images.shape == (50, 3, 32, 32) and d.images.is_contiguous()
     assert torch.equal(d.images[:, 0], d.images[:, 2])
     assert torch.equal(d.labels, data_embedded.labels[:50])
+
+
+# ---- built-in emoji (colour) ------------------------------------------------------------------
+
+EMOJI_COUNTS = {
+    "activities": 85, "animals-nature": 159, "flags": 270, "food-drink": 131, "objects": 264,
+    "people-body": 2261, "smileys-emotion": 169, "symbols": 224, "travel-places": 218,
+}  # fmt: skip
+TWEMOJI_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "twemoji-64"
+
+
+@pytest.fixture(scope="module")
+def data_emoji() -> ImageData:
+    return load_dataset(cfg(dataset="emoji"))
+
+
+def test_data_emoji_is_built_in_with_its_classes(data_emoji):
+    from ganforge.data.emoji import CREDIT, EMOJI_CLASSES
+
+    d = data_emoji
+    assert d.images.shape == (3781, 3, 64, 64) and d.images.dtype == torch.uint8 and d.images.is_contiguous()
+    assert d.name == "emoji" and d.class_names == EMOJI_CLASSES == list(EMOJI_COUNTS)
+    assert dict(zip(d.class_names, torch.bincount(d.labels).tolist())) == EMOJI_COUNTS
+    # on white: every image's corners are white, and the images are colour (not grey in disguise)
+    assert (d.images[:, :, 0, 0] == 255).float().mean() > 0.95
+    assert (d.images[:, 0] != d.images[:, 1]).any()
+    # the asset ships with its licence and source, and stays small
+    folder = resources.files("ganforge") / "assets" / "emoji"
+    readme = (folder / "README.md").read_text()
+    assert CREDIT in readme and "CC-BY 4.0" in readme and "emoji-datasource-twitter" in readme
+    assert (folder / "emoji.npz").stat().st_size < 8_000_000  # bytes (about 6.4 MB)
+
+
+def test_data_emoji_sizes_classes_and_heldout():
+    d = load_dataset(cfg(dataset="emoji", size=[32, 32]))
+    assert d.images.shape == (3781, 3, 32, 32)
+    g = load_dataset(cfg(dataset="emoji", size=[32, 32], channels=1, limit=10))
+    assert g.images.shape == (10, 1, 32, 32)
+    flags = load_dataset(cfg(dataset="emoji", classes=["flags", "symbols"]))
+    assert flags.class_names == ["flags", "symbols"] and len(flags) == 270 + 224
+    held = load_dataset(cfg(dataset="emoji", heldout=500, part="heldout"))
+    assert len(held) == 500
+
+
+@pytest.mark.skipif(not TWEMOJI_SRC.is_dir(), reason="the twemoji-64 source folder is not on this machine")
+def test_data_emoji_equals_the_source_folder_loaded_as_a_folder(data_emoji):
+    """``data.dataset=emoji`` gives the images, labels and classes that ``data.dataset=folder`` reads from the
+    folder the asset was built from, at the native size and resized (the asset is lossless)."""
+    for size in (None, [32, 32]):
+        a = load_dataset(cfg(dataset="emoji", size=size)) if size else data_emoji
+        b = load_dataset(cfg(dataset="folder", root=str(TWEMOJI_SRC), size=size))
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.class_names == b.class_names
+
+
+def test_data_emoji_missing_or_damaged_asset_is_a_one_line_error(tmp_path, monkeypatch):
+    import ganforge.data.emoji as emoji
+
+    monkeypatch.setattr(emoji, "asset", lambda: tmp_path / "emoji.npz")
+    with pytest.raises(DataError, match="emoji.npz is missing; reinstall ganforge"):
+        load_dataset(cfg(dataset="emoji"))
+    (tmp_path / "emoji.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot be read") as e:
+        load_dataset(cfg(dataset="emoji"))
+    assert "\n" not in str(e.value)
 
 
 # ---- MNIST / Fashion-MNIST IDX files ------------------------------------------------------------

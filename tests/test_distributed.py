@@ -2,13 +2,13 @@
 start runs every 2-rank scenario, so the processes start once), plus one real ``torchrun`` of the CLI.
 
 What is checked: weights bit-identical across ranks; 2 ranks x 32 == 1 process x 64 on the same samples
-(BatchNorm-free GAN, the noise drawn for the global batch and sliced); resume 2 -> 2 exact, 2 -> 1 and
-1 -> 2 continuing counters, optimiser state and budgets; rank 0 the only writer; SIGTERM on one rank
-stopping both at the same step with a checkpoint; another task (translate, CycleGAN: its own Batcher
-for domain B, a history pool) under 2 ranks; the gathered in-training FID equal to one process's;
-the ``train`` verb as ``torchrun ... -m ganforge train`` runs it in each process: the run folder printed
-once, status 0, the process group left cleanly (a real ``torchrun`` costs ~20 s of CPU to start three
-Pythons; the README's section gives the command, measured by hand: see benchmarks/distributed_speed.py).
+(BatchNorm-free GAN, the noise drawn for the global batch and sliced); resume 2 -> 2 exact, 2 -> 1 and 1 -> 2
+continuing counters, optimiser state and budgets; rank 0 the only writer; SIGTERM on one rank stopping both at
+the same step with a checkpoint; another task (translate, CycleGAN: its own Batcher for domain B, a history
+pool) under 2 ranks; clusters of unlabelled data made on rank 0 and shared; the gathered in-training FID equal
+to one process's; the ``train`` verb as ``torchrun ... -m ganforge train`` runs it in each process: the run
+folder printed once, status 0, the process group left cleanly (a real ``torchrun`` costs ~20 s of CPU to start
+three Pythons; the README's section gives the command, measured by hand: see benchmarks/distributed_speed.py).
 """
 
 import os
@@ -54,6 +54,13 @@ EQUIV = [
     "train.ema_decay=0",
     "train.steps=3",
     "watchdog.enabled=false",
+]
+# unlabelled (labels hidden) with model.conditional=auto: clusters of D's features, re-clustered every 2 steps
+CLUSTERS = [
+    "model.conditional=auto",
+    "data.labels=false",
+    "model.cluster_features=discriminator",
+    "model.recluster_every=2",
 ]
 CYCLE = [
     "task=translate",
@@ -150,6 +157,12 @@ def _scenarios(rank: int, tmp: Path) -> dict:
     out["cycle"] = {"weights": weights_of(tr), "run": str(tr.run_dir)}
     # 7. the gathered in-training FID of the same samples
     out["fid"] = _fid()
+    # 7b. unlabelled data on clusters of the discriminator's features, re-clustered at step 2: rank 0 clusters
+    #     and broadcasts, so every rank trains on the same pseudo-labels
+    tr = trainer(overrides=GAN + CLUSTERS + ["train.steps=4"], runs_dir=tmp / "clusters2")
+    tr.run()
+    c = tr.clusters
+    out["clusters"] = {"labels": c.labels, "gen": c.gen.get_state(), "count": c.count, "weights": weights_of(tr)}
     # 8. last (it leaves the process group): the CLI verb, as torchrun runs it in each process
     import contextlib
     import io
@@ -299,6 +312,15 @@ def test_sigterm_on_one_rank_stops_both_with_a_checkpoint(two_ranks):
     assert runs.open_checkpoint(r0["term"]["run"]).step == 3
     assert any(m.startswith("train.sync_bn=true: SyncBatchNorm runs on CUDA only") for m in r0["term_log"])
     assert any("interrupted at step 3" in m for m in r0["term_log"]) and r1["term_log"] == []  # rank 0 logs
+
+
+def test_clusters_are_made_once_and_shared(two_ranks):
+    _, (r0, r1) = two_ranks
+    a, b = r0["clusters"], r1["clusters"]
+    assert a["count"] == b["count"] == 2  # steps 0 and 2
+    assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["gen"], b["gen"])
+    assert a["labels"].shape == (128,) and len(set(a["labels"].tolist())) > 1
+    assert_same(a["weights"], b["weights"])
 
 
 def test_gathered_fid_equals_one_process(two_ranks):

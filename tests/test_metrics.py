@@ -396,9 +396,10 @@ def test_offline_without_inception_weights_says_what_to_do(tmp_path, monkeypatch
     msg = str(e.value)
     assert "Inception weights are not available" in msg and "--inception-weights" in msg and "--features mnist" in msg
     np.savez(tmp_path / "x.npz", arr_0=mnist.images[:10].permute(0, 2, 3, 1).numpy())
-    code, out, err = run_cli(["--real", str(tmp_path / "x.npz"), "--fake", str(tmp_path / "x.npz"), "--quiet"])
+    x = str(tmp_path / "x.npz")
+    code, out, err = run_cli(["--real", x, "--fake", x, "--features", "inception", "--quiet"])
     assert code == 2 and out == "" and "Traceback" not in err
-    assert err.count("\n") == 1 and "--inception-weights" in err
+    assert err.count("\n") == 1 and "--inception-weights" in err and "--features effnet" in err
 
 
 def test_inception_weights_are_loaded_safely(tmp_path):

@@ -43,7 +43,7 @@ class Section:
 @dataclass
 class DataConfig(Section):
     dataset: str = (
-        "mnist-embedded"  # mnist-embedded | mnist | fashion-mnist | cifar10 | folder (ganforge.data.DATASETS)
+        "mnist-embedded"  # mnist-embedded | emoji (built-in colour) | mnist | fashion-mnist | cifar10 | folder
     )
     root: Optional[str] = None  # folder of files (mnist/fashion-mnist/cifar10 root, or image folder)
     split: str = "train"  # train | test (file datasets)
@@ -58,6 +58,7 @@ class DataConfig(Section):
     classes: Optional[List[str]] = (
         None  # keep only these classes (indices or names, e.g. [5, 6, 7, 8, 9]); labels renumbered
     )
+    labels: bool = True  # use the data's class labels (false: train as on unlabelled images, e.g. to compare)
     heldout: int = 0  # keep this many images (a seeded random choice) out of training ...
     part: str = "all"  # ... and use: all | train (without the held-out images) | heldout (only them)
     split_seed: int = 0  # seed of the held-out choice (0 matches the shipped MNIST classifier's split)
@@ -167,15 +168,22 @@ class TrainConfig(Section):
 
 @dataclass
 class EvalConfig(Section):
-    every_kimg: float = 50.0  # evaluate while training every N thousand real images (0 = off)
-    features: str = "auto"  # auto (mnist for 1-channel data, else off) | mnist | inception | none
-    samples: int = 2000  # generated images per in-training evaluation
+    every_kimg: Optional[float] = (
+        None  # evaluate while training every N thousand real images (0 = off; null: 50 mnist, 200 effnet/inception)
+    )
+    features: str = (
+        "auto"  # auto (grey mnist; colour: local inception weights, else effnet) | mnist | effnet | inception | none
+    )
+    samples: Optional[int] = (
+        None  # generated images per in-training evaluation (null: 2000 mnist, 500 effnet/inception)
+    )
     inception_weights: Optional[str] = None  # local Inception weights file (features=inception offline)
 
     def check(self, key: str = "eval") -> None:
-        nonneg(f"{key}.every_kimg", self.every_kimg)
-        choice(f"{key}.features", self.features, ["auto", "mnist", "inception", "none"])
-        if self.samples < 2:
+        if self.every_kimg is not None:
+            nonneg(f"{key}.every_kimg", self.every_kimg)
+        choice(f"{key}.features", self.features, ["auto", "mnist", "effnet", "inception", "none"])
+        if self.samples is not None and self.samples < 2:
             raise ConfigError(f"{key}.samples: expected at least 2, got {self.samples}")
 
 

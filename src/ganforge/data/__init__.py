@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from ganforge.data.base import DataError, ImageData
 from ganforge.data.cifar import load_cifar10
+from ganforge.data.emoji import load_emoji
 from ganforge.data.folder import load_folder
 from ganforge.data.idx import load_embedded_mnist, load_fashion_mnist, load_mnist
 from ganforge.data.transform import prepare
@@ -26,6 +27,7 @@ Loader = Callable[["DataConfig"], ImageData]
 
 DATASETS: Registry[Loader] = Registry("dataset")
 DATASETS.register("mnist-embedded")(load_embedded_mnist)
+DATASETS.register("emoji")(load_emoji)
 DATASETS.register("mnist")(load_mnist)
 DATASETS.register("fashion-mnist")(load_fashion_mnist)
 DATASETS.register("cifar10")(load_cifar10)

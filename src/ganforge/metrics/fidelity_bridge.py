@@ -7,8 +7,10 @@ API works in ganforge's feature spaces::
     torch_fidelity.calculate_metrics(input1=TensorImages(fake), input2=TensorImages(real), fid=True,
                                      feature_extractor="ganforge-mnist", cuda=False)
 
-``ganforge-mnist`` is the shipped classifier (layers ``"128"`` and ``"logits"``); ``ganforge-inception-v3-compat``
-is torch-fidelity's InceptionV3 with its weights loaded by ``torch.load(weights_only=True)``.
+``ganforge-mnist`` is the shipped classifier (layers ``"128"`` and ``"logits"``); ``ganforge-effnet-lite0`` is
+EfficientNet-Lite0 with the ImageNet weights of the ``effnet`` extra (layers ``"1280"`` and ``"logits"``);
+``ganforge-inception-v3-compat`` is torch-fidelity's InceptionV3 with its weights loaded by
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ganforge.metrics.inception_weights import load_inception_state
 from ganforge.metrics.mnist_classifier import load_classifier, to_classifier_input
 
 MNIST_NAME = "ganforge-mnist"
+EFFNET_NAME = "ganforge-effnet-lite0"
 
 
 class TensorImages(torch.utils.data.Dataset):
@@ -82,6 +85,52 @@ class FeatureExtractorGanforgeMNIST(FeatureExtractorBase):
         return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
 
 
+class FeatureExtractorGanforgeEffnet(FeatureExtractorBase):
+    """EfficientNet-Lite0 (ImageNet weights from the ``effnet`` extra). Input: uint8 [N, C, H, W], C in {1, 3, 4},
+    any size (grey -> RGB, bilinear resize to 224x224, see :mod:`ganforge.metrics.effnet`), run in chunks of
+    ``CHUNK`` images so that a large batch does not need gigabytes of activations."""
+
+    CHUNK = 32
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        from ganforge.metrics.effnet import load_effnet
+
+        super().__init__(name, features_list)
+        net, sha = load_effnet(feature_extractor_weights_path)
+        self.net = copy.deepcopy(net)  # the cached one stays on the CPU
+        self.weights_sha256 = sha
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        from ganforge.metrics.effnet import to_effnet_input
+
+        device = next(self.net.parameters()).device
+        feats, logits = [], []
+        for chunk in x.split(self.CHUNK):
+            f, lg = self.net(to_effnet_input(chunk.to(device)))
+            feats.append(f)
+            logits.append(lg)
+        out = {"1280": torch.cat(feats), "logits": torch.cat(logits)}
+        return tuple(out[name].to(torch.float32) for name in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "1280", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "1280", "kid": "1280", "prc": "1280"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
+
+
 class GanforgeInceptionV3(FeatureExtractorInceptionV3):
     """torch-fidelity's InceptionV3 with a safe weight loader.
 
@@ -113,6 +162,10 @@ class GanforgeInceptionV3(FeatureExtractorInceptionV3):
 
 def register_torch_fidelity() -> None:
     """Register ganforge's extractors with torch-fidelity (safe to call many times)."""
-    for name, cls in ((MNIST_NAME, FeatureExtractorGanforgeMNIST), (INCEPTION_NAME, GanforgeInceptionV3)):
+    for name, cls in (
+        (MNIST_NAME, FeatureExtractorGanforgeMNIST),
+        (EFFNET_NAME, FeatureExtractorGanforgeEffnet),
+        (INCEPTION_NAME, GanforgeInceptionV3),
+    ):
         if FEATURE_EXTRACTORS_REGISTRY.get(name) is None:
             torch_fidelity.register_feature_extractor(name, cls)

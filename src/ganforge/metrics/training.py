@@ -80,7 +80,8 @@ class TrainingEvaluator:
     @property
     def space(self) -> FeatureSpace:
         if self._space is None:
-            self._space = get_feature_space(self.features, weights_path=self.inception_weights, device=self.device)
+            weights = self.inception_weights if self.features == "inception" else None
+            self._space = get_feature_space(self.features, weights_path=weights, device=self.device)
         return self._space
 
     def _reference(self):

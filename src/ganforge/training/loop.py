@@ -12,6 +12,7 @@ reseeded per rank, and nothing that decides control flow may depend on them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -323,6 +324,9 @@ class TrainingLoop:
         self.is_main = self.rank == 0
         self.amp = amp_enabled(t.amp, self.device, self.log)
         self.data = self.load_data(data)
+        if not getattr(self.cfg.data, "labels", True) and getattr(self.data, "labels", None) is not None:
+            self.log(f"data.labels=false: the {len(self.data.class_names)} classes of {self.data.name!r} are not used")
+            self.data = dataclasses.replace(self.data, labels=None, class_names=[])
         if getattr(self.data, "skipped", None):
             self.log(f"skipped {len(self.data.skipped)} unreadable image file(s), e.g. {self.data.skipped[0]}")
         n = self.data.images.shape[0]

@@ -119,6 +119,8 @@ def write_samples(
         raise ImageError(f"'{out}': expected a .png file (grid), a .npz file, or a folder")
     labels = class_labels(g, n, cls)
     total = n if labels is None else labels.shape[0]
+    if labels is None and g.num_classes:  # the default labels, once (a run on clusters draws them with the seed)
+        labels = g.labels_for(total, None, seed=seed)
     if truncation is None:
         imgs = g.sample_uint8(total, seed=seed, labels=labels)  # [N, C, H, W]
     else:  # see truncated_noise

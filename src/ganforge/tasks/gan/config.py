@@ -21,9 +21,16 @@ class ModelConfig(Section):
     g_norm: str = "batch"  # batch | none
     d_norm: str = "batch"  # batch | none | spectral
     conditional: Union[bool, str] = (
-        False  # class-conditional G and D (labels from the dataset) | auto: when the data has labels
+        False  # class-conditional G and D: true (the data's labels) | auto: the labels, or clusters when there are none
     )
     num_classes: int = 0  # set from the dataset when conditional (0 = unconditional)
+    clusters: Optional[int] = (
+        None  # pseudo-labels: K k-means clusters as classes (null: if the data has no labels, K by its size; 0: never)
+    )
+    cluster_features: str = (
+        "auto"  # what is clustered: auto (mnist for 1-channel images, else discriminator) | discriminator | mnist
+    )
+    recluster_every: int = 1000  # discriminator features: cluster again every N steps, matched to the old (0 = never)
     g_cond: str = "cbn"  # how G sees the label: cbn (conditional BatchNorm) | embed (label embedding joined to z)
     d_cond: str = "projection"  # how D sees the label: projection (Miyato & Koyama 2018) | acgan (auxiliary classifier)
     mbstd: bool = False  # minibatch standard-deviation feature in D (Karras et al. 2018)
@@ -41,6 +48,17 @@ class ModelConfig(Section):
         choice(f"{key}.d_cond", self.d_cond, ["projection", "acgan"])
         if isinstance(self.conditional, str) and self.conditional != "auto":
             raise ConfigError(f"{key}.conditional: expected true, false or auto, got {self.conditional!r}")
+        if self.clusters is not None:
+            if self.clusters < 0 or self.clusters == 1:
+                raise ConfigError(
+                    f"{key}.clusters: expected 0 (off), 2 or more, or null (from the data size), got {self.clusters}"
+                )
+            if self.clusters and self.conditional is False:
+                raise ConfigError(
+                    f"{key}.clusters={self.clusters} trains on clusters as classes: "
+                    f"it needs {key}.conditional=auto or true"
+                )
+        nonneg(f"{key}.recluster_every", self.recluster_every)
         if self.num_classes < 0:
             raise ConfigError(f"{key}.num_classes: expected 0 or more, got {self.num_classes}")
         nonneg(f"{key}.pad", self.pad)

@@ -14,6 +14,9 @@ from ganforge.errors import LabelError, RunError
 from ganforge.imaging import to_uint8
 from ganforge.tasks.base import ExportNet, Handle
 from ganforge.tasks.gan.networks import build_models, draw_z
+from ganforge.training.streams import stream_seed
+
+GOLDEN = (5**0.5 - 1) / 2  # the step of the stratified label draw (a low-discrepancy sequence)
 
 
 class GeneratorHandle(Handle):
@@ -29,6 +32,10 @@ class GeneratorHandle(Handle):
         self.num_classes = config.model.num_classes if config.model.conditional else 0
         names = list(checkpoint.config.get("class_names", []))
         self.class_names = names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
+        # a run trained on clusters (model.clusters): how many images each had, so samples draw them alike
+        sizes = [float(s) for s in checkpoint.config.get("cluster_sizes") or []]
+        ok = self.num_classes and len(sizes) == self.num_classes and sum(sizes) > 0
+        self.class_weights: Optional[List[float]] = [s / sum(sizes) for s in sizes] if ok else None
 
     def class_index(self, c: Union[int, str]) -> int:
         """A class given by index or by name -> its index (clear error otherwise)."""
@@ -47,21 +54,34 @@ class GeneratorHandle(Handle):
             )
         return i
 
-    def labels_for(self, n: int, labels=None) -> Optional[torch.Tensor]:
+    def labels_for(self, n: int, labels=None, seed: int = 0) -> Optional[torch.Tensor]:
         """Class labels [n]: None for unconditional models; an int/name for one class; a sequence
-        or tensor of n labels; or (default) the classes in turn 0, 1, ..., K-1, 0, 1, ..."""
+        or tensor of n labels; or (default) the classes in turn 0, 1, ..., K-1, 0, 1, ..., except for a run
+        trained on clusters, which draws them in proportion to the clusters' sizes (:meth:`draw_labels`)."""
         if not self.num_classes:
             if labels is not None:
                 raise LabelError("this generator is unconditional: it takes no class labels")
             return None
         if labels is None:
-            return torch.arange(n) % self.num_classes
+            return self.draw_labels(n, seed) if self.class_weights else torch.arange(n) % self.num_classes
         if isinstance(labels, (int, str)):
             return torch.full((n,), self.class_index(labels), dtype=torch.long)
         y = torch.as_tensor([self.class_index(int(v)) for v in labels], dtype=torch.long)
         if y.shape != (n,):
             raise LabelError(f"expected {n} labels, got {tuple(y.shape)}")
         return y
+
+    def draw_labels(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` clusters [n] drawn in proportion to ``class_weights`` (stratified: a random start from
+        ``seed``, then golden-ratio steps through the cumulative shares, so any n draws each cluster about
+        its share of n times, and one sample per seed draws it with its probability)."""
+        w = torch.as_tensor(self.class_weights, dtype=torch.float64)
+        start = torch.rand(
+            1, generator=torch.Generator().manual_seed(stream_seed(int(seed), "labels")), dtype=torch.float64
+        )
+        u = (start + torch.arange(n, dtype=torch.float64) * GOLDEN) % 1.0  # [n] in [0, 1)
+        edges = torch.cumsum(w / w.sum(), 0)[:-1]  # [K - 1]
+        return torch.bucketize(u, edges, right=True).long()
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
         """The latent vectors ``sample(n, seed)`` uses: [n, z_dim], on CPU."""
@@ -81,6 +101,8 @@ class GeneratorHandle(Handle):
         return torch.cat(out) if out else torch.empty(0, *self.img_shape)
 
     def sample(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
+        if labels is None and self.class_weights:  # clusters drawn with the seed
+            labels = self.draw_labels(n, seed)
         return self.generate(self.noise(n, seed), labels, batch_size)
 
     def sample_uint8(self, n: int, seed: int = 0, batch_size: int = 256, labels=None) -> torch.Tensor:
@@ -119,6 +141,8 @@ class GeneratorHandle(Handle):
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
         }
+        if self.class_weights:  # trained on clusters: draw labels with these probabilities
+            info["class_weights"] = [round(w, 6) for w in self.class_weights]
         return [
             ExportNet(
                 "generator",

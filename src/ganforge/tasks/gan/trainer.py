@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganforge.config import choice
 from ganforge.errors import ConfigError, ModelBuildError, TrainingError
 from ganforge.imaging import make_grid_uint8, to_uint8
 from ganforge.losses import LOSSES, clip_weights, d_logistic_smoothed, gradient_penalty, r1_penalty
 from ganforge.tasks.gan.augment import diff_augment
+from ganforge.tasks.gan.clusters import Clusters, default_k, describe, kmeans, match_clusters, normalise, proportional
+from ganforge.tasks.gan.clusters import features as cluster_features
 from ganforge.tasks.gan.networks import build_models, draw_z
+from ganforge.training import distributed
 from ganforge.training.loop import TrainingLoop
 from ganforge.training.monitor import ADVERSARIAL_CURVES
 from ganforge.training.parts import check_finite, has_batchnorm
@@ -33,23 +38,30 @@ class GanTrainer(TrainingLoop):
     # ---- set-up ----------------------------------------------------------------------------
     def build(self) -> None:
         cfg, t, m = self.cfg, self.cfg.train, self.cfg.model
-        self.labels: Optional[torch.Tensor] = None
+        self.labels: Optional[torch.Tensor] = None  # int64 [N] on the device: the data's labels or the clusters
+        self.clusters: Optional[Clusters] = None  # pseudo-labels (model.clusters), clustered at the first step
         self._auto = m.conditional == "auto"
-        if self._auto:  # conditional when the data has labels of 2 or more classes (saved resolved)
-            m.conditional = self.data.labels is not None and len(getattr(self.data, "class_names", []) or []) >= 2
-        if m.conditional:
-            k = len(getattr(self.data, "class_names", []) or [])
-            if self.data.labels is None or k < 2:
+        names = list(getattr(self.data, "class_names", []) or [])
+        has_labels = self.data.labels is not None and len(names) >= 2
+        n = int(self.images.shape[0])
+        if m.clusters or (m.clusters is None and self._auto and not has_labels and n >= 16):
+            self._set_up_clusters(m.clusters or default_k(n))
+        elif self._auto:  # conditional when the data has labels of 2 or more classes (saved resolved)
+            m.conditional = has_labels
+        if m.conditional and self.clusters is None:
+            k = len(names)
+            if not has_labels:
                 raise ConfigError(
                     f"model.conditional=true needs labelled data with at least 2 classes; {self.data.name!r} has "
                     f"{'no labels' if self.data.labels is None else f'{k} class'} "
-                    "(an image folder needs one subfolder per class)"
+                    "(an image folder needs one subfolder per class; model.conditional=auto trains on clusters "
+                    "of the images instead)"
                 )
             if m.num_classes not in (0, k):
                 raise ConfigError(f"model.num_classes={m.num_classes} but the dataset has {k} classes; leave it at 0")
             m.num_classes = k
             self.labels = self.data.labels.to(self.device)
-        elif m.num_classes:
+        elif not m.conditional and m.num_classes:
             raise ConfigError("model.num_classes is set but model.conditional=false; set model.conditional=true")
         self.K = m.num_classes
 
@@ -80,46 +92,111 @@ class GanTrainer(TrainingLoop):
         self.watchdog = Watchdog(cfg.watchdog, cfg.loss.name) if cfg.watchdog.enabled else None
         self.evaluator = self._make_evaluator()  # in a dry run too: it checks what the real run needs (weights)
         self.images_per_step = t.batch_size * t.n_critic
-        self.run_suffix = m.arch + ("-cond" if m.conditional else "")
-        self.model_info = {"class_names": list(getattr(self.data, "class_names", []) or [])}
+        self.run_suffix = m.arch + ("-clusters" if self.clusters else "-cond" if m.conditional else "")
+        self.model_info = {"class_names": names}
+        if self.clusters:  # the clusters' sizes go to config.json when known: sampling draws clusters in proportion
+            self.model_info = {"class_names": [f"cluster {i}" for i in range(self.K)], "cluster_sizes": []}
         self.description = (
             f"{m.arch} on {self.data.name} {self.images.shape[0]} images "
             f"{'x'.join(map(str, self.img_shape))}{self._what_labels()}, loss {cfg.loss.name}"
+        )
+
+    def _set_up_clusters(self, k: int) -> None:
+        """Pseudo-labels: ``k`` clusters of the images (model.clusters) in the chosen feature space; the
+        config is resolved (conditional, num_classes, clusters, cluster_features) so a resume rebuilds the same."""
+        from ganforge.metrics.features import FEATURES
+
+        m, n = self.cfg.model, int(self.images.shape[0])
+        choice("model.cluster_features", m.cluster_features, ["auto", "discriminator", *FEATURES.names()])
+        if m.cluster_features == "auto":
+            m.cluster_features = "mnist" if self.img_shape[0] == 1 else "discriminator"
+        if not 2 <= k <= n:
+            raise ConfigError(f"model.clusters={k}: expected 2 to {n} (the number of images)")
+        if m.num_classes not in (0, k):
+            raise ConfigError(f"model.num_classes={m.num_classes} but model.clusters={k}; leave it at 0")
+        m.conditional, m.num_classes, m.clusters = True, k, k
+        every = m.recluster_every if m.cluster_features == "discriminator" else 0  # a fixed space clusters once
+        self.clusters = Clusters(k, m.cluster_features, every, self.rng("clusters"))
+
+    def _cluster(self) -> None:
+        """Cluster the images (rank 0; the labels are broadcast): at the first step, then every
+        ``recluster_every`` steps with the discriminator's features, renumbered to match the old clusters."""
+        c = self.clusters
+        t0 = time.perf_counter()
+        agree = None
+        if self.is_main:
+            feats = cluster_features(self.images, c.features, c.gen, self.D, self.memory_format, self.device)
+            labels, _ = kmeans(normalise(feats), c.k, c.gen)
+            if c.labels is not None:
+                labels = match_clusters(c.labels, labels, c.k)
+                agree = float((labels == c.labels).float().mean())
+            payload = (labels, c.gen.get_state())
+        else:
+            payload = None
+        labels, gen_state = distributed.broadcast_object(payload) if self.world > 1 else payload
+        c.gen.set_state(gen_state)
+        c.labels, c.last_step, c.count = labels.long().cpu(), self.step, c.count + 1
+        self.labels = c.labels.to(self.device)
+        sizes = c.sizes()
+        self.model_info["cluster_sizes"] = sizes
+        share = [s / len(c.labels) for s in sizes]
+        what = f"{c.k} clusters of {describe(c.features)}"
+        kept = f"; {agree:.0%} of the images kept their cluster" if agree is not None else ""
+        self.log(
+            f"{'re-clustered' if agree is not None else 'clustered'} {len(c.labels)} images at step {self.step}: "
+            f"{what}, {min(share):.1%}-{max(share):.1%} each ({time.perf_counter() - t0:.1f} s){kept}"
         )
 
     def _make_evaluator(self):
         """The in-training evaluator (FID/KID/coverage), or None when evaluation is off."""
         e = self.cfg.eval
         features = e.features
-        if features == "auto":
-            features = "mnist" if self.img_shape[0] == 1 else "none"
-        if features == "none" or e.every_kimg <= 0:
+        if e.every_kimg is not None and e.every_kimg <= 0:
             return None
         from ganforge.errors import EvalError
+        from ganforge.metrics.features import auto_features, get_feature_space
         from ganforge.metrics.training import TrainingEvaluator
 
+        if features == "auto":  # grey: mnist; colour: Inception with local weights, else effnet, else off
+            try:
+                features = auto_features(self.img_shape[0], e.inception_weights)[0] or "none"
+            except EvalError as err:
+                raise ConfigError(f"eval.inception_weights: {err}") from None
+        if features == "none":
+            return None
+        try:  # load the extractor now: missing weights or a missing extra fail before training starts
+            weights = e.inception_weights if features == "inception" else None
+            space = get_feature_space(features, weights_path=weights, device=str(self.device))
+        except EvalError as err:
+            raise ConfigError(f"eval.features={features}: {err} (or set eval.features=none)") from None
         ev = TrainingEvaluator(
             self.data,
             features=features,
-            num_samples=e.samples,
+            num_samples=e.samples or space.train_samples,  # null: the space's own default (what it costs)
             seed=self.cfg.train.seed,
-            every_kimg=e.every_kimg,
+            every_kimg=space.train_every_kimg if e.every_kimg is None else e.every_kimg,
             device=str(self.device),
-            inception_weights=e.inception_weights,
+            max_real=space.train_max_real,
+            cache=True,  # the real images' features, computed once per machine (as ganforge eval does)
+            feature_space=space,
         )
-        try:
-            ev.space  # load the extractor now: missing Inception weights fail before training starts
-        except EvalError as err:
-            raise ConfigError(f"eval.features={features}: {err} (or set eval.features=none)") from None
         # class coverage is only meaningful when the classifier knows the data's classes (MNIST digits)
         self.coverage_meaningful = features == "mnist" and self.cfg.data.dataset in ("mnist-embedded", "mnist")
         return ev
 
     def _what_labels(self) -> str:
         auto = "model.conditional=auto: " if self._auto else ""
+        c = self.clusters
+        if c:
+            why = "no labels" if self.data.labels is None else "labels not used"
+            again = f", re-clustered every {c.every} steps" if c.every else ""
+            return f" ({auto}{why}: {c.k} clusters of {describe(c.features)}{again})"
         if self.K:
             return f" ({auto}class-conditional, {self.K} classes)"
-        return f" ({auto}unconditional, the data has no class labels)" if auto else ""
+        if not auto:
+            return ""
+        why = "model.clusters=0" if self.cfg.model.clusters == 0 else "too few images to cluster"
+        return f" ({auto}unconditional, the data has no class labels; {why})"
 
     # ---- what goes into the networks --------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:
@@ -163,6 +240,8 @@ class GanTrainer(TrainingLoop):
     # ---- one step ---------------------------------------------------------------------------
     def train_step(self) -> Dict[str, float]:
         cfg, B = self.cfg, self.cfg.train.batch_size
+        if self.clusters is not None and self.clusters.due(self.step):
+            self._cluster()  # inside the step: its time counts in the wall-clock budget
         lo = cfg.loss
         stats: Dict[str, float] = {}
         reuse = cfg.train.n_critic == 1
@@ -257,12 +336,18 @@ class GanTrainer(TrainingLoop):
             "d_steps": self.d_steps,
             "watchdog": self.watchdog.state_dict() if self.watchdog else {},
             "evaluator": self.evaluator.state_dict() if self.evaluator else {},
+            "clusters": self.clusters.state_dict() if self.clusters else {},
         }
 
     def load_extra_state(self, s: Dict[str, Any], full: bool) -> None:
         self.d_steps = int(s["d_steps"])
-        if not full:  # a rollback keeps the watchdog's and evaluator's own history
+        if not full:  # a rollback keeps the watchdog's and evaluator's own history (and the clusters)
             return
+        if self.clusters and s.get("clusters"):
+            self.clusters.load_state_dict(s["clusters"])
+            if self.clusters.labels is not None:
+                self.labels = self.clusters.labels.to(self.device)
+                self.model_info["cluster_sizes"] = self.clusters.sizes()
         if self.watchdog and s.get("watchdog"):
             self.watchdog.load_state_dict(s["watchdog"])
             if self.watchdog.loss_override:
@@ -274,7 +359,10 @@ class GanTrainer(TrainingLoop):
     def _eval_samples(self, n: int) -> torch.Tensor:
         """n images from the EMA generator with fixed noise (so evaluations differ only by the weights)."""
         z = draw_z(n, self.cfg.model.z_dim, self.cfg.model.z_dist, self.rng("eval")).to(self.device)
-        y = (torch.arange(n) % self.K).to(self.device) if self.K else None
+        if self.clusters:  # clusters in proportion to their sizes (the real data's mix)
+            y = proportional(n, self.clusters.sizes()).to(self.device)
+        else:
+            y = (torch.arange(n) % self.K).to(self.device) if self.K else None
         return self._generate_uint8(z, y, 500)
 
     def evaluate(self) -> None:

@@ -61,7 +61,7 @@ def _run(form: Dict[str, Any], job: Job) -> List[Output]:
     if form["seed_b"] is not None:  # n paths, each from sample i of seed A to sample i of seed B, laid out as the grid
         frames = form["frames"]
         za, zb = truncated_noise(g, n, seed, trunc), truncated_noise(g, n, form["seed_b"], trunc)
-        labels = g.labels_for(n, cls)
+        labels = g.labels_for(n, cls, seed=seed)
         per_t = []
         for i, t in enumerate(torch.linspace(0, 1, frames)):
             per_t.append(to_uint8(g.generate(slerp(za, zb, float(t)), labels)))  # [n, C, H, W]
