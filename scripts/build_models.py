@@ -334,6 +334,9 @@ def main() -> None:
                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
             ).stdout.strip()
         )
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True, cwd=ROOT)
+        if dirty.stdout.strip():  # a config key of uncommitted code lands in the packed config.json
+            print("warning: src/ has uncommitted changes; pack from the commit the models were trained with")
         names = args.only or list(MODELS)
         build(args.runs, [n for n in names if (args.runs / n).is_dir()], commit)
     if args.figures:

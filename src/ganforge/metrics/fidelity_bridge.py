@@ -50,57 +50,71 @@ INCEPTION_NAME = "ganforge-inception-v3-compat"
 RANDOM_INIT = object()  # sentinel: keep the random initialisation (throughput measurements only)
 
 
-class FeatureExtractorGanforgeMNIST(FeatureExtractorBase):
+class _GanforgeExtractor(FeatureExtractorBase):
+    """What ganforge's feature extractors share in torch-fidelity's interface: a pooled feature layer
+    (``FEATURE``, used for FID/KID/PR) and the logits (IS), and a frozen network in eval mode."""
+
+    FEATURE = ""  # the name of the pooled feature layer (its width)
+    COMPILES = False
+    DUMMY_SHAPE = (1, 3, 1, 1)  # an input for torch-fidelity's compile check
+
+    def _frozen(self, net, sha) -> None:
+        self.net = net
+        self.weights_sha256 = sha
+        self.requires_grad_(False)
+        self.eval()
+
+    def _outputs(self, feats, logits):
+        out = {self.FEATURE: feats, "logits": logits}
+        return tuple(out[name].to(torch.float32) for name in self.features_list)
+
+    @classmethod
+    def get_provided_features_list(cls):
+        return cls.FEATURE, "logits"
+
+    @classmethod
+    def get_default_feature_layer_for_metric(cls, metric):
+        return {"isc": "logits", "fid": cls.FEATURE, "kid": cls.FEATURE, "prc": cls.FEATURE}[metric]
+
+    @classmethod
+    def can_be_compiled(cls):
+        return cls.COMPILES
+
+    @classmethod
+    def get_dummy_input_for_compile(cls):
+        return torch.zeros(*cls.DUMMY_SHAPE, dtype=torch.uint8)
+
+
+class FeatureExtractorGanforgeMNIST(_GanforgeExtractor):
     """The shipped MNIST classifier. Input: uint8 [N, C, H, W], C in {1, 3, 4}, any size
     (luma + bilinear-antialias resize to 28x28, see :mod:`ganforge.metrics.mnist_classifier`)."""
+
+    FEATURE, COMPILES, DUMMY_SHAPE = "128", True, (1, 1, 28, 28)
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
         raw = Path(feature_extractor_weights_path).read_bytes() if feature_extractor_weights_path else None
         net, sha = load_classifier(raw)
-        self.net = copy.deepcopy(net) if raw is None else net  # the cached one stays on the CPU
-        self.weights_sha256 = sha
-        self.requires_grad_(False)
-        self.eval()
+        self._frozen(copy.deepcopy(net) if raw is None else net, sha)  # the cached one stays on the CPU
 
     def forward(self, x):
-        feats, logits = self.net(to_classifier_input(x).to(next(self.net.parameters()).device))
-        out = {"128": feats, "logits": logits}
-        return tuple(out[name].to(torch.float32) for name in self.features_list)
-
-    @staticmethod
-    def get_provided_features_list():
-        return "128", "logits"
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "128", "kid": "128", "prc": "128"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return True
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+        return self._outputs(*self.net(to_classifier_input(x).to(next(self.net.parameters()).device)))
 
 
-class FeatureExtractorGanforgeEffnet(FeatureExtractorBase):
+class FeatureExtractorGanforgeEffnet(_GanforgeExtractor):
     """EfficientNet-Lite0 (ImageNet weights from the ``effnet`` extra). Input: uint8 [N, C, H, W], C in {1, 3, 4},
     any size (grey -> RGB, bilinear resize to 224x224, see :mod:`ganforge.metrics.effnet`), run in chunks of
     ``CHUNK`` images so that a large batch does not need gigabytes of activations."""
 
     CHUNK = 32
+    FEATURE, COMPILES, DUMMY_SHAPE = "1280", False, (1, 3, 224, 224)
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         from ganforge.metrics.effnet import load_effnet
 
         super().__init__(name, features_list)
         net, sha = load_effnet(feature_extractor_weights_path)
-        self.net = copy.deepcopy(net)  # the cached one stays on the CPU
-        self.weights_sha256 = sha
-        self.requires_grad_(False)
-        self.eval()
+        self._frozen(copy.deepcopy(net), sha)  # the cached one stays on the CPU
 
     def forward(self, x):
         from ganforge.metrics.effnet import to_effnet_input
@@ -111,24 +125,7 @@ class FeatureExtractorGanforgeEffnet(FeatureExtractorBase):
             f, lg = self.net(to_effnet_input(chunk.to(device)))
             feats.append(f)
             logits.append(lg)
-        out = {"1280": torch.cat(feats), "logits": torch.cat(logits)}
-        return tuple(out[name].to(torch.float32) for name in self.features_list)
-
-    @staticmethod
-    def get_provided_features_list():
-        return "1280", "logits"
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits", "fid": "1280", "kid": "1280", "prc": "1280"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
+        return self._outputs(torch.cat(feats), torch.cat(logits))
 
 
 class GanforgeInceptionV3(FeatureExtractorInceptionV3):
